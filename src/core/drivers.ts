@@ -1,0 +1,217 @@
+// Driver interfaces: everything nondeterministic or slow enters src/core through
+// these, passed in at construction. src/sim implements them deterministically
+// (seeded, virtual time, crash and fault injection); src/real with timers, LMDB,
+// node:fs and node:net. Core never picks a driver itself.
+
+// ---------------------------------------------------------------- Clock
+
+export interface TimerHandle {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Milliseconds since the epoch (real) or since the simulation began (sim). */
+  nowMs(): number;
+  /** Run fn once after delayMs. Callbacks run as their own event, never inline. */
+  setTimer(delayMs: number, fn: () => void): TimerHandle;
+}
+
+// ---------------------------------------------------------------- Rng
+
+export interface Rng {
+  /** Uniform 32-bit unsigned integer. */
+  u32(): number;
+  /** Uniform float in [0, 1). */
+  float(): number;
+  /** Uniform integer in [0, maxExclusive). */
+  int(maxExclusive: number): number;
+  /** Fill a buffer with random bytes. */
+  bytes(length: number): Uint8Array;
+  /** An independent stream derived from this one and a label (per component). */
+  split(label: string): Rng;
+}
+
+// ---------------------------------------------------------------- Store
+
+/** A write to one named table. `value: undefined` deletes the key. */
+export interface StoreOp {
+  table: string;
+  key: Uint8Array;
+  value: Uint8Array | undefined;
+}
+
+export interface RangeOptions {
+  /** Inclusive lower bound (default: table start). */
+  start?: Uint8Array;
+  /** Exclusive upper bound (default: table end). */
+  end?: Uint8Array;
+  limit?: number;
+  reverse?: boolean;
+}
+
+export interface StoreEntry {
+  key: Uint8Array;
+  value: Uint8Array;
+}
+
+/**
+ * Transactional ordered key-value store with named tables, with LMDB's
+ * semantics. Keys are compared bytewise (unsigned, shorter-prefix first).
+ *
+ * - Reads are synchronous and see the last *committed* state.
+ * - `commit(ops)` applies all ops atomically; the promise resolves once they are
+ *   committed (visible, and surviving a process crash). If `durable` is true it
+ *   resolves only once they also survive a power loss.
+ * - `sync()` makes every commit so far durable.
+ * - Power loss reverts to the last durable commit; a process crash keeps
+ *   everything committed. A commit in flight at a crash is all-or-nothing.
+ * - Commits complete in the order they were issued.
+ */
+export interface Store {
+  readonly tables: readonly string[];
+  get(table: string, key: Uint8Array): Uint8Array | undefined;
+  /** Ordered entries of a table; keys and values are copies the caller may keep. */
+  range(table: string, options?: RangeOptions): Iterable<StoreEntry>;
+  commit(ops: readonly StoreOp[], options: { durable: boolean }): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StoreOpenOptions {
+  /** Directory (real) or name (sim) of the environment. */
+  path: string;
+  tables: readonly string[];
+  /** Upper bound on the map size in bytes (LMDB_MAPSIZE), 0 = driver default. */
+  mapSizeBytes?: number;
+}
+
+export interface StoreFactory {
+  open(options: StoreOpenOptions): Promise<Store>;
+}
+
+// ---------------------------------------------------------------- Disk
+
+export interface DiskStat {
+  sizeBytes: number;
+  isDirectory: boolean;
+}
+
+export interface DiskSpace {
+  totalBytes: number;
+  freeBytes: number;
+}
+
+export interface FileHandle {
+  readonly path: string;
+  /** Read up to length bytes at position; shorter only at end of file. */
+  read(positionBytes: number, length: number): Promise<Uint8Array>;
+  /** Write all of data at position (extending the file as needed). */
+  write(positionBytes: number, data: Uint8Array): Promise<void>;
+  /** Append data at the current end; resolves with the offset it was written at. */
+  append(data: Uint8Array): Promise<number>;
+  sizeBytes(): Promise<number>;
+  truncate(lengthBytes: number): Promise<void>;
+  /** Make the file's contents and length durable. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenFileOptions {
+  /** Create the file if it does not exist (default false: ENOENT). */
+  create?: boolean;
+  /** Fail with EEXIST if it exists (with create). */
+  exclusive?: boolean;
+  /** Open read-only. */
+  readOnly?: boolean;
+}
+
+/**
+ * Files addressed by absolute POSIX paths. Errors are DiskError with an errno
+ * code (ENOENT, EEXIST, ENOSPC, EIO, ENOTDIR, EISDIR, ENOTEMPTY, EACCES).
+ * Creating, renaming and unlinking a directory entry is durable only after
+ * `syncDir` of its parent directory.
+ */
+export interface Disk {
+  open(path: string, options?: OpenFileOptions): Promise<FileHandle>;
+  stat(path: string): Promise<DiskStat | undefined>;
+  readdir(path: string): Promise<string[]>;
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  syncDir(path: string): Promise<void>;
+  space(path: string): Promise<DiskSpace>;
+}
+
+// ---------------------------------------------------------------- Net
+
+export interface Connection {
+  readonly remote: string;
+  /** Queue bytes; false when the send buffer is over its high-water mark. */
+  write(data: Uint8Array): boolean;
+  /** Close after queued bytes are sent. */
+  end(): void;
+  /** Close at once, dropping queued bytes. */
+  destroy(): void;
+  onData(handler: (chunk: Uint8Array) => void): void;
+  /** Called once when the queued bytes drain below the high-water mark. */
+  onDrain(handler: () => void): void;
+  /** Called exactly once when the connection is closed for any reason. */
+  onClose(handler: (error?: Error) => void): void;
+}
+
+export interface Listener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface Net {
+  /** Listen on host:port (port 0 picks a free one). */
+  listen(host: string, port: number, onConnection: (conn: Connection) => void): Promise<Listener>;
+  /** Connect; rejects with a NetError (ECONNREFUSED, ETIMEDOUT...) on failure. */
+  connect(host: string, port: number, options?: { timeoutMs?: number }): Promise<Connection>;
+}
+
+// ---------------------------------------------------------------- Primitives
+
+/**
+ * Pure byte functions core needs but must not import from node:* (hashes,
+ * checksums, compression). Deterministic; sim and real share one implementation.
+ */
+export interface Primitives {
+  /** Supported hash names, e.g. sha256. */
+  readonly hashNames: readonly string[];
+  hash(name: string, data: Uint8Array): Uint8Array;
+  hmac(name: string, key: Uint8Array, data: Uint8Array): Uint8Array;
+  /** CRC-32 (IEEE), as an unsigned number; `seed` continues a running CRC. */
+  crc32(data: Uint8Array, seed?: number): number;
+  /** Supported codecs, by stable id. */
+  readonly codecs: readonly CodecInfo[];
+  compress(codecId: number, data: Uint8Array): Uint8Array;
+  decompress(codecId: number, data: Uint8Array, rawLength: number): Uint8Array;
+}
+
+export interface CodecInfo {
+  /** Stored with every block: never renumber. */
+  id: number;
+  name: string;
+}
+
+// ---------------------------------------------------------------- Logger
+
+export type LogLevel = 0 | 1 | 2 | 3 | 4 | 5;
+
+/** One line per event. Level as lessfs DEBUG: 0 errors only … 5 everything. */
+export interface Logger {
+  log(level: LogLevel, message: string): void;
+}
+
+/** The drivers one node is built from. */
+export interface Drivers {
+  clock: Clock;
+  rng: Rng;
+  storeFactory: StoreFactory;
+  disk: Disk;
+  net: Net;
+  primitives: Primitives;
+  logger: Logger;
+}

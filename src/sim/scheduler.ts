@@ -1,0 +1,192 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { Clock, TimerHandle } from '../core/drivers.ts';
+import { SimRng } from './rng.ts';
+
+/**
+ * A node's lifetime. Events scheduled under a domain are dropped once the
+ * domain dies (crash or power loss), so nothing of a dead incarnation runs.
+ */
+export class Domain {
+  alive = true;
+  constructor(readonly name: string) {}
+  kill(): void {
+    this.alive = false;
+  }
+}
+
+interface SimEvent {
+  timeMs: number;
+  seq: number;
+  label: string;
+  fn: () => void;
+  domain: Domain | undefined;
+  cancelled: boolean;
+}
+
+export interface SchedulerOptions {
+  seed: number | bigint | string;
+  /** Hard bound on events per run call, so a livelock fails instead of hanging. */
+  stepsMax?: number;
+}
+
+/**
+ * Virtual time and one event queue ordered by (time, sequence). All sim drivers
+ * schedule through it; every event is folded into a trace hash, so the same
+ * seed must give the same hash.
+ */
+export class Scheduler {
+  private heap: SimEvent[] = [];
+  private seq = 0;
+  private now = 0;
+  private readonly traceHasher: Hash = createHash('sha256');
+  private traceEvents = 0;
+  readonly rng: SimRng;
+  readonly stepsMax: number;
+  /** Optional sink for the event trace (for divergence reports). */
+  traceSink: ((line: string) => void) | undefined;
+
+  constructor(options: SchedulerOptions) {
+    this.rng = new SimRng(options.seed);
+    this.stepsMax = options.stepsMax ?? 50_000_000;
+  }
+
+  nowMs(): number {
+    return this.now;
+  }
+
+  schedule(delayMs: number, label: string, fn: () => void, domain?: Domain): TimerHandle {
+    if (!(delayMs >= 0) || !Number.isFinite(delayMs)) throw new RangeError(`schedule: bad delay ${delayMs} for ${label}`);
+    const ev: SimEvent = { timeMs: this.now + delayMs, seq: this.seq++, label, fn, domain, cancelled: false };
+    this.push(ev);
+    return { cancel: () => { ev.cancelled = true; } };
+  }
+
+  /** Record something that happened in the trace hash. */
+  trace(line: string): void {
+    this.traceEvents++;
+    this.traceHasher.update(line);
+    this.traceHasher.update('\n');
+    this.traceSink?.(line);
+  }
+
+  traceHash(): string {
+    return `${this.traceHasher.copy().digest('hex').slice(0, 16)}:${this.traceEvents}`;
+  }
+
+  pending(): number {
+    return this.heap.length;
+  }
+
+  /** A Clock whose timers die with the domain. */
+  clock(domain?: Domain): Clock {
+    return {
+      nowMs: () => this.now,
+      setTimer: (delayMs, fn) => this.schedule(delayMs, 'timer', fn, domain),
+    };
+  }
+
+  /** Run one event; false when the queue is empty. */
+  stepSync(): boolean {
+    for (;;) {
+      const ev = this.pop();
+      if (!ev) return false;
+      if (ev.cancelled || (ev.domain && !ev.domain.alive)) continue;
+      this.now = ev.timeMs;
+      this.trace(`${ev.timeMs} ${ev.label}`);
+      ev.fn();
+      return true;
+    }
+  }
+
+  /**
+   * Run events (letting promise continuations settle after each) until `done()`
+   * holds, the queue empties, or virtual time passes untilMs.
+   */
+  async run(options: { untilMs?: number; done?: () => boolean } = {}): Promise<void> {
+    let steps = 0;
+    await settle();
+    for (;;) {
+      if (options.done?.()) return;
+      const next = this.peek();
+      if (!next) return;
+      if (options.untilMs !== undefined && next.timeMs > options.untilMs) {
+        this.now = Math.max(this.now, options.untilMs);
+        return;
+      }
+      this.stepSync();
+      await settle();
+      if (++steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
+    }
+  }
+
+  /** Run until the promise settles; fails if the queue empties first. */
+  async runUntilSettled<T>(promise: Promise<T>, what = 'operation'): Promise<T> {
+    let settled = false;
+    let value: T | undefined;
+    let error: unknown;
+    let failed = false;
+    promise.then(
+      (v) => { settled = true; value = v; },
+      (e) => { settled = true; failed = true; error = e; },
+    );
+    await this.run({ done: () => settled });
+    if (!settled) throw new Error(`scheduler: ${what} never completed (event queue empty at ${this.now} ms)`);
+    if (failed) throw error;
+    return value as T;
+  }
+
+  private peek(): SimEvent | undefined {
+    while (this.heap.length > 0) {
+      const top = this.heap[0];
+      if (top.cancelled || (top.domain && !top.domain.alive)) {
+        this.pop();
+        continue;
+      }
+      return top;
+    }
+    return undefined;
+  }
+
+  private less(x: SimEvent, y: SimEvent): boolean {
+    return x.timeMs < y.timeMs || (x.timeMs === y.timeMs && x.seq < y.seq);
+  }
+
+  private push(ev: SimEvent): void {
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(h[i], h[p])) break;
+      [h[i], h[p]] = [h[p], h[i]];
+      i = p;
+    }
+  }
+
+  private pop(): SimEvent | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const top = h[0];
+    const last = h.pop() as SimEvent;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(h[l], h[m])) m = l;
+        if (r < h.length && this.less(h[r], h[m])) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m], h[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/** Let every pending promise continuation run (a macrotask boundary). */
+export function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
