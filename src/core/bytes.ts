@@ -1,0 +1,102 @@
+// Byte helpers for core (no Buffer: core stays runtime-neutral).
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: false });
+
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+export function fromUtf8(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+const HEX: string[] = [];
+for (let i = 0; i < 256; i++) HEX.push(i.toString(16).padStart(2, '0'));
+
+export function toHex(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
+  return s;
+}
+
+export function fromHex(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Bytewise comparison, shorter prefix first (LMDB's default order). */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = a[i] - b[i];
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function isZero(bytes: Uint8Array): boolean {
+  // 8 bytes at a time where alignment allows: zero blocks are common in backups.
+  const n8 = bytes.byteOffset % 8 === 0 ? bytes.length >> 3 : 0;
+  if (n8 > 0) {
+    const words = new BigUint64Array(bytes.buffer, bytes.byteOffset, n8);
+    for (let i = 0; i < n8; i++) if (words[i] !== 0n) return false;
+  }
+  for (let i = n8 << 3; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** Write a non-negative integer < 2^53 as 8 bytes big-endian. */
+export function putU64(view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, Math.floor(value / 0x100000000));
+  view.setUint32(offset + 4, value >>> 0);
+}
+
+export function getU64(view: DataView, offset: number): number {
+  return view.getUint32(offset) * 0x100000000 + view.getUint32(offset + 4);
+}
+
+export function u64(value: number): Uint8Array {
+  const out = new Uint8Array(8);
+  putU64(new DataView(out.buffer), 0, value);
+  return out;
+}
+
+export function readU64(bytes: Uint8Array, offset = 0): number {
+  return getU64(new DataView(bytes.buffer, bytes.byteOffset, bytes.length), offset);
+}
+
+export function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** The smallest key greater than every key with this prefix (undefined: none). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
+  const out = prefix.slice();
+  for (let i = out.length - 1; i >= 0; i--) {
+    if (out[i] !== 0xff) {
+      out[i]++;
+      return out.subarray(0, i + 1);
+    }
+  }
+  return undefined;
+}

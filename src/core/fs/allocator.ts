@@ -1,0 +1,116 @@
+// Space allocator for the block data file. Best fit over free extents, else the
+// end of the allocated region. The free list lives in the `freespace` table and
+// every change to it is written into the same layer (transaction) as the block
+// pointers it serves, so the allocator's durable state always matches them.
+//
+// Space freed in transaction N is quarantined until N is durable: before that, a
+// crash could bring back a durable pointer to it, so its bytes must not be
+// overwritten.
+
+import { assert } from '../errors.ts';
+import type { Layer } from './layers.ts';
+import { alignExtent, decodeFreeKey, EMPTY, freeKey, T } from './schema.ts';
+
+export interface Extent {
+  offsetBytes: number;
+  lengthBytes: number;
+}
+
+export class Allocator {
+  /** length -> offsets of free extents of exactly that length. */
+  private readonly free = new Map<number, number[]>();
+  /** Distinct free lengths, ascending (for best fit). */
+  private lengths: number[] = [];
+  private freeBytesTotal = 0;
+
+  constructor(public dataEndBytes: number) {}
+
+  /** Load the durable free list (entries of the freespace table). */
+  static load(dataEndBytes: number, entries: Iterable<{ key: Uint8Array }>): Allocator {
+    const a = new Allocator(dataEndBytes);
+    for (const { key } of entries) {
+      const { lengthBytes, offsetBytes } = decodeFreeKey(key);
+      assert(offsetBytes + lengthBytes <= dataEndBytes, `free extent ${offsetBytes}+${lengthBytes} past data end ${dataEndBytes}`);
+      a.addFree(offsetBytes, lengthBytes);
+    }
+    return a;
+  }
+
+  get freeBytes(): number {
+    return this.freeBytesTotal;
+  }
+
+  /** Allocate space for `storedBytes`, recording the change in `layer`. */
+  allocate(storedBytes: number, layer: Layer): Extent {
+    const need = alignExtent(Math.max(1, storedBytes));
+    const len = this.bestFit(need);
+    if (len === undefined) {
+      const offsetBytes = this.dataEndBytes;
+      this.dataEndBytes += need;
+      return { offsetBytes, lengthBytes: need };
+    }
+    const offsets = this.free.get(len) as number[];
+    const offsetBytes = offsets.pop() as number;
+    this.removeLengthIfEmpty(len);
+    this.freeBytesTotal -= len;
+    layer.del(T.freespace, freeKey(len, offsetBytes));
+    if (len > need) {
+      // The remainder stays free (it was durable-free already, so no quarantine).
+      this.addFree(offsetBytes + need, len - need);
+      layer.put(T.freespace, freeKey(len - need, offsetBytes + need), EMPTY);
+    }
+    return { offsetBytes, lengthBytes: need };
+  }
+
+  /**
+   * Record an extent as free in `layer`'s transaction. It becomes allocatable
+   * only when `release` is called after that transaction is durable.
+   */
+  freeInto(extent: Extent, layer: Layer, quarantine: Extent[]): void {
+    assert(extent.offsetBytes + extent.lengthBytes <= this.dataEndBytes, `freeing ${extent.offsetBytes}+${extent.lengthBytes} past data end`);
+    layer.put(T.freespace, freeKey(extent.lengthBytes, extent.offsetBytes), EMPTY);
+    quarantine.push(extent);
+  }
+
+  /** The transaction that freed these extents is durable: reuse them. */
+  release(quarantine: readonly Extent[]): void {
+    for (const e of quarantine) this.addFree(e.offsetBytes, e.lengthBytes);
+  }
+
+  private addFree(offsetBytes: number, lengthBytes: number): void {
+    let list = this.free.get(lengthBytes);
+    if (!list) {
+      list = [];
+      this.free.set(lengthBytes, list);
+      const i = lowerBound(this.lengths, lengthBytes);
+      this.lengths.splice(i, 0, lengthBytes);
+    }
+    list.push(offsetBytes);
+    this.freeBytesTotal += lengthBytes;
+  }
+
+  private bestFit(need: number): number | undefined {
+    const i = lowerBound(this.lengths, need);
+    return i < this.lengths.length ? this.lengths[i] : undefined;
+  }
+
+  private removeLengthIfEmpty(len: number): void {
+    const list = this.free.get(len);
+    if (list && list.length === 0) {
+      this.free.delete(len);
+      const i = lowerBound(this.lengths, len);
+      this.lengths.splice(i, 1);
+    }
+  }
+}
+
+function lowerBound(sorted: number[], x: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -1,0 +1,1010 @@
+// The deduplicating filesystem engine: inodes, directories, block maps, the
+// dedup block store and the write cache, over a Store and a Disk. The sim and
+// the real mount call it identically.
+//
+// Crash safety rests on three orderings:
+//  1. New block bytes are written to the data file and fsynced before the store
+//     commit that points at them.
+//  2. The allocator's state (data end, free extents) is saved in the same commit
+//     as the pointers, and space freed in commit N is reused only after N is durable.
+//  3. A commit is one atomic store transaction; after power loss the node is at
+//     the last durable commit, never between two.
+
+import type { FileHandle, Store, TimerHandle } from '../drivers.ts';
+import { equalBytes, isZero, readU64, toHex, u64 } from '../bytes.ts';
+import { assert, FormatError, FsError } from '../errors.ts';
+import { Allocator, type Extent } from './allocator.ts';
+import { Layer } from './layers.ts';
+import {
+  alignExtent,
+  blockmapBlockNo,
+  blockmapKey,
+  DATA_FILE,
+  decodeBlock,
+  decodeDirent,
+  decodeInode,
+  decodeJson,
+  direntKey,
+  direntName,
+  EMPTY,
+  encodeBlock,
+  encodeDirent,
+  encodeInode,
+  encodeJson,
+  FORMAT_VERSION,
+  inoKey,
+  isDir,
+  isLnk,
+  isReg,
+  META,
+  metaKey,
+  ROOT_INO,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  T,
+  TABLES,
+  type BlockRecord,
+  type FormatInfo,
+  type Inode,
+  type NodeState,
+} from './schema.ts';
+import type { CommitInfo, DirEntry, EngineDrivers, EngineOptions, SetAttr, Stat, Statfs } from './types.ts';
+import { utf8 } from '../bytes.ts';
+
+const NAME_MAX_BYTES = 255;
+const CODEC_NONE = 0;
+
+/** The write cache of one transaction. */
+class TxLayer extends Layer {
+  /** Partially written blocks: ino -> block number -> full block of bytes. */
+  readonly dirty = new Map<number, Map<number, Uint8Array>>();
+  /** Bytes of blocks new in this transaction, by data-file offset, until durable. */
+  readonly newBlocks = new Map<number, Uint8Array>();
+  /** Data-file writes of newBlocks in flight. */
+  writes: Array<Promise<void>> = [];
+  writeError: unknown = undefined;
+  readonly quarantine: Extent[] = [];
+  /** Inodes changed in this transaction (SYNC_RELAX=1). */
+  readonly touched = new Set<number>();
+  cacheBytes = 0;
+  changes = 0;
+}
+
+export interface FormatOptions {
+  /** Erase an existing filesystem instead of refusing. */
+  force: boolean;
+  fsId: string;
+  uid?: number;
+  gid?: number;
+}
+
+export class FsEngine {
+  private active: TxLayer;
+  private frozen: TxLayer | undefined;
+  private commitRunning: Promise<void> | undefined;
+  private timer: TimerHandle | undefined;
+  private closed = false;
+  private readonly openCounts = new Map<number, number>();
+  private readonly locks = new Map<number, Promise<void>>();
+  private readonly truncating = new Set<number>();
+  /** Called with each transaction just before it is committed (replication log). */
+  onCommit: ((info: CommitInfo, layer: Layer) => Promise<void>) | undefined;
+  lastCommit: CommitInfo | undefined;
+
+  private constructor(
+    private readonly drivers: EngineDrivers,
+    readonly options: EngineOptions,
+    private readonly store: Store,
+    private readonly dataFile: FileHandle,
+    readonly format: FormatInfo,
+    private state: NodeState,
+    private readonly allocator: Allocator,
+    /** The previous session ended without a clean unmount. */
+    readonly recovered: boolean,
+  ) {
+    this.active = new TxLayer(store);
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Create a new, empty filesystem (mklessfs). */
+  static async format(drivers: EngineDrivers, options: EngineOptions, fmt: FormatOptions): Promise<FormatInfo> {
+    validateGeometry(options, drivers);
+    const store = await drivers.storeFactory.open({ path: options.metaPath, tables: TABLES, mapSizeBytes: options.lmdbMapSizeBytes });
+    try {
+      const existing = store.get(T.meta, metaKey(META.format));
+      const ops = [];
+      if (existing) {
+        if (!fmt.force) {
+          const info = decodeJson<FormatInfo>(existing, 'format');
+          throw new FormatError('EEXIST', `${options.metaPath} already holds a lessfs filesystem (id ${info.fsId}, BLKSIZE ${info.blockSizeBytes}); use -f to overwrite it`);
+        }
+        for (const table of TABLES) {
+          for (const { key } of store.range(table)) ops.push({ table, key, value: undefined });
+        }
+      }
+      await drivers.disk.mkdir(options.blockDataPath, { recursive: true });
+      const dataPath = joinPath(options.blockDataPath, DATA_FILE);
+      const file = await drivers.disk.open(dataPath, { create: true });
+      await file.truncate(0);
+      await file.sync();
+      await file.close();
+      await drivers.disk.syncDir(options.blockDataPath);
+      const now = drivers.clock.nowMs();
+      const info: FormatInfo = {
+        formatVersion: FORMAT_VERSION,
+        blockSizeBytes: options.blockSizeBytes,
+        hashName: options.hashName,
+        fsId: fmt.fsId,
+        createdMs: now,
+      };
+      const root: Inode = {
+        ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: fmt.uid ?? 0, gid: fmt.gid ?? 0, nlink: 2, sizeBytes: 0,
+        atimeMs: now, mtimeMs: now, ctimeMs: now, rdev: 0, parent: ROOT_INO,
+      };
+      const state: NodeState = { txn: 0, nextIno: ROOT_INO + 1, dataEndBytes: 0, storedBytes: 0, blockCount: 0, nextUniq: 1 };
+      ops.push(
+        { table: T.meta, key: metaKey(META.format), value: encodeJson(info) },
+        { table: T.meta, key: metaKey(META.state), value: encodeJson(state) },
+        { table: T.meta, key: metaKey(META.clean), value: utf8('1') },
+        { table: T.inode, key: inoKey(ROOT_INO), value: encodeInode(root) },
+      );
+      await store.commit(ops, { durable: true });
+      return info;
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** Open a formatted filesystem; recovers if the last session was not clean. */
+  static async open(drivers: EngineDrivers, options: EngineOptions): Promise<FsEngine> {
+    validateGeometry(options, drivers);
+    const store = await drivers.storeFactory.open({ path: options.metaPath, tables: TABLES, mapSizeBytes: options.lmdbMapSizeBytes });
+    let dataFile: FileHandle | undefined;
+    try {
+      const fmtBytes = store.get(T.meta, metaKey(META.format));
+      if (!fmtBytes) {
+        throw new FormatError('ENOTFORMATTED', `${options.metaPath} holds no lessfs filesystem: run mklessfs first`);
+      }
+      const format = decodeJson<FormatInfo>(fmtBytes, 'format');
+      if (format.formatVersion !== FORMAT_VERSION) {
+        throw new FormatError('EVERSION', `${options.metaPath} has format version ${format.formatVersion}; this lessfs-ts reads version ${FORMAT_VERSION}`);
+      }
+      if (format.blockSizeBytes !== options.blockSizeBytes) {
+        throw new FormatError('EBLKSIZE', `${options.metaPath} was formatted with BLKSIZE=${format.blockSizeBytes} but the configuration says BLKSIZE=${options.blockSizeBytes}; BLKSIZE cannot change after mklessfs`);
+      }
+      if (format.hashName !== options.hashName) {
+        throw new FormatError('EFORMAT', `${options.metaPath} was formatted with HASHNAME=${format.hashName} but the configuration says HASHNAME=${options.hashName}; HASHNAME cannot change after mklessfs`);
+      }
+      const stateBytes = store.get(T.meta, metaKey(META.state));
+      if (!stateBytes) throw new FormatError('ECORRUPT', `${options.metaPath}: meta record 'state' is missing`);
+      const state = decodeJson<NodeState>(stateBytes, 'state');
+      const cleanBytes = store.get(T.meta, metaKey(META.clean));
+      const wasClean = cleanBytes !== undefined && cleanBytes[0] === 0x31;
+      const dataPath = joinPath(options.blockDataPath, DATA_FILE);
+      const st = await drivers.disk.stat(dataPath);
+      if (!st) {
+        throw new FormatError('ECORRUPT', `${dataPath} is missing: the block data of this filesystem is gone (BLOCKDATA_PATH wrong?)`);
+      }
+      dataFile = await drivers.disk.open(dataPath, { readOnly: options.readOnly });
+      const allocator = Allocator.load(state.dataEndBytes, store.range(T.freespace));
+      const engine = new FsEngine(drivers, options, store, dataFile, format, state, allocator, !wasClean);
+      if (!options.readOnly) await engine.startSession(wasClean, st.sizeBytes);
+      engine.armTimer();
+      return engine;
+    } catch (err) {
+      await dataFile?.close();
+      await store.close();
+      throw err;
+    }
+  }
+
+  private async startSession(wasClean: boolean, dataFileBytes: number): Promise<void> {
+    const { logger } = this.drivers;
+    if (!wasClean) {
+      logger.log(1, `unclean shutdown detected: recovering ${this.options.metaPath} at transaction ${this.state.txn}`);
+      if (dataFileBytes > this.state.dataEndBytes) {
+        // Bytes past the allocated end were written by a transaction that never
+        // committed; nothing points at them.
+        logger.log(2, `recovery: dropping ${dataFileBytes - this.state.dataEndBytes} bytes of uncommitted block data`);
+        await this.dataFile.truncate(this.state.dataEndBytes);
+        await this.dataFile.sync();
+      }
+    }
+    // Inodes unlinked while open in the last session are deleted now.
+    let orphans = 0;
+    for (const { key } of this.store.range(T.orphan)) {
+      const ino = readU64(key);
+      this.active.del(T.orphan, key);
+      const inode = this.findInode(ino);
+      if (inode && inode.nlink === 0) this.destroyInode(inode);
+      orphans++;
+    }
+    if (orphans > 0) logger.log(1, `recovery: removed ${orphans} orphaned inode(s)`);
+    this.active.put(T.meta, metaKey(META.clean), utf8('0'));
+    this.active.changes++;
+    await this.commit('mount');
+  }
+
+  /** Commit everything, mark clean and release the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.timer?.cancel();
+    this.timer = undefined;
+    try {
+      if (!this.options.readOnly) {
+        // Handles still open at unmount are released: orphans go now.
+        for (const ino of [...this.openCounts.keys()]) {
+          this.openCounts.set(ino, 1);
+          this.release(ino);
+        }
+        this.active.put(T.meta, metaKey(META.clean), utf8('1'));
+        this.active.changes++;
+        await this.commit('unmount');
+      }
+    } finally {
+      this.closed = true;
+      await this.dataFile.close();
+      await this.store.close();
+    }
+  }
+
+  private armTimer(): void {
+    if (this.options.readOnly || this.closed) return;
+    this.timer = this.drivers.clock.setTimer(this.options.commitIntervalMs, () => {
+      this.timer = undefined;
+      if (this.closed) return;
+      const run = this.active.changes > 0 || this.frozen ? this.commit('interval') : Promise.resolve();
+      run.then(
+        () => this.armTimer(),
+        (err: unknown) => {
+          this.drivers.logger.log(0, `commit at interval failed: ${(err as Error).message}; will retry`);
+          this.armTimer();
+        },
+      );
+    });
+  }
+
+  // ------------------------------------------------------------ commits
+
+  /** Commit the write cache as one durable transaction. */
+  async commit(reason = 'request'): Promise<void> {
+    // Serialise: one commit in flight; a request during it commits after it.
+    while (this.commitRunning) {
+      await this.commitRunning.catch(() => undefined);
+    }
+    if (!this.dirty) return;
+    const run = (async () => {
+      // A frozen transaction left by a failed commit goes first, then the cache.
+      if (this.frozen) await this.runCommit(reason);
+      if (this.dirty) await this.runCommit(reason);
+    })();
+    this.commitRunning = run;
+    try {
+      await run;
+    } finally {
+      this.commitRunning = undefined;
+    }
+  }
+
+  private async runCommit(reason: string): Promise<void> {
+    if (!this.frozen) this.freeze();
+    const layer = this.frozen as TxLayer;
+    const info: CommitInfo = { txn: this.state.txn, reason, ops: 0, newBlocks: layer.newBlocks.size };
+    if (layer.writeError !== undefined) {
+      // A data write of this transaction failed earlier: write all its blocks again.
+      layer.writeError = undefined;
+      layer.writes = [...layer.newBlocks].map(([offset, bytes]) => this.dataFile.write(offset, bytes));
+    }
+    try {
+      await Promise.all(layer.writes);
+    } catch (err) {
+      layer.writeError = err;
+      throw err;
+    }
+    layer.writes = [];
+    if (layer.newBlocks.size > 0) await this.dataFile.sync();
+    const ops = layer.toOps();
+    info.ops = ops.length;
+    if (this.onCommit) await this.onCommit(info, layer);
+    await this.store.commit(ops, { durable: true });
+    // Durable: reads fall through to the store now, freed space may be reused.
+    this.active.below = this.store;
+    this.frozen = undefined;
+    this.allocator.release(layer.quarantine);
+    this.lastCommit = info;
+    this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks`);
+  }
+
+  /** Turn the active layer into the committing one and open a fresh one. */
+  private freeze(): void {
+    assert(!this.frozen, 'freeze with a transaction already frozen');
+    this.flushDirty(this.active);
+    this.state = { ...this.state, txn: this.state.txn + 1, dataEndBytes: this.allocator.dataEndBytes };
+    this.active.put(T.meta, metaKey(META.state), encodeJson(this.state));
+    this.frozen = this.active;
+    this.active = new TxLayer(this.frozen);
+  }
+
+  /** Hash and store every partially written block of a layer. */
+  private flushDirty(layer: TxLayer): void {
+    for (const [ino, blocks] of layer.dirty) {
+      for (const [bno, bytes] of blocks) this.storeBlock(ino, bno, bytes);
+    }
+    layer.dirty.clear();
+  }
+
+  private cacheBytesTotal(): number {
+    return this.active.cacheBytes + (this.frozen?.cacheBytes ?? 0);
+  }
+
+  /** Backpressure: wait while the cache is full; start a commit when half full. */
+  private async cacheRoom(): Promise<void> {
+    const limit = this.options.cacheSizeBytes;
+    for (let i = 0; this.cacheBytesTotal() >= limit; i++) {
+      assert(i < 1000, 'write cache did not drain');
+      await this.commit('cache full');
+    }
+    if (this.active.cacheBytes >= limit / 2 && !this.commitRunning) {
+      this.commit('cache pressure').catch((err: unknown) => {
+        this.drivers.logger.log(0, `commit on cache pressure failed: ${(err as Error).message}`);
+      });
+    }
+  }
+
+  /** fsync: make this inode's changes (or everything) durable, per SYNC_RELAX. */
+  async fsync(ino?: number): Promise<void> {
+    this.checkOpen();
+    if (this.options.readOnly) return;
+    const relax = this.options.syncRelax;
+    if (relax === 2) return;
+    if (relax === 1 && ino !== undefined) {
+      const pending = this.active.touched.has(ino) || this.active.dirty.has(ino) || this.frozen?.touched.has(ino);
+      if (!pending) return;
+    }
+    await this.commit('fsync');
+  }
+
+  // ------------------------------------------------------------ inodes
+
+  private checkOpen(): void {
+    if (this.closed) throw new FsError('EIO', 'filesystem is closed');
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.options.readOnly) throw new FsError('EPERM', 'read-only filesystem (replication slave)');
+  }
+
+  private findInode(ino: number): Inode | undefined {
+    const bytes = this.active.get(T.inode, inoKey(ino));
+    return bytes ? decodeInode(bytes) : undefined;
+  }
+
+  private inode(ino: number): Inode {
+    const i = this.findInode(ino);
+    if (!i) throw new FsError('ENOENT', `inode ${ino} does not exist`);
+    return i;
+  }
+
+  private putInode(inode: Inode): void {
+    this.active.put(T.inode, inoKey(inode.ino), encodeInode(inode));
+    this.active.touched.add(inode.ino);
+    this.active.changes++;
+  }
+
+  private now(): number {
+    return this.drivers.clock.nowMs();
+  }
+
+  getattr(ino: number): Stat {
+    this.checkOpen();
+    return this.toStat(this.inode(ino));
+  }
+
+  private toStat(i: Inode): Stat {
+    return {
+      ino: i.ino, mode: i.mode, uid: i.uid, gid: i.gid, nlink: i.nlink, sizeBytes: i.sizeBytes,
+      atimeMs: i.atimeMs, mtimeMs: i.mtimeMs, ctimeMs: i.ctimeMs, rdev: i.rdev,
+      blocks512: Math.ceil(i.sizeBytes / 512), blockSizeBytes: this.options.blockSizeBytes,
+    };
+  }
+
+  private dirInode(ino: number): Inode {
+    const d = this.inode(ino);
+    if (!isDir(d.mode)) throw new FsError('ENOTDIR', `inode ${ino} is not a directory`);
+    return d;
+  }
+
+  lookup(parent: number, name: string): Stat {
+    this.checkOpen();
+    this.dirInode(parent);
+    if (name === '.') return this.getattr(parent);
+    if (name === '..') return this.getattr(this.inode(parent).parent);
+    const d = this.findDirent(parent, name);
+    if (!d) throw new FsError('ENOENT', `no entry '${name}' in directory ${parent}`);
+    return this.getattr(d.ino);
+  }
+
+  private findDirent(parent: number, name: string): { ino: number; type: number } | undefined {
+    const bytes = this.active.get(T.dirent, direntKey(parent, name));
+    return bytes ? decodeDirent(bytes) : undefined;
+  }
+
+  readdir(ino: number): DirEntry[] {
+    this.checkOpen();
+    this.dirInode(ino);
+    return this.active.scanPrefix(T.dirent, inoKey(ino)).map(({ key, value }) => {
+      const d = decodeDirent(value);
+      return { name: direntName(key), ino: d.ino, type: d.type << 12 };
+    });
+  }
+
+  private checkName(name: string): void {
+    if (name.length === 0 || name === '.' || name === '..') throw new FsError('EINVAL', `invalid name '${name}'`);
+    if (name.includes('/') || name.includes('\0')) throw new FsError('EINVAL', `name '${name}' contains '/' or NUL`);
+    if (utf8(name).length > NAME_MAX_BYTES) throw new FsError('ENAMETOOLONG', `name of ${utf8(name).length} bytes (max ${NAME_MAX_BYTES})`);
+  }
+
+  private addDirent(parent: number, name: string, inode: Inode): void {
+    this.active.put(T.dirent, direntKey(parent, name), encodeDirent({ ino: inode.ino, type: (inode.mode & S_IFMT) >> 12 }));
+    this.active.changes++;
+  }
+
+  private touchDir(dir: Inode, nlinkDelta = 0): void {
+    const now = this.now();
+    this.putInode({ ...dir, nlink: dir.nlink + nlinkDelta, mtimeMs: now, ctimeMs: now });
+  }
+
+  private newInode(parent: number, name: string, mode: number, uid: number, gid: number, rdev: number): Inode {
+    this.checkWritable();
+    const dir = this.dirInode(parent);
+    this.checkName(name);
+    if (this.findDirent(parent, name)) throw new FsError('EEXIST', `'${name}' exists in directory ${parent}`);
+    const now = this.now();
+    const ino = this.state.nextIno;
+    this.state = { ...this.state, nextIno: ino + 1 };
+    const directory = isDir(mode);
+    const inode: Inode = {
+      ino, mode, uid, gid, nlink: directory ? 2 : 1, sizeBytes: 0,
+      atimeMs: now, mtimeMs: now, ctimeMs: now, rdev, parent: directory ? parent : 0,
+    };
+    this.putInode(inode);
+    this.addDirent(parent, name, inode);
+    this.touchDir(dir, directory ? 1 : 0);
+    return inode;
+  }
+
+  /** Create a regular file, fifo, device or socket. */
+  mknod(parent: number, name: string, mode: number, uid: number, gid: number, rdev = 0): Stat {
+    if ((mode & S_IFMT) === 0) mode |= S_IFREG;
+    if (isDir(mode) || isLnk(mode)) throw new FsError('EINVAL', 'mknod cannot make directories or symlinks');
+    return this.toStat(this.newInode(parent, name, mode, uid, gid, rdev));
+  }
+
+  mkdir(parent: number, name: string, mode: number, uid: number, gid: number): Stat {
+    return this.toStat(this.newInode(parent, name, S_IFDIR | (mode & 0o7777), uid, gid, 0));
+  }
+
+  symlink(parent: number, name: string, target: string, uid: number, gid: number): Stat {
+    const bytes = utf8(target);
+    if (bytes.length === 0 || bytes.length > 4095) throw new FsError('ENAMETOOLONG', `symlink target of ${bytes.length} bytes (1..4095)`);
+    const inode = this.newInode(parent, name, S_IFLNK | 0o777, uid, gid, 0);
+    inode.sizeBytes = bytes.length;
+    this.putInode(inode);
+    this.active.put(T.symlink, inoKey(inode.ino), bytes);
+    return this.toStat(inode);
+  }
+
+  readlink(ino: number): string {
+    this.checkOpen();
+    const inode = this.inode(ino);
+    if (!isLnk(inode.mode)) throw new FsError('EINVAL', `inode ${ino} is not a symlink`);
+    const bytes = this.active.get(T.symlink, inoKey(ino));
+    if (!bytes) throw new FsError('EIO', `symlink ${ino} has no target record`);
+    return new TextDecoder().decode(bytes);
+  }
+
+  link(ino: number, newParent: number, newName: string): Stat {
+    this.checkWritable();
+    const inode = this.inode(ino);
+    if (isDir(inode.mode)) throw new FsError('EPERM', 'hard links to directories are not allowed');
+    const dir = this.dirInode(newParent);
+    this.checkName(newName);
+    if (this.findDirent(newParent, newName)) throw new FsError('EEXIST', `'${newName}' exists in directory ${newParent}`);
+    const updated = { ...inode, nlink: inode.nlink + 1, ctimeMs: this.now() };
+    this.putInode(updated);
+    this.addDirent(newParent, newName, updated);
+    this.touchDir(dir);
+    return this.toStat(updated);
+  }
+
+  unlink(parent: number, name: string): void {
+    this.checkWritable();
+    const dir = this.dirInode(parent);
+    const d = this.findDirent(parent, name);
+    if (!d) throw new FsError('ENOENT', `no entry '${name}' in directory ${parent}`);
+    const inode = this.inode(d.ino);
+    if (isDir(inode.mode)) throw new FsError('EISDIR', `'${name}' is a directory`);
+    this.active.del(T.dirent, direntKey(parent, name));
+    this.touchDir(dir);
+    this.dropLink(inode);
+  }
+
+  /** One name of inode is gone: decrement nlink, delete when unreferenced. */
+  private dropLink(inode: Inode): void {
+    const nlink = inode.nlink - 1;
+    assert(nlink >= 0, `nlink of ${inode.ino} below zero`);
+    if (nlink === 0 && !this.openCounts.has(inode.ino)) {
+      this.destroyInode(inode);
+      return;
+    }
+    this.putInode({ ...inode, nlink, ctimeMs: this.now() });
+    if (nlink === 0) this.active.put(T.orphan, inoKey(inode.ino), EMPTY);
+  }
+
+  rmdir(parent: number, name: string): void {
+    this.checkWritable();
+    const dir = this.dirInode(parent);
+    const d = this.findDirent(parent, name);
+    if (!d) throw new FsError('ENOENT', `no entry '${name}' in directory ${parent}`);
+    const inode = this.inode(d.ino);
+    if (!isDir(inode.mode)) throw new FsError('ENOTDIR', `'${name}' is not a directory`);
+    if (this.active.scanPrefix(T.dirent, inoKey(inode.ino)).length > 0) {
+      throw new FsError('ENOTEMPTY', `directory '${name}' is not empty`);
+    }
+    this.active.del(T.dirent, direntKey(parent, name));
+    this.touchDir(dir, -1);
+    this.destroyInode(inode);
+  }
+
+  /** rename(2), including replacing an existing target and moving directories. */
+  rename(oldParent: number, oldName: string, newParent: number, newName: string, flags: { noReplace?: boolean } = {}): void {
+    this.checkWritable();
+    this.dirInode(oldParent);
+    this.dirInode(newParent);
+    this.checkName(newName);
+    const d = this.findDirent(oldParent, oldName);
+    if (!d) throw new FsError('ENOENT', `no entry '${oldName}' in directory ${oldParent}`);
+    const moving = this.inode(d.ino);
+    const target = this.findDirent(newParent, newName);
+    if (target && target.ino === moving.ino) return; // same file: POSIX says do nothing
+    if (target && flags.noReplace) throw new FsError('EEXIST', `'${newName}' exists`);
+    if (isDir(moving.mode)) {
+      // A directory cannot move into its own subtree.
+      for (let p = newParent, hops = 0; ; hops++) {
+        assert(hops < 1_000_000, 'directory parent chain loops');
+        if (p === moving.ino) throw new FsError('EINVAL', `cannot move directory '${oldName}' into itself`);
+        if (p === ROOT_INO) break;
+        p = this.inode(p).parent;
+      }
+    }
+    let replaced: Inode | undefined;
+    if (target) {
+      replaced = this.inode(target.ino);
+      if (isDir(replaced.mode)) {
+        if (!isDir(moving.mode)) throw new FsError('EISDIR', `'${newName}' is a directory`);
+        if (this.active.scanPrefix(T.dirent, inoKey(replaced.ino)).length > 0) {
+          throw new FsError('ENOTEMPTY', `directory '${newName}' is not empty`);
+        }
+      } else if (isDir(moving.mode)) {
+        throw new FsError('ENOTDIR', `'${newName}' is not a directory`);
+      }
+    }
+    const now = this.now();
+    this.active.del(T.dirent, direntKey(oldParent, oldName));
+    const movedDir = isDir(moving.mode);
+    const updated = { ...moving, ctimeMs: now, parent: movedDir ? newParent : moving.parent };
+    this.putInode(updated);
+    this.addDirent(newParent, newName, updated);
+    if (replaced) {
+      if (isDir(replaced.mode)) {
+        this.destroyInode(replaced);
+      } else {
+        this.dropLink(replaced);
+      }
+    }
+    // Directory link counts: '..' of a moved directory changes parent.
+    const srcDelta = movedDir && oldParent !== newParent ? -1 : 0;
+    const replacedDirDelta = replaced && isDir(replaced.mode) ? -1 : 0;
+    if (oldParent === newParent) {
+      this.touchDir(this.inode(oldParent), replacedDirDelta);
+    } else {
+      this.touchDir(this.inode(oldParent), srcDelta);
+      this.touchDir(this.inode(newParent), (movedDir ? 1 : 0) + replacedDirDelta);
+    }
+  }
+
+  async setattr(ino: number, attrs: SetAttr): Promise<Stat> {
+    this.checkWritable();
+    if (attrs.sizeBytes !== undefined) await this.truncate(ino, attrs.sizeBytes);
+    const inode = this.inode(ino);
+    const now = this.now();
+    const updated: Inode = { ...inode, ctimeMs: now };
+    if (attrs.mode !== undefined) updated.mode = (inode.mode & S_IFMT) | (attrs.mode & 0o7777);
+    if (attrs.uid !== undefined) updated.uid = attrs.uid;
+    if (attrs.gid !== undefined) updated.gid = attrs.gid;
+    if (attrs.atimeMs !== undefined) updated.atimeMs = attrs.atimeMs;
+    if (attrs.mtimeMs !== undefined) updated.mtimeMs = attrs.mtimeMs;
+    this.putInode(updated);
+    return this.toStat(updated);
+  }
+
+  open(ino: number): void {
+    this.checkOpen();
+    this.inode(ino);
+    this.openCounts.set(ino, (this.openCounts.get(ino) ?? 0) + 1);
+  }
+
+  release(ino: number): void {
+    const n = this.openCounts.get(ino);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.openCounts.set(ino, n - 1);
+      return;
+    }
+    this.openCounts.delete(ino);
+    if (this.options.readOnly || this.closed) return;
+    const inode = this.findInode(ino);
+    if (inode && inode.nlink === 0) {
+      this.destroyInode(inode);
+      this.active.del(T.orphan, inoKey(ino));
+    }
+  }
+
+  /** Inodes write-locked by a running truncation (/.lessfs/locks). */
+  lockedInodes(): number[] {
+    return [...this.truncating].sort((a, b) => a - b);
+  }
+
+  /** Remove an inode and everything it owns. */
+  private destroyInode(inode: Inode): void {
+    const key = inoKey(inode.ino);
+    if (isReg(inode.mode)) {
+      for (const { key: bk, value } of this.active.scanPrefix(T.blockmap, key)) {
+        this.active.del(T.blockmap, bk);
+        this.derefBlock(value);
+      }
+      this.dropDirty(inode.ino, 0);
+    }
+    if (isLnk(inode.mode)) this.active.del(T.symlink, key);
+    this.active.del(T.inode, key);
+    this.active.touched.add(inode.ino);
+    this.active.changes++;
+  }
+
+  /** Forget partially written blocks [fromBlock, toBlock) of ino. */
+  private dropDirty(ino: number, fromBlock: number, toBlock = Infinity): void {
+    const blocks = this.active.dirty.get(ino);
+    if (!blocks) return;
+    for (const bno of [...blocks.keys()]) {
+      if (bno >= fromBlock && bno < toBlock) {
+        blocks.delete(bno);
+        this.active.cacheBytes -= this.options.blockSizeBytes;
+      }
+    }
+    if (blocks.size === 0) this.active.dirty.delete(ino);
+  }
+
+  // ------------------------------------------------------------ blocks
+
+  private blockKeyFor(bytes: Uint8Array): Uint8Array {
+    const hash = this.drivers.primitives.hash(this.options.hashName, bytes);
+    if (this.options.deduplication) return hash;
+    const key = new Uint8Array(hash.length + 8);
+    key.set(hash);
+    key.set(u64(this.state.nextUniq), hash.length);
+    this.state = { ...this.state, nextUniq: this.state.nextUniq + 1 };
+    return key;
+  }
+
+  /** Point block `bno` of `ino` at these bytes (a full block), deduplicating. */
+  private storeBlock(ino: number, bno: number, bytes: Uint8Array): void {
+    assert(bytes.length === this.options.blockSizeBytes, `block of ${bytes.length} bytes`);
+    const mapKey = blockmapKey(ino, bno);
+    const old = this.active.get(T.blockmap, mapKey);
+    if (isZero(bytes)) {
+      // All-zero blocks are holes: nothing stored, reads give zeros.
+      if (old) {
+        this.active.del(T.blockmap, mapKey);
+        this.derefBlock(old);
+      }
+      this.active.changes++;
+      return;
+    }
+    const key = this.blockKeyFor(bytes);
+    if (old && equalBytes(old, key)) return;
+    const recBytes = this.active.get(T.block, key);
+    if (recBytes) {
+      const rec = decodeBlock(recBytes);
+      assert(rec.refcount > 0, `block ${toHex(key)} with refcount 0`);
+      this.active.put(T.block, key, encodeBlock({ ...rec, refcount: rec.refcount + 1 }));
+    } else {
+      this.addBlock(key, bytes);
+    }
+    this.active.put(T.blockmap, mapKey, key);
+    this.active.changes++;
+    if (old) this.derefBlock(old);
+  }
+
+  private addBlock(key: Uint8Array, raw: Uint8Array): void {
+    let codec = this.options.codec;
+    let stored = raw;
+    if (codec !== CODEC_NONE) {
+      const c = this.drivers.primitives.compress(codec, raw);
+      if (c.length < raw.length) stored = c;
+      else codec = CODEC_NONE;
+    }
+    if (stored === raw) stored = raw.slice(); // the caller may reuse its buffer
+    const extent = this.allocator.allocate(stored.length, this.active);
+    const rec: BlockRecord = { refcount: 1, codec, storedBytes: stored.length, rawBytes: raw.length, offsetBytes: extent.offsetBytes };
+    this.active.put(T.block, key, encodeBlock(rec));
+    this.active.newBlocks.set(extent.offsetBytes, stored);
+    this.active.cacheBytes += stored.length;
+    const layer = this.active;
+    const write = this.dataFile.write(extent.offsetBytes, stored);
+    // Failures surface at commit (which rewrites the blocks); keep them from
+    // becoming unhandled rejections meanwhile.
+    write.catch((err: unknown) => { layer.writeError = err; });
+    layer.writes.push(write);
+    this.state = {
+      ...this.state,
+      storedBytes: this.state.storedBytes + extent.lengthBytes,
+      blockCount: this.state.blockCount + 1,
+    };
+  }
+
+  private derefBlock(key: Uint8Array): void {
+    const recBytes = this.active.get(T.block, key);
+    assert(recBytes, `block map points at missing block ${toHex(key)}`);
+    const rec = decodeBlock(recBytes);
+    assert(rec.refcount > 0, `refcount of ${toHex(key)} already 0`);
+    if (rec.refcount > 1) {
+      this.active.put(T.block, key, encodeBlock({ ...rec, refcount: rec.refcount - 1 }));
+      return;
+    }
+    this.active.del(T.block, key);
+    const lengthBytes = alignExtent(Math.max(1, rec.storedBytes));
+    this.allocator.freeInto({ offsetBytes: rec.offsetBytes, lengthBytes }, this.active, this.active.quarantine);
+    this.state = { ...this.state, storedBytes: this.state.storedBytes - lengthBytes, blockCount: this.state.blockCount - 1 };
+  }
+
+  /** The raw bytes of a stored block. */
+  async readBlock(key: Uint8Array): Promise<Uint8Array> {
+    const recBytes = this.active.get(T.block, key);
+    if (!recBytes) throw new FsError('EIO', `block ${toHex(key)} is referenced but not stored`);
+    const rec = decodeBlock(recBytes);
+    let stored = this.active.newBlocks.get(rec.offsetBytes) ?? this.frozen?.newBlocks.get(rec.offsetBytes);
+    if (!stored) {
+      stored = await this.dataFile.read(rec.offsetBytes, rec.storedBytes);
+      if (stored.length !== rec.storedBytes) {
+        throw new FsError('EIO', `short read of block ${toHex(key)}: ${stored.length} of ${rec.storedBytes} bytes at ${rec.offsetBytes}`);
+      }
+    }
+    if (rec.codec === CODEC_NONE) return stored;
+    try {
+      return this.drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
+    } catch (err) {
+      throw new FsError('EIO', `block ${toHex(key)} does not decompress: ${(err as Error).message}`);
+    }
+  }
+
+  /** Current content of block bno of ino (zeros for a hole), as a fresh buffer when `copy`. */
+  private async blockContent(ino: number, bno: number): Promise<Uint8Array | undefined> {
+    const dirty = this.active.dirty.get(ino)?.get(bno);
+    if (dirty) return dirty;
+    const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
+    if (!key) return undefined;
+    return this.readBlock(key);
+  }
+
+  // ------------------------------------------------------------ data
+
+  private async withLock<R>(ino: number, fn: () => Promise<R>): Promise<R> {
+    const prev = this.locks.get(ino) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => { release = r; });
+    const chained = prev.then(() => mine);
+    this.locks.set(ino, chained);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.locks.get(ino) === chained) this.locks.delete(ino);
+    }
+  }
+
+  async read(ino: number, offsetBytes: number, length: number): Promise<Uint8Array> {
+    this.checkOpen();
+    const inode = this.inode(ino);
+    if (!isReg(inode.mode)) throw new FsError(isDir(inode.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
+    if (offsetBytes >= inode.sizeBytes || length <= 0) return new Uint8Array(0);
+    const end = Math.min(inode.sizeBytes, offsetBytes + length);
+    const out = new Uint8Array(end - offsetBytes);
+    const bs = this.options.blockSizeBytes;
+    const parts: Array<Promise<void>> = [];
+    for (let bno = Math.floor(offsetBytes / bs); bno * bs < end; bno++) {
+      const blockStart = bno * bs;
+      const from = Math.max(offsetBytes, blockStart);
+      const to = Math.min(end, blockStart + bs);
+      parts.push(
+        this.blockContent(ino, bno).then((content) => {
+          if (content) out.set(content.subarray(from - blockStart, to - blockStart), from - offsetBytes);
+        }),
+      );
+    }
+    await Promise.all(parts);
+    return out;
+  }
+
+  async write(ino: number, offsetBytes: number, data: Uint8Array): Promise<number> {
+    this.checkWritable();
+    if (data.length === 0) return 0;
+    await this.cacheRoom();
+    return this.withLock(ino, async () => {
+      const initial = this.inode(ino);
+      if (!isReg(initial.mode)) throw new FsError(isDir(initial.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
+      const bs = this.options.blockSizeBytes;
+      const end = offsetBytes + data.length;
+      const first = Math.floor(offsetBytes / bs);
+      const last = Math.floor((end - 1) / bs);
+      // Load the partially covered edge blocks first; everything after is
+      // synchronous, so a commit never sees half of this write's metadata. A
+      // commit during a load flushes the dirty buffers, so check again.
+      const edges = new Map<number, Uint8Array>();
+      for (let round = 0; ; round++) {
+        assert(round < 100, 'edge blocks of a write kept changing');
+        const missing = [...new Set([first, last])].filter((bno) => {
+          const s = bno * bs;
+          const covered = offsetBytes <= s && end >= s + bs;
+          return !covered && !edges.has(bno) && !this.active.dirty.get(ino)?.has(bno);
+        });
+        if (missing.length === 0) break;
+        for (const bno of missing) {
+          const s = bno * bs;
+          const content = s < this.inode(ino).sizeBytes ? await this.blockContent(ino, bno) : undefined;
+          const buf = new Uint8Array(bs);
+          if (content) buf.set(content);
+          edges.set(bno, buf);
+        }
+      }
+      const current = this.inode(ino); // may have changed while loading (setattr)
+      for (let bno = first; bno <= last; bno++) {
+        const s = bno * bs;
+        const from = Math.max(offsetBytes, s);
+        const to = Math.min(end, s + bs);
+        const chunk = data.subarray(from - offsetBytes, to - offsetBytes);
+        if (from === s && to === s + bs) {
+          this.dropDirty(ino, bno, bno + 1);
+          this.storeBlock(ino, bno, chunk);
+          continue;
+        }
+        let blocks = this.active.dirty.get(ino);
+        let buf = blocks?.get(bno);
+        if (!buf) {
+          buf = edges.get(bno);
+          assert(buf, `edge block ${bno} not loaded`);
+          if (!blocks) {
+            blocks = new Map();
+            this.active.dirty.set(ino, blocks);
+          }
+          blocks.set(bno, buf);
+          this.active.cacheBytes += bs;
+        }
+        buf.set(chunk, from - s);
+      }
+      const now = this.now();
+      this.putInode({ ...current, sizeBytes: Math.max(current.sizeBytes, end), mtimeMs: now, ctimeMs: now });
+      return data.length;
+    });
+  }
+
+  async truncate(ino: number, sizeBytes: number): Promise<void> {
+    this.checkWritable();
+    if (!(sizeBytes >= 0) || !Number.isSafeInteger(sizeBytes)) throw new FsError('EINVAL', `bad size ${sizeBytes}`);
+    await this.withLock(ino, async () => {
+      const inode = this.inode(ino);
+      if (isDir(inode.mode)) throw new FsError('EISDIR', `inode ${ino} is a directory`);
+      if (!isReg(inode.mode)) throw new FsError('EINVAL', `inode ${ino} is not a regular file`);
+      this.truncating.add(ino);
+      try {
+        const bs = this.options.blockSizeBytes;
+        let tail: Uint8Array | undefined;
+        const tailBno = Math.floor(sizeBytes / bs);
+        if (sizeBytes < inode.sizeBytes && sizeBytes % bs !== 0) {
+          const content = await this.blockContent(ino, tailBno);
+          if (content) {
+            tail = new Uint8Array(bs);
+            tail.set(content.subarray(0, sizeBytes % bs));
+          }
+        }
+        const current = this.inode(ino);
+        if (sizeBytes < current.sizeBytes) {
+          const keepBlocks = Math.ceil(sizeBytes / bs);
+          const after = keepBlocks > 0 ? blockmapKey(ino, keepBlocks - 1) : undefined;
+          for (const { key, value } of this.active.scanPrefix(T.blockmap, inoKey(ino), after)) {
+            assert(blockmapBlockNo(key) >= keepBlocks, 'truncate scan went below the cut');
+            this.active.del(T.blockmap, key);
+            this.derefBlock(value);
+          }
+          this.dropDirty(ino, keepBlocks);
+          const dirtyTail = this.active.dirty.get(ino)?.get(tailBno);
+          if (dirtyTail) dirtyTail.fill(0, sizeBytes % bs);
+          else if (tail) this.storeBlock(ino, tailBno, tail);
+        }
+        const now = this.now();
+        this.putInode({ ...current, sizeBytes, mtimeMs: now, ctimeMs: now });
+      } finally {
+        this.truncating.delete(ino);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ statistics
+
+  async statfs(): Promise<Statfs> {
+    this.checkOpen();
+    const space = await this.drivers.disk.space(this.options.blockDataPath);
+    const bs = this.options.blockSizeBytes;
+    const used = this.state.storedBytes;
+    return {
+      blockSizeBytes: bs,
+      totalBlocks: Math.floor((used + space.freeBytes) / bs),
+      freeBlocks: Math.floor((space.freeBytes + this.allocator.freeBytes) / bs),
+      availBlocks: Math.floor((space.freeBytes + this.allocator.freeBytes) / bs),
+      files: this.state.nextIno,
+      freeFiles: 0xffffffff - this.state.nextIno,
+      nameMaxBytes: NAME_MAX_BYTES,
+      storedBytes: used,
+      uniqueBlocks: this.state.blockCount,
+    };
+  }
+
+  /** Stored size of a file's blocks (after dedup/compression) for lessfs_stats. */
+  fileStoredBytes(ino: number): number {
+    let n = 0;
+    for (const { value } of this.active.scanPrefix(T.blockmap, inoKey(ino))) {
+      const rec = this.active.get(T.block, value);
+      if (rec) n += decodeBlock(rec).storedBytes;
+    }
+    return n;
+  }
+
+  get txn(): number {
+    return this.state.txn;
+  }
+
+  get nodeState(): Readonly<NodeState> {
+    return this.state;
+  }
+
+  /** Read-through view (cache over store), for fsck and digests. */
+  get view(): Layer {
+    return this.active;
+  }
+
+  /** Whether anything is uncommitted. */
+  get dirty(): boolean {
+    return this.active.changes > 0 || this.active.dirty.size > 0 || this.frozen !== undefined;
+  }
+}
+
+export function joinPath(dir: string, name: string): string {
+  return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
+}
+
+function validateGeometry(options: EngineOptions, drivers: EngineDrivers): void {
+  const bs = options.blockSizeBytes;
+  if (!(bs >= 4096 && bs <= 131072 && (bs & (bs - 1)) === 0)) {
+    throw new FormatError('EBLKSIZE', `BLKSIZE=${bs} is invalid: expected a power of two between 4096 and 131072`);
+  }
+  if (!drivers.primitives.hashNames.includes(options.hashName)) {
+    throw new FormatError('EFORMAT', `HASHNAME=${options.hashName} is not supported: expected one of ${drivers.primitives.hashNames.join(', ')}`);
+  }
+  if (!drivers.primitives.codecs.some((c) => c.id === options.codec)) {
+    throw new FormatError('EFORMAT', `compression codec ${options.codec} is not supported`);
+  }
+}

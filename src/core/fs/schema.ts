@@ -1,0 +1,236 @@
+// On-disk schema: table names and the binary encoding of every record.
+// Integers are big-endian so keys sort numerically (LMDB compares bytewise).
+
+import { concat, fromUtf8, getU64, putU64, u64, utf8, viewOf } from '../bytes.ts';
+import { FormatError } from '../errors.ts';
+
+export const FORMAT_VERSION = 1;
+
+export const T = {
+  inode: 'inode', // ino(8) -> Inode
+  dirent: 'dirent', // parent(8) + name -> ino(8) + type(1)
+  blockmap: 'blockmap', // ino(8) + blockno(8) -> block key
+  block: 'block', // block key -> BlockRecord
+  symlink: 'symlink', // ino(8) -> target
+  meta: 'meta', // name -> value
+  freespace: 'freespace', // length(8) + offset(8) -> '' (free extents of the data file)
+  orphan: 'orphan', // ino(8) -> '' (nlink 0 but still open at the last commit)
+} as const;
+
+export const TABLES: readonly string[] = Object.values(T);
+
+export const ROOT_INO = 1;
+
+// POSIX file type bits.
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFSOCK = 0o140000;
+
+export const isDir = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
+export const isReg = (mode: number): boolean => (mode & S_IFMT) === S_IFREG;
+export const isLnk = (mode: number): boolean => (mode & S_IFMT) === S_IFLNK;
+
+export interface Inode {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  sizeBytes: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  rdev: number;
+  /** Parent directory (directories only; 0 otherwise). */
+  parent: number;
+}
+
+const INODE_BYTES = 1 + 4 * 5 + 8 * 5 + 8;
+
+export function encodeInode(inode: Inode): Uint8Array {
+  const out = new Uint8Array(INODE_BYTES);
+  const v = viewOf(out);
+  let o = 0;
+  v.setUint8(o, 1); o += 1; // record version
+  v.setUint32(o, inode.mode); o += 4;
+  v.setUint32(o, inode.uid); o += 4;
+  v.setUint32(o, inode.gid); o += 4;
+  v.setUint32(o, inode.nlink); o += 4;
+  v.setUint32(o, inode.rdev); o += 4;
+  putU64(v, o, inode.sizeBytes); o += 8;
+  v.setFloat64(o, inode.atimeMs); o += 8;
+  v.setFloat64(o, inode.mtimeMs); o += 8;
+  v.setFloat64(o, inode.ctimeMs); o += 8;
+  putU64(v, o, inode.parent); o += 8;
+  putU64(v, o, inode.ino);
+  return out;
+}
+
+export function decodeInode(bytes: Uint8Array): Inode {
+  if (bytes.length !== INODE_BYTES || bytes[0] !== 1) {
+    throw new FormatError('ECORRUPT', `inode record of ${bytes.length} bytes, version ${bytes[0]}: expected ${INODE_BYTES} bytes, version 1`);
+  }
+  const v = viewOf(bytes);
+  let o = 1;
+  const mode = v.getUint32(o); o += 4;
+  const uid = v.getUint32(o); o += 4;
+  const gid = v.getUint32(o); o += 4;
+  const nlink = v.getUint32(o); o += 4;
+  const rdev = v.getUint32(o); o += 4;
+  const sizeBytes = getU64(v, o); o += 8;
+  const atimeMs = v.getFloat64(o); o += 8;
+  const mtimeMs = v.getFloat64(o); o += 8;
+  const ctimeMs = v.getFloat64(o); o += 8;
+  const parent = getU64(v, o); o += 8;
+  const ino = getU64(v, o);
+  return { ino, mode, uid, gid, nlink, sizeBytes, atimeMs, mtimeMs, ctimeMs, rdev, parent };
+}
+
+export const inoKey = (ino: number): Uint8Array => u64(ino);
+
+export function direntKey(parent: number, name: string): Uint8Array {
+  return concat(u64(parent), utf8(name));
+}
+
+export function direntName(key: Uint8Array): string {
+  return fromUtf8(key.subarray(8));
+}
+
+export interface Dirent {
+  ino: number;
+  /** File type bits (mode & S_IFMT) >> 12. */
+  type: number;
+}
+
+export function encodeDirent(d: Dirent): Uint8Array {
+  const out = new Uint8Array(9);
+  putU64(viewOf(out), 0, d.ino);
+  out[8] = d.type;
+  return out;
+}
+
+export function decodeDirent(bytes: Uint8Array): Dirent {
+  if (bytes.length !== 9) throw new FormatError('ECORRUPT', `dirent record of ${bytes.length} bytes: expected 9`);
+  return { ino: getU64(viewOf(bytes), 0), type: bytes[8] };
+}
+
+export function blockmapKey(ino: number, blockNo: number): Uint8Array {
+  const out = new Uint8Array(16);
+  const v = viewOf(out);
+  putU64(v, 0, ino);
+  putU64(v, 8, blockNo);
+  return out;
+}
+
+export function blockmapBlockNo(key: Uint8Array): number {
+  return getU64(viewOf(key), 8);
+}
+
+/** Where and how one unique block is stored. */
+export interface BlockRecord {
+  refcount: number;
+  codec: number;
+  storedBytes: number;
+  rawBytes: number;
+  offsetBytes: number;
+}
+
+const BLOCK_BYTES = 1 + 4 + 1 + 4 + 4 + 8;
+
+export function encodeBlock(b: BlockRecord): Uint8Array {
+  const out = new Uint8Array(BLOCK_BYTES);
+  const v = viewOf(out);
+  v.setUint8(0, 1);
+  v.setUint32(1, b.refcount);
+  v.setUint8(5, b.codec);
+  v.setUint32(6, b.storedBytes);
+  v.setUint32(10, b.rawBytes);
+  putU64(v, 14, b.offsetBytes);
+  return out;
+}
+
+export function decodeBlock(bytes: Uint8Array): BlockRecord {
+  if (bytes.length !== BLOCK_BYTES || bytes[0] !== 1) {
+    throw new FormatError('ECORRUPT', `block record of ${bytes.length} bytes: expected ${BLOCK_BYTES}, version 1`);
+  }
+  const v = viewOf(bytes);
+  return {
+    refcount: v.getUint32(1),
+    codec: v.getUint8(5),
+    storedBytes: v.getUint32(6),
+    rawBytes: v.getUint32(10),
+    offsetBytes: getU64(v, 14),
+  };
+}
+
+export function freeKey(lengthBytes: number, offsetBytes: number): Uint8Array {
+  const out = new Uint8Array(16);
+  const v = viewOf(out);
+  putU64(v, 0, lengthBytes);
+  putU64(v, 8, offsetBytes);
+  return out;
+}
+
+export function decodeFreeKey(key: Uint8Array): { lengthBytes: number; offsetBytes: number } {
+  const v = viewOf(key);
+  return { lengthBytes: getU64(v, 0), offsetBytes: getU64(v, 8) };
+}
+
+export const EMPTY = new Uint8Array(0);
+
+// ---------------------------------------------------------------- meta
+
+export const META = {
+  format: 'format', // JSON FormatInfo, written once by mklessfs
+  state: 'state', // JSON NodeState, rewritten by every commit
+  clean: 'clean', // '1' after a clean unmount, '0' while mounted
+} as const;
+
+export const metaKey = (name: string): Uint8Array => utf8(name);
+
+export interface FormatInfo {
+  formatVersion: number;
+  blockSizeBytes: number;
+  hashName: string;
+  fsId: string;
+  createdMs: number;
+}
+
+/** Counters and allocator state saved in the same transaction as the pointers. */
+export interface NodeState {
+  txn: number;
+  nextIno: number;
+  /** End of the data file's allocated region: bytes past it belong to nothing. */
+  dataEndBytes: number;
+  /** Bytes of the data file holding live blocks. */
+  storedBytes: number;
+  /** Live unique blocks. */
+  blockCount: number;
+  /** Next suffix for block keys when DEDUPLICATION=off. */
+  nextUniq: number;
+}
+
+export function encodeJson(value: unknown): Uint8Array {
+  return utf8(JSON.stringify(value));
+}
+
+export function decodeJson<T>(bytes: Uint8Array, what: string): T {
+  try {
+    return JSON.parse(fromUtf8(bytes)) as T;
+  } catch (err) {
+    throw new FormatError('ECORRUPT', `meta record ${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Data file of unique blocks, under BLOCKDATA_PATH. */
+export const DATA_FILE = 'blockdata.dta';
+
+/** Stored extents are multiples of this (a sector), so freed space fits reuse. */
+export const EXTENT_ALIGN_BYTES = 512;
+
+export const alignExtent = (n: number): number => Math.ceil(n / EXTENT_ALIGN_BYTES) * EXTENT_ALIGN_BYTES;

@@ -1,0 +1,197 @@
+// Net on node:net. What it guarantees beyond a bare socket:
+// - every socket has an 'error' listener from birth, so EPIPE/ECONNRESET and a
+//   peer vanishing surface as onClose(NetError), never as an uncaught exception
+//   (Node ignores SIGPIPE, so a write to a closed peer is an EPIPE error here);
+// - errors are NetError with the Node code (ECONNREFUSED, ETIMEDOUT, ...);
+// - connect has a timeout; Nagle is off (replication frames are latency-bound);
+// - write() copies, so callers may reuse their buffers (as in the sim).
+
+import * as net from 'node:net';
+import type { Connection, Listener, Net } from '../core/drivers.ts';
+import { assert, errorCode, NetError } from '../core/errors.ts';
+
+export interface RealNetOptions {
+  /** Connect timeout when the caller gives none. */
+  connectTimeoutMs?: number;
+  /** Accepted connections per listener; beyond it the kernel's backlog waits, then Node drops them. */
+  connectionsPerListenerMax?: number;
+  /**
+   * Errors of a listener after it is listening (e.g. EMFILE on accept). They do
+   * not concern any one connection; default: a process warning.
+   */
+  onListenerError?: (error: NetError) => void;
+}
+
+const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
+const CONNECT_TIMEOUT_MS_MAX = 600_000;
+const CONNECTIONS_PER_LISTENER_MAX_DEFAULT = 1024;
+
+function toNetError(err: unknown, context: string): NetError {
+  if (err instanceof NetError) return err;
+  const code = errorCode(err) ?? 'EIO';
+  const message = err instanceof Error ? err.message : String(err);
+  return new NetError(code, `${context}: ${message}`);
+}
+
+class RealConnection implements Connection {
+  readonly remote: string;
+  private appClosed = false;
+  private closed = false;
+  private closeNotified = false;
+  private error: NetError | undefined;
+  private hasData = false;
+  private hasDrain = false;
+  private closeHandler: ((error?: Error) => void) | undefined;
+
+  constructor(private readonly socket: net.Socket) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    socket.setNoDelay(true);
+    socket.on('error', (err: Error) => {
+      // The first error is the cause; 'close' follows and reports it.
+      this.error ??= toNetError(err, `connection ${this.remote}`);
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.notifyClose();
+    });
+  }
+
+  write(data: Uint8Array): boolean {
+    if (this.appClosed) throw new NetError('EPIPE', `write after end/destroy on connection ${this.remote}`);
+    // Closed or closing under us: the cause reaches onClose.
+    if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
+    return this.socket.write(Buffer.from(data));
+  }
+
+  end(): void {
+    this.appClosed = true;
+    if (!this.socket.destroyed) this.socket.end();
+  }
+
+  destroy(): void {
+    this.appClosed = true;
+    this.socket.destroy();
+  }
+
+  onData(handler: (chunk: Uint8Array) => void): void {
+    assert(!this.hasData, `onData registered twice on ${this.remote}`);
+    this.hasData = true;
+    // Until now the socket stayed paused and buffered (bounded by TCP's window).
+    this.socket.on('data', (chunk: Buffer) => handler(chunk));
+  }
+
+  onDrain(handler: () => void): void {
+    assert(!this.hasDrain, `onDrain registered twice on ${this.remote}`);
+    this.hasDrain = true;
+    this.socket.on('drain', handler);
+  }
+
+  onClose(handler: (error?: Error) => void): void {
+    assert(this.closeHandler === undefined, `onClose registered twice on ${this.remote}`);
+    this.closeHandler = handler;
+    // Never inline: callbacks run as their own event, as in the sim.
+    if (this.closed) setImmediate(() => this.notifyClose());
+  }
+
+  private notifyClose(): void {
+    if (this.closeNotified || !this.closeHandler) return;
+    this.closeNotified = true;
+    this.closeHandler(this.error);
+  }
+}
+
+class RealListener implements Listener {
+  private closed = false;
+  constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+    private readonly onError: (error: NetError) => void,
+  ) {}
+
+  /** Stops accepting; connections already accepted stay open (their owners close them). */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    // server.close's callback waits for every accepted connection to end, which
+    // is not ours to wait for; the listening socket itself is closed right here.
+    this.server.close((err) => {
+      if (err) this.onError(toNetError(err, `close listener on port ${this.port}`));
+    });
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+export class RealNet implements Net {
+  private readonly connectTimeoutMs: number;
+  private readonly connectionsPerListenerMax: number;
+  private readonly onListenerError: (error: NetError) => void;
+
+  constructor(options: RealNetOptions = {}) {
+    this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT;
+    this.connectionsPerListenerMax = options.connectionsPerListenerMax ?? CONNECTIONS_PER_LISTENER_MAX_DEFAULT;
+    if (!Number.isInteger(this.connectTimeoutMs) || this.connectTimeoutMs <= 0 || this.connectTimeoutMs > CONNECT_TIMEOUT_MS_MAX) {
+      throw new RangeError(`RealNetOptions.connectTimeoutMs: ${this.connectTimeoutMs} must be an integer in [1, ${CONNECT_TIMEOUT_MS_MAX}]`);
+    }
+    if (!Number.isInteger(this.connectionsPerListenerMax) || this.connectionsPerListenerMax < 1) {
+      throw new RangeError(`RealNetOptions.connectionsPerListenerMax: ${this.connectionsPerListenerMax} must be an integer >= 1`);
+    }
+    this.onListenerError =
+      options.onListenerError ?? ((error) => process.emitWarning(error.message, { code: error.code, type: 'NetListenerWarning' }));
+  }
+
+  listen(host: string, port: number, onConnection: (conn: Connection) => void): Promise<Listener> {
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      return Promise.reject(new NetError('EINVAL', `listen ${host}:${port}: bad port`));
+    }
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ allowHalfOpen: false, noDelay: true });
+      server.maxConnections = this.connectionsPerListenerMax;
+      server.on('connection', (socket) => onConnection(new RealConnection(socket)));
+      const onListenError = (err: Error): void => reject(toNetError(err, `listen ${host}:${port}`));
+      server.once('error', onListenError);
+      server.listen({ host, port }, () => {
+        server.off('error', onListenError);
+        const address = server.address();
+        assert(address !== null && typeof address === 'object', `listen ${host}:${port}: no address`);
+        const listener = new RealListener(server, address.port, this.onListenerError);
+        server.on('error', (err) => this.onListenerError(toNetError(err, `listener ${host}:${address.port}`)));
+        resolve(listener);
+      });
+    });
+  }
+
+  connect(host: string, port: number, options?: { timeoutMs?: number }): Promise<Connection> {
+    const timeoutMs = options?.timeoutMs ?? this.connectTimeoutMs;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      return Promise.reject(new NetError('EINVAL', `connect ${host}:${port}: bad port`));
+    }
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > CONNECT_TIMEOUT_MS_MAX) {
+      return Promise.reject(new NetError('EINVAL', `connect ${host}:${port}: timeoutMs ${timeoutMs} not in (0, ${CONNECT_TIMEOUT_MS_MAX}]`));
+    }
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const socket = net.connect({ host, port, noDelay: true, allowHalfOpen: false });
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        socket.destroy();
+        reject(new NetError('ETIMEDOUT', `connect ${host}:${port}: no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      // Stays attached for the socket's life: after 'connect' it sees only
+      // errors RealConnection also sees, and ignores them.
+      socket.on('error', (err) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.destroy();
+        reject(toNetError(err, `connect ${host}:${port}`));
+      });
+      socket.once('connect', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(new RealConnection(socket));
+      });
+    });
+  }
+}

@@ -1,0 +1,181 @@
+// Filesystem workload operations, applied identically to the engine (through
+// PathFs) and to the reference model. Contents come from a small pool of block
+// patterns so the same blocks appear in many files and dedup is exercised.
+
+import { FsError } from '../core/errors.ts';
+import type { PathFs } from '../core/fs/path-fs.ts';
+import { isDir, isLnk, isReg } from '../core/fs/schema.ts';
+import { ModelError, type ModelFs } from './model.ts';
+import type { SimRng } from './rng.ts';
+
+export type Op =
+  | { op: 'create'; path: string }
+  | { op: 'mkdir'; path: string }
+  | { op: 'write'; path: string; offsetBytes: number; pool: number; lengthBytes: number }
+  | { op: 'truncate'; path: string; sizeBytes: number }
+  | { op: 'read'; path: string; offsetBytes: number; lengthBytes: number }
+  | { op: 'unlink'; path: string }
+  | { op: 'rmdir'; path: string }
+  | { op: 'rename'; from: string; to: string }
+  | { op: 'link'; from: string; to: string }
+  | { op: 'symlink'; target: string; path: string }
+  | { op: 'readlink'; path: string }
+  | { op: 'readdir'; path: string }
+  | { op: 'stat'; path: string }
+  | { op: 'fsync'; path: string }
+  | { op: 'commit' }
+  | { op: 'remount' };
+
+export type OpResult = { ok: string } | { err: string };
+
+/** Number of distinct block patterns; pattern 0 is all zeros (holes). */
+export const POOL_PATTERNS = 6;
+
+function patternByte(pattern: number, i: number): number {
+  if (pattern === 0) return 0;
+  // A cheap deterministic byte stream per pattern (xorshift-ish mix).
+  let x = (Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(pattern, 0x85ebca6b)) >>> 0;
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x2c1b3c6d) >>> 0;
+  x ^= x >>> 12;
+  return x & 0xff;
+}
+
+/** Content of a write: consecutive pool blocks starting at `pool`. */
+export function poolData(blockSizeBytes: number, pool: number, lengthBytes: number): Uint8Array {
+  const out = new Uint8Array(lengthBytes);
+  for (let i = 0; i < lengthBytes; i++) {
+    const pattern = (pool + Math.floor(i / blockSizeBytes)) % POOL_PATTERNS;
+    out[i] = patternByte(pattern, i % blockSizeBytes);
+  }
+  return out;
+}
+
+function digest(bytes: Uint8Array): string {
+  // FNV-1a 32 plus length: enough to compare read results cheaply.
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
+  return `${bytes.length}:${h.toString(16)}`;
+}
+
+function errCode(err: unknown): string {
+  if (err instanceof FsError || err instanceof ModelError) return err.code;
+  throw err;
+}
+
+/** Apply an op to the engine. commit/remount are the caller's (they need the node). */
+export async function applyToFs(fs: PathFs, op: Op, blockSizeBytes: number): Promise<OpResult> {
+  try {
+    switch (op.op) {
+      case 'create': fs.create(op.path); return { ok: '' };
+      case 'mkdir': fs.mkdir(op.path); return { ok: '' };
+      case 'write': await fs.write(op.path, op.offsetBytes, poolData(blockSizeBytes, op.pool, op.lengthBytes)); return { ok: '' };
+      case 'truncate': await fs.truncate(op.path, op.sizeBytes); return { ok: '' };
+      case 'read': return { ok: digest(await fs.read(op.path, op.offsetBytes, op.lengthBytes)) };
+      case 'unlink': fs.unlink(op.path); return { ok: '' };
+      case 'rmdir': fs.rmdir(op.path); return { ok: '' };
+      case 'rename': fs.rename(op.from, op.to); return { ok: '' };
+      case 'link': fs.link(op.from, op.to); return { ok: '' };
+      case 'symlink': fs.symlink(op.target, op.path); return { ok: '' };
+      case 'readlink': return { ok: fs.readlink(op.path) };
+      case 'readdir': return { ok: fs.readdir(op.path).map((e) => e.name).join(',') };
+      case 'stat': {
+        const st = fs.stat(op.path);
+        const kind = isDir(st.mode) ? 'dir' : isLnk(st.mode) ? 'symlink' : isReg(st.mode) ? 'file' : 'other';
+        return { ok: kind === 'file' ? `file size=${st.sizeBytes} nlink=${st.nlink}` : kind === 'dir' ? `dir nlink=${st.nlink}` : kind };
+      }
+      case 'fsync': await fs.fsync(op.path); return { ok: '' };
+      case 'commit':
+      case 'remount':
+        throw new Error(`${op.op} is applied by the harness`);
+    }
+  } catch (err) {
+    return { err: errCode(err) };
+  }
+}
+
+export function applyToModel(model: ModelFs, op: Op, blockSizeBytes: number): OpResult {
+  try {
+    switch (op.op) {
+      case 'create': model.create(op.path); return { ok: '' };
+      case 'mkdir': model.mkdir(op.path); return { ok: '' };
+      case 'write': model.write(op.path, op.offsetBytes, poolData(blockSizeBytes, op.pool, op.lengthBytes)); return { ok: '' };
+      case 'truncate': model.truncate(op.path, op.sizeBytes); return { ok: '' };
+      case 'read': return { ok: digest(model.read(op.path, op.offsetBytes, op.lengthBytes)) };
+      case 'unlink': model.unlink(op.path); return { ok: '' };
+      case 'rmdir': model.rmdir(op.path); return { ok: '' };
+      case 'rename': model.rename(op.from, op.to); return { ok: '' };
+      case 'link': model.link(op.from, op.to); return { ok: '' };
+      case 'symlink': model.symlink(op.target, op.path); return { ok: '' };
+      case 'readlink': return { ok: model.readlink(op.path) };
+      case 'readdir': return { ok: model.readdir(op.path).join(',') };
+      case 'stat': {
+        const n = model.resolve(op.path);
+        if (n.kind === 'file') return { ok: `file size=${n.data.length} nlink=${model.nlink(n)}` };
+        if (n.kind === 'dir') return { ok: `dir nlink=${model.nlink(n)}` };
+        return { ok: 'symlink' };
+      }
+      case 'fsync': model.resolve(op.path); return { ok: '' };
+      case 'commit':
+      case 'remount':
+        return { ok: '' };
+    }
+  } catch (err) {
+    return { err: errCode(err) };
+  }
+}
+
+/** Every path of the engine's tree described as ModelFs.listing() does. */
+export async function fsListing(fs: PathFs): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const visit = (dir: string, ino: number): void => {
+    for (const e of fs.engine.readdir(ino).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
+      const st = fs.engine.getattr(e.ino);
+      if (isDir(st.mode)) {
+        out.set(p, `dir nlink=${st.nlink}`);
+        visit(p, e.ino);
+      } else if (isLnk(st.mode)) {
+        out.set(p, `symlink -> ${fs.engine.readlink(e.ino)}`);
+      } else {
+        out.set(p, `file size=${st.sizeBytes} nlink=${st.nlink}`);
+      }
+    }
+  };
+  visit('/', 1);
+  return out;
+}
+
+/** Names the workload draws paths from: small, so operations collide often. */
+export const NAMES = ['a', 'b', 'c', 'd'] as const;
+
+export function randomPath(rng: SimRng, depthMax = 3): string {
+  const depth = 1 + rng.int(depthMax);
+  const parts: string[] = [];
+  for (let i = 0; i < depth; i++) parts.push(rng.pick(NAMES));
+  return `/${parts.join('/')}`;
+}
+
+/** A random operation (for seeded simulation workloads). */
+export function randomOp(rng: SimRng, blockSizeBytes: number): Op {
+  const path = randomPath(rng);
+  const r = rng.int(100);
+  const offsets = [0, 1, 100, blockSizeBytes - 1, blockSizeBytes, 2 * blockSizeBytes + 7, 3 * blockSizeBytes];
+  if (r < 12) return { op: 'create', path };
+  if (r < 20) return { op: 'mkdir', path };
+  if (r < 45) {
+    return { op: 'write', path, offsetBytes: rng.pick(offsets), pool: rng.int(POOL_PATTERNS), lengthBytes: 1 + rng.int(3 * blockSizeBytes) };
+  }
+  if (r < 50) return { op: 'truncate', path, sizeBytes: rng.pick([0, 10, blockSizeBytes, blockSizeBytes + 5, 4 * blockSizeBytes]) };
+  if (r < 60) return { op: 'read', path, offsetBytes: rng.pick(offsets), lengthBytes: 1 + rng.int(4 * blockSizeBytes) };
+  if (r < 66) return { op: 'unlink', path };
+  if (r < 69) return { op: 'rmdir', path };
+  if (r < 76) return { op: 'rename', from: path, to: randomPath(rng) };
+  if (r < 80) return { op: 'link', from: path, to: randomPath(rng) };
+  if (r < 82) return { op: 'symlink', target: randomPath(rng), path };
+  if (r < 84) return { op: 'readlink', path };
+  if (r < 88) return { op: 'readdir', path: rng.chance(0.3) ? '/' : path };
+  if (r < 92) return { op: 'stat', path };
+  if (r < 97) return { op: 'fsync', path };
+  return { op: 'commit' };
+}

@@ -1,0 +1,427 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Disk } from '../../src/core/drivers.ts';
+import { DiskError } from '../../src/core/errors.ts';
+import { RealDisk } from '../../src/real/disk.ts';
+import { SimDiskMedium } from '../../src/sim/disk.ts';
+import { SimRng } from '../../src/sim/rng.ts';
+import { Domain, Scheduler } from '../../src/sim/scheduler.ts';
+import { drivenDisk, realRunner, simRunner, type DrivenDisk, type Runner } from '../support/driven-disk.ts';
+
+// One body of tests, run against every Disk driver: what core may rely on.
+
+interface DiskUnderTest {
+  disk: Disk;
+  run: Runner;
+  /** An existing, empty directory to work in. */
+  root: string;
+  cleanup(): Promise<void>;
+}
+
+type DiskFactory = () => Promise<DiskUnderTest>;
+
+function simFactory(seed: number, latencyMsMin: number, latencyMsMax: number): DiskFactory {
+  return async () => {
+    const scheduler = new Scheduler({ seed });
+    const medium = new SimDiskMedium(scheduler, scheduler.rng.split('disk'), { latencyMsMin, latencyMsMax });
+    const disk = medium.driver(new Domain('node'));
+    const run = simRunner(scheduler);
+    await run(disk.mkdir('/work'));
+    return { disk, run, root: '/work', cleanup: async () => undefined };
+  };
+}
+
+const realFactory: DiskFactory = async () => {
+  const root = await mkdtemp(join(tmpdir(), 'lessfs-disk-contract-'));
+  return { disk: new RealDisk(), run: realRunner, root, cleanup: () => rm(root, { recursive: true, force: true }) };
+};
+
+async function errorOf(promise: Promise<unknown>): Promise<DiskError> {
+  const outcome = await promise.then(
+    () => ({ ok: true as const }),
+    (err: unknown) => ({ ok: false as const, err }),
+  );
+  if (outcome.ok) throw new Error('expected the operation to fail');
+  expect(outcome.err).toBeInstanceOf(DiskError);
+  return outcome.err as DiskError;
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<DiskError> {
+  const err = await errorOf(promise);
+  expect(err.code).toBe(code);
+  return err;
+}
+
+const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values);
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+function pattern(length: number, salt: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 31 + salt) & 0xff;
+  return out;
+}
+
+function diskContract(name: string, factory: DiskFactory): void {
+  describe(`Disk contract: ${name}`, () => {
+    let t: DiskUnderTest;
+    let d: DrivenDisk;
+    let root: string;
+    const p = (...parts: string[]): string => [root, ...parts].join('/');
+
+    beforeEach(async () => {
+      t = await factory();
+      d = drivenDisk(t.disk, t.run);
+      root = t.root;
+    });
+    afterEach(async () => {
+      await t.cleanup();
+    });
+
+    describe('open', () => {
+      it('fails with ENOENT for a missing file, and creates it with create', async () => {
+        const err = await expectCode(d.open(p('a')), 'ENOENT');
+        expect(err.path).toBe(p('a'));
+        const fh = await d.open(p('a'), { create: true });
+        expect(fh.path).toBe(p('a'));
+        expect(await fh.sizeBytes()).toBe(0);
+        await fh.close();
+        expect(await d.stat(p('a'))).toEqual({ sizeBytes: 0, isDirectory: false });
+      });
+
+      it('keeps existing contents when opened again with create', async () => {
+        const fh = await d.open(p('a'), { create: true });
+        await fh.write(0, text('hello'));
+        await fh.close();
+        const again = await d.open(p('a'), { create: true });
+        expect(await again.read(0, 100)).toEqual(text('hello'));
+        await again.close();
+      });
+
+      it('fails with EEXIST for create+exclusive on an existing file', async () => {
+        await (await d.open(p('a'), { create: true, exclusive: true })).close();
+        await expectCode(d.open(p('a'), { create: true, exclusive: true }), 'EEXIST');
+      });
+
+      it('fails with ENOENT when the parent directory is missing, ENOTDIR when it is a file', async () => {
+        await expectCode(d.open(p('nodir', 'a'), { create: true }), 'ENOENT');
+        await (await d.open(p('f'), { create: true })).close();
+        await expectCode(d.open(p('f', 'a'), { create: true }), 'ENOTDIR');
+      });
+
+      it('fails with EISDIR on a directory, read-only or not', async () => {
+        await d.mkdir(p('dir'));
+        await expectCode(d.open(p('dir')), 'EISDIR');
+        await expectCode(d.open(p('dir'), { readOnly: true }), 'EISDIR');
+      });
+
+      it('rejects relative paths with EINVAL', async () => {
+        await expectCode(d.open('relative/path', { create: true }), 'EINVAL');
+        await expectCode(d.stat('relative'), 'EINVAL');
+      });
+    });
+
+    describe('read and write', () => {
+      it('reads back what was written, short only at end of file', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        const data = pattern(10_000, 7);
+        await fh.write(0, data);
+        expect(await fh.sizeBytes()).toBe(10_000);
+        expect(await fh.read(0, 10_000)).toEqual(data);
+        expect(await fh.read(100, 50)).toEqual(data.slice(100, 150));
+        expect(await fh.read(9_990, 100)).toEqual(data.slice(9_990));
+        expect((await fh.read(10_000, 10)).length).toBe(0);
+        expect((await fh.read(20_000, 10)).length).toBe(0);
+        expect((await fh.read(0, 0)).length).toBe(0);
+        await fh.close();
+      });
+
+      it('overwrites in place without changing the size', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, text('abcdefgh'));
+        await fh.write(2, text('XY'));
+        expect(await fh.read(0, 8)).toEqual(text('abXYefgh'));
+        expect(await fh.sizeBytes()).toBe(8);
+        await fh.close();
+      });
+
+      it('zero-fills a hole when writing past the end', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, bytes(1, 2));
+        await fh.write(6, bytes(9));
+        expect(await fh.read(0, 100)).toEqual(bytes(1, 2, 0, 0, 0, 0, 9));
+        await fh.close();
+      });
+
+      it('returns data the caller cannot alias, and copies data it is given', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        const data = bytes(1, 2, 3);
+        await fh.write(0, data);
+        data[0] = 99;
+        const got = await fh.read(0, 3);
+        expect(got).toEqual(bytes(1, 2, 3));
+        got[1] = 77;
+        expect(await fh.read(0, 3)).toEqual(bytes(1, 2, 3));
+        await fh.close();
+      });
+
+      it('rejects negative positions and lengths with EINVAL', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await expectCode(fh.read(-1, 1), 'EINVAL');
+        await expectCode(fh.read(0, -1), 'EINVAL');
+        await expectCode(fh.write(-5, bytes(1)), 'EINVAL');
+        await expectCode(fh.truncate(-1), 'EINVAL');
+        await fh.close();
+      });
+
+      it('sees writes through another handle on the same file', async () => {
+        const a = await d.open(p('f'), { create: true });
+        const b = await d.open(p('f'));
+        await a.write(0, text('shared'));
+        expect(await b.read(0, 6)).toEqual(text('shared'));
+        await a.close();
+        await b.close();
+      });
+    });
+
+    describe('append', () => {
+      it('returns the offset each append was written at', async () => {
+        const fh = await d.open(p('log'), { create: true });
+        expect(await fh.append(text('abc'))).toBe(0);
+        expect(await fh.append(text('de'))).toBe(3);
+        expect(await fh.append(new Uint8Array(0))).toBe(5);
+        expect(await fh.append(text('f'))).toBe(5);
+        expect(await fh.read(0, 100)).toEqual(text('abcdef'));
+        await fh.close();
+      });
+
+      it('appends after existing contents and after truncate', async () => {
+        const w = await d.open(p('log'), { create: true });
+        await w.write(0, text('12345'));
+        await w.close();
+        const fh = await d.open(p('log'));
+        expect(await fh.append(text('6'))).toBe(5);
+        await fh.truncate(2);
+        expect(await fh.append(text('x'))).toBe(2);
+        expect(await fh.read(0, 10)).toEqual(text('12x'));
+        await fh.close();
+      });
+
+      it('gives concurrent appends distinct offsets in issue order', async () => {
+        const fh = await d.open(p('log'), { create: true });
+        const chunks = Array.from({ length: 20 }, (_, i) => pattern(100 + i * 13, i));
+        const offsets = await t.run(Promise.all(chunks.map((c) => fh.raw.append(c))));
+        let expected = 0;
+        for (let i = 0; i < chunks.length; i++) {
+          expect(offsets[i]).toBe(expected);
+          expect(await fh.read(expected, chunks[i].length)).toEqual(chunks[i]);
+          expected += chunks[i].length;
+        }
+        expect(await fh.sizeBytes()).toBe(expected);
+        await fh.close();
+      });
+    });
+
+    describe('truncate and size', () => {
+      it('shrinks, then extends with zeros', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, pattern(1000, 1));
+        await fh.truncate(10);
+        expect(await fh.sizeBytes()).toBe(10);
+        expect(await fh.read(0, 1000)).toEqual(pattern(1000, 1).slice(0, 10));
+        await fh.truncate(20);
+        const after = await fh.read(0, 1000);
+        expect(after.length).toBe(20);
+        expect(after.slice(0, 10)).toEqual(pattern(1000, 1).slice(0, 10));
+        expect(after.slice(10)).toEqual(new Uint8Array(10));
+        expect((await d.stat(p('f')))?.sizeBytes).toBe(20);
+        await fh.truncate(0);
+        expect(await fh.sizeBytes()).toBe(0);
+        await fh.close();
+      });
+    });
+
+    describe('handles', () => {
+      it('read-only handles read but refuse changes with EBADF', async () => {
+        const w = await d.open(p('f'), { create: true });
+        await w.write(0, text('ro'));
+        await w.close();
+        const fh = await d.open(p('f'), { readOnly: true });
+        expect(await fh.read(0, 2)).toEqual(text('ro'));
+        await expectCode(fh.write(0, text('x')), 'EBADF');
+        await expectCode(fh.append(text('x')), 'EBADF');
+        await expectCode(fh.truncate(0), 'EBADF');
+        expect(await fh.read(0, 2)).toEqual(text('ro'));
+        await fh.close();
+      });
+
+      it('fails with EBADF after close', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.close();
+        await expectCode(fh.read(0, 1), 'EBADF');
+        await expectCode(fh.write(0, bytes(1)), 'EBADF');
+        await expectCode(fh.append(bytes(1)), 'EBADF');
+        await expectCode(fh.sizeBytes(), 'EBADF');
+        await expectCode(fh.truncate(0), 'EBADF');
+        await expectCode(fh.sync(), 'EBADF');
+        await expectCode(fh.close(), 'EBADF');
+      });
+
+      it('syncs files and directories', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, text('durable'));
+        await fh.sync();
+        await fh.close();
+        await d.syncDir(root);
+        await expectCode(d.syncDir(p('missing')), 'ENOENT');
+      });
+    });
+
+    describe('rename', () => {
+      it('moves a file to a new name', async () => {
+        const fh = await d.open(p('a'), { create: true });
+        await fh.write(0, text('A'));
+        await fh.close();
+        await d.rename(p('a'), p('b'));
+        expect(await d.stat(p('a'))).toBeUndefined();
+        const b = await d.open(p('b'));
+        expect(await b.read(0, 10)).toEqual(text('A'));
+        await b.close();
+      });
+
+      it('replaces an existing file, and open handles follow the file they opened', async () => {
+        const a = await d.open(p('a'), { create: true });
+        await a.write(0, text('new'));
+        const b = await d.open(p('b'), { create: true });
+        await b.write(0, text('old!'));
+        await d.rename(p('a'), p('b'));
+        expect(await d.readdir(root)).toEqual(['b']);
+        const reread = await d.open(p('b'));
+        expect(await reread.read(0, 10)).toEqual(text('new'));
+        await a.write(3, text('er'));
+        expect(await reread.read(0, 10)).toEqual(text('newer'));
+        expect(await b.read(0, 10)).toEqual(text('old!'));
+        await Promise.all([a.close(), b.close(), reread.close()]);
+      });
+
+      it('moves a file between directories and a directory with its children', async () => {
+        await d.mkdir(p('x'));
+        await d.mkdir(p('y'));
+        await (await d.open(p('x', 'f'), { create: true })).close();
+        await d.rename(p('x', 'f'), p('y', 'g'));
+        expect(await d.readdir(p('x'))).toEqual([]);
+        expect(await d.readdir(p('y'))).toEqual(['g']);
+        await d.rename(p('y'), p('x', 'z'));
+        expect(await d.readdir(p('x', 'z'))).toEqual(['g']);
+        expect(await d.stat(p('y'))).toBeUndefined();
+      });
+
+      it('renaming a file onto itself changes nothing', async () => {
+        await (await d.open(p('a'), { create: true })).close();
+        await d.rename(p('a'), p('a'));
+        expect(await d.readdir(root)).toEqual(['a']);
+      });
+
+      it('fails with POSIX errors', async () => {
+        await expectCode(d.rename(p('missing'), p('b')), 'ENOENT');
+        await (await d.open(p('f'), { create: true })).close();
+        await expectCode(d.rename(p('f'), p('nodir', 'f')), 'ENOENT');
+        await d.mkdir(p('dir'));
+        await d.mkdir(p('full'));
+        await (await d.open(p('full', 'x'), { create: true })).close();
+        await expectCode(d.rename(p('f'), p('dir')), 'EISDIR');
+        await expectCode(d.rename(p('dir'), p('f')), 'ENOTDIR');
+        await expectCode(d.rename(p('dir'), p('full')), 'ENOTEMPTY');
+        await expectCode(d.rename(p('full'), p('full', 'sub')), 'EINVAL');
+        // A failed rename changes nothing.
+        expect(await d.readdir(root)).toEqual(['dir', 'f', 'full']);
+        expect(await d.readdir(p('full'))).toEqual(['x']);
+        // An empty directory may be replaced by a directory.
+        await d.rename(p('full'), p('dir'));
+        expect(await d.readdir(root)).toEqual(['dir', 'f']);
+        expect(await d.readdir(p('dir'))).toEqual(['x']);
+      });
+    });
+
+    describe('unlink', () => {
+      it('removes the name; an open handle keeps the contents', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, text('still here'));
+        await d.unlink(p('f'));
+        expect(await d.stat(p('f'))).toBeUndefined();
+        expect(await d.readdir(root)).toEqual([]);
+        expect(await fh.read(0, 100)).toEqual(text('still here'));
+        await fh.close();
+        await expectCode(d.open(p('f')), 'ENOENT');
+      });
+
+      it('fails with ENOENT for a missing file and EISDIR for a directory', async () => {
+        await expectCode(d.unlink(p('missing')), 'ENOENT');
+        await d.mkdir(p('dir'));
+        await expectCode(d.unlink(p('dir')), 'EISDIR');
+        expect(await d.readdir(root)).toEqual(['dir']);
+      });
+    });
+
+    describe('readdir, mkdir and stat', () => {
+      it('lists names sorted', async () => {
+        for (const name of ['zeta', 'alpha', 'Beta', 'm10', 'm9']) await (await d.open(p(name), { create: true })).close();
+        await d.mkdir(p('dir'));
+        expect(await d.readdir(root)).toEqual(['Beta', 'alpha', 'dir', 'm10', 'm9', 'zeta']);
+      });
+
+      it('readdir fails with ENOENT and ENOTDIR', async () => {
+        await expectCode(d.readdir(p('missing')), 'ENOENT');
+        await (await d.open(p('f'), { create: true })).close();
+        await expectCode(d.readdir(p('f')), 'ENOTDIR');
+      });
+
+      it('mkdir creates one level, or a chain with recursive', async () => {
+        await d.mkdir(p('a'));
+        expect(await d.stat(p('a'))).toMatchObject({ isDirectory: true });
+        await expectCode(d.mkdir(p('a')), 'EEXIST');
+        await expectCode(d.mkdir(p('b', 'c')), 'ENOENT');
+        await d.mkdir(p('b', 'c', 'd'), { recursive: true });
+        await d.mkdir(p('b', 'c', 'd'), { recursive: true });
+        await d.mkdir(p('b', 'c'), { recursive: true });
+        expect(await d.readdir(p('b'))).toEqual(['c']);
+        expect(await d.readdir(p('b', 'c'))).toEqual(['d']);
+      });
+
+      it('mkdir refuses a file in the way', async () => {
+        await (await d.open(p('f'), { create: true })).close();
+        await expectCode(d.mkdir(p('f')), 'EEXIST');
+        await expectCode(d.mkdir(p('f'), { recursive: true }), 'EEXIST');
+        await expectCode(d.mkdir(p('f', 'g')), 'ENOTDIR');
+        await expectCode(d.mkdir(p('f', 'g', 'h'), { recursive: true }), 'ENOTDIR');
+      });
+
+      it('stat reports size and kind, undefined when missing', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, pattern(123, 0));
+        await fh.close();
+        expect(await d.stat(p('f'))).toEqual({ sizeBytes: 123, isDirectory: false });
+        expect(await d.stat(root)).toMatchObject({ isDirectory: true });
+        expect(await d.stat(p('missing'))).toBeUndefined();
+        expect(await d.stat(p('missing', 'deeper'))).toBeUndefined();
+        await expectCode(d.stat(p('f', 'x')), 'ENOTDIR');
+      });
+    });
+
+    describe('space', () => {
+      it('reports total and free bytes', async () => {
+        const s = await d.space(root);
+        expect(s.totalBytes).toBeGreaterThan(0);
+        expect(s.freeBytes).toBeGreaterThanOrEqual(0);
+        expect(s.freeBytes).toBeLessThanOrEqual(s.totalBytes);
+        await expectCode(d.space(p('missing')), 'ENOENT');
+      });
+    });
+  });
+}
+
+diskContract('SimDisk seed=1 latency 0..3 ms', simFactory(1, 0, 3));
+diskContract('SimDisk seed=2 latency 0 ms', simFactory(2, 0, 0));
+diskContract('SimDisk seed=3 latency 0.5..7.5 ms', simFactory(3, 0.5, 7.5));
+diskContract('RealDisk (temp dir)', realFactory);
