@@ -1,2 +1,4 @@
 #!/usr/bin/env node
-console.log("hi")
+import { launch } from './launch.js';
+
+await launch('../src/cli/lessfsck.ts', 'lessfsck');

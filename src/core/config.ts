@@ -68,7 +68,7 @@ export interface ParsedConfig {
 }
 
 export interface ParseConfigOptions {
-  /** Usually process.env; only variables named like a key of CONFIG_KEYS count. */
+  /** The process environment, passed in by the caller; only variables named like a key of CONFIG_KEYS count. */
   env?: Record<string, string | undefined>;
   /** Used in messages (default "lessfs.cfg"). */
   fileName?: string;
@@ -1293,7 +1293,7 @@ export function renderConfigDocs(): string {
     '',
     '<!-- Generated from CONFIG_KEYS by renderConfigDocs() in src/core/config.ts; do not edit by hand.',
     '     test/unit/config.test.ts fails when this file differs. Regenerate with:',
-    '     npx tsx -e "import(\'./src/core/config.ts\').then((m) => process.stdout.write(m.renderConfigDocs()))" > docs/config.md -->',
+    '     LESSFS_UPDATE_DOCS=1 npx vitest run test/unit/config.test.ts -->',
     '',
     'lessfs-ts reads the same `lessfs.cfg` as lessfs: the commands take its path',
     '(`mklessfs -c CFG`, `lessfs CFG MOUNTPOINT`, `lessfsck -c CFG`, `replogtool -c CFG`).',

@@ -409,8 +409,9 @@ export class SimDiskMedium {
   }
 
   /**
-   * Contents of a file that survive any power loss from now (only synced
-   * directory entries and synced data), or undefined if the file may vanish.
+   * The file as a power loss now would leave it if nothing unsynced survived:
+   * synced directory operations over the durable namespace, the durable data.
+   * (A synced operation that depends on an unsynced one may still be dropped.)
    */
   peekDurable(path: string): Uint8Array | undefined {
     const ns = this.base.clone();

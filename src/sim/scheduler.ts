@@ -40,6 +40,8 @@ export class Scheduler {
   private now = 0;
   private readonly traceHasher: Hash = createHash('sha256');
   private traceEvents = 0;
+  /** Events run so far (crash points are counted in these). */
+  stepsRun = 0;
   readonly rng: SimRng;
   readonly stepsMax: number;
   /** Optional sink for the event trace (for divergence reports). */
@@ -92,6 +94,7 @@ export class Scheduler {
       if (!ev) return false;
       if (ev.cancelled || (ev.domain && !ev.domain.alive)) continue;
       this.now = ev.timeMs;
+      this.stepsRun++;
       this.trace(`${ev.timeMs} ${ev.label}`);
       ev.fn();
       return true;

@@ -179,3 +179,22 @@ export function randomOp(rng: SimRng, blockSizeBytes: number): Op {
   if (r < 97) return { op: 'fsync', path };
   return { op: 'commit' };
 }
+
+/** A digest of the whole tree: every path, its kind, size, links and bytes. */
+export async function fsDigest(fs: PathFs): Promise<string> {
+  const parts: string[] = [];
+  for (const [path, what] of await fsListing(fs)) {
+    parts.push(`${path} ${what}`);
+    if (what.startsWith('file')) parts.push(digest(await fs.readFile(path)));
+  }
+  return parts.join('\n');
+}
+
+export function modelDigest(model: ModelFs): string {
+  const parts: string[] = [];
+  for (const [path, what] of model.listing()) {
+    parts.push(`${path} ${what}`);
+    if (what.startsWith('file')) parts.push(digest(model.read(path, 0, Number.MAX_SAFE_INTEGER)));
+  }
+  return parts.join('\n');
+}

@@ -546,7 +546,7 @@ describe('SimDisk power-loss properties', () => {
           expect(r.medium.usedBytes()).toBe(model.reduce((sum, m) => sum + m.current.length, 0));
         },
       ),
-      { numRuns: 3000 },
+      { numRuns: 150 },
     );
   });
 
@@ -640,7 +640,7 @@ describe('SimDisk power-loss properties', () => {
           expect(r.medium.usedBytes()).toBe(used);
         },
       ),
-      { numRuns: 3000 },
+      { numRuns: 150 },
     );
   });
 });

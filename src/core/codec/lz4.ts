@@ -55,6 +55,8 @@ export function lz4CompressBlock(src: Uint8Array): Uint8Array {
     if (bound <= SCRATCH_KEEP_BYTES_MAX) scratch = out;
   }
   const sv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  const ov = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const outEnd = out.length;
   let op = 0;
   let anchor = 0;
 
@@ -106,8 +108,13 @@ export function lz4CompressBlock(src: Uint8Array): Uint8Array {
       } else {
         out[tokenPos] = litLen << 4;
       }
-      if (litLen < 32) {
-        for (let i = 0; i < litLen; i++) out[op + i] = src[anchor + i];
+      if (litLen <= 32 && op + litLen + 8 <= outEnd) {
+        // 8 bytes per step, possibly past the literals: the offset written next
+        // overwrites them. Reads stay in src since a match follows (ip <= n - 12).
+        for (let i = 0; i < litLen; i += 8) {
+          ov.setInt32(op + i, sv.getInt32(anchor + i));
+          ov.setInt32(op + i + 4, sv.getInt32(anchor + i + 4));
+        }
       } else {
         out.set(src.subarray(anchor, ip), op);
       }

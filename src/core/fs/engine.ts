@@ -125,7 +125,7 @@ export class FsEngine {
           for (const { key } of store.range(table)) ops.push({ table, key, value: undefined });
         }
       }
-      await drivers.disk.mkdir(options.blockDataPath, { recursive: true });
+      await mkdirDurable(drivers, options.blockDataPath);
       const dataPath = joinPath(options.blockDataPath, DATA_FILE);
       const file = await drivers.disk.open(dataPath, { create: true });
       await file.truncate(0);
@@ -989,6 +989,19 @@ export class FsEngine {
   /** Whether anything is uncommitted. */
   get dirty(): boolean {
     return this.active.changes > 0 || this.active.dirty.size > 0 || this.frozen !== undefined;
+  }
+}
+
+/** mkdir -p whose entries survive power loss (each parent is synced). */
+async function mkdirDurable(drivers: EngineDrivers, path: string): Promise<void> {
+  const parts = path.split('/').filter((p) => p.length > 0);
+  let parent = '/';
+  for (const part of parts) {
+    const dir = joinPath(parent, part);
+    if (!(await drivers.disk.stat(dir))) await drivers.disk.mkdir(dir);
+    // Synced even if it existed: whoever made it may not have.
+    await drivers.disk.syncDir(parent);
+    parent = dir;
   }
 }
 
