@@ -20,6 +20,11 @@ export function toHex(bytes: Uint8Array): string {
   return s;
 }
 
+/** A string with one char per byte: a cheap Map key for short byte keys. */
+export function binaryKey(bytes: Uint8Array): string {
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
 export function fromHex(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length >> 1);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);

@@ -107,6 +107,8 @@ export interface FileHandle {
   read(positionBytes: number, length: number): Promise<Uint8Array>;
   /** Write all of data at position (extending the file as needed). */
   write(positionBytes: number, data: Uint8Array): Promise<void>;
+  /** Write the chunks back to back from position (one gathered write where the OS has it). */
+  writev(positionBytes: number, chunks: readonly Uint8Array[]): Promise<void>;
   /** Append data at the current end; resolves with the offset it was written at. */
   append(data: Uint8Array): Promise<number>;
   sizeBytes(): Promise<number>;

@@ -138,6 +138,34 @@ class RealFileHandle implements FileHandle {
     }
   }
 
+  async writev(positionBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+    this.checkOpen('writev', true);
+    let total = 0;
+    for (const c of chunks) total += c.length;
+    checkInteger(positionBytes, 'writev position', this.path, Number.MAX_SAFE_INTEGER - total);
+    checkInteger(total, 'writev length', this.path, REAL_DISK_IO_LENGTH_MAX_BYTES);
+    let pending = [...chunks];
+    let position = positionBytes;
+    while (pending.length > 0) {
+      const batch = pending;
+      let { bytesWritten } = await wrap(this.path, () => this.fh.writev(batch, position));
+      assert(bytesWritten > 0, `writev(${this.path}): wrote 0 bytes at ${position}`);
+      position += bytesWritten;
+      // A short gathered write: continue after what was written.
+      const rest: Uint8Array[] = [];
+      for (const c of batch) {
+        if (bytesWritten >= c.length) {
+          bytesWritten -= c.length;
+          continue;
+        }
+        rest.push(bytesWritten > 0 ? c.subarray(bytesWritten) : c);
+        bytesWritten = 0;
+      }
+      pending = rest;
+    }
+    if (this.sizeCacheBytes !== undefined) this.sizeCacheBytes = Math.max(this.sizeCacheBytes, position);
+  }
+
   append(data: Uint8Array): Promise<number> {
     return this.serial('append', true, async () => {
       checkInteger(data.length, 'append length', this.path, REAL_DISK_IO_LENGTH_MAX_BYTES);

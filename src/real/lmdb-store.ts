@@ -11,10 +11,14 @@
 // - lmdb-js grows the map automatically (open with mapSize 1 MiB, write 4 MiB:
 //   no MDB_MAP_FULL), so LMDB_MAPSIZE is enforced here as a quota (checkQuota).
 // - Durability, syncMode 'overlapping' (lmdb-js default): each commit writes its
-//   meta page marked unflushed, fdatasyncs, then writes a flushed meta through an
-//   O_DSYNC fd; `db.flushed` resolves after that. After a reboot LMDB opens at the
-//   last flushed txn, after a process crash at the last committed one: exactly
-//   the Store contract.
+//   meta page marked unflushed, then the writer thread fdatasyncs and writes a
+//   flushed meta through an O_DSYNC fd; `db.flushed` resolves after that (strace:
+//   the fdatasync precedes the durable commit's resolution). Opening with
+//   overlappingSync sets MDB_PREVSNAPSHOT: if the newest meta is unflushed and
+//   the boot id changed (a reboot), LMDB rolls back to the last flushed txn;
+//   after a process crash (same boot) it keeps the last committed one. That is
+//   the Store contract. The cost: every commit is fsynced (off the main thread),
+//   so even a non-durable commit takes about as long as a durable one.
 // - syncMode 'explicit' (`noSync` + `env.sync(cb)`, which runs mdb_env_sync(force)
 //   = fdatasync on a libuv thread): commits do no fsync at all; a durable commit
 //   or sync() issues one. Fastest for bursts, but with MDB_NOSYNC LMDB may write
@@ -114,8 +118,8 @@ export class LmdbStoreFactory implements StoreFactory {
   }
 }
 
-/** A plain (non-shared) Buffer over the same bytes, for reads; lmdb-js copies keys it is given. */
-function readKey(key: Uint8Array): Buffer {
+/** A plain (non-shared) Buffer over the same bytes, for a lookup that uses it at once. */
+function keyForGet(key: Uint8Array): Buffer {
   return key.buffer instanceof SharedArrayBuffer ? Buffer.from(key) : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
 }
 
@@ -161,7 +165,7 @@ class LmdbStore implements Store {
     this.checkOpen('get');
     checkTable(this.path, this.tableSet, table);
     checkKey(this.path, key, 'get');
-    const value = this.db(table).get(readKey(key));
+    const value = this.db(table).get(keyForGet(key));
     // A fresh copy: lmdb-js may hand out views of buffers it reuses.
     return value === undefined ? undefined : new Uint8Array(value);
   }
@@ -182,8 +186,9 @@ class LmdbStore implements Store {
       exclusiveStart?: boolean;
       inclusiveEnd?: boolean;
     } = {};
-    const lower = start !== undefined && start.length > 0 ? readKey(start) : undefined;
-    const upper = end !== undefined ? readKey(end) : undefined;
+    // Copies: lmdb-js reads the bounds at the first next(), the caller may have reused them by then.
+    const lower = start !== undefined && start.length > 0 ? Buffer.from(start) : undefined;
+    const upper = end !== undefined ? Buffer.from(end) : undefined;
     if (reverse) {
       // lmdb-js reverse ranges run from `start` (upper) down to `end` (lower).
       lmdbRange.reverse = true;

@@ -911,6 +911,19 @@ class SimFileHandle implements FileHandle {
     });
   }
 
+  writev(positionBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+    // One write of the concatenation: a power loss may tear it like any other.
+    let total = 0;
+    for (const c of chunks) total += c.length;
+    const joined = new Uint8Array(total);
+    let o = 0;
+    for (const c of chunks) {
+      joined.set(c, o);
+      o += c.length;
+    }
+    return this.write(positionBytes, joined);
+  }
+
   append(data: Uint8Array): Promise<number> {
     const m = this.medium;
     const copy = data.slice();

@@ -16,7 +16,7 @@ import { AssertionError, assert } from '../core/errors.ts';
 import { StoreError, checkKey, checkOpenOptions, checkOps, checkRange, checkTable } from '../core/store-rules.ts';
 import type { SimRng } from './rng.ts';
 import type { Domain, Scheduler } from './scheduler.ts';
-import { SortedTable } from './sorted-table.ts';
+import { SortedTable, type SortedTableDraft } from './sorted-table.ts';
 
 /** The simulated store's fault model. */
 export interface SimStoreOptions {
@@ -79,8 +79,10 @@ function stateBytes(state: EnvState): number {
 export interface SimEnvInfo {
   /** Sequence number of the last applied (committed) commit, 0 if none. */
   committedSeq: number;
-  /** Sequence number of the last commit that survives a power loss. */
+  /** Sequence number of the last applied commit that survives a power loss. */
   durableSeq: number;
+  /** Snapshots kept for pending durable events (bounded by those events). */
+  undurableSnapshots: number;
   /** Key+value bytes committed, over all tables. */
   committedBytes: number;
   /** Entries per table, committed. */
@@ -92,10 +94,18 @@ class SimEnv {
   committedSeq = 0;
   durable: EnvState = new Map();
   durableSeq = 0;
-  /** Applied, not yet durable, in order: the state after each commit. */
-  undurable: Array<{ seq: number; state: EnvState }> = [];
+  /**
+   * Snapshots a pending durable event will need, in sequence order: the state
+   * once every commit up to `seq` has applied or failed. Only durability
+   * targets are kept, so memory stays bounded under non-durable commits.
+   */
+  undurable: Array<{ seq: number; committedSeq: number; state: EnvState }> = [];
+  /** Sequence numbers a pending durable commit or sync will make durable. */
+  readonly targets = new Set<number>();
   /** Commit sequence numbers are per environment and never reused. */
   lastIssuedSeq = 0;
+  /** The last commit whose apply event ran (applied or failed) or died with its incarnation. */
+  lastDoneSeq = 0;
   /** Bumped by crash and power loss: events of an older incarnation do nothing. */
   incarnation = 0;
   open: SimStore | undefined;
@@ -113,7 +123,7 @@ class SimEnv {
 
   /** Apply one commit atomically, or fail and apply nothing. */
   apply(seq: number, ops: readonly StoreOp[], capacityBytes: number): StoreError | undefined {
-    const drafts = new Map<string, ReturnType<SortedTable['edit']>>();
+    const drafts = new Map<string, SortedTableDraft>();
     for (const op of ops) {
       let draft = drafts.get(op.table);
       if (!draft) {
@@ -140,23 +150,46 @@ class SimEnv {
     assert(seq > this.committedSeq, `store ${this.path}: commit #${seq} applied after #${this.committedSeq}`);
     this.committed = next;
     this.committedSeq = seq;
-    this.undurable.push({ seq, state: next });
     return undefined;
   }
 
-  /** Every applied commit up to seq is now durable. */
+  /** Commit `seq` has applied or failed: keep the state if a durable event will want it. */
+  done(seq: number): void {
+    assert(seq === this.lastDoneSeq + 1, `store ${this.path}: commit #${seq} done after #${this.lastDoneSeq}`);
+    this.lastDoneSeq = seq;
+    if (this.targets.delete(seq)) this.record(seq);
+  }
+
+  /** A sync wants everything issued so far: now if all of it is done, else when it is. */
+  target(seq: number): void {
+    if (seq <= this.lastDoneSeq) this.record(seq);
+    else this.targets.add(seq);
+  }
+
+  /** Every commit up to seq that applied is now durable. */
   makeDurable(seq: number): void {
     let i = 0;
     while (i < this.undurable.length && this.undurable[i].seq <= seq) i++;
     if (i === 0) return;
     const last = this.undurable[i - 1];
     this.durable = last.state;
-    this.durableSeq = last.seq;
+    this.durableSeq = last.committedSeq;
     this.undurable.splice(0, i);
+  }
+
+  private record(seq: number): void {
+    const last = this.undurable[this.undurable.length - 1];
+    if (last && last.seq >= seq) return;
+    if (this.committedSeq === this.durableSeq && !last) return; // nothing beyond the durable state
+    this.undurable.push({ seq, committedSeq: this.committedSeq, state: this.committed });
   }
 
   /** A new incarnation: nothing scheduled by the old one may run. */
   endIncarnation(): void {
+    // Commits still in flight die, as if done without applying; what did apply
+    // stays committed, and the next incarnation's sync covers it (target()).
+    this.lastDoneSeq = this.lastIssuedSeq;
+    this.targets.clear();
     this.incarnation++;
     this.open?.defunct();
     this.open = undefined;
@@ -169,7 +202,13 @@ class SimEnv {
   info(): SimEnvInfo {
     const entries: Record<string, number> = {};
     for (const [table, contents] of [...this.committed].sort((a, b) => (a[0] < b[0] ? -1 : 1))) entries[table] = contents.count;
-    return { committedSeq: this.committedSeq, durableSeq: this.durableSeq, committedBytes: stateBytes(this.committed), entries };
+    return {
+      committedSeq: this.committedSeq,
+      durableSeq: this.durableSeq,
+      undurableSnapshots: this.undurable.length,
+      committedBytes: stateBytes(this.committed),
+      entries,
+    };
   }
 }
 
@@ -205,7 +244,7 @@ export class SimStoreMedium {
   powerLoss(): void {
     for (const env of this.sortedEnvs()) {
       this.scheduler.trace(
-        `store ${env.path} power loss: reverts #${env.committedSeq} to #${env.durableSeq} (drops ${env.undurable.length} commits)`,
+        `store ${env.path} power loss: reverts #${env.committedSeq} to #${env.durableSeq}`,
       );
       env.endIncarnation();
       env.committed = env.durable;
@@ -309,6 +348,7 @@ class SimStore implements Store {
     try {
       this.checkUsable('commit');
       checkOps(this.env.path, this.tableSet, ops);
+      this.checkInflight();
     } catch (error) {
       return Promise.reject(error);
     }
@@ -336,14 +376,16 @@ class SimStore implements Store {
         (injectedError ? ' fault=EIO' : ''),
     );
     let failure: StoreError | undefined;
+    if (durable) env.targets.add(seq);
     const onApply = (): void => {
       if (injectedError) {
         failure = new StoreError('EIO', env.path, `commit #${seq} failed (injected I/O error); nothing applied`);
         this.scheduler.trace(`store ${env.path} commit #${seq} EIO (injected)`);
-        return;
+      } else {
+        failure = env.apply(seq, copied, this.capacityBytes);
+        if (failure) this.scheduler.trace(`store ${env.path} commit #${seq} ${failure.code}`);
       }
-      failure = env.apply(seq, copied, this.capacityBytes);
-      if (failure) this.scheduler.trace(`store ${env.path} commit #${seq} ${failure.code}`);
+      env.done(seq);
     };
     const onDurable = (): void => {
       // A failed commit never reaches its sync (the real driver syncs only after success).
@@ -355,6 +397,7 @@ class SimStore implements Store {
   sync(): Promise<void> {
     try {
       this.checkUsable('sync');
+      this.checkInflight();
     } catch (error) {
       return Promise.reject(error);
     }
@@ -362,6 +405,7 @@ class SimStore implements Store {
     // Covers every commit issued so far, including applied commits of an earlier
     // incarnation: an fsync flushes whatever the dead process left in the page cache.
     const covered = env.lastIssuedSeq;
+    env.target(covered);
     const now = this.scheduler.nowMs();
     const startAtMs = Math.max(now, env.lastApplyAtMs);
     const durableAtMs = Math.max(startAtMs + this.draw(this.options.syncLatencyMsMin, this.options.syncLatencyMsMax), env.lastDurableAtMs);
@@ -391,9 +435,6 @@ class SimStore implements Store {
     outcome: () => StoreError | undefined,
   ): Promise<void> {
     const env = this.env;
-    if (env.inflight >= this.options.commitsInflightMax) {
-      throw new AssertionError(`store ${env.path}: more than ${this.options.commitsInflightMax} commits in flight (runaway caller?)`);
-    }
     env.inflight++;
     const now = this.scheduler.nowMs();
     const settleAtMs = Math.max(durableAtMs ?? applyAtMs ?? now, env.lastSettleAtMs);
@@ -402,24 +443,45 @@ class SimStore implements Store {
     const current = (): boolean => env.incarnation === incarnation;
     const label = `${env.path} #${id}`;
     const promise = new Promise<void>((resolve, reject) => {
+      const settle = (): void => {
+        env.inflight--;
+        const error = outcome();
+        if (error) reject(error);
+        else resolve();
+      };
+      // The promise settles within the last step's event when nothing earlier must
+      // settle first (one scheduler event fewer per commit); else at settleAtMs.
+      // Same-time events run in scheduling order, so issue order still holds.
+      const lastStepAtMs = durableAtMs ?? applyAtMs;
+      const settlesInline = lastStepAtMs === settleAtMs;
       if (applyAtMs !== undefined && onApply) {
-        this.scheduler.schedule(applyAtMs - now, `store.apply ${label}`, () => current() && onApply(), this.domain);
+        const inline = settlesInline && durableAtMs === undefined;
+        this.scheduler.schedule(
+          applyAtMs - now,
+          `store.apply ${label}`,
+          () => {
+            if (!current()) return;
+            onApply();
+            if (inline) settle();
+          },
+          this.domain,
+        );
       }
       if (durableAtMs !== undefined && onDurable) {
-        this.scheduler.schedule(durableAtMs - now, `store.durable ${label}`, () => current() && onDurable(), this.domain);
+        this.scheduler.schedule(
+          durableAtMs - now,
+          `store.durable ${label}`,
+          () => {
+            if (!current()) return;
+            onDurable();
+            if (settlesInline) settle();
+          },
+          this.domain,
+        );
       }
-      this.scheduler.schedule(
-        settleAtMs - now,
-        `store.settle ${label}`,
-        () => {
-          if (!current()) return;
-          env.inflight--;
-          const error = outcome();
-          if (error) reject(error);
-          else resolve();
-        },
-        this.domain,
-      );
+      if (!settlesInline) {
+        this.scheduler.schedule(settleAtMs - now, `store.settle ${label}`, () => current() && settle(), this.domain);
+      }
     });
     // Only for close() to wait on: the outcome itself is delivered through `promise`.
     this.lastSettled = promise.then(
@@ -431,6 +493,12 @@ class SimStore implements Store {
 
   private draw(minMs: number, maxMs: number): number {
     return minMs === maxMs ? minMs : minMs + this.env.rng.float() * (maxMs - minMs);
+  }
+
+  private checkInflight(): void {
+    if (this.env.inflight >= this.options.commitsInflightMax) {
+      throw new AssertionError(`store ${this.env.path}: ${this.env.inflight} commits in flight, at most ${this.options.commitsInflightMax} (runaway caller?)`);
+    }
   }
 
   private checkUsable(what: string): void {

@@ -146,6 +146,21 @@ function diskContract(name: string, factory: DiskFactory): void {
         await fh.close();
       });
 
+      it('writev writes its chunks back to back, past the end included', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, text('0123456789'));
+        await fh.writev(4, [text('ab'), text(''), text('cdef'), text('ghij')]);
+        expect(await fh.read(0, 100)).toEqual(text('0123abcdefghij'));
+        const big = [new Uint8Array(300_000).fill(7), new Uint8Array(5).fill(8)];
+        await fh.writev(20, big);
+        const back = await fh.read(20, 300_005);
+        expect(back.length).toBe(300_005);
+        expect(back[299_999]).toBe(7);
+        expect(back[300_004]).toBe(8);
+        expect(await fh.read(14, 6)).toEqual(new Uint8Array(6));
+        await fh.close();
+      });
+
       it('zero-fills a hole when writing past the end', async () => {
         const fh = await d.open(p('f'), { create: true });
         await fh.write(0, bytes(1, 2));

@@ -1,7 +1,7 @@
 // One contract for every Store driver (src/core/drivers.ts), run against the
 // simulated store and against LMDB in both sync modes.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -286,6 +286,16 @@ function storeContract(name: string, makeHarness: () => StoreHarness, propertyRu
       expect(again).toEqual(b(1, 2, 3));
     });
 
+    it('takes keys and values backed by a SharedArrayBuffer', async () => {
+      // lmdb-js 3.5.6 segfaults on such a Buffer in put(): the driver must copy.
+      const s = await openStore(h.path('shared'));
+      const shared = new Uint8Array(new SharedArrayBuffer(64));
+      shared.set([1, 2, 3, 4, 5, 6, 7, 8]);
+      await commit(s, [{ table: 'meta', key: shared.subarray(0, 2), value: shared.subarray(2, 8) }]);
+      expect(s.get('meta', shared.subarray(0, 2))).toEqual(b(3, 4, 5, 6, 7, 8));
+      expect(hexRange(s, 'meta', { start: shared.subarray(0, 1), end: shared.subarray(1, 2) })).toEqual([['0102', '030405060708']]);
+    });
+
     it('reads see committed state only, and commits settle in issue order', async () => {
       const s = await openStore(h.path('inorder'));
       await commit(s, [{ table: 'meta', key: b(1), value: b(0) }]);
@@ -310,8 +320,9 @@ function storeContract(name: string, makeHarness: () => StoreHarness, propertyRu
         { table: 'meta', key: b(2), value: b(2) },
       ]);
       await commit(s1, [{ table: 'inode', key: b(3), value: b(3) }], true);
-      await commit(s1, [{ table: 'inode', key: b(4), value: b(4) }]); // close waits for it
-      await h.run(s1.close());
+      const last = s1.commit([{ table: 'inode', key: b(4), value: b(4) }], { durable: false });
+      await h.run(s1.close()); // waits for the commit in flight
+      await h.run(last);
       expect(errorCode(thrown(() => s1.get('inode', b(1))))).toBe('ECLOSED');
       expect(errorCode(await rejection(s1.commit([], { durable: false })))).toBe('ECLOSED');
 
@@ -420,3 +431,21 @@ function storeContract(name: string, makeHarness: () => StoreHarness, propertyRu
 storeContract('SimStore', simHarness, 150);
 storeContract('LmdbStore (overlappingSync)', () => lmdbHarness('overlapping'), 40);
 storeContract('LmdbStore (noSync + env.sync)', () => lmdbHarness('explicit'), 40);
+
+describe('LmdbStore specifics', () => {
+  it('fails to open a path that is not a directory with a StoreError naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lessfs-store-contract-'));
+    try {
+      const file = join(dir, 'not-a-dir');
+      writeFileSync(file, 'x');
+      const error = await rejection(new LmdbStoreFactory().open({ path: file, tables: ['meta'] }));
+      expect(errorCode(error)).toBe('EIO');
+      expect(String(error)).toContain(file);
+      // The failed open must not leave the path marked open.
+      const again = await rejection(new LmdbStoreFactory().open({ path: file, tables: ['meta'] }));
+      expect(errorCode(again)).toBe('EIO');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -42,6 +42,7 @@ export function drivenHandle(raw: FileHandle, run: Runner): DrivenFileHandle {
     path: raw.path,
     read: (positionBytes, length) => run(raw.read(positionBytes, length)),
     write: (positionBytes, data) => run(raw.write(positionBytes, data)),
+    writev: (positionBytes, chunks) => run(raw.writev(positionBytes, chunks)),
     append: (data) => run(raw.append(data)),
     sizeBytes: () => run(raw.sizeBytes()),
     truncate: (lengthBytes) => run(raw.truncate(lengthBytes)),

@@ -2,6 +2,7 @@
 // injected errors, map capacity and determinism. The contract it shares with
 // LMDB is in test/contract/store.contract.test.ts.
 
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { toHex } from '../../src/core/bytes.ts';
 import type { Store, StoreOp } from '../../src/core/drivers.ts';
@@ -236,6 +237,133 @@ describe('SimStoreMedium', () => {
     expect(errorCode((() => { try { s.get('meta', b(1)); } catch (e) { return e; } })())).toBe('ECLOSED');
     const s2 = await node.open();
     expect(dump(s2)).toEqual(['meta:01=01']);
+  });
+
+  it('keeps snapshots only for pending durable events, and durability still lands on the right commit (seed 15)', async () => {
+    const node = new Node(15, { commitLatencyMsMin: 1, commitLatencyMsMax: 1, syncLatencyMsMin: 50, syncLatencyMsMax: 50 });
+    let s = await node.open();
+    for (let i = 0; i < 200; i++) await node.run(s.commit([put('meta', b(i), b(i))], { durable: false }));
+    expect(node.medium.info(PATH)).toMatchObject({ committedSeq: 200, durableSeq: 0, undurableSnapshots: 0 });
+    const synced = track(s.sync()); // covers #200, already applied: snapshot taken now
+    expect(node.medium.info(PATH)?.undurableSnapshots).toBe(1);
+    const later = track(s.commit([put('meta', b(200), b(200))], { durable: false }));
+    await node.scheduler.run({ untilMs: node.scheduler.nowMs() + 10 });
+    expect(s.get('meta', b(200))).toEqual(b(200)); // applied, but settles after the sync
+    expect(later.state()).toBe('pending');
+    expect(node.medium.info(PATH)).toMatchObject({ committedSeq: 201, durableSeq: 0, undurableSnapshots: 1 });
+    await node.scheduler.run();
+    expect(synced.state()).toBe('resolved');
+    expect(later.state()).toBe('resolved');
+    expect(node.medium.info(PATH)).toMatchObject({ committedSeq: 201, durableSeq: 200, undurableSnapshots: 0 });
+    node.powerLoss();
+    s = await node.open();
+    expect(dump(s)).toHaveLength(200);
+    expect(s.get('meta', b(200))).toBeUndefined();
+  });
+
+  it('crash keeps exactly the applied commits, power loss lands on a durable one no older than any acknowledged (property)', async () => {
+    type Action =
+      | { kind: 'commit'; durable: boolean; ops: Array<{ table: string; key: number; value: number | undefined }> }
+      | { kind: 'sync' }
+      | { kind: 'run'; ms: number }
+      | { kind: 'crash' }
+      | { kind: 'powerLoss' };
+    const actionArb: fc.Arbitrary<Action> = fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({
+          kind: fc.constant('commit' as const),
+          durable: fc.boolean(),
+          ops: fc.array(fc.record({ table: fc.constantFrom(...TABLES), key: fc.nat(7), value: fc.option(fc.nat(255), { nil: undefined }) }), { maxLength: 4 }),
+        }),
+      },
+      { weight: 1, arbitrary: fc.constant({ kind: 'sync' as const }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('run' as const), ms: fc.nat(30) }) },
+      { weight: 1, arbitrary: fc.constant({ kind: 'crash' as const }) },
+      { weight: 1, arbitrary: fc.constant({ kind: 'powerLoss' as const }) },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.nat(1_000_000), fc.array(actionArb, { maxLength: 40 }), async (seed, actions) => {
+        const node = new Node(seed, { commitLatencyMsMin: 0, commitLatencyMsMax: 6, syncLatencyMsMin: 1, syncLatencyMsMax: 20 });
+        let s = await node.open();
+        const states = new Map<number, Map<string, string>>([[0, new Map()]]);
+        let baseSeq = 0; // the state this incarnation started from
+        let issued: Array<{ seq: number; ops: StoreOp[] }> = [];
+        let seq = 0;
+        let acknowledgedDurable = 0;
+        const materialize = (upTo: number): void => {
+          let prev = baseSeq;
+          for (const c of issued) {
+            if (c.seq > upTo) break;
+            const st = new Map(states.get(prev));
+            for (const op of c.ops) {
+              const k = `${op.table}:${toHex(op.key)}`;
+              if (op.value === undefined) st.delete(k);
+              else st.set(k, toHex(op.value));
+            }
+            states.set(c.seq, st);
+            prev = c.seq;
+          }
+        };
+        const expectState = (at: number): void => {
+          const expected = [...(states.get(at) as Map<string, string>)].map(([k, v]) => `${k}=${v}`).sort();
+          expect([...dump(s)].sort()).toEqual(expected);
+        };
+        for (const action of actions) {
+          if (action.kind === 'commit') {
+            const ops: StoreOp[] = action.ops.map((o) => ({ table: o.table, key: b(o.key), value: o.value === undefined ? undefined : b(o.value) }));
+            const mine = ++seq;
+            issued.push({ seq: mine, ops });
+            void s.commit(ops, { durable: action.durable }).then(() => {
+              if (action.durable) acknowledgedDurable = Math.max(acknowledgedDurable, mine);
+            });
+          } else if (action.kind === 'sync') {
+            const covered = seq;
+            void s.sync().then(() => {
+              acknowledgedDurable = Math.max(acknowledgedDurable, covered);
+            });
+          } else if (action.kind === 'run') {
+            await node.scheduler.run({ untilMs: node.scheduler.nowMs() + action.ms });
+          } else {
+            const before = node.medium.info(PATH);
+            if (!before) throw new Error('no env');
+            materialize(before.committedSeq);
+            node[action.kind]();
+            s = await node.open();
+            const after = node.medium.info(PATH);
+            if (!after) throw new Error('no env');
+            if (action.kind === 'crash') {
+              expect(after.committedSeq).toBe(before.committedSeq);
+            } else {
+              expect(after.durableSeq).toBeGreaterThanOrEqual(acknowledgedDurable);
+              expect(after.durableSeq).toBeLessThanOrEqual(before.committedSeq);
+              expect(after.committedSeq).toBe(after.durableSeq);
+            }
+            expectState(after.committedSeq);
+            baseSeq = after.committedSeq;
+            issued = [];
+          }
+        }
+        await node.scheduler.run();
+        const end = node.medium.info(PATH);
+        if (!end) throw new Error('no env');
+        materialize(end.committedSeq);
+        expect(end.committedSeq).toBe(issued.length > 0 ? issued[issued.length - 1].seq : baseSeq);
+        expectState(end.committedSeq);
+      }),
+      { numRuns: 150, seed: 16 },
+    );
+  });
+
+  it('bounds the commits in flight (seed 14)', async () => {
+    const node = new Node(14, { commitsInflightMax: 3 });
+    const s = await node.open();
+    const ok = [1, 2, 3].map((i) => s.commit([put('meta', b(i), b(i))], { durable: false }));
+    const error = await s.commit([put('meta', b(4), b(4))], { durable: false }).catch((e: unknown) => e);
+    expect(errorCode(error)).toBe('EASSERT');
+    await node.run(Promise.all(ok));
+    await node.run(s.sync()); // room again
+    expect(dump(s)).toEqual(['meta:01=01', 'meta:02=02', 'meta:03=03']);
   });
 
   it('rejects a bad fault model', () => {

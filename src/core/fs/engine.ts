@@ -15,6 +15,7 @@ import { equalBytes, isZero, readU64, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
+import { WriteQueue } from './write-queue.ts';
 import {
   alignExtent,
   blockmapBlockNo,
@@ -92,6 +93,7 @@ export class FsEngine {
   /** Called with each transaction just before it is committed (replication log). */
   onCommit: ((info: CommitInfo, layer: Layer) => Promise<void>) | undefined;
   lastCommit: CommitInfo | undefined;
+  private readonly writer: WriteQueue;
 
   private constructor(
     private readonly drivers: EngineDrivers,
@@ -105,6 +107,7 @@ export class FsEngine {
     readonly recovered: boolean,
   ) {
     this.active = new TxLayer(store);
+    this.writer = new WriteQueue(dataFile);
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -296,8 +299,10 @@ export class FsEngine {
     if (layer.writeError !== undefined) {
       // A data write of this transaction failed earlier: write all its blocks again.
       layer.writeError = undefined;
-      layer.writes = [...layer.newBlocks].map(([offset, bytes]) => this.dataFile.write(offset, bytes));
+      layer.writes = [...layer.newBlocks].map(([offset, bytes]) => this.writer.write(offset, bytes));
     }
+    const clock = this.drivers.clock;
+    const t0 = clock.nowMs();
     try {
       await Promise.all(layer.writes);
     } catch (err) {
@@ -305,17 +310,21 @@ export class FsEngine {
       throw err;
     }
     layer.writes = [];
+    const t1 = clock.nowMs();
     if (layer.newBlocks.size > 0) await this.dataFile.sync();
+    const t2 = clock.nowMs();
     const ops = layer.toOps();
     info.ops = ops.length;
     if (this.onCommit) await this.onCommit(info, layer);
     await this.store.commit(ops, { durable: true });
+    info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, storeMs: clock.nowMs() - t2 };
     // Durable: reads fall through to the store now, freed space may be reused.
     this.active.below = this.store;
     this.frozen = undefined;
     this.allocator.release(layer.quarantine);
     this.lastCommit = info;
-    this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks`);
+    const tm = info.timing;
+    this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks; waited ${tm?.writesMs} ms for data writes, ${tm?.dataSyncMs} ms data sync, ${tm?.storeMs} ms store commit`);
   }
 
   /** Turn the active layer into the committing one and open a fresh one. */
@@ -344,7 +353,7 @@ export class FsEngine {
   private async cacheRoom(): Promise<void> {
     const limit = this.options.cacheSizeBytes;
     for (let i = 0; this.cacheBytesTotal() >= limit; i++) {
-      assert(i < 1000, 'write cache did not drain');
+      assert(i < 1000, `write cache did not drain: active ${this.active.cacheBytes} frozen ${this.frozen?.cacheBytes} changes ${this.active.changes} dirty ${this.active.dirty.size} limit ${limit}`);
       await this.commit('cache full');
     }
     if (this.active.cacheBytes >= limit / 2 && !this.commitRunning) {
@@ -737,14 +746,14 @@ export class FsEngine {
       if (c.length < raw.length) stored = c;
       else codec = CODEC_NONE;
     }
-    if (stored === raw) stored = raw.slice(); // the caller may reuse its buffer
+    // No copy: write() takes ownership of full-block buffers it is given.
     const extent = this.allocator.allocate(stored.length, this.active);
     const rec: BlockRecord = { refcount: 1, codec, storedBytes: stored.length, rawBytes: raw.length, offsetBytes: extent.offsetBytes };
     this.active.put(T.block, key, encodeBlock(rec));
     this.active.newBlocks.set(extent.offsetBytes, stored);
     this.active.cacheBytes += stored.length;
     const layer = this.active;
-    const write = this.dataFile.write(extent.offsetBytes, stored);
+    const write = this.writer.write(extent.offsetBytes, stored);
     // Failures surface at commit (which rewrites the blocks); keep them from
     // becoming unhandled rejections meanwhile.
     write.catch((err: unknown) => { layer.writeError = err; });
@@ -840,10 +849,15 @@ export class FsEngine {
     return out;
   }
 
+  /**
+   * Write data at offsetBytes. The engine takes ownership of `data` (full
+   * blocks are stored without a copy): the caller must not modify it afterwards.
+   */
   async write(ino: number, offsetBytes: number, data: Uint8Array): Promise<number> {
     this.checkWritable();
     if (data.length === 0) return 0;
     await this.cacheRoom();
+    await this.writer.room();
     return this.withLock(ino, async () => {
       const initial = this.inode(ino);
       if (!isReg(initial.mode)) throw new FsError(isDir(initial.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);

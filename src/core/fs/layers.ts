@@ -8,7 +8,7 @@
 // the size of that group, not of the whole cache.
 
 import type { Store, StoreOp } from '../drivers.ts';
-import { compareBytes, prefixEnd, toHex } from '../bytes.ts';
+import { binaryKey, compareBytes, prefixEnd } from '../bytes.ts';
 
 export const GROUP_BYTES = 8;
 
@@ -36,7 +36,7 @@ export class Layer {
       groups = new Map();
       this.tables.set(table, groups);
     }
-    const gk = toHex(key.subarray(0, GROUP_BYTES));
+    const gk = binaryKey(key.subarray(0, GROUP_BYTES));
     let g = groups.get(gk);
     if (!g && create) {
       g = new Map();
@@ -47,7 +47,7 @@ export class Layer {
 
   /** undefined: not in this layer; null: deleted in this layer. */
   own(table: string, key: Uint8Array): Uint8Array | null | undefined {
-    const e = this.group(table, key, false)?.get(toHex(key));
+    const e = this.group(table, key, false)?.get(binaryKey(key));
     if (!e) return undefined;
     return e.value ?? null;
   }
@@ -65,7 +65,7 @@ export class Layer {
 
   put(table: string, key: Uint8Array, value: Uint8Array | undefined): void {
     const g = this.group(table, key, true) as Group;
-    const hk = toHex(key);
+    const hk = binaryKey(key);
     if (!g.has(hk)) this.entryCount++;
     g.set(hk, { key, value });
   }
@@ -97,13 +97,13 @@ export class Layer {
     const overlay = new Map<string, Entry>();
     for (let i = layers.length - 1; i >= 0; i--) {
       for (const e of layers[i].ownGroupSorted(table, prefix)) {
-        if (startsWith(e.key, prefix)) overlay.set(toHex(e.key), e);
+        if (startsWith(e.key, prefix)) overlay.set(binaryKey(e.key), e);
       }
     }
     const end = prefixEnd(prefix);
     const result: Array<{ key: Uint8Array; value: Uint8Array }> = [];
     for (const { key, value } of below.range(table, { start: prefix, end })) {
-      const hk = toHex(key);
+      const hk = binaryKey(key);
       const o = overlay.get(hk);
       if (o) continue; // overridden (merged below)
       if (startAfter && compareBytes(key, startAfter) <= 0) continue;

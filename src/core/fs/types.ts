@@ -76,4 +76,5 @@ export interface CommitInfo {
   reason: string;
   ops: number;
   newBlocks: number;
+  timing?: { writesMs: number; dataSyncMs: number; storeMs: number };
 }

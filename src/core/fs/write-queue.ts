@@ -1,0 +1,97 @@
+// Positional writes to one file with a bounded number in flight, contiguous
+// ones gathered into one writev. Measured here (ext4, 128 KiB blocks, 2 cores,
+// main thread hashing meanwhile): thousands of concurrent pwrites to one file
+// ran at 142 MB/s; 4 in flight at 421 MB/s; 4 in flight of 8 gathered blocks
+// at 688 MB/s.
+
+import type { FileHandle } from '../drivers.ts';
+
+export const WRITES_INFLIGHT_MAX = 4;
+export const GATHER_BYTES_MAX = 1 << 20;
+/** Writers wait while more than this is queued and not yet issued. */
+export const QUEUED_BYTES_MAX = 8 << 20;
+
+interface Pending {
+  offsetBytes: number;
+  bytes: Uint8Array;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class WriteQueue {
+  private queue: Pending[] = [];
+  private head = 0;
+  private inflight = 0;
+  private queuedBytes = 0;
+  private roomWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly inflightMax = WRITES_INFLIGHT_MAX,
+  ) {}
+
+  write(offsetBytes: number, bytes: Uint8Array): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ offsetBytes, bytes, resolve, reject });
+      this.queuedBytes += bytes.length;
+      this.pump();
+    });
+  }
+
+  /**
+   * Resolves once the backlog of unissued writes is small. Measured here: a
+   * writer that keeps hashing while writes pile up ran at ~300 MB/s, one that
+   * waited for them at ~700 MB/s (the two compete for the same cores/memory).
+   */
+  room(): Promise<void> {
+    if (this.queuedBytes <= QUEUED_BYTES_MAX) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.inflight < this.inflightMax && this.head < this.queue.length) {
+      const group = [this.queue[this.head++]];
+      this.queuedBytes -= group[0].bytes.length;
+      let end = group[0].offsetBytes + group[0].bytes.length;
+      let size = group[0].bytes.length;
+      while (this.head < this.queue.length) {
+        const next = this.queue[this.head];
+        if (next.offsetBytes !== end || size + next.bytes.length > GATHER_BYTES_MAX) break;
+        group.push(next);
+        this.head++;
+        this.queuedBytes -= next.bytes.length;
+        end += next.bytes.length;
+        size += next.bytes.length;
+      }
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      } else if (this.head >= 1024) {
+        // Drop issued entries so a queue that never empties does not keep their bytes.
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      if (this.queuedBytes <= QUEUED_BYTES_MAX && this.roomWaiters.length > 0) {
+        const waiters = this.roomWaiters;
+        this.roomWaiters = [];
+        for (const w of waiters) w();
+      }
+      this.inflight++;
+      const io = group.length === 1
+        ? this.file.write(group[0].offsetBytes, group[0].bytes)
+        : this.file.writev(group[0].offsetBytes, group.map((p) => p.bytes));
+      io.then(
+        () => {
+          this.inflight--;
+          for (const p of group) p.resolve();
+          this.pump();
+        },
+        (err: unknown) => {
+          this.inflight--;
+          for (const p of group) p.reject(err);
+          this.pump();
+        },
+      );
+    }
+  }
+}
