@@ -1,5 +1,6 @@
 // The real drivers one node is built from: LMDB, node:fs, timers.
 
+import { openSync, writeSync } from 'node:fs';
 import type { Logger, LogLevel } from '../core/drivers.ts';
 import type { EngineDrivers } from '../core/fs/types.ts';
 import { realClock } from './clock.ts';
@@ -16,6 +17,23 @@ export class StderrLogger implements Logger {
   log(level: LogLevel, message: string): void {
     if (level > this.level) return;
     process.stderr.write(`${new Date().toISOString()} ${this.prefix}[${process.pid}] ${message}\n`);
+  }
+}
+
+/** One line per event appended to a file (a daemon's log). */
+export class FileLogger implements Logger {
+  private readonly fd: number;
+  constructor(
+    private readonly level: number,
+    readonly path: string,
+    private readonly prefix = 'lessfs',
+  ) {
+    this.fd = openSync(path, 'a');
+  }
+  log(level: LogLevel, message: string): void {
+    if (level > this.level) return;
+    // Synchronous: a line must not be lost if the process dies right after.
+    writeSync(this.fd, `${new Date().toISOString()} ${this.prefix}[${process.pid}] ${message}\n`);
   }
 }
 

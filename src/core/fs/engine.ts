@@ -11,7 +11,7 @@
 //     the last durable commit, never between two.
 
 import type { FileHandle, Store, TimerHandle } from '../drivers.ts';
-import { equalBytes, isZero, readU64, toHex, u64 } from '../bytes.ts';
+import { equalBytes, readU64, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
@@ -714,7 +714,11 @@ export class FsEngine {
     assert(bytes.length === this.options.blockSizeBytes, `block of ${bytes.length} bytes`);
     const mapKey = blockmapKey(ino, bno);
     const old = this.active.get(T.blockmap, mapKey);
-    if (isZero(bytes)) {
+    // Trailing zeros are not stored (a file's short last block, sparse tails):
+    // the key hashes the trimmed bytes, reads pad them back with zeros.
+    const end = contentEnd(bytes);
+    bytes = bytes.subarray(0, end);
+    if (end === 0) {
       // All-zero blocks are holes: nothing stored, reads give zeros.
       if (old) {
         this.active.del(T.blockmap, mapKey);
@@ -792,12 +796,18 @@ export class FsEngine {
         throw new FsError('EIO', `short read of block ${toHex(key)}: ${stored.length} of ${rec.storedBytes} bytes at ${rec.offsetBytes}`);
       }
     }
-    if (rec.codec === CODEC_NONE) return stored;
-    try {
-      return this.drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
-    } catch (err) {
-      throw new FsError('EIO', `block ${toHex(key)} does not decompress: ${(err as Error).message}`);
+    let raw = stored;
+    if (rec.codec !== CODEC_NONE) {
+      try {
+        raw = this.drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
+      } catch (err) {
+        throw new FsError('EIO', `block ${toHex(key)} does not decompress: ${(err as Error).message}`);
+      }
     }
+    if (raw.length === this.options.blockSizeBytes) return raw;
+    const full = new Uint8Array(this.options.blockSizeBytes);
+    full.set(raw);
+    return full;
   }
 
   /** Current content of block bno of ino (zeros for a hole), as a fresh buffer when `copy`. */
@@ -1021,6 +1031,14 @@ async function mkdirDurable(drivers: EngineDrivers, path: string): Promise<void>
 
 export function joinPath(dir: string, name: string): string {
   return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
+}
+
+/** Length of bytes without its trailing zeros. */
+function contentEnd(bytes: Uint8Array): number {
+  let end = bytes.length;
+  // Word-at-a-time over the aligned middle would be faster; random data stops at once.
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  return end;
 }
 
 function validateGeometry(options: EngineOptions, drivers: EngineDrivers): void {

@@ -1,0 +1,8 @@
+// Every benchmark section, in run order. To add one: export a `Section`
+// (bench/section.ts) from a new file and list it here.
+
+import { coreSection } from './core.ts';
+import type { Section } from './section.ts';
+import { storeSection } from './store.ts';
+
+export const SECTIONS: readonly Section[] = [coreSection, storeSection];

@@ -1,0 +1,170 @@
+// lessfs CONFIG MOUNTPOINT [-o OPTS] [-f] : mount a lessfs filesystem.
+
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { LessfsConfig } from '../core/config.ts';
+import { ControlFiles, REPLICATION_OFF } from '../core/control.ts';
+import type { Logger } from '../core/drivers.ts';
+import { FsError } from '../core/errors.ts';
+import { FsEngine } from '../core/fs/engine.ts';
+import { engineOptionsFromConfig } from '../core/fs/options.ts';
+import { IoGate } from '../core/gate.ts';
+import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
+import { LessfsFuseOps } from '../real/fuse/ops.ts';
+import { clearStaleMount, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
+import { acquireLock, type FsLock } from '../real/lock.ts';
+import { CliError, EXIT_OK, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
+
+const usage = `Usage: lessfs CONFIG MOUNTPOINT [-o OPTIONS] [-f] [--log FILE]
+
+Mount the lessfs filesystem described by CONFIG (a lessfs.cfg) at MOUNTPOINT.
+
+  -f, --foreground   stay in the foreground (default: run as a daemon)
+  -o OPTIONS         extra FUSE mount options, comma separated (override the
+                     defaults big_writes,max_read=BLKSIZE,max_write=BLKSIZE,
+                     use_ino,default_permissions,allow_other,attr_timeout,...)
+      --log FILE     append the log here (default as a daemon: META_PATH/lessfs.log;
+                     in the foreground: standard error)
+  -h, --help         show this help
+
+Unmount with: fusermount -u MOUNTPOINT (or send SIGTERM/SIGINT to the process).
+Exit status: 0 unmounted cleanly, 1 error, 2 usage error.
+`;
+
+export const lessfs: Command = {
+  name: 'lessfs',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCommandLine(argv, {
+      options: {
+        foreground: { type: 'boolean', short: 'f' },
+        options: { type: 'string', short: 'o', multiple: true },
+        log: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        'daemon-child': { type: 'boolean' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(usage);
+      return EXIT_OK;
+    }
+    if (positionals.length < 2) throw new UsageError(positionals.length === 0 ? 'no CONFIG and MOUNTPOINT given' : 'no MOUNTPOINT given');
+    if (positionals.length > 2) throw new UsageError(`unexpected argument '${positionals[2]}'`);
+    const [cfgPath, mnt] = positionals.map((p) => resolve(p));
+    const extra = (values.options ?? []).flatMap((o) => o.split(',')).map((o) => o.trim()).filter((o) => o.length > 0);
+    const config = loadConfig('lessfs', cfgPath);
+    if (!values.foreground) return daemonize(argv, config, mnt, values.log);
+    return foreground(config, mnt, extra, values.log);
+  },
+};
+
+/** Start ourselves in the background with -f and wait until the mount is up. */
+async function daemonize(argv: string[], config: LessfsConfig, mnt: string, logPath: string | undefined): Promise<number> {
+  const log = resolve(logPath ?? `${config.metaPath}/lessfs.log`);
+  const fd = openSync(log, 'a');
+  const script = process.argv[1];
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv, '--foreground', '--daemon-child'], {
+    detached: true,
+    stdio: ['ignore', fd, fd, 'ipc'],
+  });
+  closeSync(fd);
+  let exited: number | null | undefined;
+  let ready = false;
+  child.on('exit', (code) => { exited = code; });
+  // The child says when its mount is up (a stale mount in /proc/mounts must not count).
+  child.on('message', (m) => { if ((m as { mounted?: boolean }).mounted) ready = true; });
+  for (let i = 0; i < 300; i++) {
+    if (exited !== undefined) {
+      const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n');
+      throw new CliError(`mount failed (exit ${exited}); last lines of ${log}:\n${tail}`);
+    }
+    if (ready) {
+      if (child.connected) child.disconnect();
+      child.unref();
+      process.stdout.write(`lessfs: mounted ${mnt} (pid ${child.pid}, log ${log}); unmount with: fusermount -u ${mnt}\n`);
+      return EXIT_OK;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGTERM');
+  throw new CliError(`mount of ${mnt} did not appear within 30 s; see ${log}`);
+}
+
+async function foreground(config: LessfsConfig, mnt: string, extra: string[], logPath: string | undefined): Promise<number> {
+  const logger = logPath ? new FileLogger(config.debug, resolve(logPath), 'lessfs') : new StderrLogger(config.debug, 'lessfs');
+  let lock: FsLock & { stalePid?: number };
+  try {
+    lock = acquireLock(config.metaPath, `lessfs mount ${mnt}`);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  if (lock.stalePid) logger.log(0, `the previous lessfs (pid ${lock.stalePid}) ended without unmounting: taking over its lock`);
+  let engine: FsEngine | undefined;
+  let mounted: Mounted | undefined;
+  try {
+    await clearStaleMount(mnt, (m) => logger.log(0, m));
+    const options = engineOptionsFromConfig(config);
+    engine = await FsEngine.open(realEngineDrivers(logger), options);
+    if (engine.recovered) logger.log(0, `recovered from an unclean shutdown: at transaction ${engine.txn}`);
+    const slave = options.readOnly;
+    const attrTimeoutS = slave ? 0 : 1;
+    const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: attrTimeoutS * 1000 + 1000, nowMs: () => Date.now() });
+    const gate = new IoGate();
+    const ops = new LessfsFuseOps({ engine, control, gate, logger });
+    mounted = await mountFuse(mnt, ops.ops(), {
+      blockSizeBytes: config.blockSizeBytes,
+      attrTimeoutS,
+      entryTimeoutS: attrTimeoutS,
+      extra,
+      fsname: `lessfs:${config.metaPath}`,
+    });
+    logger.log(0, `mounted ${config.metaPath} at ${mnt} (BLKSIZE=${config.blockSizeBytes}, transaction ${engine.txn}${slave ? ', read-only slave' : ''})`);
+    if (process.send) {
+      process.send({ mounted: true });
+      process.disconnect?.();
+    }
+  } catch (err) {
+    await engine?.close().catch((e: unknown) => logger.log(0, `close after failed mount: ${(e as Error).message}`));
+    lock.release();
+    if (err instanceof FsError || err instanceof CliError) throw err;
+    throw new CliError((err as Error).message);
+  }
+  const eng = engine;
+  const mnted = mounted;
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = async (why: string, unmount: boolean): Promise<void> => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(watch);
+      logger.log(0, `${why}: unmounting ${mnt}`);
+      let code = EXIT_OK;
+      try {
+        if (unmount) await mnted.unmount();
+      } catch (err) {
+        logger.log(0, `unmount of ${mnt} failed: ${(err as Error).message}`);
+        code = 1;
+      }
+      try {
+        await eng.close();
+        logger.log(0, `closed cleanly at transaction ${eng.txn}`);
+      } catch (err) {
+        logger.log(0, `close failed: ${(err as Error).message}`);
+        code = 1;
+      }
+      lock.release();
+      resolveExit(code);
+      // fuse-native's thread may keep the loop alive after unmount.
+      setImmediate(() => process.exit(code));
+    };
+    process.on('SIGINT', () => void stop('SIGINT', true));
+    process.on('SIGTERM', () => void stop('SIGTERM', true));
+    // fusermount -u by the user ends the FUSE session without telling us.
+    const watch = setInterval(() => {
+      if (!mountedAt(mnt)) void stop('unmounted externally', false);
+    }, 1000);
+  });
+}

@@ -1,0 +1,110 @@
+// Mounting with fuse-native: the option string (fuse-native maps only a fixed
+// set of options, so big_writes/max_write/use_ino need our own builder), stale
+// mount detection and unmount.
+
+import { execFile } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import Fuse, { type FuseOps } from 'fuse-native';
+
+const run = promisify(execFile);
+
+export interface MountOptions {
+  blockSizeBytes: number;
+  /** Seconds the kernel may cache attributes and names (0 on a slave, whose tree changes underneath). */
+  attrTimeoutS: number;
+  entryTimeoutS: number;
+  /** Extra -o options from the command line. */
+  extra: string[];
+  fsname: string;
+}
+
+/** The -o list lessfs mounts with (lessfs's defaults plus ours). */
+export function mountOptionList(o: MountOptions): string[] {
+  const list = [
+    `fsname=${o.fsname}`,
+    'subtype=lessfs',
+    'big_writes',
+    `max_read=${o.blockSizeBytes}`,
+    `max_write=${o.blockSizeBytes}`,
+    'use_ino',
+    'default_permissions',
+    'allow_other',
+    `attr_timeout=${o.attrTimeoutS}`,
+    `entry_timeout=${o.entryTimeoutS}`,
+    `negative_timeout=${o.entryTimeoutS}`,
+  ];
+  for (const opt of o.extra) {
+    const key = opt.split('=')[0];
+    const i = list.findIndex((x) => x.split('=')[0] === key);
+    if (i >= 0) list[i] = opt;
+    else list.push(opt);
+  }
+  return list;
+}
+
+class LessfsFuse extends Fuse {
+  constructor(mnt: string, ops: FuseOps, private readonly optionList: string[]) {
+    // No per-operation timeout: a write waiting for cache room or a frozen
+    // filesystem may wait long, and every handler always answers.
+    super(mnt, ops, { timeout: false });
+  }
+  protected override _fuseOptions(): string {
+    return `-o${this.optionList.join(',')}`;
+  }
+}
+
+/** Mount points in /proc/mounts, decoded. */
+export function mountedAt(mnt: string): { fstype: string } | undefined {
+  const target = resolve(mnt);
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 3) continue;
+    const point = f[1].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (point === target) return { fstype: f[2] };
+  }
+  return undefined;
+}
+
+/**
+ * A FUSE mount left by a killed process answers ENOTCONN. Clear it (fusermount
+ * -uz) and say so; refuse a mount point that is in use by a live filesystem.
+ */
+export async function clearStaleMount(mnt: string, log: (msg: string) => void): Promise<void> {
+  const m = mountedAt(mnt);
+  if (!m) return;
+  let stale = false;
+  try {
+    statSync(mnt);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    stale = code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'EIO';
+  }
+  if (!stale) throw new Error(`mount point ${mnt} is already in use (a ${m.fstype} filesystem is mounted there)`);
+  log(`mount point ${mnt} holds a stale FUSE mount (its process died): clearing it with fusermount -uz`);
+  await run('fusermount', ['-uz', mnt]);
+}
+
+export interface Mounted {
+  readonly mnt: string;
+  unmount(): Promise<void>;
+}
+
+export async function mountFuse(mnt: string, ops: FuseOps, options: MountOptions): Promise<Mounted> {
+  const st = statSync(mnt, { throwIfNoEntry: false });
+  if (!st) throw new Error(`mount point ${mnt} does not exist`);
+  if (!st.isDirectory()) throw new Error(`mount point ${mnt} is not a directory`);
+  const fuse = new LessfsFuse(mnt, ops, mountOptionList(options));
+  await new Promise<void>((resolveMount, reject) => fuse.mount((err) => (err ? reject(err) : resolveMount())));
+  let unmounted = false;
+  return {
+    mnt: fuse.mnt,
+    unmount: async () => {
+      if (unmounted) return;
+      unmounted = true;
+      if (!mountedAt(mnt)) return;
+      await new Promise<void>((res, rej) => fuse.unmount((err) => (err ? rej(err) : res())));
+    },
+  };
+}

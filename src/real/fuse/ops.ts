@@ -1,0 +1,268 @@
+// fuse-native operation handlers over the engine. Every handler runs on the
+// main thread: it validates, maps errors to negative errno and never throws into
+// fuse-native (a throw there kills the process).
+
+import type { FuseOps, FuseStat, FuseStatfs } from 'fuse-native';
+import { ControlFiles, CONTROL_DIR, CONTROL_NAME } from '../../core/control.ts';
+import type { Logger } from '../../core/drivers.ts';
+import { ERRNO, FsError } from '../../core/errors.ts';
+import type { FsEngine } from '../../core/fs/engine.ts';
+import { PathFs } from '../../core/fs/path-fs.ts';
+import { S_IFMT, S_IFREG } from '../../core/fs/schema.ts';
+import type { Stat } from '../../core/fs/types.ts';
+import type { IoGate } from '../../core/gate.ts';
+
+interface Handle {
+  ino: number;
+  /** Control files: content as of open, and whether it is open for writing. */
+  control?: { path: string; bytes: Uint8Array; writing: boolean };
+}
+
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+const UID_UNCHANGED = 0xffffffff;
+
+export interface FuseOpsOptions {
+  engine: FsEngine;
+  control: ControlFiles;
+  gate: IoGate;
+  logger: Logger;
+  /** Log every operation at DEBUG >= this level. */
+  traceLevel?: number;
+}
+
+export function toFuseStat(st: Stat): FuseStat {
+  return {
+    mode: st.mode,
+    uid: st.uid,
+    gid: st.gid,
+    size: st.sizeBytes,
+    dev: 0,
+    nlink: st.nlink,
+    ino: st.ino,
+    rdev: st.rdev,
+    blksize: st.blockSizeBytes,
+    blocks: st.blocks512,
+    atime: st.atimeMs,
+    mtime: st.mtimeMs,
+    ctime: st.ctimeMs,
+  };
+}
+
+export function errnoOf(err: unknown, logger: Logger, op: string, path: string): number {
+  if (err instanceof FsError) return -err.errno;
+  const code = (err as { code?: string }).code;
+  if (code === 'ENOSPC') return -ERRNO.ENOSPC;
+  logger.log(0, `${op} ${path}: unexpected error: ${(err as Error).stack ?? String(err)}`);
+  return -ERRNO.EIO;
+}
+
+export class LessfsFuseOps {
+  private readonly fs: PathFs;
+  private readonly handles = new Map<number, Handle>();
+  private nextFd = 1;
+  private readonly engine: FsEngine;
+  private readonly control: ControlFiles;
+  private readonly gate: IoGate;
+  private readonly logger: Logger;
+  private readonly traceLevel: number;
+
+  constructor(options: FuseOpsOptions) {
+    this.engine = options.engine;
+    this.control = options.control;
+    this.gate = options.gate;
+    this.logger = options.logger;
+    this.traceLevel = options.traceLevel ?? 5;
+    this.fs = new PathFs(this.engine);
+  }
+
+  /** Run an operation: wait at the gate, map errors, never throw. */
+  private run<T>(op: string, path: string, fn: () => T | Promise<T>, done: (err: number, value?: T) => void): void {
+    const go = (): void => {
+      let result: T | Promise<T>;
+      try {
+        result = fn();
+      } catch (err) {
+        done(errnoOf(err, this.logger, op, path));
+        return;
+      }
+      if (result instanceof Promise) {
+        result.then(
+          (v) => done(0, v),
+          (err: unknown) => done(errnoOf(err, this.logger, op, path)),
+        );
+      } else {
+        done(0, result);
+      }
+    };
+    this.logger.log(this.traceLevel as 5, `fuse ${op} ${path}`);
+    const wait = ControlFiles.isControl(path) ? undefined : this.gate.pass();
+    if (wait) wait.then(go);
+    else go();
+  }
+
+  private handle(fd: number): Handle {
+    const h = this.handles.get(fd);
+    if (!h) throw new FsError('EBADF', `no open file ${fd}`);
+    return h;
+  }
+
+  private newHandle(h: Handle): number {
+    let fd = this.nextFd;
+    while (this.handles.has(fd)) fd = fd >= 0x7ffffffe ? 1 : fd + 1;
+    this.nextFd = fd >= 0x7ffffffe ? 1 : fd + 1;
+    this.handles.set(fd, h);
+    return fd;
+  }
+
+  private refuseControl(path: string, what: string): void {
+    if (path === CONTROL_DIR) throw new FsError('EEXIST', `${CONTROL_DIR} is the control directory (${what})`);
+    if (ControlFiles.isControl(path)) throw new FsError('EPERM', `${path} is a control file (${what})`);
+  }
+
+  private statOf(path: string): Stat {
+    return ControlFiles.isControl(path) ? this.control.getattr(path) : this.fs.stat(path);
+  }
+
+  ops(): FuseOps {
+    return {
+      init: (cb) => cb(0),
+      access: (path, _mode, cb) => this.run('access', path, () => void this.statOf(path), (e) => cb(e)),
+      statfs: (path, cb) =>
+        this.run('statfs', path, async (): Promise<FuseStatfs> => {
+          const s = await this.engine.statfs();
+          const clamp = (n: number): number => Math.max(0, Math.min(0xffffffff, Math.floor(n)));
+          return {
+            bsize: s.blockSizeBytes, frsize: s.blockSizeBytes, blocks: clamp(s.totalBlocks), bfree: clamp(s.freeBlocks),
+            bavail: clamp(s.availBlocks), files: clamp(s.files + s.freeFiles), ffree: clamp(s.freeFiles), favail: clamp(s.freeFiles),
+            fsid: 0, flag: 0, namemax: s.nameMaxBytes,
+          };
+        }, (e, v) => cb(e, v)),
+      getattr: (path, cb) => this.run('getattr', path, () => toFuseStat(this.statOf(path)), (e, v) => cb(e, v)),
+      fgetattr: (path, fd, cb) =>
+        this.run('fgetattr', path, () => {
+          const h = this.handles.get(fd);
+          if (h && !h.control) return toFuseStat(this.engine.getattr(h.ino));
+          return toFuseStat(this.statOf(path));
+        }, (e, v) => cb(e, v)),
+      readdir: (path, cb) =>
+        this.run('readdir', path, () => {
+          if (ControlFiles.isControl(path)) return ['.', '..', ...this.control.readdir(path)];
+          const names = this.fs.readdir(path).map((e) => e.name);
+          if (path === '/') names.unshift(CONTROL_NAME);
+          return ['.', '..', ...names];
+        }, (e, v) => cb(e, v)),
+      create: (path, mode, cb) =>
+        this.run('create', path, () => {
+          this.refuseControl(path, 'create');
+          const st = this.fs.create(path, (mode & 0o7777) | S_IFREG);
+          this.engine.open(st.ino);
+          return this.newHandle({ ino: st.ino });
+        }, (e, v) => cb(e, v)),
+      mknod: (path, mode, dev, cb) =>
+        this.run('mknod', path, () => {
+          this.refuseControl(path, 'mknod');
+          this.fs.mknod(path, (mode & S_IFMT) === 0 ? mode | S_IFREG : mode, dev);
+        }, (e) => cb(e)),
+      open: (path, flags, cb) =>
+        this.run('open', path, () => {
+          if (ControlFiles.isControl(path)) {
+            const writing = (flags & O_ACCMODE) !== O_RDONLY;
+            return this.newHandle({ ino: 0, control: { path, bytes: this.control.open(path, writing), writing } });
+          }
+          const ino = this.fs.resolve(path);
+          this.engine.open(ino);
+          return this.newHandle({ ino });
+        }, (e, v) => cb(e, v)),
+      release: (path, fd, cb) =>
+        this.run('release', path, () => {
+          const h = this.handles.get(fd);
+          this.handles.delete(fd);
+          if (h && !h.control) this.engine.release(h.ino);
+        }, (e) => cb(e)),
+      read: (path, fd, buf, len, pos, cb) =>
+        this.run('read', path, async () => {
+          const h = this.handle(fd);
+          const data = h.control ? h.control.bytes.subarray(Math.min(pos, h.control.bytes.length), Math.min(pos + len, h.control.bytes.length)) : await this.engine.read(h.ino, pos, len);
+          buf.set(data, 0);
+          return data.length;
+        }, (e, n) => cb(e < 0 ? e : (n ?? 0))),
+      write: (path, fd, buf, len, pos, cb) => {
+        // The buffer belongs to fuse-native only until we call back: copy first.
+        const copy = Buffer.from(buf.subarray(0, len));
+        this.run('write', path, async () => {
+          const h = this.handle(fd);
+          if (h.control) {
+            await this.control.write(h.control.path, copy);
+            return len;
+          }
+          await this.engine.write(h.ino, pos, copy);
+          return len;
+        }, (e, n) => cb(e < 0 ? e : (n ?? 0)));
+      },
+      truncate: (path, size, cb) =>
+        this.run('truncate', path, async () => {
+          if (ControlFiles.isControl(path)) return this.control.truncate(path);
+          await this.engine.truncate(this.fs.resolve(path), size);
+        }, (e) => cb(e)),
+      ftruncate: (path, fd, size, cb) =>
+        this.run('ftruncate', path, async () => {
+          const h = this.handle(fd);
+          if (h.control) return this.control.truncate(h.control.path);
+          await this.engine.truncate(h.ino, size);
+        }, (e) => cb(e)),
+      unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); }, (e) => cb(e)),
+      rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); }, (e) => cb(e)),
+      mkdir: (path, mode, cb) => this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.fs.mkdir(path, mode & 0o7777); }, (e) => cb(e)),
+      rename: (src, dest, cb) =>
+        this.run('rename', src, () => {
+          this.refuseControl(src, 'rename');
+          this.refuseControl(dest, 'rename');
+          this.fs.rename(src, dest);
+        }, (e) => cb(e)),
+      link: (src, dest, cb) =>
+        this.run('link', dest, () => {
+          this.refuseControl(src, 'link');
+          this.refuseControl(dest, 'link');
+          this.fs.link(src, dest);
+        }, (e) => cb(e)),
+      symlink: (target, path, cb) => this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.fs.symlink(target, path); }, (e) => cb(e)),
+      readlink: (path, cb) => this.run('readlink', path, () => this.fs.readlink(path), (e, v) => cb(e, v)),
+      chmod: (path, mode, cb) =>
+        this.run('chmod', path, async () => {
+          this.refuseControl(path, 'chmod');
+          await this.fs.setattr(path, { mode: mode & 0o7777 });
+        }, (e) => cb(e)),
+      chown: (path, uid, gid, cb) =>
+        this.run('chown', path, async () => {
+          this.refuseControl(path, 'chown');
+          await this.fs.setattr(path, {
+            uid: uid === UID_UNCHANGED || uid === -1 ? undefined : uid,
+            gid: gid === UID_UNCHANGED || gid === -1 ? undefined : gid,
+          });
+        }, (e) => cb(e)),
+      utimens: (path, atime, mtime, cb) =>
+        this.run('utimens', path, async () => {
+          this.refuseControl(path, 'utimens');
+          await this.fs.setattr(path, { atimeMs: atime, mtimeMs: mtime });
+        }, (e) => cb(e)),
+      flush: (path, _fd, cb) => this.run('flush', path, () => undefined, (e) => cb(e)),
+      fsync: (path, _dataSync, fd, cb) =>
+        this.run('fsync', path, async () => {
+          const h = this.handles.get(fd);
+          if (h?.control) return;
+          await this.engine.fsync(h?.ino ?? this.fs.resolve(path));
+        }, (e) => cb(e)),
+      fsyncdir: (path, _dataSync, _fd, cb) => this.run('fsyncdir', path, () => this.engine.fsync(), (e) => cb(e)),
+      setxattr: (path, _name, _value, _position, _flags, cb) => this.run('setxattr', path, () => { throw new FsError('ENOTSUP', 'extended attributes are not supported'); }, (e) => cb(e)),
+      getxattr: (path, _name, _position, cb) => this.run('getxattr', path, () => { throw new FsError('ENOTSUP', 'extended attributes are not supported'); }, (e) => cb(e)),
+      listxattr: (path, cb) => this.run('listxattr', path, () => [] as string[], (e, v) => cb(e, v)),
+      removexattr: (path, _name, cb) => this.run('removexattr', path, () => { throw new FsError('ENOTSUP', 'extended attributes are not supported'); }, (e) => cb(e)),
+    };
+  }
+
+  /** Open handles (tests, diagnostics). */
+  get openHandles(): number {
+    return this.handles.size;
+  }
+}
