@@ -111,11 +111,11 @@ async function round(dir: string, source: BlockSource, bytes: number): Promise<R
   return { plainMbS, sha256MbS, uniqueMbS: i.unique, dupMbS: i.dup, uniqueFsyncMs: i.uniqueFsyncMs, dupFsyncMs: i.dupFsyncMs };
 }
 
-async function rssRun(ctx: BenchContext, dir: string, streamBytes: number): Promise<RssChildResult> {
+async function rssRun(ctx: BenchContext, dir: string, streamBytes: number, sink: RssChildArgs['sink']): Promise<RssChildResult> {
   const fsDir = join(dir, 'rss');
   mkdirSync(fsDir);
   try {
-    const args: RssChildArgs = { dir: fsDir, streamBytes, blockBytes: BLOCK_BYTES, cacheSizeBytes: CACHE_SIZE_BYTES, sampleIntervalMs: 50 };
+    const args: RssChildArgs = { dir: fsDir, streamBytes, blockBytes: BLOCK_BYTES, cacheSizeBytes: CACHE_SIZE_BYTES, sampleIntervalMs: 50, sink };
     const out = await runScript(ctx, join(REPO_DIR, 'bench', 'core-rss-child.ts'), [JSON.stringify(args)], CHILD_TIMEOUT_MS);
     const line = out.split('\n').find((l) => l.startsWith('RESULT '));
     if (!line) throw new Error(`RSS child printed no RESULT line:\n${out}`);
@@ -181,15 +181,24 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
   for (let r = 0; r < rssRuns; r++) {
     ctx.log(`core: RSS run ${r + 1}/${rssRuns}: stream ${streamBytes / MiB} MiB in a child, CACHESIZE ${CACHE_SIZE_BYTES / MiB} MiB`);
     if (rewarmBytes > 0) warmPageCache(dir, streamBytes + GiB);
-    const x = await rssRun(ctx, dir, streamBytes);
+    const x = await rssRun(ctx, dir, streamBytes, 'engine');
     rss.push(x);
     ctx.log(`core: RSS run ${r + 1}: baseline ${(x.baselineRssBytes / MB).toFixed(0)} MB, peak ${(x.peakRssBytes / MB).toFixed(0)} MB, VmHWM ${(x.hwmRssBytes / MB).toFixed(0)} MB`);
   }
+  let generatorOnly: RssChildResult | undefined;
+  if (rssRuns > 0) {
+    ctx.log(`core: RSS of the block generator alone (no engine), ${streamBytes / MiB} MiB`);
+    generatorOnly = await rssRun(ctx, dir, streamBytes, 'none');
+  }
   const notes = [
     `${rounds.length} rounds after a ${warmBytes / MiB} MiB page-cache warm-up and one untimed round; figures are medians (samples in run order).`,
-    `Before each round ${rewarmBytes / MiB} MiB (before each RSS run ${(streamBytes + GiB) / MiB} MiB) is written and deleted again: this VM reports free pages to the host after ~2 s, and refaulting them is slow.`,
     'MB = 10^6 bytes. Ratios are taken within each round (same minute, same bytes) and their median reported.',
   ];
+  if (rewarmBytes > 0) {
+    notes.push(
+      `Before each round ${rewarmBytes / MiB} MiB (before each RSS run ${(streamBytes + GiB) / MiB} MiB) is written and deleted again: this VM reports free pages to the host after ~2 s, and refaulting them is slow.`,
+    );
+  }
   if (rss.length > 0) {
     const streamLabel = `${streamBytes / MiB} MiB`;
     const limit = CACHE_SIZE_BYTES + RSS_HEADROOM_BYTES;
@@ -199,6 +208,12 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
       { label: `peak RSS streaming ${streamLabel}, CACHESIZE 128 MiB`, value: Math.max(...peaks), unit: 'MB', samples: peaks, note: 'worst run' },
       fig('peak RSS − RSS before streaming', rss.map((x) => (x.peakRssBytes - x.baselineRssBytes) / MB), 'MB', `CACHESIZE = ${(CACHE_SIZE_BYTES / MB).toFixed(0)} MB`),
       fig('kernel VmHWM of the child (whole life)', rss.map((x) => x.hwmRssBytes / MB), 'MB'),
+      {
+        label: 'peak RSS − before, block generator alone (no engine)',
+        value: generatorOnly ? (generatorOnly.peakRssBytes - generatorOnly.baselineRssBytes) / MB : Number.NaN,
+        unit: 'MB',
+        note: 'generator garbage, in every engine run too',
+      },
       fig(`stream ${streamLabel} ingest, + fsync`, rss.map((x) => mbPerS(streamBytes, x.writeMs + x.fsyncMs)), 'MB/s'),
     );
     targets.push({

@@ -9,7 +9,11 @@ import type { Logger } from '../core/drivers.ts';
 import { FsError } from '../core/errors.ts';
 import { FsEngine } from '../core/fs/engine.ts';
 import { engineOptionsFromConfig } from '../core/fs/options.ts';
+import { FreezeControl } from '../core/freeze.ts';
 import { IoGate } from '../core/gate.ts';
+import { ManagementServer } from '../core/mgmt/server.ts';
+import { SpaceGuard } from '../core/space-guard.ts';
+import { RealNet } from '../real/net.ts';
 import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { LessfsFuseOps } from '../real/fuse/ops.ts';
 import { clearStaleMount, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
@@ -104,6 +108,9 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   if (lock.stalePid) logger.log(0, `the previous lessfs (pid ${lock.stalePid}) ended without unmounting: taking over its lock`);
   let engine: FsEngine | undefined;
   let mounted: Mounted | undefined;
+  let mgmt: ManagementServer | undefined;
+  let space: SpaceGuard | undefined;
+  let ioGate = new IoGate();
   try {
     await clearStaleMount(mnt, (m) => logger.log(0, m));
     const options = engineOptionsFromConfig(config);
@@ -113,7 +120,22 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     const attrTimeoutS = slave ? 0 : 1;
     const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: attrTimeoutS * 1000 + 1000, nowMs: () => Date.now() });
     const gate = new IoGate();
-    const ops = new LessfsFuseOps({ engine, control, gate, logger });
+    ioGate = gate;
+    const drivers = realEngineDrivers(logger);
+    space = new SpaceGuard(drivers.disk, drivers.clock, logger, {
+      paths: [config.blockDataPath, config.metaPath],
+      minFreePercent: config.minSpaceFreePercent,
+      checkIntervalMs: 2000,
+    });
+    await space.start();
+    const ops = new LessfsFuseOps({ engine, control, gate, logger, space });
+    if (config.listenPort > 0) {
+      mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate), {
+        host: config.listenIp,
+        port: config.listenPort,
+      });
+      logger.log(1, `management port listening on ${config.listenIp}:${mgmt.port}`);
+    }
     mounted = await mountFuse(mnt, ops.ops(), {
       blockSizeBytes: config.blockSizeBytes,
       attrTimeoutS,
@@ -127,6 +149,8 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
       process.disconnect?.();
     }
   } catch (err) {
+    space?.stop();
+    await mgmt?.close();
     await engine?.close().catch((e: unknown) => logger.log(0, `close after failed mount: ${(e as Error).message}`));
     lock.release();
     if (err instanceof FsError || err instanceof CliError) throw err;
@@ -134,6 +158,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   }
   const eng = engine;
   const mnted = mounted;
+  const gate = ioGate;
   return new Promise<number>((resolveExit) => {
     let stopping = false;
     const stop = async (why: string, unmount: boolean): Promise<void> => {
@@ -142,6 +167,9 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
       clearInterval(watch);
       logger.log(0, `${why}: unmounting ${mnt}`);
       let code = EXIT_OK;
+      space?.stop();
+      gate.open(); // a frozen filesystem is defrosted so waiting operations end
+      await mgmt?.close().catch((err: unknown) => logger.log(0, `closing the management port: ${(err as Error).message}`));
       try {
         if (unmount) await mnted.unmount();
       } catch (err) {

@@ -1,12 +1,19 @@
 // Freeze/defrost of all filesystem I/O (the management port's freeze): while
-// closed, every operation waits at the gate; defrost lets them through in order.
+// closed, every new operation waits at the gate; operations already past it are
+// counted so a freeze can wait for them to finish before it commits.
 
 export class IoGate {
   private waiters: Array<() => void> = [];
   private closedFlag = false;
+  private inflight = 0;
+  private drainWaiters: Array<() => void> = [];
 
   get closed(): boolean {
     return this.closedFlag;
+  }
+
+  get operationsInFlight(): number {
+    return this.inflight;
   }
 
   close(): void {
@@ -20,9 +27,28 @@ export class IoGate {
     for (const f of w) f();
   }
 
-  /** Resolves at once when open, else at the next open(). */
+  /** undefined when open (go ahead now), else a promise of the next open(). */
   pass(): Promise<void> | undefined {
     if (!this.closedFlag) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  enter(): void {
+    this.inflight++;
+  }
+
+  leave(): void {
+    this.inflight--;
+    if (this.inflight === 0) {
+      const w = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** Resolves when no operation is in flight. */
+  drain(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 }

@@ -67,6 +67,8 @@ class TxLayer extends Layer {
   writes: Array<Promise<void>> = [];
   writeError: unknown = undefined;
   readonly quarantine: Extent[] = [];
+  /** New blocks allocated in this transaction (their bytes may already be on disk). */
+  newBlockCount = 0;
   /** Inodes changed in this transaction (SYNC_RELAX=1). */
   readonly touched = new Set<number>();
   cacheBytes = 0;
@@ -87,6 +89,8 @@ export class FsEngine {
   private commitRunning: Promise<void> | undefined;
   private timer: TimerHandle | undefined;
   private closed = false;
+  /** A data sync failed: nothing more is committed (see runCommit). */
+  private failure: unknown = undefined;
   private readonly openCounts = new Map<number, number>();
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
@@ -237,7 +241,7 @@ export class FsEngine {
     this.timer?.cancel();
     this.timer = undefined;
     try {
-      if (!this.options.readOnly) {
+      if (!this.options.readOnly && this.failure === undefined) {
         // Handles still open at unmount are released: orphans go now.
         for (const ino of [...this.openCounts.keys()]) {
           this.openCounts.set(ino, 1);
@@ -295,23 +299,37 @@ export class FsEngine {
   private async runCommit(reason: string): Promise<void> {
     if (!this.frozen) this.freeze();
     const layer = this.frozen as TxLayer;
-    const info: CommitInfo = { txn: this.state.txn, reason, ops: 0, newBlocks: layer.newBlocks.size };
-    if (layer.writeError !== undefined) {
-      // A data write of this transaction failed earlier: write all its blocks again.
-      layer.writeError = undefined;
-      layer.writes = [...layer.newBlocks].map(([offset, bytes]) => this.writer.write(offset, bytes));
-    }
+    const info: CommitInfo = { txn: this.state.txn, reason, ops: 0, newBlocks: layer.newBlockCount };
     const clock = this.drivers.clock;
     const t0 = clock.nowMs();
-    try {
+    if (layer.writeError !== undefined) {
+      // Data writes failed in an earlier attempt (EIO, ENOSPC); their bytes are
+      // still in memory: write them again.
+      layer.writeError = undefined;
       await Promise.all(layer.writes);
-    } catch (err) {
-      layer.writeError = err;
-      throw err;
+      for (const [offset, bytes] of [...layer.newBlocks]) {
+        layer.newBlocks.delete(offset);
+        layer.cacheBytes -= bytes.length;
+        this.issueWrite(layer, offset, bytes);
+      }
     }
+    await Promise.all(layer.writes);
     layer.writes = [];
+    // Nothing is committed while a data write is failing; the next attempt retries.
+    if (layer.writeError !== undefined) throw layer.writeError;
     const t1 = clock.nowMs();
-    if (layer.newBlocks.size > 0) await this.dataFile.sync();
+    if (layer.newBlockCount > 0) {
+      try {
+        await this.dataFile.sync();
+      } catch (err) {
+        // After a failed fsync the kernel may have dropped the dirty pages, and
+        // their bytes are no longer in memory: stop rather than commit pointers
+        // to data that may not exist. A remount resumes from the last durable commit.
+        this.failure = err;
+        this.drivers.logger.log(0, `fsync of the block data file failed (${(err as Error).message}): the filesystem stops; remount to recover from transaction ${this.state.txn - 1}`);
+        throw err;
+      }
+    }
     const t2 = clock.nowMs();
     const ops = layer.toOps();
     info.ops = ops.length;
@@ -380,6 +398,7 @@ export class FsEngine {
 
   private checkOpen(): void {
     if (this.closed) throw new FsError('EIO', 'filesystem is closed');
+    if (this.failure !== undefined) throw new FsError('EIO', `filesystem stopped after a failed data sync: ${(this.failure as Error).message}`);
   }
 
   private checkWritable(): void {
@@ -754,19 +773,37 @@ export class FsEngine {
     const extent = this.allocator.allocate(stored.length, this.active);
     const rec: BlockRecord = { refcount: 1, codec, storedBytes: stored.length, rawBytes: raw.length, offsetBytes: extent.offsetBytes };
     this.active.put(T.block, key, encodeBlock(rec));
-    this.active.newBlocks.set(extent.offsetBytes, stored);
-    this.active.cacheBytes += stored.length;
     const layer = this.active;
-    const write = this.writer.write(extent.offsetBytes, stored);
-    // Failures surface at commit (which rewrites the blocks); keep them from
-    // becoming unhandled rejections meanwhile.
-    write.catch((err: unknown) => { layer.writeError = err; });
-    layer.writes.push(write);
+    layer.newBlockCount++;
+    this.issueWrite(layer, extent.offsetBytes, stored);
     this.state = {
       ...this.state,
       storedBytes: this.state.storedBytes + extent.lengthBytes,
       blockCount: this.state.blockCount + 1,
     };
+  }
+
+  /**
+   * Write a new block's bytes to the data file. They stay in memory (for reads)
+   * until the write completes; then reads go to the file and the cache space is
+   * free again. A failed write keeps them for the commit to retry.
+   */
+  private issueWrite(layer: TxLayer, offsetBytes: number, stored: Uint8Array): void {
+    layer.newBlocks.set(offsetBytes, stored);
+    layer.cacheBytes += stored.length;
+    layer.writes.push(
+      this.writer.write(offsetBytes, stored).then(
+        () => {
+          if (layer.newBlocks.get(offsetBytes) === stored) {
+            layer.newBlocks.delete(offsetBytes);
+            layer.cacheBytes -= stored.length;
+          }
+        },
+        (err: unknown) => {
+          layer.writeError = err;
+        },
+      ),
+    );
   }
 
   private derefBlock(key: Uint8Array): void {

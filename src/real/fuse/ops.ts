@@ -11,6 +11,7 @@ import { PathFs } from '../../core/fs/path-fs.ts';
 import { S_IFMT, S_IFREG } from '../../core/fs/schema.ts';
 import type { Stat } from '../../core/fs/types.ts';
 import type { IoGate } from '../../core/gate.ts';
+import type { SpaceGuard } from '../../core/space-guard.ts';
 
 interface Handle {
   ino: number;
@@ -27,6 +28,8 @@ export interface FuseOpsOptions {
   control: ControlFiles;
   gate: IoGate;
   logger: Logger;
+  /** MIN_SPACE_FREE: refuses new data with ENOSPC while space is low. */
+  space?: SpaceGuard;
   /** Log every operation at DEBUG >= this level. */
   traceLevel?: number;
 }
@@ -66,6 +69,7 @@ export class LessfsFuseOps {
   private readonly gate: IoGate;
   private readonly logger: Logger;
   private readonly traceLevel: number;
+  private readonly space: SpaceGuard | undefined;
 
   constructor(options: FuseOpsOptions) {
     this.engine = options.engine;
@@ -73,26 +77,32 @@ export class LessfsFuseOps {
     this.gate = options.gate;
     this.logger = options.logger;
     this.traceLevel = options.traceLevel ?? 5;
+    this.space = options.space;
     this.fs = new PathFs(this.engine);
   }
 
   /** Run an operation: wait at the gate, map errors, never throw. */
   private run<T>(op: string, path: string, fn: () => T | Promise<T>, done: (err: number, value?: T) => void): void {
     const go = (): void => {
+      this.gate.enter();
+      const finish = (err: number, value?: T): void => {
+        this.gate.leave();
+        done(err, value);
+      };
       let result: T | Promise<T>;
       try {
         result = fn();
       } catch (err) {
-        done(errnoOf(err, this.logger, op, path));
+        finish(errnoOf(err, this.logger, op, path));
         return;
       }
       if (result instanceof Promise) {
         result.then(
-          (v) => done(0, v),
-          (err: unknown) => done(errnoOf(err, this.logger, op, path)),
+          (v) => finish(0, v),
+          (err: unknown) => finish(errnoOf(err, this.logger, op, path)),
         );
       } else {
-        done(0, result);
+        finish(0, result);
       }
     };
     this.logger.log(this.traceLevel as 5, `fuse ${op} ${path}`);
@@ -113,6 +123,10 @@ export class LessfsFuseOps {
     this.nextFd = fd >= 0x7ffffffe ? 1 : fd + 1;
     this.handles.set(fd, h);
     return fd;
+  }
+
+  private checkSpace(what: string): void {
+    this.space?.check(what);
   }
 
   private refuseControl(path: string, what: string): void {
@@ -155,6 +169,7 @@ export class LessfsFuseOps {
       create: (path, mode, cb) =>
         this.run('create', path, () => {
           this.refuseControl(path, 'create');
+          this.checkSpace('create');
           const st = this.fs.create(path, (mode & 0o7777) | S_IFREG);
           this.engine.open(st.ino);
           return this.newHandle({ ino: st.ino });
@@ -162,6 +177,7 @@ export class LessfsFuseOps {
       mknod: (path, mode, dev, cb) =>
         this.run('mknod', path, () => {
           this.refuseControl(path, 'mknod');
+          this.checkSpace('mknod');
           this.fs.mknod(path, (mode & S_IFMT) === 0 ? mode | S_IFREG : mode, dev);
         }, (e) => cb(e)),
       open: (path, flags, cb) =>
@@ -196,6 +212,7 @@ export class LessfsFuseOps {
             await this.control.write(h.control.path, copy);
             return len;
           }
+          this.checkSpace('write');
           await this.engine.write(h.ino, pos, copy);
           return len;
         }, (e, n) => cb(e < 0 ? e : (n ?? 0)));
@@ -213,7 +230,7 @@ export class LessfsFuseOps {
         }, (e) => cb(e)),
       unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); }, (e) => cb(e)),
       rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); }, (e) => cb(e)),
-      mkdir: (path, mode, cb) => this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.fs.mkdir(path, mode & 0o7777); }, (e) => cb(e)),
+      mkdir: (path, mode, cb) => this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777); }, (e) => cb(e)),
       rename: (src, dest, cb) =>
         this.run('rename', src, () => {
           this.refuseControl(src, 'rename');
@@ -226,7 +243,7 @@ export class LessfsFuseOps {
           this.refuseControl(dest, 'link');
           this.fs.link(src, dest);
         }, (e) => cb(e)),
-      symlink: (target, path, cb) => this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.fs.symlink(target, path); }, (e) => cb(e)),
+      symlink: (target, path, cb) => this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.checkSpace('symlink'); this.fs.symlink(target, path); }, (e) => cb(e)),
       readlink: (path, cb) => this.run('readlink', path, () => this.fs.readlink(path), (e, v) => cb(e, v)),
       chmod: (path, mode, cb) =>
         this.run('chmod', path, async () => {
