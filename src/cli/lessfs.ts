@@ -111,6 +111,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   let mgmt: ManagementServer | undefined;
   let space: SpaceGuard | undefined;
   let ioGate = new IoGate();
+  let lessfsOps: LessfsFuseOps | undefined;
   try {
     await clearStaleMount(mnt, (m) => logger.log(0, m));
     const options = engineOptionsFromConfig(config);
@@ -129,8 +130,9 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     });
     await space.start();
     const ops = new LessfsFuseOps({ engine, control, gate, logger, space });
+    lessfsOps = ops;
     if (config.listenPort > 0) {
-      mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate), {
+      mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate, () => ops.drainWrites()), {
         host: config.listenIp,
         port: config.listenPort,
       });
@@ -157,6 +159,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     throw new CliError((err as Error).message);
   }
   const eng = engine;
+  const fuseOps = lessfsOps as LessfsFuseOps;
   const mnted = mounted;
   const gate = ioGate;
   return new Promise<number>((resolveExit) => {
@@ -177,6 +180,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
         code = 1;
       }
       try {
+        await fuseOps.drainWrites();
         await eng.close();
         logger.log(0, `closed cleanly at transaction ${eng.txn}`);
       } catch (err) {

@@ -9,6 +9,8 @@ export class FreezeControl implements ManagementTarget {
   constructor(
     private readonly engine: FsEngine,
     private readonly gate: IoGate,
+    /** Work acknowledged but not yet in the engine (the mount's write-behind). */
+    private readonly drainExtra: () => Promise<void> = () => Promise.resolve(),
   ) {}
 
   get frozen(): boolean {
@@ -19,6 +21,7 @@ export class FreezeControl implements ManagementTarget {
     this.gate.close();
     try {
       await this.gate.drain();
+      await this.drainExtra();
       await this.engine.commit('freeze');
     } catch (err) {
       this.gate.open();

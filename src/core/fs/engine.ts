@@ -11,11 +11,11 @@
 //     the last durable commit, never between two.
 
 import type { FileHandle, Store, TimerHandle } from '../drivers.ts';
-import { equalBytes, readU64, toHex, u64 } from '../bytes.ts';
+import { binaryKey, equalBytes, readU64, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
-import { WriteQueue } from './write-queue.ts';
+import { ReadQueue, WriteQueue } from './write-queue.ts';
 import {
   alignExtent,
   blockmapBlockNo,
@@ -55,6 +55,10 @@ import type { CommitInfo, DirEntry, EngineDrivers, EngineOptions, SetAttr, Stat,
 import { utf8 } from '../bytes.ts';
 
 const NAME_MAX_BYTES = 255;
+/** Blocks fetched ahead of a sequential reader. */
+const READ_AHEAD_BLOCKS = 8;
+/** Data-file reads in flight (in order, so the kernel's read-ahead follows them). */
+const READS_INFLIGHT_MAX = 2;
 const CODEC_NONE = 0;
 
 /** The write cache of one transaction. */
@@ -94,10 +98,15 @@ export class FsEngine {
   private readonly openCounts = new Map<number, number>();
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
+  /** Per inode: where its last read ended and how far blocks are fetched ahead. */
+  private readonly readAhead = new Map<number, { endBytes: number; fetchedTo: number }>();
+  /** Recently read blocks by key; a quarter of CACHESIZE. */
+  private readonly readCache = new Map<string, Promise<Uint8Array>>();
   /** Called with each transaction just before it is committed (replication log). */
   onCommit: ((info: CommitInfo, layer: Layer) => Promise<void>) | undefined;
   lastCommit: CommitInfo | undefined;
   private readonly writer: WriteQueue;
+  private readonly reader: ReadQueue;
 
   private constructor(
     private readonly drivers: EngineDrivers,
@@ -112,6 +121,7 @@ export class FsEngine {
   ) {
     this.active = new TxLayer(store);
     this.writer = new WriteQueue(dataFile);
+    this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -828,7 +838,7 @@ export class FsEngine {
     const rec = decodeBlock(recBytes);
     let stored = this.active.newBlocks.get(rec.offsetBytes) ?? this.frozen?.newBlocks.get(rec.offsetBytes);
     if (!stored) {
-      stored = await this.dataFile.read(rec.offsetBytes, rec.storedBytes);
+      stored = await this.reader.read(rec.offsetBytes, rec.storedBytes);
       if (stored.length !== rec.storedBytes) {
         throw new FsError('EIO', `short read of block ${toHex(key)}: ${stored.length} of ${rec.storedBytes} bytes at ${rec.offsetBytes}`);
       }
@@ -853,7 +863,7 @@ export class FsEngine {
     if (dirty) return dirty;
     const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
     if (!key) return undefined;
-    return this.readBlock(key);
+    return this.cachedBlock(key);
   }
 
   // ------------------------------------------------------------ data
@@ -874,26 +884,88 @@ export class FsEngine {
   }
 
   async read(ino: number, offsetBytes: number, length: number): Promise<Uint8Array> {
+    const inode = this.readableInode(ino);
+    const n = Math.max(0, Math.min(inode.sizeBytes, offsetBytes + length) - offsetBytes);
+    const out = new Uint8Array(n);
+    await this.readInto(ino, offsetBytes, out);
+    return out;
+  }
+
+  private readableInode(ino: number): Inode {
     this.checkOpen();
     const inode = this.inode(ino);
     if (!isReg(inode.mode)) throw new FsError(isDir(inode.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
-    if (offsetBytes >= inode.sizeBytes || length <= 0) return new Uint8Array(0);
-    const end = Math.min(inode.sizeBytes, offsetBytes + length);
-    const out = new Uint8Array(end - offsetBytes);
+    return inode;
+  }
+
+  /**
+   * Read into `target` (up to its length) from offsetBytes; resolves with the
+   * number of bytes read (short only at end of file). Holes read as zeros.
+   */
+  async readInto(ino: number, offsetBytes: number, target: Uint8Array): Promise<number> {
+    const inode = this.readableInode(ino);
+    if (offsetBytes >= inode.sizeBytes || target.length === 0) return 0;
+    const end = Math.min(inode.sizeBytes, offsetBytes + target.length);
     const bs = this.options.blockSizeBytes;
     const parts: Array<Promise<void>> = [];
-    for (let bno = Math.floor(offsetBytes / bs); bno * bs < end; bno++) {
+    const first = Math.floor(offsetBytes / bs);
+    let bno = first;
+    for (; bno * bs < end; bno++) {
       const blockStart = bno * bs;
       const from = Math.max(offsetBytes, blockStart);
       const to = Math.min(end, blockStart + bs);
       parts.push(
         this.blockContent(ino, bno).then((content) => {
-          if (content) out.set(content.subarray(from - blockStart, to - blockStart), from - offsetBytes);
+          if (content) target.set(content.subarray(from - blockStart, to - blockStart), from - offsetBytes);
+          else target.fill(0, from - offsetBytes, to - offsetBytes);
         }),
       );
     }
+    // Sequential reader: fetch the next blocks while this one is handed out.
+    // Sequential reader (the kernel's read-ahead may reorder it a little): keep
+    // READ_AHEAD_BLOCKS in flight ahead of it, topping up only what is new.
+    const ra = this.readAhead.get(ino);
+    if (ra && Math.abs(offsetBytes - ra.endBytes) <= READ_AHEAD_BLOCKS * bs) {
+      const from = Math.max(bno, ra.fetchedTo);
+      const to = bno + READ_AHEAD_BLOCKS;
+      if (to - from >= READ_AHEAD_BLOCKS / 4) {
+        this.prefetch(ino, from, to, inode.sizeBytes);
+        ra.fetchedTo = to;
+      }
+      ra.endBytes = end;
+    } else {
+      this.readAhead.set(ino, { endBytes: end, fetchedTo: bno });
+      if (this.readAhead.size > 1024) this.readAhead.delete(this.readAhead.keys().next().value as number);
+    }
     await Promise.all(parts);
-    return out;
+    return end - offsetBytes;
+  }
+
+  private prefetch(ino: number, fromBlock: number, toBlock: number, sizeBytes: number): void {
+    const bs = this.options.blockSizeBytes;
+    const dirty = this.active.dirty.get(ino);
+    for (let bno = fromBlock; bno < toBlock && bno * bs < sizeBytes; bno++) {
+      if (dirty?.has(bno)) continue;
+      const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
+      if (key) this.cachedBlock(key).catch(() => undefined); // a real read reports the error
+    }
+  }
+
+  /** Block bytes through a small LRU cache (content-addressed: entries never go stale). */
+  private cachedBlock(key: Uint8Array): Promise<Uint8Array> {
+    const k = binaryKey(key);
+    const hit = this.readCache.get(k);
+    if (hit) {
+      this.readCache.delete(k);
+      this.readCache.set(k, hit);
+      return hit;
+    }
+    const p = this.readBlock(key);
+    this.readCache.set(k, p);
+    p.catch(() => this.readCache.delete(k));
+    const max = Math.max(2, Math.floor(this.options.cacheSizeBytes / 4 / this.options.blockSizeBytes));
+    while (this.readCache.size > max) this.readCache.delete(this.readCache.keys().next().value as string);
+    return p;
   }
 
   /**
