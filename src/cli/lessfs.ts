@@ -118,7 +118,9 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     engine = await FsEngine.open(realEngineDrivers(logger), options);
     if (engine.recovered) logger.log(0, `recovered from an unclean shutdown: at transaction ${engine.txn}`);
     const slave = options.readOnly;
-    const attrTimeoutS = slave ? 0 : 1;
+    // lessfs's recommended mount options use 0 for every kernel cache timeout:
+    // hard-linked names and a slave's tree changing underneath stay correct.
+    const attrTimeoutS = 0;
     const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: attrTimeoutS * 1000 + 1000, nowMs: () => Date.now() });
     const gate = new IoGate();
     ioGate = gate;

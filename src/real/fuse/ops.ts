@@ -22,6 +22,8 @@ interface Handle {
 const O_ACCMODE = 3;
 const O_RDONLY = 0;
 const UID_UNCHANGED = 0xffffffff;
+/** utimens times at or above this are UTIME_OMIT (the patched addon sends 2^64-1). */
+const UTIME_OMIT_MS = 2 ** 63;
 
 export interface FuseOpsOptions {
   engine: FsEngine;
@@ -70,6 +72,8 @@ export function errnoOf(err: unknown, logger: Logger, op: string, path: string):
  */
 export class WriteBehind {
   private readonly tails = new Map<number, Promise<void>>();
+  /** Highest end offset of queued writes per inode (getattr reports it as the size). */
+  private readonly ends = new Map<number, number>();
   private readonly errors = new Map<number, unknown>();
   private queuedBytes = 0;
   private roomWaiters: Array<() => void> = [];
@@ -84,10 +88,11 @@ export class WriteBehind {
   }
 
   /** Queue a store; resolves when it is queued (or rejects with a deferred error). */
-  async submit(ino: number, store: () => Promise<unknown>, bytes: number): Promise<void> {
+  async submit(ino: number, store: () => Promise<unknown>, bytes: number, endBytes: number): Promise<void> {
     this.takeError(ino);
     while (this.queuedBytes >= this.queuedBytesMax) await new Promise<void>((r) => this.roomWaiters.push(r));
     this.queuedBytes += bytes;
+    this.ends.set(ino, Math.max(this.ends.get(ino) ?? 0, endBytes));
     const prev = this.tails.get(ino) ?? Promise.resolve();
     // The store starts in a later macrotask, so the reply (fuse-native answers
     // on process.nextTick) goes out before the hashing, not after it.
@@ -99,7 +104,10 @@ export class WriteBehind {
       },
     ).finally(() => {
       this.queuedBytes -= bytes;
-      if (this.tails.get(ino) === next) this.tails.delete(ino);
+      if (this.tails.get(ino) === next) {
+        this.tails.delete(ino);
+        this.ends.delete(ino);
+      }
       const w = this.roomWaiters;
       this.roomWaiters = [];
       for (const f of w) f();
@@ -108,6 +116,10 @@ export class WriteBehind {
   }
 
   /** Wait until ino's queued writes are stored; with report, throw a deferred error. */
+  pendingEnd(ino: number): number | undefined {
+    return this.ends.get(ino);
+  }
+
   async settled(ino: number, report = false): Promise<void> {
     const t = this.tails.get(ino);
     if (t) await t;
@@ -197,6 +209,14 @@ export class LessfsFuseOps {
     this.space?.check(what);
   }
 
+  /** Attributes with acknowledged-but-unstored writes counted in the size (no waiting). */
+  private inodeStat(ino: number): FuseStat {
+    const st = toFuseStat(this.engine.getattr(ino));
+    const end = this.writes.pendingEnd(ino);
+    if (end !== undefined && end > st.size) st.size = end;
+    return st;
+  }
+
   private refuseControl(path: string, what: string): void {
     if (path === CONTROL_DIR) throw new FsError('EEXIST', `${CONTROL_DIR} is the control directory (${what})`);
     if (ControlFiles.isControl(path)) throw new FsError('EPERM', `${path} is a control file (${what})`);
@@ -223,16 +243,12 @@ export class LessfsFuseOps {
       getattr: (path, cb) =>
         this.run('getattr', path, () => {
           if (ControlFiles.isControl(path) || !this.writes.busy) return toFuseStat(this.statOf(path));
-          const ino = this.fs.resolve(path);
-          return this.writes.settled(ino).then(() => toFuseStat(this.engine.getattr(ino)));
+          return this.inodeStat(this.fs.resolve(path));
         }, (e, v) => cb(e, v)),
       fgetattr: (path, fd, cb) =>
-        this.run('fgetattr', path, async () => {
+        this.run('fgetattr', path, () => {
           const h = this.handles.get(fd);
-          if (h && !h.control) {
-            await this.writes.settled(h.ino);
-            return toFuseStat(this.engine.getattr(h.ino));
-          }
+          if (h && !h.control) return this.inodeStat(h.ino);
           return toFuseStat(this.statOf(path));
         }, (e, v) => cb(e, v)),
       readdir: (path, cb) =>
@@ -301,7 +317,7 @@ export class LessfsFuseOps {
           this.checkSpace('write');
           // Reply first, store after (see WriteBehind): the error of a failed
           // store comes back on the next write, fsync, flush or release.
-          await this.writes.submit(h.ino, () => this.engine.write(h.ino, pos, copy), len);
+          await this.writes.submit(h.ino, () => this.engine.write(h.ino, pos, copy), len, pos + len);
           return len;
         }, (e, n) => cb(e < 0 ? e : (n ?? 0)));
       },
@@ -352,7 +368,9 @@ export class LessfsFuseOps {
       utimens: (path, atime, mtime, cb) =>
         this.run('utimens', path, async () => {
           this.refuseControl(path, 'utimens');
-          await this.fs.setattr(path, { atimeMs: atime, mtimeMs: mtime });
+          // 2^64-1 is UTIME_OMIT (see scripts/build-fuse-native.mjs): leave that time alone.
+          const given = (ms: number): number | undefined => (ms >= UTIME_OMIT_MS ? undefined : ms);
+          await this.fs.setattr(path, { atimeMs: given(atime), mtimeMs: given(mtime) });
         }, (e) => cb(e)),
       flush: (path, fd, cb) =>
         this.run('flush', path, async () => {
@@ -372,10 +390,12 @@ export class LessfsFuseOps {
           await this.writes.all();
           await this.engine.fsync();
         }, (e) => cb(e)),
-      setxattr: (path, _name, _value, _position, _flags, cb) => this.run('setxattr', path, () => { throw new FsError('ENOTSUP', 'extended attributes are not supported'); }, (e) => cb(e)),
-      getxattr: (path, _name, _position, cb) => this.run('getxattr', path, () => { throw new FsError('ENOTSUP', 'extended attributes are not supported'); }, (e) => cb(e)),
-      listxattr: (path, cb) => this.run('listxattr', path, () => [] as string[], (e, v) => cb(e, v)),
-      removexattr: (path, _name, cb) => this.run('removexattr', path, () => { throw new FsError('ENOTSUP', 'extended attributes are not supported'); }, (e) => cb(e)),
+      // ENOSYS makes the kernel answer EOPNOTSUPP (ENOTSUP) itself from then on,
+      // instead of asking on every write (it checks security.capability).
+      setxattr: (path, _name, _value, _position, _flags, cb) => this.run('setxattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e) => cb(e)),
+      getxattr: (path, _name, _position, cb) => this.run('getxattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e) => cb(e)),
+      listxattr: (path, cb) => this.run('listxattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e, v) => cb(e, v as string[] | undefined)),
+      removexattr: (path, _name, cb) => this.run('removexattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e) => cb(e)),
     };
   }
 
