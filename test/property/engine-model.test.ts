@@ -54,6 +54,9 @@ const variants: Array<[string, Partial<EngineOptions>]> = [
   ['dedup, no compression', {}],
   ['lz4, tiny cache', { codec: 2, cacheSizeBytes: 3 * BS }],
   ['deflate, dedup off', { codec: 1, deduplication: false }],
+  // Engine blocks larger than the workload's: unaligned everywhere, and dirty
+  // buffers that start small and grow.
+  ['16 KiB blocks, small cache', { blockSizeBytes: 16384, cacheSizeBytes: 40_000 }],
 ];
 
 describe('engine against the reference model (SimStore)', () => {

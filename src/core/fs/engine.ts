@@ -719,8 +719,8 @@ export class FsEngine {
     if (!blocks) return;
     for (const bno of [...blocks.keys()]) {
       if (bno >= fromBlock && bno < toBlock) {
+        this.active.cacheBytes -= (blocks.get(bno) as Uint8Array).length;
         blocks.delete(bno);
-        this.active.cacheBytes -= this.options.blockSizeBytes;
       }
     }
     if (blocks.size === 0) this.active.dirty.delete(ino);
@@ -740,7 +740,7 @@ export class FsEngine {
 
   /** Point block `bno` of `ino` at these bytes (a full block), deduplicating. */
   private storeBlock(ino: number, bno: number, bytes: Uint8Array): void {
-    assert(bytes.length === this.options.blockSizeBytes, `block of ${bytes.length} bytes`);
+    assert(bytes.length <= this.options.blockSizeBytes, `block of ${bytes.length} bytes`);
     const mapKey = blockmapKey(ino, bno);
     const old = this.active.get(T.blockmap, mapKey);
     // Trailing zeros are not stored (a file's short last block, sparse tails):
@@ -916,8 +916,10 @@ export class FsEngine {
       const to = Math.min(end, blockStart + bs);
       parts.push(
         this.blockContent(ino, bno).then((content) => {
-          if (content) target.set(content.subarray(from - blockStart, to - blockStart), from - offsetBytes);
-          else target.fill(0, from - offsetBytes, to - offsetBytes);
+          // Content may be shorter than the block (a short dirty buffer): zeros after it.
+          const part = content ? content.subarray(Math.min(from - blockStart, content.length), Math.min(to - blockStart, content.length)) : undefined;
+          if (part) target.set(part, from - offsetBytes);
+          target.fill(0, from - offsetBytes + (part?.length ?? 0), to - offsetBytes);
         }),
       );
     }
@@ -999,7 +1001,9 @@ export class FsEngine {
         for (const bno of missing) {
           const s = bno * bs;
           const content = s < this.inode(ino).sizeBytes ? await this.blockContent(ino, bno) : undefined;
-          const buf = new Uint8Array(bs);
+          // A dirty buffer is only as long as its content (a small file's
+          // block does not cost BLKSIZE of cache); it grows as writes extend it.
+          const buf = new Uint8Array(dirtyLength(Math.max(content?.length ?? 0, Math.min(end, s + bs) - s), bs));
           if (content) buf.set(content);
           edges.set(bno, buf);
         }
@@ -1025,7 +1029,14 @@ export class FsEngine {
             this.active.dirty.set(ino, blocks);
           }
           blocks.set(bno, buf);
-          this.active.cacheBytes += bs;
+          this.active.cacheBytes += buf.length;
+        }
+        if (buf.length < to - s) {
+          const grown = new Uint8Array(dirtyLength(to - s, bs));
+          grown.set(buf);
+          this.active.cacheBytes += grown.length - buf.length;
+          (blocks as Map<number, Uint8Array>).set(bno, grown);
+          buf = grown;
         }
         buf.set(chunk, from - s);
       }
@@ -1142,12 +1153,34 @@ export function joinPath(dir: string, name: string): string {
   return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
 }
 
-/** Length of bytes without its trailing zeros. */
-function contentEnd(bytes: Uint8Array): number {
-  let end = bytes.length;
-  // Word-at-a-time over the aligned middle would be faster; random data stops at once.
-  while (end > 0 && bytes[end - 1] === 0) end--;
+/** Length of bytes without its trailing zeros (a word at a time where aligned). */
+export function contentEnd(b: Uint8Array): number {
+  let end = b.length;
+  while (end > 0 && (b.byteOffset + end) % 4 !== 0) {
+    if (b[end - 1] !== 0) return end;
+    end--;
+  }
+  const firstWord = Math.ceil(b.byteOffset / 4);
+  const words = (b.byteOffset + end) / 4 - firstWord;
+  if (words > 0) {
+    const w = new Uint32Array(b.buffer, firstWord * 4, words);
+    let i = words;
+    while (i > 0 && w[i - 1] === 0) i--;
+    end = firstWord * 4 + i * 4 - b.byteOffset;
+    if (i > 0) {
+      while (b[end - 1] === 0) end--;
+      return end;
+    }
+  }
+  while (end > 0 && b[end - 1] === 0) end--;
   return end;
+}
+
+/** Size of a dirty buffer holding `needed` bytes of a block: power of two, 4 KiB..BLKSIZE. */
+function dirtyLength(needed: number, blockSizeBytes: number): number {
+  let n = 4096;
+  while (n < needed) n *= 2;
+  return Math.min(n, blockSizeBytes);
 }
 
 function validateGeometry(options: EngineOptions, drivers: EngineDrivers): void {

@@ -1,0 +1,75 @@
+// Persistence across unmount and remount through the real `lessfs` command
+// (issue 3, item 7): everything written (fsynced or not) before a clean
+// unmount is there after the remount, and lessfsck finds the store clean.
+
+import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cleanupMounts, cli, errnoOf, isMounted, runOk, startMount } from '../support/mount.ts';
+
+const MIB = 1024 * 1024;
+
+afterEach(cleanupMounts, 60_000);
+
+describe('unmount and remount', () => {
+  it('keeps data, directories, links, modes and sizes; unmount by SIGTERM and by fusermount -u', async () => {
+    const m = await startMount({ config: { COMPRESSION: 'lz4', COMMIT_INTERVAL: 60 } });
+    const big = randomBytes(5 * MIB + 77);
+    const text = 'persist me\n'.repeat(1000); // compressible
+    await fsp.mkdir(m.path('d/e'), { recursive: true });
+    await fsp.writeFile(m.path('d/big'), big);
+    await fsp.writeFile(m.path('d/e/text'), text);
+    await fsp.writeFile(m.path('d/dup'), big); // all blocks duplicates of d/big
+    await fsp.writeFile(m.path('empty'), '');
+    // chmod before link: attributes of one name are cached apart from the other's (see files.test.ts).
+    await fsp.chmod(m.path('d/e/text'), 0o640);
+    await fsp.link(m.path('d/e/text'), m.path('d/text-link'));
+    await fsp.symlink('e/text', m.path('d/sym'));
+    await fsp.truncate(m.path('d/big'), 3 * MIB + 5); // then shorter
+    await fsp.writeFile(m.path('gone'), 'x');
+    await fsp.unlink(m.path('gone'));
+    await fsp.mkdir(m.path('rmdir-me'));
+    await fsp.rmdir(m.path('rmdir-me'));
+    // Nothing fsynced: a clean unmount must commit it (COMMIT_INTERVAL is 60 s).
+    const inoText = (await fsp.stat(m.path('d/e/text'))).ino;
+
+    const check = async (round: string): Promise<void> => {
+      expect((await fsp.readdir(m.mnt)).sort(), round).toEqual(['.lessfs', 'd', 'empty']);
+      expect((await fsp.readdir(m.path('d'))).sort(), round).toEqual(['big', 'dup', 'e', 'sym', 'text-link']);
+      expect((await fsp.readFile(m.path('d/big'))).equals(big.subarray(0, 3 * MIB + 5)), round).toBe(true);
+      expect((await fsp.readFile(m.path('d/dup'))).equals(big), round).toBe(true);
+      expect(await fsp.readFile(m.path('d/e/text'), 'utf8'), round).toBe(text);
+      expect(await fsp.readFile(m.path('d/sym'), 'utf8'), round).toBe(text);
+      expect(await fsp.readlink(m.path('d/sym')), round).toBe('e/text');
+      const st = await fsp.stat(m.path('d/text-link'));
+      expect({ ino: st.ino, nlink: st.nlink, mode: st.mode & 0o7777 }, round).toEqual({ ino: inoText, nlink: 2, mode: 0o640 });
+      expect((await fsp.stat(m.path('empty'))).size, round).toBe(0);
+      expect(await errnoOf(fsp.stat(m.path('gone'))), round).toBe('ENOENT');
+      expect(await errnoOf(fsp.stat(m.path('rmdir-me'))), round).toBe('ENOENT');
+    };
+    await check('before unmount');
+
+    await m.stop();
+    expect(m.currentLogText()).toMatch(/closed cleanly/);
+    await m.restart();
+    expect(m.currentLogText()).not.toMatch(/recovered/);
+    await check('after SIGTERM and remount');
+
+    // More writes, then unmount the way a user does: fusermount -u.
+    await fsp.appendFile(m.path('d/e/text'), 'more\n');
+    await fsp.writeFile(m.path('after'), 'after remount');
+    await runOk('fusermount', ['-u', m.mnt], { timeoutMs: 20_000 });
+    expect(await m.waitExit()).toEqual({ code: 0, signal: null });
+    expect(isMounted(m.mnt)).toBe(false);
+    expect(m.currentLogText()).toMatch(/unmounted externally/);
+    await m.restart();
+    expect(await fsp.readFile(m.path('d/e/text'), 'utf8')).toBe(`${text}more\n`);
+    expect(await fsp.readFile(m.path('after'), 'utf8')).toBe('after remount');
+    await m.stop();
+
+    const fsck = await cli('lessfsck', ['-f', '-t', '-c', m.cfgPath], { timeoutMs: 60_000 });
+    expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
+    expect(fsck.stdout).toContain('clean');
+  }, 120_000);
+});
