@@ -5,8 +5,12 @@
 //     (cp -a, tar, rsync -a all stored wrong mtimes; upstream issue open);
 //  2. UTIME_NOW / UTIME_OMIT arrive as garbage milliseconds: NOW becomes the
 //     current time, OMIT becomes 2^64-1, which the JS side treats as "unchanged".
+//  3. libfuse2 drops a SETATTR that sets only one of atime/mtime (touch -m)
+//     unless the fs sets flag_utime_omit_ok;
+//  4. the caller's uid/gid/pid (fuse_get_context) are exposed to JS, so new
+//     files belong to the user who created them, not to the mount process.
 // If the build fails the prebuilt addon stays in use and this says so loudly:
-// the filesystem works, but explicit mtimes are not kept.
+// the filesystem works, but explicit mtimes are not kept and new files are root's.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -49,7 +53,55 @@ static uint64_t lessfs_utimens_ms (const struct timespec* ts) {
   }
   writeFileSync(src, c);
 }
-const built = join(dir, 'build', 'Release', '.lessfs-utimens-fix');
+// Second patch set: caller context and flag_utime_omit_ok (C and index.js).
+const MARK2 = '/* lessfs-ts: caller context */';
+const getContext = `${MARK2}
+NAPI_METHOD(fuse_native_get_context) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_locals_t *, l, 0);
+  napi_value arr;
+  napi_value v;
+  napi_create_array_with_length(env, 3, &arr);
+  napi_create_uint32(env, l->caller_uid, &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_uint32(env, l->caller_gid, &v);
+  napi_set_element(env, arr, 1, v);
+  napi_create_uint32(env, l->caller_pid, &v);
+  napi_set_element(env, arr, 2, v);
+  return arr;
+}
+`;
+const cReplacements = [
+  // libfuse2 calls utimens for a SETATTR that sets only atime or only mtime
+  // (touch -m, utimensat with UTIME_OMIT) only when the fs says it understands
+  // UTIME_OMIT/UTIME_NOW; otherwise it drops that change and answers success.
+  ['  struct fuse_operations ops = { };', '  struct fuse_operations ops = { };\n  ops.flag_utime_omit_ok = 1;'],
+  ['  int32_t res;\n\n  // Extended attributes', '  int32_t res;\n  uint32_t caller_uid;\n  uint32_t caller_gid;\n  uint32_t caller_pid;\n\n  // Extended attributes'],
+  ['  fuse_thread_locals_t *l = get_thread_locals();\\\n  l->op = op_##name;\\',
+   '  fuse_thread_locals_t *l = get_thread_locals();\\\n  {\\\n    struct fuse_context *caller_ctx = fuse_get_context();\\\n    l->caller_uid = caller_ctx->uid;\\\n    l->caller_gid = caller_ctx->gid;\\\n    l->caller_pid = caller_ctx->pid;\\\n  }\\\n  l->op = op_##name;\\'],
+  ['NAPI_INIT() {', `${getContext}\nNAPI_INIT() {`],
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(fuse_native_get_context)'],
+];
+const jsReplacements = [
+  ['        const funcName = `_op_${name}`\n',
+   '        const funcName = `_op_${name}`\n        // lessfs-ts: caller of this request; valid synchronously inside the handler\n        const c = binding.fuse_native_get_context ? binding.fuse_native_get_context(nativeHandler) : undefined\n        self.context = c ? { uid: c[0], gid: c[1], pid: c[2] } : undefined\n'],
+];
+function patchFile(file, mark, reps) {
+  let text = readFileSync(file, 'utf8');
+  if (text.includes(mark)) return;
+  for (const [from, to] of reps) {
+    if (!text.includes(from)) {
+      console.error(`build-fuse-native: WARNING: ${file} does not look like fuse-native 2.2.6 (missing: ${from.split('\n')[0]}); keeping it unpatched`);
+      process.exit(0);
+    }
+    text = text.replace(from, to);
+  }
+  writeFileSync(file, text);
+}
+patchFile(src, MARK2, cReplacements);
+patchFile(join(dir, 'index.js'), 'lessfs-ts: caller of this request', jsReplacements);
+
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v2');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);

@@ -16,7 +16,7 @@ import { SpaceGuard } from '../core/space-guard.ts';
 import { RealNet } from '../real/net.ts';
 import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { LessfsFuseOps } from '../real/fuse/ops.ts';
-import { clearStaleMount, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
+import { clearStaleMount, fuseCaller, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
 import { acquireLock, type FsLock } from '../real/lock.ts';
 import { CliError, EXIT_OK, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
 
@@ -118,9 +118,13 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     engine = await FsEngine.open(realEngineDrivers(logger), options);
     if (engine.recovered) logger.log(0, `recovered from an unclean shutdown: at transaction ${engine.txn}`);
     const slave = options.readOnly;
-    // lessfs's recommended mount options use 0 for every kernel cache timeout:
-    // hard-linked names and a slave's tree changing underneath stay correct.
-    const attrTimeoutS = 0;
+    // Kernel cache timeouts: a slave's tree changes underneath the kernel, so it
+    // caches nothing. A master caches attributes and names for 1 s: with 0 an
+    // lstat costs a FUSE round trip each time (measured 50x slower lstat, which
+    // rsync does for every file), and the price of 1 s is that the other names
+    // of a hard-linked file show its new size/mode up to 1 s late (libfuse2
+    // gives each name its own kernel inode). `-o attr_timeout=0` opts out.
+    const attrTimeoutS = slave ? 0 : 1;
     const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: attrTimeoutS * 1000 + 1000, nowMs: () => Date.now() });
     const gate = new IoGate();
     ioGate = gate;
@@ -131,7 +135,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
       checkIntervalMs: 2000,
     });
     await space.start();
-    const ops = new LessfsFuseOps({ engine, control, gate, logger, space });
+    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller });
     lessfsOps = ops;
     if (config.listenPort > 0) {
       mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate, () => ops.drainWrites()), {

@@ -54,6 +54,22 @@ describe.each(backends)('engine on %s drivers', (_name, make) => {
     expect(report.uniqueBlocks).toBe(0);
   });
 
+  it('names over 255 bytes are ENAMETOOLONG; a set-group-ID directory passes on its group', async () => {
+    h = make();
+    await h.format();
+    const engine = await h.open();
+    const fs = new PathFs(engine);
+    expect(code(() => fs.stat(`/${'x'.repeat(256)}`))).toBe('ENAMETOOLONG');
+    expect(code(() => fs.create(`/${'é'.repeat(128)}`))).toBe('ENAMETOOLONG');
+    expect(code(() => fs.stat(`/${'x'.repeat(255)}`))).toBe('ENOENT');
+    fs.mkdir('/g', 0o2775, { uid: 0, gid: 50 });
+    const f = fs.create('/g/f', 0o644, { uid: 7, gid: 7 });
+    expect(f.gid).toBe(50);
+    const sub = fs.mkdir('/g/sub', 0o755, { uid: 7, gid: 7 });
+    expect({ gid: sub.gid, setgid: (sub.mode & 0o2000) !== 0 }).toEqual({ gid: 50, setgid: true });
+    await h.run(engine.close());
+  });
+
   it('unaligned writes, truncate and sparse files', async () => {
     h = make();
     await h.format();

@@ -55,6 +55,7 @@ import type { CommitInfo, DirEntry, EngineDrivers, EngineOptions, SetAttr, Stat,
 import { utf8 } from '../bytes.ts';
 
 const NAME_MAX_BYTES = 255;
+const S_ISGID = 0o2000;
 /** Blocks fetched ahead of a sequential reader. */
 const READ_AHEAD_BLOCKS = 8;
 /** Data-file reads in flight (in order, so the kernel's read-ahead follows them). */
@@ -461,6 +462,11 @@ export class FsEngine {
     this.dirInode(parent);
     if (name === '.') return this.getattr(parent);
     if (name === '..') return this.getattr(this.inode(parent).parent);
+    // Too long a name is ENAMETOOLONG, not ENOENT (the kernel passes FUSE names up
+    // to 1024 bytes). A string of at most 85 UTF-16 units has at most 255 UTF-8 bytes.
+    if (name.length > NAME_MAX_BYTES / 3 && utf8(name).length > NAME_MAX_BYTES) {
+      throw new FsError('ENAMETOOLONG', `name of ${utf8(name).length} bytes (max ${NAME_MAX_BYTES})`);
+    }
     const d = this.findDirent(parent, name);
     if (!d) throw new FsError('ENOENT', `no entry '${name}' in directory ${parent}`);
     return this.getattr(d.ino);
@@ -505,6 +511,12 @@ export class FsEngine {
     const ino = this.state.nextIno;
     this.state = { ...this.state, nextIno: ino + 1 };
     const directory = isDir(mode);
+    // A set-group-ID directory hands its group to new entries and its
+    // set-group-ID bit to new subdirectories (Linux semantics).
+    if ((dir.mode & S_ISGID) !== 0) {
+      gid = dir.gid;
+      if (directory) mode |= S_ISGID;
+    }
     const inode: Inode = {
       ino, mode, uid, gid, nlink: directory ? 2 : 1, sizeBytes: 0,
       atimeMs: now, mtimeMs: now, ctimeMs: now, rdev, parent: directory ? parent : 0,

@@ -44,6 +44,19 @@ export function mountOptionList(o: MountOptions): string[] {
   return list;
 }
 
+/** The mounted Fuse (one per process); its `context` is set by our fuse-native build. */
+let activeFuse: Fuse | undefined;
+
+/**
+ * uid/gid of the process whose request is being handled: fuse-native (patched
+ * by scripts/build-fuse-native.mjs) sets `context` just before each handler
+ * call. Without the patch there is none, and new files belong to root.
+ */
+export function fuseCaller(): { uid: number; gid: number } {
+  const c = (activeFuse as { context?: { uid: number; gid: number } } | undefined)?.context;
+  return c ? { uid: c.uid, gid: c.gid } : { uid: 0, gid: 0 };
+}
+
 class LessfsFuse extends Fuse {
   constructor(mnt: string, ops: FuseOps, private readonly optionList: string[]) {
     // No per-operation timeout: a write waiting for cache room or a frozen
@@ -96,6 +109,7 @@ export async function mountFuse(mnt: string, ops: FuseOps, options: MountOptions
   if (!st) throw new Error(`mount point ${mnt} does not exist`);
   if (!st.isDirectory()) throw new Error(`mount point ${mnt} is not a directory`);
   const fuse = new LessfsFuse(mnt, ops, mountOptionList(options));
+  activeFuse = fuse;
   await new Promise<void>((resolveMount, reject) => fuse.mount((err) => (err ? reject(err) : resolveMount())));
   let unmounted = false;
   return {

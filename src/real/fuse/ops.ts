@@ -7,7 +7,7 @@ import { ControlFiles, CONTROL_DIR, CONTROL_NAME } from '../../core/control.ts';
 import type { Logger } from '../../core/drivers.ts';
 import { ERRNO, FsError } from '../../core/errors.ts';
 import type { FsEngine } from '../../core/fs/engine.ts';
-import { PathFs } from '../../core/fs/path-fs.ts';
+import { PathFs, type Caller } from '../../core/fs/path-fs.ts';
 import { S_IFMT, S_IFREG } from '../../core/fs/schema.ts';
 import type { Stat } from '../../core/fs/types.ts';
 import type { IoGate } from '../../core/gate.ts';
@@ -34,7 +34,11 @@ export interface FuseOpsOptions {
   space?: SpaceGuard;
   /** Log every operation at DEBUG >= this level. */
   traceLevel?: number;
+  /** Who made the FUSE request being handled; valid only synchronously at handler entry. */
+  caller?: () => Caller;
 }
+
+const ROOT_CALLER: Caller = { uid: 0, gid: 0 };
 
 export function toFuseStat(st: Stat): FuseStat {
   return {
@@ -148,6 +152,7 @@ export class LessfsFuseOps {
   private readonly logger: Logger;
   private readonly traceLevel: number;
   private readonly space: SpaceGuard | undefined;
+  private readonly caller: () => Caller;
   private readonly writes: WriteBehind;
 
   constructor(options: FuseOpsOptions) {
@@ -157,6 +162,7 @@ export class LessfsFuseOps {
     this.logger = options.logger;
     this.traceLevel = options.traceLevel ?? 5;
     this.space = options.space;
+    this.caller = options.caller ?? (() => ROOT_CALLER);
     this.writes = new WriteBehind(this.logger);
     this.fs = new PathFs(this.engine);
   }
@@ -258,20 +264,24 @@ export class LessfsFuseOps {
           if (path === '/') names.unshift(CONTROL_NAME);
           return ['.', '..', ...names];
         }, (e, v) => cb(e, v)),
-      create: (path, mode, cb) =>
+      create: (path, mode, cb) => {
+        const who = this.caller();
         this.run('create', path, () => {
           this.refuseControl(path, 'create');
           this.checkSpace('create');
-          const st = this.fs.create(path, (mode & 0o7777) | S_IFREG);
+          const st = this.fs.create(path, (mode & 0o7777) | S_IFREG, who);
           this.engine.open(st.ino);
           return this.newHandle({ ino: st.ino });
-        }, (e, v) => cb(e, v)),
-      mknod: (path, mode, dev, cb) =>
+        }, (e, v) => cb(e, v));
+      },
+      mknod: (path, mode, dev, cb) => {
+        const who = this.caller();
         this.run('mknod', path, () => {
           this.refuseControl(path, 'mknod');
           this.checkSpace('mknod');
-          this.fs.mknod(path, (mode & S_IFMT) === 0 ? mode | S_IFREG : mode, dev);
-        }, (e) => cb(e)),
+          this.fs.mknod(path, (mode & S_IFMT) === 0 ? mode | S_IFREG : mode, dev, who);
+        }, (e) => cb(e));
+      },
       open: (path, flags, cb) =>
         this.run('open', path, () => {
           if (ControlFiles.isControl(path)) {
@@ -337,7 +347,10 @@ export class LessfsFuseOps {
         }, (e) => cb(e)),
       unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); }, (e) => cb(e)),
       rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); }, (e) => cb(e)),
-      mkdir: (path, mode, cb) => this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777); }, (e) => cb(e)),
+      mkdir: (path, mode, cb) => {
+        const who = this.caller();
+        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); }, (e) => cb(e));
+      },
       rename: (src, dest, cb) =>
         this.run('rename', src, () => {
           this.refuseControl(src, 'rename');
@@ -350,7 +363,10 @@ export class LessfsFuseOps {
           this.refuseControl(dest, 'link');
           this.fs.link(src, dest);
         }, (e) => cb(e)),
-      symlink: (target, path, cb) => this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.checkSpace('symlink'); this.fs.symlink(target, path); }, (e) => cb(e)),
+      symlink: (target, path, cb) => {
+        const who = this.caller();
+        this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.checkSpace('symlink'); this.fs.symlink(target, path, who); }, (e) => cb(e));
+      },
       readlink: (path, cb) => this.run('readlink', path, () => this.fs.readlink(path), (e, v) => cb(e, v)),
       chmod: (path, mode, cb) =>
         this.run('chmod', path, async () => {
