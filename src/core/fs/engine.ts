@@ -55,6 +55,8 @@ import type { CommitInfo, DirEntry, EngineDrivers, EngineOptions, SetAttr, Stat,
 import { utf8 } from '../bytes.ts';
 
 const NAME_MAX_BYTES = 255;
+/** Write-cache cost charged per metadata entry of a layer (key, value, maps). */
+const LAYER_ENTRY_BYTES = 256;
 const S_ISGID = 0o2000;
 /** Blocks fetched ahead of a sequential reader. */
 const READ_AHEAD_BLOCKS = 8;
@@ -68,15 +70,39 @@ class TxLayer extends Layer {
   readonly dirty = new Map<number, Map<number, Uint8Array>>();
   /** Bytes of blocks new in this transaction, by data-file offset, until durable. */
   readonly newBlocks = new Map<number, Uint8Array>();
-  /** Data-file writes of newBlocks in flight. */
-  writes: Array<Promise<void>> = [];
+  /** Data-file writes of newBlocks in flight, and who waits for them to finish. */
+  writesInFlight = 0;
+  private writeWaiters: Array<() => void> = [];
+
+  writeStarted(): void {
+    this.writesInFlight++;
+  }
+
+  writeDone(): void {
+    if (--this.writesInFlight === 0) {
+      const w = this.writeWaiters;
+      this.writeWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  writesDrained(): Promise<void> {
+    if (this.writesInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.writeWaiters.push(resolve));
+  }
+
+  /** Write-cache bytes: buffered data plus an estimate of the metadata entries. */
+  get cacheBytes(): number {
+    return this.dataBytes + this.size * LAYER_ENTRY_BYTES;
+  }
   writeError: unknown = undefined;
   readonly quarantine: Extent[] = [];
   /** New blocks allocated in this transaction (their bytes may already be on disk). */
   newBlockCount = 0;
   /** Inodes changed in this transaction (SYNC_RELAX=1). */
   readonly touched = new Set<number>();
-  cacheBytes = 0;
+  /** Bytes of dirty buffers and of new blocks not yet written. */
+  dataBytes = 0;
   changes = 0;
 }
 
@@ -317,15 +343,14 @@ export class FsEngine {
       // Data writes failed in an earlier attempt (EIO, ENOSPC); their bytes are
       // still in memory: write them again.
       layer.writeError = undefined;
-      await Promise.all(layer.writes);
+      await layer.writesDrained();
       for (const [offset, bytes] of [...layer.newBlocks]) {
         layer.newBlocks.delete(offset);
-        layer.cacheBytes -= bytes.length;
+        layer.dataBytes -= bytes.length;
         this.issueWrite(layer, offset, bytes);
       }
     }
-    await Promise.all(layer.writes);
-    layer.writes = [];
+    await layer.writesDrained();
     // Nothing is committed while a data write is failing; the next attempt retries.
     if (layer.writeError !== undefined) throw layer.writeError;
     const t1 = clock.nowMs();
@@ -731,7 +756,7 @@ export class FsEngine {
     if (!blocks) return;
     for (const bno of [...blocks.keys()]) {
       if (bno >= fromBlock && bno < toBlock) {
-        this.active.cacheBytes -= (blocks.get(bno) as Uint8Array).length;
+        this.active.dataBytes -= (blocks.get(bno) as Uint8Array).length;
         blocks.delete(bno);
       }
     }
@@ -812,19 +837,20 @@ export class FsEngine {
    */
   private issueWrite(layer: TxLayer, offsetBytes: number, stored: Uint8Array): void {
     layer.newBlocks.set(offsetBytes, stored);
-    layer.cacheBytes += stored.length;
-    layer.writes.push(
-      this.writer.write(offsetBytes, stored).then(
-        () => {
-          if (layer.newBlocks.get(offsetBytes) === stored) {
-            layer.newBlocks.delete(offsetBytes);
-            layer.cacheBytes -= stored.length;
-          }
-        },
-        (err: unknown) => {
-          layer.writeError = err;
-        },
-      ),
+    layer.dataBytes += stored.length;
+    layer.writeStarted();
+    this.writer.write(offsetBytes, stored).then(
+      () => {
+        if (layer.newBlocks.get(offsetBytes) === stored) {
+          layer.newBlocks.delete(offsetBytes);
+          layer.dataBytes -= stored.length;
+        }
+        layer.writeDone();
+      },
+      (err: unknown) => {
+        layer.writeError = err;
+        layer.writeDone();
+      },
     );
   }
 
@@ -1041,12 +1067,12 @@ export class FsEngine {
             this.active.dirty.set(ino, blocks);
           }
           blocks.set(bno, buf);
-          this.active.cacheBytes += buf.length;
+          this.active.dataBytes += buf.length;
         }
         if (buf.length < to - s) {
           const grown = new Uint8Array(dirtyLength(to - s, bs));
           grown.set(buf);
-          this.active.cacheBytes += grown.length - buf.length;
+          this.active.dataBytes += grown.length - buf.length;
           (blocks as Map<number, Uint8Array>).set(bno, grown);
           buf = grown;
         }
