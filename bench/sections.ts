@@ -2,7 +2,8 @@
 // (bench/section.ts) from a new file and list it here.
 
 import { coreSection } from './core.ts';
+import { fuseSection } from './fuse.ts';
 import type { Section } from './section.ts';
 import { storeSection } from './store.ts';
 
-export const SECTIONS: readonly Section[] = [coreSection, storeSection];
+export const SECTIONS: readonly Section[] = [coreSection, fuseSection, storeSection];

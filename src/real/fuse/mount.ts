@@ -89,7 +89,10 @@ export async function clearStaleMount(mnt: string, log: (msg: string) => void): 
   if (!m) return;
   let stale = false;
   try {
-    statSync(mnt);
+    // A name nobody has looked up: the kernel cannot answer from its caches
+    // (the mount root's attributes may be cached for attr_timeout), so this
+    // reaches the daemon, or fails with ENOTCONN if it is gone.
+    statSync(`${mnt}/.lessfs-stale-probe-${process.pid}-${Date.now()}`);
   } catch (err) {
     const code = (err as { code?: string }).code;
     stale = code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'EIO';

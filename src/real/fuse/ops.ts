@@ -317,7 +317,10 @@ export class LessfsFuseOps {
         }, (e, n) => cb(e < 0 ? e : (n ?? 0))),
       write: (path, fd, buf, len, pos, cb) => {
         // The buffer belongs to fuse-native only until we call back: copy first.
-        const copy = Buffer.from(buf.subarray(0, len));
+        // allocUnsafeSlow: not zero-filled first, and not a slice of a shared pool
+        // (the engine keeps this buffer as the block's bytes).
+        const copy = Buffer.allocUnsafeSlow(len);
+        buf.copy(copy, 0, 0, len);
         this.run('write', path, async () => {
           const h = this.handle(fd);
           if (h.control) {
@@ -407,9 +410,11 @@ export class LessfsFuseOps {
           await this.engine.fsync();
         }, (e) => cb(e)),
       // ENOSYS makes the kernel answer EOPNOTSUPP (ENOTSUP) itself from then on,
-      // instead of asking on every write (it checks security.capability).
+      // instead of asking on every write (it checks security.capability) —
+      // except getxattr: after ENOSYS the kernel answers ENODATA for POSIX ACL
+      // names, and GNU ls then asks again for every file. ENOTSUP stops it.
       setxattr: (path, _name, _value, _position, _flags, cb) => this.run('setxattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e) => cb(e)),
-      getxattr: (path, _name, _position, cb) => this.run('getxattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e) => cb(e)),
+      getxattr: (path, _name, _position, cb) => this.run('getxattr', path, () => { throw new FsError('ENOTSUP', 'extended attributes are not supported'); }, (e) => cb(e)),
       listxattr: (path, cb) => this.run('listxattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e, v) => cb(e, v as string[] | undefined)),
       removexattr: (path, _name, cb) => this.run('removexattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e) => cb(e)),
     };
