@@ -1,5 +1,5 @@
 // Typed errors with stable codes. Edges (FUSE, CLI, wire) map them to errno,
-// exit codes and messages; core never exits the process.
+// exit codes and messages; core never exits.
 
 /** POSIX errno names the filesystem returns, with their Linux numbers. */
 export const ERRNO = {

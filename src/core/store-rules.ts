@@ -22,7 +22,7 @@ export type StoreErrorCode =
   | 'EINVAL'
   /** The store (or its environment) is closed, or its process incarnation died. */
   | 'ECLOSED'
-  /** The environment is already open in this process. */
+  /** The environment is already open in this runtime. */
   | 'EBUSY'
   /** The map (LMDB_MAPSIZE) or the disk is full; the commit applied nothing. */
   | 'ENOSPC'
