@@ -56,7 +56,9 @@ export async function writeFileOf(
   const blocks = bytes / bs;
   const t0 = performance.now();
   for (let i = 0; i < blocks; i++) {
-    const n = await b.engine.write(ino, i * bs, source.block(i));
+    // Each block goes into one of the engine's recycled block buffers, as the
+    // FUSE layer's copy of a write does.
+    const n = await b.engine.write(ino, i * bs, source.blockInto(i, b.engine.buffers.take()));
     if (n !== bs) throw new Error(`short write at block ${i}: ${n} of ${bs} bytes`);
     onBlock?.(i);
   }

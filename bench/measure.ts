@@ -51,12 +51,16 @@ export class BlockSource {
 
   /** Block `index`: the same bytes every call, distinct from every other index below 2^32. */
   block(index: number): Buffer {
+    return this.blockInto(index, Buffer.allocUnsafeSlow(this.blockBytes));
+  }
+
+  /** Block `index` written into `target` (a block-sized buffer), which is returned. */
+  blockInto<T extends Uint8Array>(index: number, target: T): T {
     if (!(Number.isInteger(index) && index >= 0 && index < 2 ** 32)) throw new Error(`block index ${index} out of range`);
-    const b = Buffer.allocUnsafeSlow(this.blockBytes);
     const from = (index * this.blockBytes) % this.pool.length;
-    this.pool.copy(b, 0, from, from + this.blockBytes);
-    b.writeUInt32LE(index, 0);
-    return b;
+    target.set(this.pool.subarray(from, from + this.blockBytes));
+    new DataView(target.buffer, target.byteOffset, 4).setUint32(0, index, true);
+    return target;
   }
 }
 

@@ -15,6 +15,7 @@ import { binaryKey, equalBytes, readU64, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
+import { BlockBufferPool } from './buffer-pool.ts';
 import { ReadQueue, WriteQueue } from './write-queue.ts';
 import {
   alignExtent,
@@ -133,6 +134,8 @@ export class FsEngine {
   onCommit: ((info: CommitInfo, layer: Layer) => Promise<void>) | undefined;
   lastCommit: CommitInfo | undefined;
   private readonly writer: WriteQueue;
+  /** Block buffers recycled between callers of write() and the data-file writer. */
+  readonly buffers: BlockBufferPool;
   private readonly reader: ReadQueue;
 
   private constructor(
@@ -148,6 +151,7 @@ export class FsEngine {
   ) {
     this.active = new TxLayer(store);
     this.writer = new WriteQueue(dataFile);
+    this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor((16 << 20) / options.blockSizeBytes)));
     this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
   }
 
@@ -791,15 +795,20 @@ export class FsEngine {
         this.derefBlock(old);
       }
       this.active.changes++;
+      this.buffers.give(bytes);
       return;
     }
     const key = this.blockKeyFor(bytes);
-    if (old && equalBytes(old, key)) return;
+    if (old && equalBytes(old, key)) {
+      this.buffers.give(bytes);
+      return;
+    }
     const recBytes = this.active.get(T.block, key);
     if (recBytes) {
       const rec = decodeBlock(recBytes);
       assert(rec.refcount > 0, `block ${toHex(key)} with refcount 0`);
       this.active.put(T.block, key, encodeBlock({ ...rec, refcount: rec.refcount + 1 }));
+      this.buffers.give(bytes); // deduplicated: these bytes are not kept
     } else {
       this.addBlock(key, bytes);
     }
@@ -813,8 +822,12 @@ export class FsEngine {
     let stored = raw;
     if (codec !== CODEC_NONE) {
       const c = this.drivers.primitives.compress(codec, raw);
-      if (c.length < raw.length) stored = c;
-      else codec = CODEC_NONE;
+      if (c.length < raw.length) {
+        stored = c;
+        this.buffers.give(raw); // only the compressed copy is kept
+      } else {
+        codec = CODEC_NONE;
+      }
     }
     // No copy: write() takes ownership of full-block buffers it is given.
     const extent = this.allocator.allocate(stored.length, this.active);
@@ -844,6 +857,9 @@ export class FsEngine {
         if (layer.newBlocks.get(offsetBytes) === stored) {
           layer.newBlocks.delete(offsetBytes);
           layer.dataBytes -= stored.length;
+          // The data file has the bytes and nothing else refers to this buffer
+          // (reads of new blocks get copies): it can carry the next write.
+          this.buffers.give(stored);
         }
         layer.writeDone();
       },
@@ -875,6 +891,8 @@ export class FsEngine {
     if (!recBytes) throw new FsError('EIO', `block ${toHex(key)} is referenced but not stored`);
     const rec = decodeBlock(recBytes);
     let stored = this.active.newBlocks.get(rec.offsetBytes) ?? this.frozen?.newBlocks.get(rec.offsetBytes);
+    // A copy: the buffer goes back to the pool once written, and the read cache keeps what we return.
+    if (stored) stored = stored.slice();
     if (!stored) {
       stored = await this.reader.read(rec.offsetBytes, rec.storedBytes);
       if (stored.length !== rec.storedBytes) {

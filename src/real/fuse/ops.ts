@@ -317,9 +317,10 @@ export class LessfsFuseOps {
         }, (e, n) => cb(e < 0 ? e : (n ?? 0))),
       write: (path, fd, buf, len, pos, cb) => {
         // The buffer belongs to fuse-native only until we call back: copy first.
-        // allocUnsafeSlow: not zero-filled first, and not a slice of a shared pool
-        // (the engine keeps this buffer as the block's bytes).
-        const copy = Buffer.allocUnsafeSlow(len);
+        // Whole blocks go into a recycled block buffer (the engine gives it back
+        // once the block is in the data file); other sizes into a fresh one
+        // (allocUnsafeSlow: no zero-fill, not a slice of Node's shared pool).
+        const copy = len === this.engine.buffers.blockSizeBytes ? this.engine.buffers.take() : Buffer.allocUnsafeSlow(len);
         buf.copy(copy, 0, 0, len);
         this.run('write', path, async () => {
           const h = this.handle(fd);
