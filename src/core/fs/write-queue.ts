@@ -2,12 +2,13 @@
 // ones gathered into one writev. Measured here (ext4, 128 KiB blocks, 2 cores,
 // main thread hashing meanwhile): thousands of concurrent pwrites to one file
 // ran at 142 MB/s; 4 in flight at 421 MB/s; 4 in flight of 8 gathered blocks
-// at 688 MB/s.
+// at 688 MB/s. In the engine's core benchmark, gathering up to 4 MiB instead of
+// 1 MiB raised unique ingest from 0.42x to 0.46x of a plain file write.
 
 import type { FileHandle } from '../drivers.ts';
 
 export const WRITES_INFLIGHT_MAX = 4;
-export const GATHER_BYTES_MAX = 1 << 20;
+export const GATHER_BYTES_MAX = 4 << 20;
 /** Writers wait while more than this is queued and not yet issued. */
 export const QUEUED_BYTES_MAX = 8 << 20;
 
