@@ -75,3 +75,12 @@ export function loadConfig(cmdName: string, path: string): LessfsConfig {
   for (const w of parsed.warnings) process.stderr.write(`${cmdName}: warning: ${w}\n`);
   return parsed.config;
 }
+
+/** The config file, given as `-c CONFIG` or as the only positional argument. */
+export function configPathOf(config: string | undefined, positionals: string[]): string {
+  if (config !== undefined && positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (the config is given with -c)`);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
+  const path = config ?? positionals[0];
+  if (!path) throw new UsageError('no configuration file given (expected -c CONFIG)');
+  return path;
+}

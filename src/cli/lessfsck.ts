@@ -4,7 +4,7 @@ import { formatFsckReport, fsck } from '../core/fs/fsck.ts';
 import { engineOptionsFromConfig } from '../core/fs/options.ts';
 import { realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { acquireLock } from '../real/lock.ts';
-import { EXIT_OK, EXIT_RUNTIME, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
+import { configPathOf, EXIT_OK, EXIT_RUNTIME, loadConfig, parseCommandLine, type Command } from './common.ts';
 
 const usage = `Usage: lessfsck [-f] [-t] [-r] -c CONFIG
 
@@ -43,9 +43,7 @@ export const lessfsck: Command = {
       process.stdout.write(usage);
       return EXIT_OK;
     }
-    if (positionals.length > 1 || (positionals.length === 1 && values.config)) throw new UsageError(`unexpected argument '${positionals.at(-1)}'`);
-    const cfgPath = values.config ?? positionals[0];
-    if (!cfgPath) throw new UsageError('no configuration file given (expected -c CONFIG)');
+    const cfgPath = configPathOf(values.config, positionals);
     const config = loadConfig('lessfsck', cfgPath);
     const lock = acquireLock(config.metaPath, 'lessfsck');
     try {

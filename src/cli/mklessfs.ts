@@ -8,7 +8,7 @@ import { engineOptionsFromConfig } from '../core/fs/options.ts';
 import { DATA_FILE } from '../core/fs/schema.ts';
 import { realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { acquireLock } from '../real/lock.ts';
-import { CliError, EXIT_OK, loadConfig, parseCommandLine, runMain, UsageError, type Command } from './common.ts';
+import { CliError, configPathOf, EXIT_OK, loadConfig, parseCommandLine, type Command } from './common.ts';
 
 const usage = `Usage: mklessfs [-f] -c CONFIG
        mklessfs [-f] CONFIG
@@ -49,10 +49,7 @@ export const mklessfs: Command = {
       process.stdout.write(usage);
       return EXIT_OK;
     }
-    if (values.config && positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (the config is given with -c)`);
-    if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
-    const cfgPath = values.config ?? positionals[0];
-    if (!cfgPath) throw new UsageError('no configuration file given (expected -c CONFIG)');
+    const cfgPath = configPathOf(values.config, positionals);
     const force = values.force === true;
     const config = loadConfig('mklessfs', cfgPath);
     checkDir('META_PATH', config.metaPath, force);
