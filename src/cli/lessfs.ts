@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { LessfsConfig } from '../core/config.ts';
-import { ControlFiles, REPLICATION_OFF } from '../core/control.ts';
+import { ControlFiles } from '../core/control.ts';
 import type { Logger } from '../core/drivers.ts';
 import { FsError } from '../core/errors.ts';
 import { FsEngine } from '../core/fs/engine.ts';
@@ -12,6 +12,7 @@ import { engineOptionsFromConfig } from '../core/fs/options.ts';
 import { FreezeControl } from '../core/freeze.ts';
 import { IoGate } from '../core/gate.ts';
 import { ManagementServer } from '../core/mgmt/server.ts';
+import { ReplicationNode } from '../core/replication/node.ts';
 import { SpaceGuard } from '../core/space-guard.ts';
 import { RealNet } from '../real/net.ts';
 import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
@@ -112,12 +113,17 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   let space: SpaceGuard | undefined;
   let ioGate = new IoGate();
   let lessfsOps: LessfsFuseOps | undefined;
+  let repl: ReplicationNode | undefined;
   try {
     await clearStaleMount(mnt, (m) => logger.log(0, m));
     const options = engineOptionsFromConfig(config);
-    engine = await FsEngine.open(realEngineDrivers(logger), options);
+    const replNode = new ReplicationNode(config, realEngineDrivers(logger));
+    repl = replNode;
+    engine = await FsEngine.open(realEngineDrivers(logger), options, (e) => replNode.attach(e));
+    replNode.start(engine);
+    if (replNode.mode !== 'off') logger.log(1, `replication: ${replNode.mode}`);
     if (engine.recovered) logger.log(0, `recovered from an unclean shutdown: at transaction ${engine.txn}`);
-    const slave = options.readOnly;
+    const slave = options.replica === true;
     // Kernel cache timeouts: a slave's tree changes underneath the kernel, so it
     // caches nothing. A master caches attributes and names for 1 s: with 0 an
     // lstat costs a FUSE round trip each time (measured 50x slower lstat, which
@@ -125,7 +131,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     // of a hard-linked file show its new size/mode up to 1 s late (libfuse2
     // gives each name its own kernel inode). `-o attr_timeout=0` opts out.
     const attrTimeoutS = slave ? 0 : 1;
-    const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: attrTimeoutS * 1000 + 1000, nowMs: () => Date.now() });
+    const control = new ControlFiles(engine, replNode.control, { contentTtlMs: attrTimeoutS * 1000 + 1000, nowMs: () => Date.now() });
     const gate = new IoGate();
     ioGate = gate;
     const drivers = realEngineDrivers(logger);
@@ -159,7 +165,9 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   } catch (err) {
     space?.stop();
     await mgmt?.close();
+    await repl?.beforeEngineClose();
     await engine?.close().catch((e: unknown) => logger.log(0, `close after failed mount: ${(e as Error).message}`));
+    await repl?.afterEngineClose().catch((e: unknown) => logger.log(0, `closing the replication log after failed mount: ${(e as Error).message}`));
     lock.release();
     if (err instanceof FsError || err instanceof CliError) throw err;
     throw new CliError((err as Error).message);
@@ -168,6 +176,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   const fuseOps = lessfsOps as LessfsFuseOps;
   const mnted = mounted;
   const gate = ioGate;
+  const replication = repl as ReplicationNode;
   return new Promise<number>((resolveExit) => {
     let stopping = false;
     const stop = async (why: string, unmount: boolean): Promise<void> => {
@@ -187,7 +196,9 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
       }
       try {
         await fuseOps.drainWrites();
+        await replication.beforeEngineClose();
         await eng.close();
+        await replication.afterEngineClose();
         logger.log(0, `closed cleanly at transaction ${eng.txn}`);
       } catch (err) {
         logger.log(0, `close failed: ${(err as Error).message}`);

@@ -142,7 +142,8 @@ export class ControlFiles {
     const n = this.node(path);
     if (n.kind !== 'file' || !n.write) throw new FsError('EPERM', `${path} cannot be written`);
     await n.write(new TextDecoder().decode(data));
-    this.generated.delete(path);
+    // A write changes what other files show (rotate_replog: sequence; enabled: status).
+    this.generated.clear();
   }
 
   /** truncate(2) of a control file: allowed (a no-op) where writing is. */

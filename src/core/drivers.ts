@@ -94,6 +94,12 @@ export interface StoreFactory {
 export interface DiskStat {
   sizeBytes: number;
   isDirectory: boolean;
+  /**
+   * Changes when the file is written or truncated, or another file takes its
+   * name (inode and modification time). Lets a poller tell a file it already
+   * judged from a new one of the same size.
+   */
+  changeTag: string;
 }
 
 export interface DiskSpace {

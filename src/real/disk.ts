@@ -43,7 +43,7 @@ export class RealDisk implements Disk {
       if (errorCode(err) === 'ENOENT') return undefined;
       throw toDiskError(err, path);
     }
-    return { sizeBytes: st.isDirectory() ? 0 : st.size, isDirectory: st.isDirectory() };
+    return { sizeBytes: st.isDirectory() ? 0 : st.size, isDirectory: st.isDirectory(), changeTag: `${st.dev}:${st.ino}:${st.mtimeMs}:${st.ctimeMs}:${st.size}` };
   }
 
   async readdir(path: string): Promise<string[]> {

@@ -170,6 +170,8 @@ interface FileInode {
   /** Has a name in the current namespace. */
   linked: boolean;
   openCount: number;
+  /** Bumped by every write, truncate and crash that changes the page cache (DiskStat.changeTag). */
+  version: number;
 }
 
 // ---------------------------------------------------------------- namespace
@@ -544,6 +546,7 @@ export class SimDiskMedium {
       pending: [],
       linked: false,
       openCount: 0,
+      version: 0,
     };
     this.files.set(f.ino, f);
     this.dirOp({ kind: 'link', dir: parent, name, ino: f.ino, isDir: false });
@@ -591,6 +594,7 @@ export class SimDiskMedium {
       throw new DiskError('ENOSPC', path, `${what}: no space left (${this.used}+${growth} > ${this.options.capacityBytes} bytes)`);
     }
     applyPending(f.data, op);
+    f.version++;
     assert(f.data.length === newLength, `${this.options.label}: ${what} left length ${f.data.length}, expected ${newLength}`);
     if (live) this.used += growth;
     f.pending.push(op);
@@ -698,6 +702,7 @@ export class SimDiskMedium {
   /** Power loss for one file: durable image plus a seeded subset of the pending ops. */
   private losePending(f: FileInode, path: string): void {
     const n = f.pending.length;
+    f.version++;
     if (n === 0) {
       f.data = f.durable.clone();
       return;
@@ -780,8 +785,9 @@ export class SimDisk implements Disk {
         throw err;
       }
       if (r.ino === undefined) return undefined;
-      if (m.isDir(r.ino)) return { sizeBytes: 0, isDirectory: true };
-      return { sizeBytes: m.file(r.ino).data.length, isDirectory: false };
+      if (m.isDir(r.ino)) return { sizeBytes: 0, isDirectory: true, changeTag: `dir:${r.ino}` };
+      const f = m.file(r.ino);
+      return { sizeBytes: f.data.length, isDirectory: false, changeTag: `${f.ino}:${f.version}:${f.data.length}` };
     });
   }
 

@@ -87,7 +87,7 @@ function diskContract(name: string, factory: DiskFactory): void {
         expect(fh.path).toBe(p('a'));
         expect(await fh.sizeBytes()).toBe(0);
         await fh.close();
-        expect(await d.stat(p('a'))).toEqual({ sizeBytes: 0, isDirectory: false });
+        expect(await d.stat(p('a'))).toMatchObject({ sizeBytes: 0, isDirectory: false });
       });
 
       it('keeps existing contents when opened again with create', async () => {
@@ -293,6 +293,30 @@ function diskContract(name: string, factory: DiskFactory): void {
       });
     });
 
+    describe('stat changeTag', () => {
+      it('changes when the file is written, truncated, or replaced under its name; not when only read', async () => {
+        const fh = await d.open(p('a'), { create: true });
+        await fh.write(0, text('abcd'));
+        const t1 = (await d.stat(p('a')))?.changeTag;
+        await fh.read(0, 4);
+        expect((await d.stat(p('a')))?.changeTag).toBe(t1);
+        await new Promise((r) => setTimeout(r, 5)); // real mtimes tick; the sim counts writes
+        await fh.write(1, text('X'));
+        const t2 = (await d.stat(p('a')))?.changeTag;
+        expect(t2).not.toBe(t1);
+        await new Promise((r) => setTimeout(r, 5));
+        await fh.truncate(2);
+        const t3 = (await d.stat(p('a')))?.changeTag;
+        expect(t3).not.toBe(t2);
+        await fh.close();
+        const other = await d.open(p('b'), { create: true });
+        await other.write(0, text('ab'));
+        await other.close();
+        await d.rename(p('b'), p('a'));
+        expect((await d.stat(p('a')))?.changeTag).not.toBe(t3);
+      });
+    });
+
     describe('rename', () => {
       it('moves a file to a new name', async () => {
         const fh = await d.open(p('a'), { create: true });
@@ -416,7 +440,7 @@ function diskContract(name: string, factory: DiskFactory): void {
         const fh = await d.open(p('f'), { create: true });
         await fh.write(0, pattern(123, 0));
         await fh.close();
-        expect(await d.stat(p('f'))).toEqual({ sizeBytes: 123, isDirectory: false });
+        expect(await d.stat(p('f'))).toMatchObject({ sizeBytes: 123, isDirectory: false });
         expect(await d.stat(root)).toMatchObject({ isDirectory: true });
         expect(await d.stat(p('missing'))).toBeUndefined();
         expect(await d.stat(p('missing', 'deeper'))).toBeUndefined();

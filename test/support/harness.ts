@@ -8,6 +8,7 @@ import type { Logger } from '../../src/core/drivers.ts';
 import { FsEngine } from '../../src/core/fs/engine.ts';
 import type { EngineDrivers, EngineOptions } from '../../src/core/fs/types.ts';
 import { realEngineDrivers } from '../../src/real/drivers.ts';
+import { simEngineOptions } from '../../src/sim/batch-cluster.ts';
 import { SimMachine, type SimNodeOptions } from '../../src/sim/node-env.ts';
 import { SimRng } from '../../src/sim/rng.ts';
 import { Scheduler } from '../../src/sim/scheduler.ts';
@@ -23,22 +24,8 @@ export interface Harness {
   cleanup(): void;
 }
 
-export function engineOptions(dir: string, overrides: Partial<EngineOptions> = {}): EngineOptions {
-  return {
-    metaPath: `${dir}/mta`,
-    blockDataPath: `${dir}/dta`,
-    blockSizeBytes: 4096,
-    hashName: 'sha256',
-    codec: 0,
-    deduplication: true,
-    cacheSizeBytes: 1 << 20,
-    commitIntervalMs: 5_000,
-    syncRelax: 0,
-    lmdbMapSizeBytes: 0,
-    readOnly: false,
-    ...overrides,
-  };
-}
+/** Engine options for a store under dir (4 KiB blocks, 1 MiB cache, 5 s commits). */
+export const engineOptions = simEngineOptions;
 
 export class SimHarness implements Harness {
   readonly name: string;

@@ -52,10 +52,28 @@ import {
   type Inode,
   type NodeState,
 } from './schema.ts';
-import type { CommitInfo, DirEntry, EngineDrivers, EngineOptions, SetAttr, Stat, Statfs } from './types.ts';
+import type { CommitContext, CommitInfo, CommitObserver, DirEntry, EngineDrivers, EngineOptions, SetAttr, Stat, Statfs } from './types.ts';
 import { utf8 } from '../bytes.ts';
 
 const NAME_MAX_BYTES = 255;
+/** Tables a master's transactions change on a slave (block and freespace are each node's own). */
+const REPLICA_TABLES: ReadonlySet<string> = new Set([T.inode, T.dirent, T.blockmap, T.symlink, T.orphan]);
+
+/** A block new in a master transaction, as the master stored it. */
+export interface ReplicatedBlock {
+  key: Uint8Array;
+  codec: number;
+  rawLength: number;
+  stored: Uint8Array;
+}
+
+/** One master transaction as a slave applies it. */
+export interface ReplicatedTxn {
+  txn: number;
+  nextIno: number;
+  kvs: readonly { table: string; key: Uint8Array; value: Uint8Array | undefined }[];
+  blocks: readonly ReplicatedBlock[];
+}
 /** Write-cache cost charged per metadata entry of a layer (key, value, maps). */
 const LAYER_ENTRY_BYTES = 256;
 const S_ISGID = 0o2000;
@@ -130,8 +148,10 @@ export class FsEngine {
   private readonly readAhead = new Map<number, { endBytes: number; fetchedTo: number }>();
   /** Recently read blocks by key; a quarter of CACHESIZE. */
   private readonly readCache = new Map<string, Promise<Uint8Array>>();
-  /** Called with each transaction just before it is committed (replication log). */
-  onCommit: ((info: CommitInfo, layer: Layer) => Promise<void>) | undefined;
+  /** Sees every transaction (the replication log); set before the mount commit by open(). */
+  private observer: CommitObserver | undefined;
+  /** While > 0 the commit timer does not start commits (a slave applying a file). */
+  private commitHolds = 0;
   lastCommit: CommitInfo | undefined;
   private readonly writer: WriteQueue;
   /** Block buffers recycled between callers of write() and the data-file writer. */
@@ -206,8 +226,16 @@ export class FsEngine {
     }
   }
 
-  /** Open a formatted filesystem; recovers if the last session was not clean. */
-  static async open(drivers: EngineDrivers, options: EngineOptions): Promise<FsEngine> {
+  /**
+   * Open a formatted filesystem; recovers if the last session was not clean.
+   * `attach` is called before the first commit of the session (which every
+   * mount makes) and may return an observer of every commit from then on.
+   */
+  static async open(
+    drivers: EngineDrivers,
+    options: EngineOptions,
+    attach?: (engine: FsEngine) => Promise<CommitObserver | undefined>,
+  ): Promise<FsEngine> {
     validateGeometry(options, drivers);
     const store = await drivers.storeFactory.open({ path: options.metaPath, tables: TABLES, mapSizeBytes: options.lmdbMapSizeBytes });
     let dataFile: FileHandle | undefined;
@@ -239,6 +267,15 @@ export class FsEngine {
       dataFile = await drivers.disk.open(dataPath, { readOnly: options.readOnly });
       const allocator = Allocator.load(state.dataEndBytes, store.range(T.freespace));
       const engine = new FsEngine(drivers, options, store, dataFile, format, state, allocator, !wasClean);
+      if (attach) {
+        try {
+          engine.observer = await attach(engine);
+        } catch (err) {
+          await engine.dataFile.close().catch(() => undefined);
+          dataFile = undefined;
+          throw err;
+        }
+      }
       if (!options.readOnly) await engine.startSession(wasClean, st.sizeBytes);
       engine.armTimer();
       return engine;
@@ -261,9 +298,10 @@ export class FsEngine {
         await this.dataFile.sync();
       }
     }
-    // Inodes unlinked while open in the last session are deleted now.
+    // Inodes unlinked while open in the last session are deleted now (on a
+    // slave the master decides: its deletion arrives as a transaction).
     let orphans = 0;
-    for (const { key } of this.store.range(T.orphan)) {
+    for (const { key } of this.options.replica ? [] : this.store.range(T.orphan)) {
       const ino = readU64(key);
       this.active.del(T.orphan, key);
       const inode = this.findInode(ino);
@@ -304,7 +342,8 @@ export class FsEngine {
     this.timer = this.drivers.clock.setTimer(this.options.commitIntervalMs, () => {
       this.timer = undefined;
       if (this.closed) return;
-      const run = this.active.changes > 0 || this.frozen ? this.commit('interval') : Promise.resolve();
+      const due = (this.active.changes > 0 || this.frozen) && this.commitHolds === 0;
+      const run = due ? this.commit('interval') : Promise.resolve();
       run.then(
         () => this.armTimer(),
         (err: unknown) => {
@@ -373,7 +412,17 @@ export class FsEngine {
     const t2 = clock.nowMs();
     const ops = layer.toOps();
     info.ops = ops.length;
-    if (this.onCommit) await this.onCommit(info, layer);
+    if (this.observer) {
+      const ctx: CommitContext = {
+        txn: info.txn,
+        ops,
+        before: this.store,
+        nextIno: (decodeJson<NodeState>(layer.own(T.meta, metaKey(META.state)) as Uint8Array, 'state')).nextIno,
+        timeMs: t2,
+        readStored: (offsetBytes, storedBytes) => this.readStoredExact(offsetBytes, storedBytes),
+      };
+      ops.push(...(await this.observer.beforeCommit(ctx)));
+    }
     await this.store.commit(ops, { durable: true });
     info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, storeMs: clock.nowMs() - t2 };
     // Durable: reads fall through to the store now, freed space may be reused.
@@ -381,8 +430,52 @@ export class FsEngine {
     this.frozen = undefined;
     this.allocator.release(layer.quarantine);
     this.lastCommit = info;
+    if (this.observer) {
+      // The transaction is durable whatever happens here: an observer's failure
+      // is its own (it logs and retries), never the commit's.
+      await this.observer.afterCommit(info.txn).catch((err: unknown) => {
+        this.drivers.logger.log(0, `after commit of txn ${info.txn}: ${(err as Error).message}`);
+      });
+    }
     const tm = info.timing;
     this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks; waited ${tm?.writesMs} ms for data writes, ${tm?.dataSyncMs} ms data sync, ${tm?.storeMs} ms store commit`);
+  }
+
+  /**
+   * Run fn while no commit runs and none starts (log rotation). Commits
+   * requested meanwhile wait for it.
+   */
+  async withCommitLock<R>(fn: () => Promise<R>): Promise<R> {
+    while (this.commitRunning) {
+      await this.commitRunning.catch(() => undefined);
+    }
+    const run = fn();
+    const done = run.then(() => undefined, () => undefined);
+    this.commitRunning = done;
+    try {
+      return await run;
+    } finally {
+      if (this.commitRunning === done) this.commitRunning = undefined;
+    }
+  }
+
+  /** Keep the commit timer from committing until the returned function is called. */
+  holdCommits(): () => void {
+    this.commitHolds++;
+    let released = false;
+    return () => {
+      if (!released) this.commitHolds--;
+      released = true;
+    };
+  }
+
+  /** Stored bytes of an extent, from memory while its write is in flight, else the data file. */
+  private async readStoredExact(offsetBytes: number, storedBytes: number): Promise<Uint8Array> {
+    const inMemory = this.active.newBlocks.get(offsetBytes) ?? this.frozen?.newBlocks.get(offsetBytes);
+    if (inMemory) return inMemory.slice(0, storedBytes);
+    const bytes = await this.reader.read(offsetBytes, storedBytes);
+    if (bytes.length !== storedBytes) throw new FsError('EIO', `short read of a stored block: ${bytes.length} of ${storedBytes} bytes at ${offsetBytes}`);
+    return bytes;
   }
 
   /** Turn the active layer into the committing one and open a fresh one. */
@@ -443,7 +536,8 @@ export class FsEngine {
 
   private checkWritable(): void {
     this.checkOpen();
-    if (this.options.readOnly) throw new FsError('EPERM', 'read-only filesystem (replication slave)');
+    if (this.options.replica) throw new FsError('EPERM', 'read-only filesystem: a replication slave changes only through its master');
+    if (this.options.readOnly) throw new FsError('EPERM', 'filesystem opened read-only');
   }
 
   private findInode(ino: number): Inode | undefined {
@@ -883,6 +977,103 @@ export class FsEngine {
     const lengthBytes = alignExtent(Math.max(1, rec.storedBytes));
     this.allocator.freeInto({ offsetBytes: rec.offsetBytes, lengthBytes }, this.active, this.active.quarantine);
     this.state = { ...this.state, storedBytes: this.state.storedBytes - lengthBytes, blockCount: this.state.blockCount - 1 };
+  }
+
+  // ------------------------------------------------------------ replica
+
+  /** What this node keeps about replication (opaque JSON of src/core/replication), if anything. */
+  replicationMeta(): unknown {
+    const bytes = this.active.get(T.meta, metaKey(META.replication));
+    return bytes ? decodeJson<unknown>(bytes, 'replication') : undefined;
+  }
+
+  /** Slave: record its replication position (committed with the next commit). */
+  setReplicationMeta(replicationMeta: unknown): void {
+    this.checkOpen();
+    assert(this.options.replica === true, 'setReplicationMeta on a node that is not a replica');
+    this.active.put(T.meta, metaKey(META.replication), encodeJson(replicationMeta));
+    this.active.changes++;
+  }
+
+  /**
+   * Slave: apply one transaction of the master, and record `replicationMeta`
+   * with it. Synchronous on the write cache (readers see the state before or
+   * after the transaction, never between); new blocks' bytes are written to the
+   * data file in the background and are durable before the next commit. Block
+   * refcounts are derived from the block-map changes, as the master derived
+   * them. Everything is checked before anything changes: a transaction that
+   * does not fit this node's state (a slave that diverged) throws
+   * ECORRUPT and leaves the cache as it was.
+   */
+  applyReplicated(tx: ReplicatedTxn, replicationMeta: unknown): void {
+    this.checkOpen();
+    assert(this.options.replica === true, 'applyReplicated on a node that is not a replica');
+    const diverged = (what: string): FormatError =>
+      new FormatError('ECORRUPT', `master txn ${tx.txn} does not fit this slave: ${what}; the slave has diverged from its master (re-seed it from a copy of the master)`);
+    // Blocks new on the master; a key this node already holds keeps its bytes.
+    const added = new Map<string, ReplicatedBlock>();
+    for (const b of tx.blocks) {
+      if (b.rawLength > this.options.blockSizeBytes || b.rawLength < 1) throw diverged(`block ${toHex(b.key)} of ${b.rawLength} bytes (BLKSIZE ${this.options.blockSizeBytes})`);
+      const k = binaryKey(b.key);
+      if (!added.has(k) && !this.active.get(T.block, b.key)) added.set(k, b);
+    }
+    const deltas = new Map<string, { key: Uint8Array; delta: number }>();
+    const bump = (key: Uint8Array, d: number): void => {
+      const k = binaryKey(key);
+      const e = deltas.get(k);
+      if (e) e.delta += d;
+      else deltas.set(k, { key, delta: d });
+    };
+    for (const kv of tx.kvs) {
+      if (!REPLICA_TABLES.has(kv.table)) throw diverged(`a change to table '${kv.table}', which is not replicated`);
+      if (kv.table !== T.blockmap) continue;
+      const old = this.active.get(T.blockmap, kv.key);
+      if (old && kv.value && equalBytes(old, kv.value)) continue;
+      if (kv.value) bump(kv.value, +1);
+      if (old) bump(old, -1);
+    }
+    const counts = new Map<string, { key: Uint8Array; rec: BlockRecord | undefined; count: number }>();
+    for (const [k, { key, delta }] of deltas) {
+      const recBytes = this.active.get(T.block, key);
+      const rec = recBytes ? decodeBlock(recBytes) : undefined;
+      const base = rec ? rec.refcount : added.has(k) ? 0 : undefined;
+      if (base === undefined) throw diverged(`the block map references block ${toHex(key)}, which neither this slave nor the transaction holds`);
+      if (base + delta < 0) throw diverged(`block ${toHex(key)} would drop to refcount ${base + delta}`);
+      counts.set(k, { key, rec, count: base + delta });
+    }
+    // Checked: now change.
+    const layer = this.active;
+    for (const kv of tx.kvs) {
+      if (kv.value) layer.put(kv.table, kv.key, kv.value);
+      else layer.del(kv.table, kv.key);
+      if (kv.table === T.inode) layer.touched.add(readU64(kv.key));
+    }
+    for (const [k, b] of added) {
+      const count = counts.get(k)?.count ?? 0;
+      if (count === 0) {
+        this.drivers.logger.log(4, `master txn ${tx.txn}: block ${toHex(b.key)} arrived without a reference; not stored`);
+        continue;
+      }
+      const extent = this.allocator.allocate(b.stored.length, layer);
+      layer.put(T.block, b.key, encodeBlock({ refcount: count, codec: b.codec, storedBytes: b.stored.length, rawBytes: b.rawLength, offsetBytes: extent.offsetBytes }));
+      layer.newBlockCount++;
+      this.issueWrite(layer, extent.offsetBytes, b.stored);
+      this.state = { ...this.state, storedBytes: this.state.storedBytes + extent.lengthBytes, blockCount: this.state.blockCount + 1 };
+    }
+    for (const [k, { key, rec, count }] of counts) {
+      if (!rec || added.has(k)) continue;
+      if (count > 0) {
+        if (count !== rec.refcount) layer.put(T.block, key, encodeBlock({ ...rec, refcount: count }));
+        continue;
+      }
+      layer.del(T.block, key);
+      const lengthBytes = alignExtent(Math.max(1, rec.storedBytes));
+      this.allocator.freeInto({ offsetBytes: rec.offsetBytes, lengthBytes }, layer, layer.quarantine);
+      this.state = { ...this.state, storedBytes: this.state.storedBytes - lengthBytes, blockCount: this.state.blockCount - 1 };
+    }
+    this.state = { ...this.state, nextIno: Math.max(this.state.nextIno, tx.nextIno) };
+    layer.put(T.meta, metaKey(META.replication), encodeJson(replicationMeta));
+    layer.changes++;
   }
 
   /** The raw bytes of a stored block. */

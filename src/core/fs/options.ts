@@ -17,7 +17,8 @@ export function engineOptionsFromConfig(config: LessfsConfig, overrides: Partial
     commitIntervalMs: config.commitIntervalS * 1000,
     syncRelax: config.syncRelax,
     lmdbMapSizeBytes: config.lmdbMapSizeBytes,
-    readOnly: config.replication === 'masterslave' && config.replicationRole === 'slave',
+    readOnly: false,
+    replica: config.replication === 'masterslave' && config.replicationRole === 'slave',
     ...overrides,
   };
 }

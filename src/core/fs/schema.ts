@@ -189,6 +189,7 @@ export const META = {
   format: 'format', // JSON FormatInfo, written once by mklessfs
   state: 'state', // JSON NodeState, rewritten by every commit
   clean: 'clean', // '1' after a clean unmount, '0' while mounted
+  replication: 'replication', // JSON of src/core/replication: a master's log position, a slave's applied position
 } as const;
 
 export const metaKey = (name: string): Uint8Array => utf8(name);

@@ -1,4 +1,4 @@
-import type { Clock, Disk, Logger, Primitives, StoreFactory } from '../drivers.ts';
+import type { Clock, Disk, Logger, Primitives, Store, StoreFactory, StoreOp } from '../drivers.ts';
 
 /** The drivers the filesystem engine needs. */
 export interface EngineDrivers {
@@ -22,8 +22,13 @@ export interface EngineOptions {
   /** 0: fsync commits durably; 1: only when the inode has uncommitted changes; 2: fsync is a no-op. */
   syncRelax: 0 | 1 | 2;
   lmdbMapSizeBytes: number;
-  /** Refuse every mutation with EPERM (a replication slave). */
+  /** Open the data file read-only and never commit (lessfsck without repair). */
   readOnly: boolean;
+  /**
+   * A replication slave: every mutation from users is refused with EPERM; the
+   * engine changes only by applying the master's transactions.
+   */
+  replica?: boolean;
 }
 
 export interface Stat {
@@ -69,6 +74,34 @@ export interface SetAttr {
   sizeBytes?: number;
   atimeMs?: number;
   mtimeMs?: number;
+}
+
+/** What a commit observer sees of a transaction about to be committed. */
+export interface CommitContext {
+  txn: number;
+  /** The store operations of this transaction (the store below is still at txn - 1). */
+  ops: readonly StoreOp[];
+  /** The store as of the previous transaction. */
+  before: Store;
+  nextIno: number;
+  timeMs: number;
+  /** Stored bytes of a block record's extent (its bytes are durable in the data file). */
+  readStored(offsetBytes: number, storedBytes: number): Promise<Uint8Array>;
+}
+
+/**
+ * Sees every transaction of the engine (the replication log). Called inside the
+ * commit: no other commit runs meanwhile.
+ */
+export interface CommitObserver {
+  /**
+   * Before the store commit of ctx.txn: make its record durable. Returns store
+   * operations to commit with it (the observer's own meta). A throw fails the
+   * commit, which is retried with the same txn.
+   */
+  beforeCommit(ctx: CommitContext): Promise<StoreOp[]>;
+  /** After the store commit of txn is durable. */
+  afterCommit(txn: number): Promise<void>;
 }
 
 export interface CommitInfo {

@@ -342,6 +342,12 @@ export class LogWriterState {
     this.frames++;
   }
 
+  /** An independent copy (to roll an append back to). */
+  clone(): LogWriterState {
+    assert(!this.inTransaction, 'clone inside a transaction');
+    return new LogWriterState(this.p, this.header, { sizeBytes: this.size, fileCrc32: this.crc, frameCount: this.frames, lastTxn: this.last });
+  }
+
   appendAll(frames: readonly Uint8Array[]): void {
     for (const f of frames) this.append(f);
   }

@@ -289,6 +289,9 @@ export class LessfsFuseOps {
             return this.newHandle({ ino: 0, control: { path, bytes: this.control.open(path, writing), writing } });
           }
           const ino = this.fs.resolve(path);
+          if (this.engine.options.replica && (flags & O_ACCMODE) !== O_RDONLY) {
+            throw new FsError('EPERM', 'read-only filesystem: a replication slave changes only through its master');
+          }
           this.engine.open(ino);
           return this.newHandle({ ino });
         }, (e, v) => cb(e, v)),

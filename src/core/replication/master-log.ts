@@ -1,0 +1,472 @@
+// The master's replication log: `BLOCKDATA_PATH/replog.dta`, one transaction
+// per engine commit, durable before the store commit it describes (DESIGN §4).
+// In batch mode it also rotates: the live log gets its trailer and becomes
+// `replog.dta-SEQUENCE`, and a new live log starts with SEQUENCE + 1.
+//
+// Crash rules (docs/replication-log.md, "The master's log"):
+//  - At open, a torn tail is cut at the last whole COMMIT, and a transaction
+//    logged but not in the store (the store commit never happened) is dropped:
+//    nothing past the store's durable txn ever leaves the master (rotation and
+//    sending wait for the store commit), so dropping it is consistent.
+//  - Rotation: trailer + fsync; the next log is written complete under
+//    replog.dta.next and synced; rename replog.dta -> replog.dta-N, sync the
+//    directory; rename replog.dta.next -> replog.dta, sync the directory. At open,
+//    a .next beside a replog.dta means the rotation did not happen (the trailer
+//    is cut as a torn tail); a .next alone means it must be finished.
+
+import type { Clock, Disk, FileHandle, Logger, Primitives, StoreOp, TimerHandle } from '../drivers.ts';
+import { FormatError } from '../errors.ts';
+import type { FsEngine } from '../fs/engine.ts';
+import { joinPath } from '../fs/engine.ts';
+import { decodeBlock as decodeBlockRecord, encodeJson, META, metaKey, T } from '../fs/schema.ts';
+import type { CommitContext, CommitObserver } from '../fs/types.ts';
+import { ReplogError } from './errors.ts';
+import { encodeCommitFrame, encodeRecordFrame, FRAME_TYPE, foldFrameCrc, isReplTable, type ReplRecord } from './frames.ts';
+import { LogWriterState, scanLiveLog, type LiveLogScan } from './log-file.ts';
+
+export const LIVE_LOG_NAME = 'replog.dta';
+export const NEXT_LOG_NAME = 'replog.dta.next';
+export const rotatedLogName = (sequence: number): string => `replog.dta-${sequence}`;
+export const processedLogName = (sequence: number): string => `replog.dta-${sequence}-processed`;
+
+/** The sequence of a complete rotated file's name, or undefined (temporary names, -processed, others). */
+export function parseRotatedLogName(name: string): number | undefined {
+  const m = /^replog\.dta-([1-9][0-9]{0,15})$/.exec(name);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** What a master keeps in its store about the log (meta 'replication'), committed with every transaction. */
+export interface MasterReplicationMeta {
+  role: 'master';
+  /** Sequence of the live log when the transaction was committed. */
+  sequence: number;
+}
+
+export interface MasterLogOptions {
+  fsId: string;
+  blockSizeBytes: number;
+  /** Where replog.dta lives (BLOCKDATA_PATH). */
+  dir: string;
+  /** Batch mode: rotate by size and timer (REPLICATION_PARTNER_IP=-1). */
+  batch: boolean;
+  /** 0: no rotation by size. */
+  rotateSizeBytes: number;
+  /** 0: no rotation on a timer. */
+  rotateIntervalMs: number;
+  /** Rotation by size and timer runs only while this says so (REPLICATION_ENABLED). */
+  enabled: boolean;
+}
+
+export interface MasterLogDrivers {
+  disk: Disk;
+  primitives: Primitives;
+  logger: Logger;
+  clock: Clock;
+}
+
+/** Frames written per writev while appending a transaction. */
+const APPEND_BATCH_BYTES = 4 * 1024 * 1024;
+/** Stored bytes of new blocks read back from the data file per read. */
+const READ_SPAN_BYTES = 4 * 1024 * 1024;
+/** Extents are aligned to 512 bytes: blocks closer than this are read in one span. */
+const READ_GAP_BYTES = 512;
+
+export class MasterLog implements CommitObserver {
+  private writer: LogWriterState;
+  /** The writer before the last append (what a retried or rolled-back transaction returns to). */
+  private beforeLast: LogWriterState | undefined;
+  /** A write failed: bytes past writer.sizeBytes may be garbage and are cut before the next append. */
+  private dirtyTail = false;
+  /** Last txn whose store commit is durable. */
+  private durableTxn: number;
+  private rotateRequested = false;
+  private timer: TimerHandle | undefined;
+  private closed = false;
+  /** Set when the log cannot take appends until a remount (see closeAndRename). */
+  private broken: string | undefined;
+  private enabledFlag: boolean;
+  /** The last error of an append, rotation or timer, for the status file. */
+  lastError: string | undefined;
+  rotations = 0;
+
+  private constructor(
+    private readonly drivers: MasterLogDrivers,
+    private readonly options: MasterLogOptions,
+    private readonly engine: FsEngine,
+    private file: FileHandle,
+    writer: LogWriterState,
+    storeTxn: number,
+  ) {
+    this.writer = writer;
+    this.durableTxn = storeTxn;
+    this.enabledFlag = options.enabled;
+  }
+
+  private get livePath(): string {
+    return joinPath(this.options.dir, LIVE_LOG_NAME);
+  }
+
+  /**
+   * Open (or create) replog.dta for an engine being opened, before its first
+   * commit. Recovers from a crash as described at the top of this file.
+   */
+  static async open(drivers: MasterLogDrivers, options: MasterLogOptions, engine: FsEngine): Promise<MasterLog> {
+    const { disk, logger } = drivers;
+    const dir = options.dir;
+    const livePath = joinPath(dir, LIVE_LOG_NAME);
+    const nextPath = joinPath(dir, NEXT_LOG_NAME);
+    const storeTxn = engine.txn;
+    const meta = engine.replicationMeta() as Partial<MasterReplicationMeta> | undefined;
+    if (meta !== undefined && meta.role !== undefined && meta.role !== 'master') {
+      throw new FormatError('EFORMAT', `${engine.options.metaPath} holds a replication ${String(meta.role)}'s state; it cannot be mounted as a master (REPLICATION_ROLE=master)`);
+    }
+    let liveSt = await disk.stat(livePath);
+    if (await disk.stat(nextPath)) {
+      if (liveSt) {
+        logger.log(1, `replication log: a rotation was interrupted before it renamed ${LIVE_LOG_NAME}; undoing it (its transactions stay in ${LIVE_LOG_NAME})`);
+        await disk.unlink(nextPath);
+      } else {
+        logger.log(1, `replication log: a rotation was interrupted after it renamed ${LIVE_LOG_NAME}; finishing it`);
+        await disk.rename(nextPath, livePath);
+      }
+      await disk.syncDir(dir);
+      liveSt = await disk.stat(livePath);
+    }
+    const create = async (sequence: number): Promise<{ file: FileHandle; writer: LogWriterState }> => {
+      const made = LogWriterState.create(drivers.primitives, { fsId: options.fsId, blockSizeBytes: options.blockSizeBytes, sequence, firstTxn: storeTxn + 1 });
+      await writeFileDurably(disk, nextPath, made.headerBytes);
+      await disk.rename(nextPath, livePath);
+      await disk.syncDir(dir);
+      return { file: await disk.open(livePath), writer: made.state };
+    };
+    if (!liveSt || liveSt.sizeBytes === 0) {
+      let sequence = 1;
+      if (meta?.sequence !== undefined) {
+        sequence = liveSt ? meta.sequence : meta.sequence + 1;
+        if (!liveSt) {
+          logger.log(0, `replication log: ${livePath} is missing (the log of sequence ${meta.sequence} was moved or lost); starting sequence ${sequence} at txn ${storeTxn + 1}: a slave that has not applied up to txn ${storeTxn} will refuse it and must be re-seeded`);
+        }
+      }
+      const made = await create(sequence);
+      return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+    }
+    const file = await disk.open(livePath);
+    try {
+      const bytes = await file.read(0, liveSt.sizeBytes);
+      let scan: LiveLogScan;
+      try {
+        scan = scanLiveLog(drivers.primitives, bytes, { fileName: LIVE_LOG_NAME });
+      } catch (err) {
+        throw new FormatError('ECORRUPT', `replication log ${livePath} is damaged beyond a torn tail (${(err as Error).message}); move it away to mount (a slave will then need re-seeding)`);
+      }
+      const header = scan.header;
+      if (header && header.fsId !== options.fsId) {
+        throw new FormatError('EFORMAT', `replication log ${livePath} belongs to filesystem ${header.fsId}, this is ${options.fsId}; move it away`);
+      }
+      if (header && header.blockSizeBytes !== options.blockSizeBytes) {
+        throw new FormatError('EFORMAT', `replication log ${livePath} has block size ${header.blockSizeBytes}, this filesystem ${options.blockSizeBytes}; move it away`);
+      }
+      if (!header) {
+        // Torn inside the header of a first log: nothing in it was ever durable.
+        await file.close();
+        logger.log(1, `replication log: ${LIVE_LOG_NAME} ends inside its header; starting it again`);
+        const made = await create(meta?.sequence ?? 1);
+        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+      }
+      if (scan.tail) logger.log(1, `replication log: cutting a torn tail of ${bytes.length - scan.tail.offsetBytes} bytes at offset ${scan.tail.offsetBytes} (${scan.tail.detail})`);
+      if (scan.uncommitted) logger.log(1, `replication log: dropping ${scan.uncommitted.records.length} records of txn ${scan.uncommitted.txn}, which has no COMMIT`);
+      if (scan.lastTxn > storeTxn + 1) {
+        throw new FormatError('ECORRUPT', `replication log ${livePath} reaches txn ${scan.lastTxn} but the database is at txn ${storeTxn}: more than the last transaction is missing from the database`);
+      }
+      if (scan.lastTxn === storeTxn + 1) {
+        // Logged and durable, but the store commit never happened: drop it.
+        const keep = scan.transactions.filter((t) => t.txn <= storeTxn);
+        const cut = keep.length > 0 ? keep[keep.length - 1].endOffsetBytes : header.sizeBytes;
+        logger.log(1, `replication log: dropping txn ${storeTxn + 1}, logged but never committed to the database`);
+        scan = scanLiveLog(drivers.primitives, bytes.subarray(0, cut), { fileName: LIVE_LOG_NAME });
+      }
+      let writer = LogWriterState.resume(drivers.primitives, scan);
+      if (liveSt.sizeBytes > scan.committedEndBytes) {
+        await file.truncate(scan.committedEndBytes);
+        await file.sync();
+      }
+      if (writer.lastTxn < storeTxn) {
+        // Transactions were committed without being logged (a mount with
+        // REPLICATION=off): the log cannot describe them. Close what it holds
+        // and start a new sequence after them; a slave refuses the gap.
+        logger.log(0, `replication log: ${LIVE_LOG_NAME} ends at txn ${writer.lastTxn} but the database is at txn ${storeTxn} (mounted without replication?): transactions ${writer.lastTxn + 1}..${storeTxn} cannot be replicated; a slave must be re-seeded`);
+        let sequence = writer.header.sequence;
+        if (writer.transactionCount > 0) {
+          const old = new MasterLog(drivers, options, engine, file, writer, storeTxn);
+          await old.closeAndRename();
+          await old.file.close();
+          sequence++;
+        } else {
+          await file.close();
+        }
+        const made = await create(sequence);
+        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+      }
+      writer = writer.clone();
+      return new MasterLog(drivers, options, engine, file, writer, storeTxn);
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Start the rotation timer (after open: the engine is ready). */
+  start(): void {
+    this.armTimer();
+  }
+
+  // ------------------------------------------------------------ status
+
+  get sequence(): number {
+    return this.writer.header.sequence;
+  }
+  get lastTxn(): number {
+    return this.writer.lastTxn;
+  }
+  get sizeBytes(): number {
+    return this.writer.sizeBytes;
+  }
+  /** Transactions in the live log (not yet in a rotated file). */
+  get pendingTransactions(): number {
+    return this.writer.transactionCount;
+  }
+  get enabled(): boolean {
+    return this.enabledFlag;
+  }
+  setEnabled(on: boolean): void {
+    this.enabledFlag = on;
+    this.drivers.logger.log(1, `replication ${on ? 'enabled' : 'disabled'}: log rotation by size and timer ${on ? 'runs' : 'paused'}`);
+  }
+
+  // ------------------------------------------------------------ commit observer
+
+  async beforeCommit(ctx: CommitContext): Promise<StoreOp[]> {
+    if (this.broken) throw new FormatError('ECORRUPT', `replication log: ${this.broken}`);
+    if (this.writer.lastTxn >= ctx.txn) {
+      // This txn was appended but its store commit failed: append it afresh.
+      if (!this.beforeLast || this.beforeLast.lastTxn !== ctx.txn - 1) {
+        throw new FormatError('ECORRUPT', `replication log holds txn ${this.writer.lastTxn} and cannot roll back to before txn ${ctx.txn}`);
+      }
+      this.writer = this.beforeLast;
+      this.dirtyTail = true;
+    }
+    if (this.writer.lastTxn !== ctx.txn - 1) {
+      throw new FormatError('ECORRUPT', `replication log ends at txn ${this.writer.lastTxn}, cannot append txn ${ctx.txn}`);
+    }
+    try {
+      if (this.dirtyTail) {
+        await this.file.truncate(this.writer.sizeBytes);
+        this.dirtyTail = false;
+      }
+      const before = this.writer.clone();
+      await this.appendTransaction(ctx);
+      this.beforeLast = before;
+    } catch (err) {
+      this.dirtyTail = true;
+      this.lastError = `append of txn ${ctx.txn}: ${(err as Error).message}`;
+      throw err;
+    }
+    const meta: MasterReplicationMeta = { role: 'master', sequence: this.writer.header.sequence };
+    return [{ table: T.meta, key: metaKey(META.replication), value: encodeJson(meta) }];
+  }
+
+  async afterCommit(txn: number): Promise<void> {
+    this.durableTxn = txn;
+    if (!this.options.batch) return;
+    const bySize = this.enabledFlag && this.options.rotateSizeBytes > 0 && this.writer.sizeBytes >= this.options.rotateSizeBytes;
+    if (this.rotateRequested || bySize) await this.rotateNow(this.rotateRequested ? 'requested' : `size ${this.writer.sizeBytes} >= ROTATE_REPLOG_SIZE`);
+  }
+
+  /** Records of one transaction, block records (read back in file order) first, then KV changes. */
+  private async *records(ctx: CommitContext): AsyncGenerator<ReplRecord> {
+    const fresh: { key: Uint8Array; codec: number; rawLength: number; offsetBytes: number; storedBytes: number }[] = [];
+    for (const op of ctx.ops) {
+      if (op.table !== T.block || op.value === undefined) continue;
+      if (ctx.before.get(T.block, op.key) !== undefined) continue; // a refcount change: the slave derives it
+      const rec = decodeBlockRecord(op.value);
+      fresh.push({ key: op.key, codec: rec.codec, rawLength: rec.rawBytes, offsetBytes: rec.offsetBytes, storedBytes: rec.storedBytes });
+    }
+    fresh.sort((a, b) => a.offsetBytes - b.offsetBytes);
+    for (let i = 0; i < fresh.length; ) {
+      let j = i + 1;
+      let end = fresh[i].offsetBytes + fresh[i].storedBytes;
+      while (j < fresh.length && fresh[j].offsetBytes - end < READ_GAP_BYTES && fresh[j].offsetBytes + fresh[j].storedBytes - fresh[i].offsetBytes <= READ_SPAN_BYTES) {
+        end = Math.max(end, fresh[j].offsetBytes + fresh[j].storedBytes);
+        j++;
+      }
+      const start = fresh[i].offsetBytes;
+      const span = await ctx.readStored(start, end - start);
+      for (; i < j; i++) {
+        const b = fresh[i];
+        yield { type: FRAME_TYPE.BLOCK, block: { key: b.key, codec: b.codec, rawLength: b.rawLength, stored: span.subarray(b.offsetBytes - start, b.offsetBytes - start + b.storedBytes) } };
+      }
+    }
+    for (const op of ctx.ops) {
+      if (op.table === T.meta || !isReplTable(op.table)) continue;
+      yield { type: FRAME_TYPE.KV, kv: { table: op.table, key: op.key, value: op.value } };
+    }
+  }
+
+  /** Append ctx.txn's frames in batches, then make them durable. */
+  private async appendTransaction(ctx: CommitContext): Promise<void> {
+    const p = this.drivers.primitives;
+    const staged = this.writer.clone();
+    let position = this.writer.sizeBytes;
+    let batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      await this.file.writev(position, batch);
+      position += batchBytes;
+      batch = [];
+      batchBytes = 0;
+    };
+    let count = 0;
+    let framesCrc32 = 0;
+    const add = async (frame: Uint8Array): Promise<void> => {
+      staged.append(frame);
+      batch.push(frame);
+      batchBytes += frame.length;
+      if (batchBytes >= APPEND_BATCH_BYTES) await flush();
+    };
+    for await (const record of this.records(ctx)) {
+      const frame = encodeRecordFrame(p, ctx.txn, record);
+      framesCrc32 = foldFrameCrc(p, framesCrc32, new DataView(frame.buffer, frame.byteOffset + 4, 4).getUint32(0));
+      count++;
+      await add(frame);
+    }
+    await add(encodeCommitFrame(p, ctx.txn, { recordCount: count, nextIno: ctx.nextIno, framesCrc32, timeMs: Math.max(0, Math.floor(ctx.timeMs)) }));
+    await flush();
+    await this.file.sync();
+    this.writer = staged;
+  }
+
+  // ------------------------------------------------------------ rotation
+
+  /**
+   * Rotate now (rotate_replog): commit what is cached, then close the live log
+   * as replog.dta-SEQUENCE. Only a batch-mode master rotates.
+   */
+  async rotate(): Promise<void> {
+    if (!this.options.batch) throw new FormatError('EFORMAT', 'only a batch-mode master (REPLICATION_PARTNER_IP=-1) rotates its log');
+    this.rotateRequested = true;
+    await this.engine.commit('rotate');
+    if (this.rotateRequested) await this.engine.withCommitLock(() => this.rotateNow('requested'));
+  }
+
+  /** Under the commit lock. */
+  private async rotateNow(why: string): Promise<void> {
+    this.rotateRequested = false;
+    if (this.closed) return;
+    if (this.writer.lastTxn > this.durableTxn) {
+      // A failed store commit left its transaction in the log: it must not ship.
+      if (!this.beforeLast || this.beforeLast.lastTxn !== this.durableTxn) {
+        throw new FormatError('ECORRUPT', `replication log holds txn ${this.writer.lastTxn} beyond the database's ${this.durableTxn} and cannot roll it back`);
+      }
+      this.writer = this.beforeLast;
+      await this.file.truncate(this.writer.sizeBytes);
+    }
+    const sequence = this.writer.header.sequence;
+    const first = this.writer.header.firstTxn;
+    const last = this.writer.lastTxn;
+    const size = this.writer.sizeBytes + 32;
+    try {
+      await this.closeAndRename();
+      this.rotations++;
+      this.drivers.logger.log(1, `replication log rotated (${why}): ${rotatedLogName(sequence)} holds txns ${first}..${last} (${last - first + 1} transactions, ${size} bytes)`);
+    } catch (err) {
+      this.lastError = `rotation of sequence ${sequence}: ${(err as Error).message}`;
+      this.drivers.logger.log(0, `replication log: ${this.lastError}`);
+      throw err;
+    }
+  }
+
+  /**
+   * Trailer, fsync, and the live log becomes replog.dta-SEQUENCE, with the next
+   * log written complete under replog.dta.next first. A failure before the
+   * first rename leaves the live log as it was (the trailer is overwritten by
+   * the next append); one between the renames is finished here or, failing
+   * that, stops the log until a remount finishes it.
+   */
+  private async closeAndRename(): Promise<void> {
+    const { disk } = this.drivers;
+    const dir = this.options.dir;
+    const target = joinPath(dir, rotatedLogName(this.writer.header.sequence));
+    const nextPath = joinPath(dir, NEXT_LOG_NAME);
+    if (await disk.stat(target)) {
+      throw new ReplogError('ESEQUENCE', `${rotatedLogName(this.writer.header.sequence)} already exists in ${dir}; move it away so the log can rotate`);
+    }
+    const made = LogWriterState.create(this.drivers.primitives, this.writer.nextHeaderFields());
+    try {
+      await this.file.write(this.writer.sizeBytes, this.writer.encodeTrailer());
+      await this.file.sync();
+      await writeFileDurably(disk, nextPath, made.headerBytes);
+      await disk.rename(this.livePath, target);
+    } catch (err) {
+      this.dirtyTail = true;
+      await disk.unlink(nextPath).catch(() => undefined);
+      throw err;
+    }
+    // The open handle now belongs to the rotated file: never append to it again.
+    const old = this.file;
+    try {
+      await disk.syncDir(dir);
+      await disk.rename(nextPath, this.livePath);
+      await disk.syncDir(dir);
+      this.file = await disk.open(this.livePath);
+    } catch (err) {
+      this.broken = `a rotation stopped between its renames (${(err as Error).message}); remount to finish it`;
+      throw err;
+    } finally {
+      await old.close().catch(() => undefined);
+    }
+    this.writer = made.state;
+    this.beforeLast = undefined;
+    this.dirtyTail = false;
+  }
+
+  private armTimer(): void {
+    if (!this.options.batch || this.options.rotateIntervalMs <= 0 || this.closed) return;
+    this.timer = this.drivers.clock.setTimer(this.options.rotateIntervalMs, () => {
+      this.timer = undefined;
+      if (this.closed) return;
+      const due = this.enabledFlag && (this.writer.transactionCount > 0 || this.engine.dirty);
+      const run = due ? this.rotate() : Promise.resolve();
+      run.then(
+        () => this.armTimer(),
+        (err: unknown) => {
+          this.lastError = `timed rotation: ${(err as Error).message}`;
+          this.drivers.logger.log(0, `replication log: ${this.lastError}`);
+          this.armTimer();
+        },
+      );
+    });
+  }
+
+  /** After the engine's last commit (unmount). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.file.close();
+  }
+}
+
+async function writeFileDurably(disk: Disk, path: string, bytes: Uint8Array): Promise<void> {
+  const f = await disk.open(path, { create: true });
+  try {
+    await f.truncate(0);
+    await f.write(0, bytes);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+}

@@ -1,0 +1,174 @@
+// Replication of one node, as its configuration asks: a master's log (and its
+// rotation in batch mode), a watchdir slave, or a slave fed by replogtool.
+// The mount (src/cli/lessfs.ts) and the simulator build it the same way:
+//
+//   const repl = new ReplicationNode(config, drivers);
+//   const engine = await FsEngine.open(drivers, options, (e) => repl.attach(e));
+//   repl.start(engine);            // timers, watchdir
+//   ... repl.control for /.lessfs/replication ...
+//   await repl.beforeEngineClose(); await engine.close(); await repl.afterEngineClose();
+
+import { replicationModeOf, type LessfsConfig, type ReplicationMode } from '../config.ts';
+import type { ReplicationControl } from '../control.ts';
+import { REPLICATION_OFF } from '../control.ts';
+import type { Clock, Disk, Logger, Primitives } from '../drivers.ts';
+import { FormatError } from '../errors.ts';
+import type { FsEngine } from '../fs/engine.ts';
+import type { CommitObserver } from '../fs/types.ts';
+import { MasterLog } from './master-log.ts';
+import { SlaveApplier } from './slave.ts';
+import { WatchdirSlave } from './watchdir.ts';
+
+export interface ReplicationDrivers {
+  disk: Disk;
+  clock: Clock;
+  logger: Logger;
+  primitives: Primitives;
+}
+
+export type ReplicationConfig = Pick<
+  LessfsConfig,
+  | 'replication'
+  | 'replicationRole'
+  | 'replicationBatchMode'
+  | 'replicationPartnerIp'
+  | 'replicationWatchdir'
+  | 'replicationEnabled'
+  | 'rotateReplogSizeBytes'
+  | 'rotateReplogIntervalS'
+  | 'blockDataPath'
+>;
+
+export class ReplicationNode {
+  readonly mode: ReplicationMode;
+  private log: MasterLog | undefined;
+  private applier: SlaveApplier | undefined;
+  private watch: WatchdirSlave | undefined;
+  private slaveEnabled: boolean;
+  control: ReplicationControl = REPLICATION_OFF;
+
+  constructor(
+    private readonly config: ReplicationConfig,
+    private readonly drivers: ReplicationDrivers,
+    options: { watchdirPollMs?: number } = {},
+  ) {
+    this.mode = replicationModeOf(config as LessfsConfig);
+    this.slaveEnabled = config.replicationEnabled;
+    this.pollMs = options.watchdirPollMs;
+    if (this.mode === 'master-live' || this.mode === 'slave-listen') {
+      throw new FormatError('EFORMAT', `live replication over TCP (${this.mode}) is not available in this version; use batch mode (REPLICATION_PARTNER_IP=-1 on the master, REPLICATION_WATCHDIR or replogtool on the slave)`);
+    }
+  }
+
+  private readonly pollMs: number | undefined;
+
+  get masterLog(): MasterLog | undefined {
+    return this.log;
+  }
+  get slaveApplier(): SlaveApplier | undefined {
+    return this.applier;
+  }
+  get watchdir(): WatchdirSlave | undefined {
+    return this.watch;
+  }
+
+  /** For FsEngine.open: the commit observer (a master's log), before the mount's first commit. */
+  async attach(engine: FsEngine): Promise<CommitObserver | undefined> {
+    if (this.mode !== 'master-batch') return undefined;
+    this.log = await MasterLog.open(this.drivers, {
+      fsId: engine.format.fsId,
+      blockSizeBytes: engine.options.blockSizeBytes,
+      dir: this.config.blockDataPath,
+      batch: true,
+      rotateSizeBytes: this.config.rotateReplogSizeBytes,
+      rotateIntervalMs: this.config.rotateReplogIntervalS * 1000,
+      enabled: this.config.replicationEnabled,
+    }, engine);
+    return this.log;
+  }
+
+  /** After the engine is open: start timers and the watchdir, build the control. */
+  start(engine: FsEngine): void {
+    if (this.mode === 'master-batch') {
+      const log = this.log as MasterLog;
+      log.start();
+      this.control = {
+        role: 'master',
+        enabled: () => log.enabled,
+        setEnabled: async (on) => log.setEnabled(on),
+        backlog: () => log.pendingTransactions > 0,
+        sequence: () => log.sequence,
+        rotate: () => log.rotate(),
+        status: () =>
+          statusText({
+            role: 'master',
+            mode: 'batch (log files, no connection)',
+            enabled: log.enabled ? 1 : 0,
+            sequence: log.sequence,
+            master_txn: engine.txn,
+            logged_txn: log.lastTxn,
+            log_bytes: log.sizeBytes,
+            log_transactions: log.pendingTransactions,
+            rotations: log.rotations,
+            last_error: log.lastError ?? '-',
+          }),
+      };
+      return;
+    }
+    if (this.mode === 'slave-watchdir' || this.mode === 'slave-replogtool') {
+      const applier = new SlaveApplier(engine, this.drivers.primitives, this.drivers.logger);
+      applier.position(); // refuses a master's store now, not at the first file
+      this.applier = applier;
+      const dir = this.config.replicationWatchdir;
+      if (this.mode === 'slave-watchdir' && dir !== undefined) {
+        const watch = new WatchdirSlave(this.drivers, applier, dir, this.pollMs);
+        this.watch = watch;
+        if (!this.slaveEnabled) watch.setEnabled(false);
+        watch.start();
+      }
+      const watch = this.watch;
+      this.control = {
+        role: 'slave',
+        enabled: () => (watch ? watch.enabled : this.slaveEnabled),
+        setEnabled: async (on) => {
+          this.slaveEnabled = on;
+          watch?.setEnabled(on);
+        },
+        backlog: () => watch?.backlog ?? false,
+        sequence: () => applier.position().sequence,
+        rotate: undefined,
+        status: () => {
+          const pos = applier.position();
+          return statusText({
+            role: 'slave',
+            mode: watch ? `watchdir ${dir}` : 'replogtool (files applied with replogtool -c while unmounted)',
+            enabled: (watch ? watch.enabled : this.slaveEnabled) ? 1 : 0,
+            master_fs_id: pos.fsId ?? '-',
+            sequence: pos.sequence,
+            slave_txn: pos.txn,
+            files_applied: watch?.stats.filesApplied ?? 0,
+            duplicates_skipped: watch?.stats.duplicatesSkipped ?? 0,
+            files_refused: watch?.stats.filesRefused ?? 0,
+            last_error: watch?.stats.lastError ?? '-',
+          });
+        },
+      };
+    }
+  }
+
+  /** Stop applying files (before the engine's last commit). */
+  async beforeEngineClose(): Promise<void> {
+    await this.watch?.stop();
+  }
+
+  /** Close the log (after the engine's last commit, which it records). */
+  async afterEngineClose(): Promise<void> {
+    await this.log?.close();
+  }
+}
+
+function statusText(fields: Record<string, string | number>): string {
+  return Object.entries(fields)
+    .map(([k, v]) => `${k}: ${v}\n`)
+    .join('');
+}

@@ -1,0 +1,100 @@
+// A slave applies the master's transactions: from rotated log files (watchdir,
+// replogtool -c) here, from the wire later. Its position (the master's fs id,
+// the last applied txn and file sequence) is stored in the same store
+// transaction as what it applied, so a restart, a resend or a duplicate file
+// never applies anything twice (DESIGN §4, idempotence).
+
+import type { Logger, Primitives } from '../drivers.ts';
+import { FormatError } from '../errors.ts';
+import type { FsEngine, ReplicatedTxn } from '../fs/engine.ts';
+import { ReplogError } from './errors.ts';
+import { FRAME_TYPE, type Transaction } from './frames.ts';
+import { decodeHeader, validateRotatedFile, type LogHeader } from './log-file.ts';
+
+/** What a slave keeps in its store (meta 'replication'). */
+export interface SlaveReplicationMeta {
+  role: 'slave';
+  /** The master's fs id, adopted with the first transaction applied. */
+  fsId: string | undefined;
+  /** Last master txn applied. */
+  txn: number;
+  /** Sequence of the last log file applied completely (0: none). */
+  sequence: number;
+}
+
+export type ApplyOutcome =
+  | { kind: 'applied'; header: LogHeader; firstTxn: number; lastTxn: number; transactions: number; bytes: number }
+  | { kind: 'duplicate'; header: LogHeader; appliedTxn: number; appliedSequence: number };
+
+/** A master transaction as the engine applies it. */
+export function toReplicatedTxn(tx: Transaction): ReplicatedTxn {
+  const kvs: { table: string; key: Uint8Array; value: Uint8Array | undefined }[] = [];
+  const blocks: ReplicatedTxn['blocks'][number][] = [];
+  for (const r of tx.decoded) {
+    if (r.type === FRAME_TYPE.KV) kvs.push(r.kv);
+    else blocks.push({ key: r.block.key, codec: r.block.codec, rawLength: r.block.rawLength, stored: r.block.stored });
+  }
+  return { txn: tx.txn, nextIno: tx.commit.nextIno, kvs, blocks };
+}
+
+export class SlaveApplier {
+  constructor(
+    private readonly engine: FsEngine,
+    private readonly p: Primitives,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Where this slave is; a filesystem that never applied anything is at txn 0, sequence 0. */
+  position(): SlaveReplicationMeta {
+    const meta = this.engine.replicationMeta() as Partial<SlaveReplicationMeta> | { role: string } | undefined;
+    if (meta === undefined) return { role: 'slave', fsId: undefined, txn: 0, sequence: 0 };
+    if (meta.role !== 'slave') {
+      throw new FormatError('EFORMAT', `${this.engine.options.metaPath} holds a replication ${String(meta.role)}'s state: it cannot apply a master's log (it is not a slave)`);
+    }
+    const m = meta as Partial<SlaveReplicationMeta>;
+    return { role: 'slave', fsId: m.fsId, txn: m.txn ?? 0, sequence: m.sequence ?? 0 };
+  }
+
+  /**
+   * Check a whole rotated file, then apply the transactions of it this slave
+   * has not applied, in one store commit. Nothing of a file that fails any
+   * check is applied. `nameSequence` is the N of replog.dta-N when the caller
+   * found the file by that name.
+   */
+  async applyFile(bytes: Uint8Array, fileName: string, nameSequence?: number, progress?: (doneTxns: number, totalTxns: number) => void): Promise<ApplyOutcome> {
+    const pos = this.position();
+    const blockSizeBytes = this.engine.options.blockSizeBytes;
+    const peek = decodeHeader(this.p, bytes, fileName);
+    const fsId = pos.fsId ?? peek.fsId;
+    const file = validateRotatedFile(this.p, bytes, { fsId, blockSizeBytes, fileName });
+    const { header, trailer } = file;
+    if (nameSequence !== undefined && header.sequence !== nameSequence) {
+      throw new ReplogError('ESEQUENCE', `the file is named for sequence ${nameSequence} but its header says sequence ${header.sequence}; renamed by hand?`, { fileName });
+    }
+    if (pos.sequence > 0 && header.sequence <= pos.sequence) {
+      return { kind: 'duplicate', header, appliedTxn: pos.txn, appliedSequence: pos.sequence };
+    }
+    if (pos.sequence > 0 && header.sequence !== pos.sequence + 1) {
+      throw new ReplogError('ESEQUENCE', `sequence gap: this slave applied ${`replog.dta-${pos.sequence}`} last and needs replog.dta-${pos.sequence + 1} next, not sequence ${header.sequence}`, { fileName });
+    }
+    if (header.firstTxn > pos.txn + 1) {
+      const why = pos.txn === 0 ? 'this slave has applied nothing and needs the master\'s log from txn 1 (re-seed it from a copy of the master to start later)' : `this slave is at txn ${pos.txn}`;
+      throw new ReplogError('ESEQUENCE', `transaction gap: the file starts at txn ${header.firstTxn}, but ${why}`, { fileName });
+    }
+    const todo = file.transactions.filter((t) => t.txn > pos.txn);
+    let applied = 0;
+    let bytesApplied = 0;
+    for (const tx of todo) {
+      this.engine.applyReplicated(toReplicatedTxn(tx), { role: 'slave', fsId: header.fsId, txn: tx.txn, sequence: pos.sequence } satisfies SlaveReplicationMeta);
+      applied++;
+      for (const r of tx.records) bytesApplied += r.sizeBytes;
+      progress?.(applied, todo.length);
+    }
+    // The file is done: its sequence goes with the same commit.
+    const done: SlaveReplicationMeta = { role: 'slave', fsId: header.fsId, txn: Math.max(pos.txn, trailer.lastTxn), sequence: header.sequence };
+    this.engine.setReplicationMeta(done);
+    await this.engine.commit('replicate');
+    if (pos.fsId === undefined) this.logger.log(1, `slave adopted master filesystem id ${header.fsId}`);
+    return { kind: 'applied', header, firstTxn: todo[0]?.txn ?? pos.txn, lastTxn: done.txn, transactions: applied, bytes: bytesApplied };
+  }
+}
