@@ -1053,16 +1053,16 @@ export function replicationModeOf(config: LessfsConfig): ReplicationMode {
   if (config.replication === 'off') return 'off';
   if (config.replicationRole === 'master') return config.replicationBatchMode ? 'master-batch' : 'master-live';
   if (config.replicationWatchdir !== undefined) return 'slave-watchdir';
-  if (config.replicationBatchMode) return 'slave-replogtool';
+  // lessfs's REPLICATION_LISTEN_IP=-1 (read as port 0): a slave fed by replogtool.
+  if (config.replicationBatchMode || config.replicationListenPort === 0) return 'slave-replogtool';
   return 'slave-listen';
 }
 
 /** Cross-key rules, as documented in docs/config.md. Kept beside the code that enforces them. */
 const CROSS_KEY_RULES: readonly { level: 'error' | 'warning'; text: string }[] = [
   { level: 'error', text: 'REPLICATION=masterslave with REPLICATION_ROLE=master needs REPLICATION_PARTNER_IP (the slave\'s address, or -1 for batch mode).' },
-  { level: 'error', text: 'REPLICATION=masterslave with REPLICATION_ROLE=slave needs a way to receive: REPLICATION_LISTEN_PORT other than 0, REPLICATION_WATCHDIR, or REPLICATION_PARTNER_IP=-1 (apply files with replogtool).' },
   { level: 'error', text: 'A listening slave cannot use the management port\'s address and port (LISTEN_IP:LISTEN_PORT equal to, or overlapping through 0.0.0.0 or ::, REPLICATION_LISTEN_IP:REPLICATION_LISTEN_PORT).' },
-  { level: 'warning', text: 'A slave with REPLICATION_PARTNER_IP=-1 and no REPLICATION_WATCHDIR receives nothing by itself: log files must be applied with replogtool -c.' },
+  { level: 'warning', text: 'A slave without REPLICATION_WATCHDIR that does not listen (REPLICATION_PARTNER_IP=-1, or REPLICATION_LISTEN_PORT=0 / lessfs\'s REPLICATION_LISTEN_IP=-1) receives nothing by itself: log files must be applied with replogtool -c.' },
   { level: 'warning', text: 'REPLICATION_WATCHDIR on a master is ignored.' },
   { level: 'warning', text: 'A batch-mode master with ROTATE_REPLOG_SIZE=0 and ROTATE_REPLOG_INTERVAL=0 rotates its log only when asked through /.lessfs/replication/rotate_replog.' },
   { level: 'warning', text: 'A slave listening on an address other than loopback without REPLICATION_SECRET accepts any master.' },
@@ -1095,14 +1095,6 @@ export function validateConfig(config: LessfsConfig): string[] {
       ),
     );
   }
-  if (mode === 'slave-listen' && config.replicationListenPort === 0) {
-    errors.push(
-      new ConfigError(
-        'REPLICATION_ROLE=slave cannot receive anything: REPLICATION_LISTEN_PORT=0 and REPLICATION_WATCHDIR is unset; set REPLICATION_LISTEN_PORT (live), REPLICATION_WATCHDIR (batch files), or REPLICATION_PARTNER_IP=-1 to apply files only with replogtool -c',
-        'REPLICATION_LISTEN_PORT',
-      ),
-    );
-  }
   if (
     mode === 'slave-listen' &&
     config.replicationListenPort !== 0 &&
@@ -1119,7 +1111,7 @@ export function validateConfig(config: LessfsConfig): string[] {
   throwAll(errors);
 
   if (mode === 'slave-replogtool') {
-    warnings.push('REPLICATION_ROLE=slave with REPLICATION_PARTNER_IP=-1 and no REPLICATION_WATCHDIR: this slave receives nothing itself; apply log files with replogtool -c');
+    warnings.push('REPLICATION_ROLE=slave without REPLICATION_WATCHDIR that does not listen (REPLICATION_PARTNER_IP=-1 or REPLICATION_LISTEN_PORT=0): this slave receives nothing itself; apply log files with replogtool -c');
   }
   if (config.replication === 'masterslave' && config.replicationRole === 'master' && config.replicationWatchdir !== undefined) {
     warnings.push('REPLICATION_WATCHDIR is used only by a slave; it is ignored on a master');

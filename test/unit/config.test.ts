@@ -518,10 +518,12 @@ describe('rules between keys', () => {
     expect(replicationModeOf(parse(`${master}REPLICATION_PARTNER_IP=192.0.2.1`).config)).toBe('master-live');
   });
 
-  it('a slave needs a listen port, a watchdir or batch mode', () => {
-    const err = configError(() => parse(`${slave}REPLICATION_LISTEN_PORT=0`));
-    expect(err.message).toContain('REPLICATION_ROLE=slave cannot receive anything');
-    expect(err.key).toBe('REPLICATION_LISTEN_PORT');
+  it('a slave that neither listens nor watches a directory is fed by replogtool (lessfs REPLICATION_LISTEN_IP=-1)', () => {
+    for (const extra of ['REPLICATION_LISTEN_PORT=0', 'REPLICATION_LISTEN_IP=-1']) {
+      const { config, warnings } = parse(`${slave}${extra}`);
+      expect(replicationModeOf(config)).toBe('slave-replogtool');
+      expect(warnings).toEqual([expect.stringContaining('apply log files with replogtool -c')]);
+    }
     expect(replicationModeOf(parse(`${slave}REPLICATION_LISTEN_PORT=0\nREPLICATION_WATCHDIR=/in`).config)).toBe('slave-watchdir');
     expect(replicationModeOf(parse(slave).config)).toBe('slave-listen');
   });
