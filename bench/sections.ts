@@ -3,7 +3,8 @@
 
 import { coreSection } from './core.ts';
 import { fuseSection } from './fuse.ts';
+import { replogSection } from './replog.ts';
 import type { Section } from './section.ts';
 import { storeSection } from './store.ts';
 
-export const SECTIONS: readonly Section[] = [coreSection, fuseSection, storeSection];
+export const SECTIONS: readonly Section[] = [coreSection, fuseSection, replogSection, storeSection];

@@ -180,7 +180,7 @@ export function spawnTracked(cmd: string, args: string[], options: { env?: Recor
   return { child, exited, stdout: () => out, stderr: () => err };
 }
 
-export type CliName = 'lessfs' | 'mklessfs' | 'lessfsck';
+export type CliName = 'lessfs' | 'mklessfs' | 'lessfsck' | 'replogtool';
 
 /** One of our commands (bin/NAME.js) to completion. */
 export function cli(name: CliName, args: string[], options: RunOptions = {}): Promise<RunResult> {

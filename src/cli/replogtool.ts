@@ -1,0 +1,483 @@
+// replogtool -r FILE -b BLKSIZE [--json] : dump a replication log file.
+// replogtool -r FILE -c CONFIG           : apply a rotated log file to an unmounted slave.
+//
+// The dump checks a file exactly as a slave would before it reads anything out
+// of it, so "replogtool -b" answers "would the slave take this file?" too.
+// Format: docs/replication-log.md; the command: docs/replogtool.md.
+
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { basename } from 'node:path';
+import { replicationModeOf, type LessfsConfig, type ReplicationMode } from '../core/config.ts';
+import type { Logger, Primitives } from '../core/drivers.ts';
+import { FsEngine } from '../core/fs/engine.ts';
+import { engineOptionsFromConfig } from '../core/fs/options.ts';
+import { ReplogError } from '../core/replication/errors.ts';
+import { decodeRecord, FRAME_TYPE, hex32, type ReplRecord, type Transaction } from '../core/replication/frames.ts';
+import {
+  BLOCK_SIZE_BYTES_MAX,
+  BLOCK_SIZE_BYTES_MIN,
+  checkHeader,
+  decodeHeader,
+  LOG_MAGIC,
+  scanLiveLog,
+  validateRotatedFile,
+  type LogHeader,
+  type LogTrailer,
+  type LiveLogScan,
+} from '../core/replication/log-file.ts';
+import { LIVE_LOG_NAME, parseRotatedLogName } from '../core/replication/master-log.ts';
+import { SlaveApplier } from '../core/replication/slave.ts';
+import { realEngineDrivers, StderrLogger } from '../real/drivers.ts';
+import { acquireLock } from '../real/lock.ts';
+import { nodePrimitives } from '../real/primitives.ts';
+import { CliError, EXIT_OK, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
+
+const NAME = 'replogtool';
+
+const usage = `Usage: replogtool -r FILE -b BLKSIZE [--json]
+       replogtool -r FILE -c CONFIG
+
+Dump a lessfs replication log file, or apply one to an unmounted slave.
+
+  -r, --replog FILE    the log file: a rotated replog.dta-SEQUENCE, or the live
+                       replog.dta (dump only)
+  -b, --blksize N      dump FILE; N is the filesystem's BLKSIZE in bytes (or with
+                       a K suffix), a power of two between 4096 and 131072
+      --json           with -b: print one JSON document instead of text
+  -c, --config FILE    apply FILE to the slave of this lessfs.cfg (REPLICATION=
+                       masterslave, REPLICATION_ROLE=slave); the slave must not be
+                       mounted. A file already applied is skipped.
+  -h, --help           show this help
+
+Every file is checked completely (header, whole-file CRC, every frame, record
+and transaction) before anything is printed or applied.
+
+Exit status: 0 dumped, applied or already applied; 1 the file was refused or
+another error; 2 usage error.
+`;
+
+/** readFileSync's own ceiling; a rotated log is read whole (its trailer's CRC covers every byte). */
+export const LOG_FILE_BYTES_MAX = 2 ** 31 - 1;
+/** Files at least this large get a progress bar while applied (on a terminal). */
+const PROGRESS_FILE_BYTES_MIN = 16 * 1024 * 1024;
+const PROGRESS_REDRAW_MS = 100;
+const PROGRESS_BAR_WIDTH = 30;
+/** Key bytes shown in the text dump; longer keys are cut (the JSON has them whole). */
+const KEY_SHOWN_BYTES_MAX = 32;
+/** Text dump written in pieces of about this size. */
+const OUTPUT_CHUNK_BYTES = 64 * 1024;
+/** Largest time a JS Date represents (ms after the epoch). */
+const DATE_MS_MAX = 8.64e15;
+const SLAVE_MODES: readonly ReplicationMode[] = ['slave-watchdir', 'slave-replogtool', 'slave-listen'];
+
+// ---------------------------------------------------------------- dump model
+
+export type DumpRecord =
+  | { type: 'KV'; offsetBytes: number; table: string; keyHex: string; keyBytes: number; op: 'put' | 'delete'; valueBytes: number | null }
+  | { type: 'BLOCK'; offsetBytes: number; keyHex: string; keyBytes: number; codec: string; codecId: number; rawBytes: number; storedBytes: number };
+
+export interface DumpTransaction {
+  txn: number;
+  /** Where its first frame starts. */
+  offsetBytes: number;
+  recordCount: number;
+  nextIno: number;
+  timeMs: number;
+  /** timeMs as ISO 8601, or null when no date has it (a foreign writer). */
+  time: string | null;
+  framesCrc32: string;
+  records: DumpRecord[];
+}
+
+export interface LogDump {
+  file: string;
+  kind: 'rotated' | 'live';
+  fileBytes: number;
+  /** Null only for a live log that is empty or ends inside its header. */
+  header: { magic: string; formatVersion: number; fsId: string; blockSizeBytes: number; sequence: number; firstTxn: number; sizeBytes: number } | null;
+  transactions: DumpTransaction[];
+  /** Rotated files only. */
+  trailer: { lastTxn: number; frameCount: number; fileCrc32: string } | null;
+  /** Live logs only: what a master would keep and cut at its next mount. */
+  live: {
+    committedEndBytes: number;
+    lastTxn: number;
+    frameCount: number;
+    uncommitted: { txn: number; records: DumpRecord[] } | null;
+    tail: { code: string; offsetBytes: number; bytes: number; detail: string } | null;
+  } | null;
+  /** Over committed transactions (uncommitted records of a live log are not counted). */
+  totals: { transactions: number; kvRecords: number; blockRecords: number; blockStoredBytes: number; fileBytes: number };
+}
+
+function toHex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+function codecNameOf(p: Primitives, id: number): string {
+  return p.codecs.find((c) => c.id === id)?.name ?? `unknown(${id})`;
+}
+
+function dumpRecord(p: Primitives, r: ReplRecord, offsetBytes: number): DumpRecord {
+  if (r.type === FRAME_TYPE.KV) {
+    const put = r.kv.value !== undefined;
+    return { type: 'KV', offsetBytes, table: r.kv.table, keyHex: toHex(r.kv.key), keyBytes: r.kv.key.length, op: put ? 'put' : 'delete', valueBytes: put ? (r.kv.value as Uint8Array).length : null };
+  }
+  const b = r.block;
+  return { type: 'BLOCK', offsetBytes, keyHex: toHex(b.key), keyBytes: b.key.length, codec: codecNameOf(p, b.codec), codecId: b.codec, rawBytes: b.rawLength, storedBytes: b.stored.length };
+}
+
+function dumpTransaction(p: Primitives, tx: Transaction): DumpTransaction {
+  const c = tx.commit;
+  return {
+    txn: tx.txn,
+    offsetBytes: tx.records[0]?.offsetBytes ?? tx.commitFrame.offsetBytes,
+    recordCount: c.recordCount,
+    nextIno: c.nextIno,
+    timeMs: c.timeMs,
+    time: c.timeMs <= DATE_MS_MAX ? new Date(c.timeMs).toISOString() : null,
+    framesCrc32: hex32(c.framesCrc32),
+    records: tx.decoded.map((r, i) => dumpRecord(p, r, tx.records[i].offsetBytes)),
+  };
+}
+
+function dumpHeader(h: LogHeader): NonNullable<LogDump['header']> {
+  return { magic: LOG_MAGIC, formatVersion: h.formatVersion, fsId: h.fsId, blockSizeBytes: h.blockSizeBytes, sequence: h.sequence, firstTxn: h.firstTxn, sizeBytes: h.sizeBytes };
+}
+
+function totalsOf(transactions: DumpTransaction[], fileBytes: number): LogDump['totals'] {
+  const totals = { transactions: transactions.length, kvRecords: 0, blockRecords: 0, blockStoredBytes: 0, fileBytes };
+  for (const tx of transactions) {
+    for (const r of tx.records) {
+      if (r.type === 'KV') totals.kvRecords++;
+      else {
+        totals.blockRecords++;
+        totals.blockStoredBytes += r.storedBytes;
+      }
+    }
+  }
+  return totals;
+}
+
+function fromRotated(p: Primitives, file: string, fileBytes: number, header: LogHeader, transactions: Transaction[], trailer: LogTrailer): LogDump {
+  const txs = transactions.map((t) => dumpTransaction(p, t));
+  return {
+    file,
+    kind: 'rotated',
+    fileBytes,
+    header: dumpHeader(header),
+    transactions: txs,
+    trailer: { lastTxn: trailer.lastTxn, frameCount: trailer.frameCount, fileCrc32: hex32(trailer.fileCrc32) },
+    live: null,
+    totals: totalsOf(txs, fileBytes),
+  };
+}
+
+function fromLive(p: Primitives, file: string, fileBytes: number, scan: LiveLogScan): LogDump {
+  const txs = scan.transactions.map((t) => dumpTransaction(p, t));
+  const u = scan.uncommitted;
+  return {
+    file,
+    kind: 'live',
+    fileBytes,
+    header: scan.header ? dumpHeader(scan.header) : null,
+    transactions: txs,
+    trailer: null,
+    live: {
+      committedEndBytes: scan.committedEndBytes,
+      lastTxn: scan.lastTxn,
+      frameCount: scan.frameCount,
+      uncommitted: u ? { txn: u.txn, records: u.records.map((f) => dumpRecord(p, decodeRecord(f), f.offsetBytes)) } : null,
+      tail: scan.tail ? { code: scan.tail.code, offsetBytes: scan.tail.offsetBytes, bytes: fileBytes - scan.tail.offsetBytes, detail: scan.tail.detail } : null,
+    },
+    totals: totalsOf(txs, fileBytes),
+  };
+}
+
+/**
+ * Check and describe a log file. A rotated file must pass validateRotatedFile
+ * (its own fs id, block size `blockSizeBytes`); a file named replog.dta whose
+ * only fault is having no trailer is read as the live log. Throws ReplogError.
+ */
+export function dumpLogFile(p: Primitives, bytes: Uint8Array, file: string, blockSizeBytes: number): LogDump {
+  const live = basename(file) === LIVE_LOG_NAME;
+  const scanLive = (): LogDump => {
+    const scan = scanLiveLog(p, bytes, { fileName: file });
+    if (scan.header) checkHeader(scan.header, { fsId: scan.header.fsId, blockSizeBytes }, file);
+    return fromLive(p, file, bytes.length, scan);
+  };
+  let header: LogHeader;
+  try {
+    header = decodeHeader(p, bytes, file);
+  } catch (err) {
+    if (live && err instanceof ReplogError && err.code === 'ETRUNCATED') return scanLive();
+    throw err;
+  }
+  try {
+    const v = validateRotatedFile(p, bytes, { fsId: header.fsId, blockSizeBytes, fileName: file });
+    return fromRotated(p, file, bytes.length, v.header, v.transactions, v.trailer);
+  } catch (err) {
+    // Header and expectations were checked before the trailer: ETRUNCATED here is "no trailer".
+    if (live && err instanceof ReplogError && err.code === 'ETRUNCATED') return scanLive();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------- text
+
+function keyText(hex: string, keyBytes: number): string {
+  if (keyBytes <= KEY_SHOWN_BYTES_MAX) return `${hex} (${keyBytes} bytes)`;
+  return `${hex.slice(0, KEY_SHOWN_BYTES_MAX * 2)}... (${keyBytes} bytes)`;
+}
+
+function recordText(r: DumpRecord): string {
+  if (r.type === 'KV') {
+    const what = r.op === 'put' ? `put    key ${keyText(r.keyHex, r.keyBytes)}, value ${r.valueBytes} bytes` : `delete key ${keyText(r.keyHex, r.keyBytes)}`;
+    return `  KV    ${r.table.padEnd(9)} ${what}`;
+  }
+  return `  BLOCK key ${keyText(r.keyHex, r.keyBytes)}, codec ${r.codec}, raw ${r.rawBytes} bytes, stored ${r.storedBytes} bytes`;
+}
+
+/** The text dump, one line per element; the caller joins them. */
+export function* logDumpLines(d: LogDump): Generator<string> {
+  yield `${d.file}: ${d.kind === 'rotated' ? 'rotated replication log' : 'live replication log (no trailer)'}, ${d.fileBytes} bytes`;
+  const h = d.header;
+  if (h) {
+    yield `header: magic ${h.magic} version ${h.formatVersion}, fs id ${h.fsId}, block size ${h.blockSizeBytes}, sequence ${h.sequence}, first txn ${h.firstTxn}, ${h.sizeBytes} bytes`;
+  } else {
+    yield d.fileBytes === 0 ? 'header: none (empty file: nothing logged since the last rotation)' : `header: none (the file ends inside its header: torn before anything was logged)`;
+  }
+  for (const tx of d.transactions) {
+    const when = tx.time ?? `${tx.timeMs} ms (not a date)`;
+    yield `txn ${tx.txn} at offset ${tx.offsetBytes}: ${tx.recordCount} records, nextIno ${tx.nextIno}, master time ${when}`;
+    for (const r of tx.records) yield recordText(r);
+  }
+  if (d.trailer) {
+    yield `trailer: last txn ${d.trailer.lastTxn}, ${d.trailer.frameCount} frames, file CRC-32 ${d.trailer.fileCrc32}`;
+  }
+  if (d.live) {
+    const l = d.live;
+    const range = d.transactions.length > 0 ? ` (txns ${d.transactions[0].txn}..${l.lastTxn})` : '';
+    yield `live log: ${d.transactions.length} committed transactions${range}, ${l.frameCount} frames, committed data ends at offset ${l.committedEndBytes}`;
+    if (l.uncommitted) {
+      yield `uncommitted: txn ${l.uncommitted.txn} has ${l.uncommitted.records.length} records and no COMMIT (logged, never committed; the master drops them)`;
+      for (const r of l.uncommitted.records) yield recordText(r);
+    }
+    if (l.tail) {
+      yield `torn tail: ${l.tail.bytes} bytes from offset ${l.tail.offsetBytes} (${l.tail.code}: ${l.tail.detail}); the master cuts them at its next mount`;
+    }
+  }
+  const t = d.totals;
+  yield `totals: ${t.transactions} transactions, ${t.kvRecords} KV records, ${t.blockRecords} BLOCK records, ${t.blockStoredBytes} block bytes stored, ${t.fileBytes} file bytes`;
+}
+
+// ---------------------------------------------------------------- edges
+
+/** Bytes of -b: a power of two in 4096..131072, in bytes or with a K suffix. */
+export function parseBlockSizeArg(raw: string): number {
+  const m = /^([0-9]{1,7})([kK]?)$/.exec(raw);
+  const n = m ? Number(m[1]) * (m[2] ? 1024 : 1) : NaN;
+  if (!(n >= BLOCK_SIZE_BYTES_MIN && n <= BLOCK_SIZE_BYTES_MAX && (n & (n - 1)) === 0)) {
+    throw new UsageError(`-b ${raw} is invalid: expected the filesystem's BLKSIZE in bytes, a power of two between ${BLOCK_SIZE_BYTES_MIN} and ${BLOCK_SIZE_BYTES_MAX} (e.g. -b 131072 or -b 128K)`);
+  }
+  return n;
+}
+
+/** The whole file; a log larger than a buffer can hold is refused up front. */
+function readLogFile(path: string): Uint8Array {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new CliError(`cannot read log file ${path}: ${why}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new CliError(`cannot read log file ${path}: not a regular file`);
+    if (st.size > LOG_FILE_BYTES_MAX) {
+      throw new CliError(`log file ${path} is ${st.size} bytes; replogtool reads a log whole and takes at most ${LOG_FILE_BYTES_MAX} bytes (rotate the master's log at a smaller ROTATE_REPLOG_SIZE)`);
+    }
+    const out = new Uint8Array(st.size);
+    let done = 0;
+    while (done < out.length) {
+      const n = readSync(fd, out, done, out.length - done, done);
+      if (n === 0) throw new CliError(`log file ${path} shrank while being read (${done} of ${out.length} bytes): is it still being written?`);
+      done += n;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes to stdout that stop quietly once the reader went away (`replogtool ... | head`). */
+function stdoutWriter(): { write(text: string): void } {
+  let gone = false;
+  process.stdout.on('error', (err: Error & { code?: string }) => {
+    if (err.code !== 'EPIPE') throw err;
+    gone = true;
+  });
+  return {
+    write: (text) => {
+      if (!gone) process.stdout.write(text);
+    },
+  };
+}
+
+function printDump(d: LogDump, json: boolean): void {
+  const out = stdoutWriter();
+  if (json) {
+    out.write(`${JSON.stringify(d, null, 2)}\n`);
+    return;
+  }
+  let chunk = '';
+  for (const line of logDumpLines(d)) {
+    chunk += `${line}\n`;
+    if (chunk.length >= OUTPUT_CHUNK_BYTES) {
+      out.write(chunk);
+      chunk = '';
+    }
+  }
+  out.write(chunk);
+}
+
+function dump(path: string, blockSizeBytes: number, json: boolean): number {
+  const bytes = readLogFile(path);
+  let d: LogDump;
+  try {
+    d = dumpLogFile(nodePrimitives, bytes, path, blockSizeBytes);
+  } catch (err) {
+    if (err instanceof ReplogError) throw new CliError(err.withFileName(path).message);
+    throw err;
+  }
+  printDump(d, json);
+  return EXIT_OK;
+}
+
+interface ProgressBar {
+  start(text: string): void;
+  update(done: number, total: number): void;
+  /** End the bar's line so another message gets its own; the next update draws on a new line. */
+  breakLine(): void;
+  finish(): void;
+}
+
+/** A progress bar on stderr, redrawn at most every PROGRESS_REDRAW_MS (the last state always). */
+function progressBar(label: string): ProgressBar {
+  let lastDrawMs = -Infinity;
+  let lineOpen = false;
+  const breakLine = (): void => {
+    if (lineOpen) process.stderr.write('\n');
+    lineOpen = false;
+  };
+  return {
+    start(text) {
+      process.stderr.write(text);
+      lineOpen = true;
+    },
+    update(done, total) {
+      const now = Date.now();
+      if (done < total && now - lastDrawMs < PROGRESS_REDRAW_MS) return;
+      lastDrawMs = now;
+      const fraction = total === 0 ? 1 : done / total;
+      const filled = Math.round(fraction * PROGRESS_BAR_WIDTH);
+      // \x1b[K clears what a longer previous line left behind (stderr is a terminal here).
+      process.stderr.write(`\r${label} [${'#'.repeat(filled)}${' '.repeat(PROGRESS_BAR_WIDTH - filled)}] ${Math.floor(fraction * 100)}% ${done}/${total} transactions\x1b[K`);
+      lineOpen = true;
+    },
+    breakLine,
+    finish: breakLine,
+  };
+}
+
+function notASlave(cfgPath: string, config: LessfsConfig, mode: ReplicationMode): CliError {
+  const has = mode === 'off' ? 'REPLICATION=off' : `REPLICATION_ROLE=${config.replicationRole} (a ${mode === 'master-batch' ? 'batch ' : ''}master)`;
+  return new CliError(
+    `-c needs a replication slave's configuration (REPLICATION=masterslave, REPLICATION_ROLE=slave), but ${cfgPath} has ${has}: ` +
+      'log files are applied to slaves only (to read the file, use -b BLKSIZE)',
+  );
+}
+
+async function apply(path: string, cfgPath: string): Promise<number> {
+  const config = loadConfig(NAME, cfgPath);
+  const mode = replicationModeOf(config);
+  if (!SLAVE_MODES.includes(mode)) throw notASlave(cfgPath, config, mode);
+  const bytes = readLogFile(path);
+  const base = basename(path);
+  const lock = acquireLock(config.metaPath, NAME);
+  try {
+    const bar = process.stderr.isTTY === true && bytes.length > PROGRESS_FILE_BYTES_MIN ? progressBar(`${NAME}: applying ${base}`) : undefined;
+    const stderrLogger = new StderrLogger(config.debug, NAME);
+    const logger: Logger = {
+      log: (level, message) => {
+        bar?.breakLine();
+        stderrLogger.log(level, message);
+      },
+    };
+    const drivers = realEngineDrivers(logger);
+    // No attach: the slave's log is the master's; nothing here writes one.
+    const engine = await FsEngine.open(drivers, engineOptionsFromConfig(config));
+    try {
+      const applier = new SlaveApplier(engine, drivers.primitives, logger);
+      bar?.start(`${NAME}: checking ${base} (${bytes.length} bytes)...`);
+      let outcome;
+      try {
+        outcome = await applier.applyFile(bytes, base, parseRotatedLogName(base), bar?.update);
+      } catch (err) {
+        // applyFile throws ReplogError only before it applies anything.
+        if (err instanceof ReplogError) throw new CliError(`${err.withFileName(path).message}; nothing was applied`);
+        throw err;
+      } finally {
+        bar?.finish();
+      }
+      if (outcome.kind === 'duplicate') {
+        process.stdout.write(`skipped ${path}: already applied (slave at txn ${outcome.appliedTxn}, sequence ${outcome.appliedSequence})\n`);
+        return EXIT_OK;
+      }
+      const pos = applier.position();
+      const range = outcome.transactions > 0 ? `txns ${outcome.firstTxn}..${outcome.lastTxn}` : 'none new';
+      process.stdout.write(`applied ${path}: ${outcome.transactions} transactions (${range}), ${outcome.bytes} bytes; slave now at txn ${pos.txn}, sequence ${pos.sequence}\n`);
+      return EXIT_OK;
+    } finally {
+      await engine.close();
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+export const replogtool: Command = {
+  name: NAME,
+  usage,
+  async run(argv) {
+    const { values } = parseCommandLine(argv, {
+      options: {
+        replog: { type: 'string', short: 'r' },
+        blksize: { type: 'string', short: 'b' },
+        config: { type: 'string', short: 'c' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: false,
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(usage);
+      return EXIT_OK;
+    }
+    const file = values.replog;
+    if (file === undefined || file === '') throw new UsageError('no log file given (expected -r FILE)');
+    if (values.blksize !== undefined && values.config !== undefined) {
+      throw new UsageError('-b and -c exclude each other: -b BLKSIZE dumps the file, -c CONFIG applies it to a slave');
+    }
+    if (values.config !== undefined) {
+      if (values.json) throw new UsageError('--json goes with -b (dump), not with -c (apply)');
+      if (values.config === '') throw new UsageError('-c needs the slave\'s lessfs.cfg');
+      return apply(file, values.config);
+    }
+    if (values.blksize === undefined) throw new UsageError('nothing to do: give -b BLKSIZE to dump the file, or -c CONFIG to apply it to a slave');
+    return dump(file, parseBlockSizeArg(values.blksize), values.json === true);
+  },
+};

@@ -1,0 +1,176 @@
+// Batch replication through the real commands (issue 4, item 7): a master
+// mounted in batch mode writes a tree with duplicate content and rotates its
+// log; the rotated files are applied once by a mounted watchdir slave and once
+// by `replogtool -c` to an unmounted slave; both slaves' trees equal the
+// master's byte for byte. A corrupted and a half-copied file are refused with
+// one log line and nothing of them is applied.
+
+import { createHash, randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cleanupMounts, cli, createStore, errnoOf, startMount, type LessfsMount } from '../support/mount.ts';
+
+const MIB = 1024 * 1024;
+const WAIT_MS_MAX = 30_000;
+
+afterEach(cleanupMounts, 60_000);
+
+/** Every path under root: kind, mode, size, link count and a hash of the bytes. */
+async function treeOf(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (rel: string): Promise<void> => {
+    const names = (await fsp.readdir(join(root, rel))).filter((n) => !(rel === '' && n === '.lessfs')).sort();
+    for (const name of names) {
+      const r = rel === '' ? name : `${rel}/${name}`;
+      const p = join(root, r);
+      const st = await fsp.lstat(p);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        out.set(r, `dir ${mode}`);
+        await walk(r);
+      } else if (st.isSymbolicLink()) {
+        out.set(r, `symlink -> ${await fsp.readlink(p)}`);
+      } else {
+        const hash = createHash('sha256').update(await fsp.readFile(p)).digest('hex').slice(0, 16);
+        out.set(r, `file ${mode} size=${st.size} nlink=${st.nlink} ${hash}`);
+      }
+    }
+  };
+  await walk('');
+  return out;
+}
+
+async function readControl(m: LessfsMount, name: string): Promise<string> {
+  return (await fsp.readFile(m.path('.lessfs', 'replication', name), 'utf8')).trim();
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, log: () => string): Promise<void> {
+  const deadline = performance.now() + WAIT_MS_MAX;
+  while (performance.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out after ${WAIT_MS_MAX} ms waiting for ${what}; slave log:\n${log().split('\n').slice(-20).join('\n')}`);
+}
+
+/** Copy into the watch dir as lessfs users should: temporary name, then rename. */
+async function ship(from: string, watchdir: string, name: string): Promise<void> {
+  const tmp = join(watchdir, `.${name}.part`);
+  await fsp.copyFile(from, tmp);
+  await fsp.rename(tmp, join(watchdir, name));
+}
+
+describe('batch replication with real mounts', () => {
+  it('a watchdir slave and replogtool -c both reproduce the master; bad files are refused', async () => {
+    const common = { REPLICATION: 'masterslave', COMPRESSION: 'lz4' };
+    const master = await startMount({ config: { ...common, REPLICATION_ROLE: 'master', REPLICATION_PARTNER_IP: -1 } });
+    const slaveStore = await createStore({ config: { ...common, REPLICATION_ROLE: 'slave', REPLICATION_PARTNER_IP: -1 } });
+    const watchdir = join(slaveStore.dir, 'incoming');
+    await fsp.mkdir(watchdir);
+    slaveStore.writeConfig({ REPLICATION_WATCHDIR: watchdir });
+    const offline = await createStore({ config: { ...common, REPLICATION_ROLE: 'slave', REPLICATION_PARTNER_IP: -1 } });
+
+    // A tree with duplicate content, links, a symlink, a sparse file.
+    const big = randomBytes(6 * MIB + 123);
+    await fsp.mkdir(master.path('a/b'), { recursive: true });
+    await fsp.writeFile(master.path('a/big'), big);
+    await fsp.writeFile(master.path('a/b/big-copy'), big);
+    await fsp.writeFile(master.path('a/text'), 'hello\n'.repeat(5000));
+    await fsp.symlink('../a/text', master.path('a/b/sym'));
+    await fsp.link(master.path('a/text'), master.path('text-link'));
+    const sparse = await fsp.open(master.path('sparse'), 'w');
+    await sparse.write(Buffer.from('end'), 0, 3, 9 * MIB);
+    await sparse.close();
+    expect(await readControl(master, 'sequence')).toBe('1');
+    await fsp.writeFile(master.path('.lessfs/replication/rotate_replog'), '1\n');
+    expect(await readControl(master, 'sequence')).toBe('2');
+
+    // Changes after the first rotation: overwrite, truncate, rename, unlink, chmod.
+    const fh = await fsp.open(master.path('a/big'), 'r+');
+    await fh.write(randomBytes(300_000), 0, 300_000, 2 * MIB + 7);
+    await fh.close();
+    await fsp.truncate(master.path('a/b/big-copy'), MIB + 1);
+    await fsp.rename(master.path('a/text'), master.path('a/b/text-moved'));
+    await fsp.unlink(master.path('a/b/sym'));
+    await fsp.chmod(master.path('sparse'), 0o600);
+    await fsp.writeFile(master.path('.lessfs/replication/rotate_replog'), '1');
+    expect(await readControl(master, 'sequence')).toBe('3');
+    const files = (await fsp.readdir(master.dataPath)).filter((n) => /^replog\.dta-\d+$/.test(n)).sort();
+    expect(files).toEqual(['replog.dta-1', 'replog.dta-2']);
+    const expected = await treeOf(master.mnt);
+    expect(expected.get('a/b/big-copy')).toMatch(/size=1048577/);
+
+    // The watchdir slave: mounted, read-only, applies in sequence.
+    const slave = await startMount({ store: slaveStore });
+    expect(await readControl(slave, 'sequence')).toBe('0');
+    await ship(join(master.dataPath, 'replog.dta-2'), watchdir, 'replog.dta-2');
+    await waitFor('a refusal of replog.dta-2 (gap)', async () => /replog\.dta-2 waits: sequence gap|transaction gap/.test(slave.currentLogText()), () => slave.currentLogText());
+    expect(await readControl(slave, 'sequence')).toBe('0');
+    await ship(join(master.dataPath, 'replog.dta-1'), watchdir, 'replog.dta-1');
+    await waitFor('sequence 2 on the slave', async () => (await readControl(slave, 'sequence')) === '2', () => slave.currentLogText());
+    expect(await treeOf(slave.mnt)).toEqual(expected);
+    expect((await fsp.readdir(watchdir)).sort()).toEqual(['replog.dta-1-processed', 'replog.dta-2-processed']);
+
+    // Read-only: every change is EPERM; replication/enabled is writable.
+    expect(await errnoOf(fsp.writeFile(slave.path('new'), 'x'))).toBe('EPERM');
+    expect(await errnoOf(fsp.writeFile(slave.path('sparse'), 'x'))).toBe('EPERM');
+    expect(await errnoOf(fsp.unlink(slave.path('text-link')))).toBe('EPERM');
+    expect(await errnoOf(fsp.mkdir(slave.path('d')))).toBe('EPERM');
+    expect(await errnoOf(fsp.writeFile(slave.path('.lessfs/replication/rotate_replog'), '1'))).toBe('EPERM');
+    await fsp.writeFile(slave.path('.lessfs/replication/enabled'), '0');
+    expect(await readControl(slave, 'enabled')).toBe('0');
+    await fsp.writeFile(slave.path('.lessfs/replication/enabled'), '1');
+    expect(await readControl(slave, 'status')).toMatch(/role: slave/);
+
+    // A third file: first bit-flipped, then half-copied under its final name, then good.
+    await fsp.writeFile(master.path('late'), randomBytes(2 * MIB));
+    await fsp.writeFile(master.path('.lessfs/replication/rotate_replog'), '1');
+    const third = join(master.dataPath, 'replog.dta-3');
+    const good = await fsp.readFile(third);
+    const flipped = Buffer.from(good);
+    flipped[Math.floor(flipped.length / 2)] ^= 0x10;
+    await fsp.writeFile(join(watchdir, '.tmp3'), flipped);
+    await fsp.rename(join(watchdir, '.tmp3'), join(watchdir, 'replog.dta-3'));
+    await waitFor('refusal of the corrupted file', async () => /refusing replog\.dta-3: ECRC/.test(slave.currentLogText()), () => slave.currentLogText());
+    await fsp.writeFile(join(watchdir, '.tmp3'), good.subarray(0, good.length - 1000));
+    await fsp.rename(join(watchdir, '.tmp3'), join(watchdir, 'replog.dta-3'));
+    await waitFor('refusal of the half-copied file', async () => /refusing replog\.dta-3: ETRUNCATED/.test(slave.currentLogText()), () => slave.currentLogText());
+    expect(await readControl(slave, 'sequence')).toBe('2');
+    expect(await errnoOf(fsp.stat(slave.path('late')))).toBe('ENOENT');
+    expect(slave.currentLogText().match(/refusing replog\.dta-3: ECRC/g)).toHaveLength(1);
+    await ship(third, watchdir, 'replog.dta-3');
+    await waitFor('sequence 3 on the slave', async () => (await readControl(slave, 'sequence')) === '3', () => slave.currentLogText());
+    const expected3 = await treeOf(master.mnt);
+    expect(await treeOf(slave.mnt)).toEqual(expected3);
+
+    // A duplicate of an applied file is skipped.
+    await ship(third, watchdir, 'replog.dta-3');
+    await waitFor('the duplicate skipped', async () => /skipping replog\.dta-3: already applied/.test(slave.currentLogText()), () => slave.currentLogText());
+    expect(await treeOf(slave.mnt)).toEqual(expected3);
+    await slave.stop();
+
+    // replogtool -c to an unmounted slave, twice (idempotent); then mount it and compare.
+    for (const name of ['replog.dta-1', 'replog.dta-2', 'replog.dta-3']) {
+      const r = await cli('replogtool', ['-r', join(master.dataPath, name), '-c', offline.cfgPath], { timeoutMs: 60_000 });
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/^applied /m);
+    }
+    const again = await cli('replogtool', ['-r', join(master.dataPath, 'replog.dta-2'), '-c', offline.cfgPath], { timeoutMs: 60_000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/^skipped /m);
+    const corrupt = join(offline.dir, 'replog.dta-4');
+    await fsp.writeFile(master.path('later'), 'x');
+    await fsp.writeFile(master.path('.lessfs/replication/rotate_replog'), '1');
+    const fourth = await fsp.readFile(join(master.dataPath, 'replog.dta-4'));
+    await fsp.writeFile(corrupt, fourth.subarray(0, fourth.length - 5));
+    const refused = await cli('replogtool', ['-r', corrupt, '-c', offline.cfgPath], { timeoutMs: 60_000 });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/ETRUNCATED/);
+    const offMount = await startMount({ store: offline });
+    expect(await readControl(offMount, 'sequence')).toBe('3');
+    expect(await treeOf(offMount.mnt)).toEqual(expected3);
+    await offMount.stop();
+    await master.stop();
+  }, 240_000);
+});
