@@ -73,6 +73,8 @@ export interface BatchClusterOptions {
   masterNode?: Partial<SimNodeOptions>;
   slaveNode?: Partial<SimNodeOptions>;
   watchdirPollMs?: number;
+  /** The master's fs id (default `master-SEED`): two clusters can share one, or differ. */
+  masterFsId?: string;
 }
 
 export class BatchCluster {
@@ -118,7 +120,7 @@ export class BatchCluster {
   }
 
   async format(): Promise<void> {
-    for (const [n, id] of [[this.master, `master-${this.seed}`], [this.slave, `slave-${this.seed}`]] as const) {
+    for (const [n, id] of [[this.master, this.opts.masterFsId ?? `master-${this.seed}`], [this.slave, `slave-${this.seed}`]] as const) {
       const d = n.machine.drivers();
       await this.run(d.disk.mkdir(n.options.metaPath, { recursive: true }));
       await this.run(FsEngine.format(d, n.options, { force: false, fsId: id }));
