@@ -389,6 +389,11 @@ export class SimDiskMedium {
     return this.opts;
   }
 
+  /** Change the fault model mid-run (a test heals the disk before checking convergence). */
+  setOptions(changes: Partial<SimDiskOptions>): void {
+    this.opts = checkSimDiskOptions({ ...this.opts, ...changes });
+  }
+
   /** A Disk for one incarnation; its operations die with the domain. */
   driver(domain: Domain): Disk {
     return new SimDisk(this, domain);

@@ -214,7 +214,7 @@ class SimEnv {
 
 /** The persistent medium of one node: its store environments, across incarnations. */
 export class SimStoreMedium {
-  readonly options: Readonly<SimStoreOptions>;
+  private opts: Readonly<SimStoreOptions>;
   private readonly envs = new Map<string, SimEnv>();
 
   constructor(
@@ -224,7 +224,18 @@ export class SimStoreMedium {
   ) {
     const merged = { ...SIM_STORE_OPTIONS_DEFAULT, ...options };
     validateOptions(merged);
-    this.options = Object.freeze(merged);
+    this.opts = Object.freeze(merged);
+  }
+
+  get options(): Readonly<SimStoreOptions> {
+    return this.opts;
+  }
+
+  /** Change the fault model mid-run (a test heals the store before checking convergence). */
+  setOptions(changes: Partial<SimStoreOptions>): void {
+    const merged = { ...this.opts, ...changes };
+    validateOptions(merged);
+    this.opts = Object.freeze(merged);
   }
 
   /** A factory whose stores belong to `domain`: they die with it. */

@@ -84,8 +84,8 @@ export class MasterLog implements CommitObserver {
   private rotateRequested = false;
   private timer: TimerHandle | undefined;
   private closed = false;
-  /** Set when the log cannot take appends until a remount (see closeAndRename). */
-  private broken: string | undefined;
+  /** The next log's writer while a rotation is between its renames (see finishRotation). */
+  private unfinished: LogWriterState | undefined;
   private enabledFlag: boolean;
   /** The last error of an append, rotation or timer, for the status file. */
   lastError: string | undefined;
@@ -248,7 +248,7 @@ export class MasterLog implements CommitObserver {
   // ------------------------------------------------------------ commit observer
 
   async beforeCommit(ctx: CommitContext): Promise<StoreOp[]> {
-    if (this.broken) throw new FormatError('ECORRUPT', `replication log: ${this.broken}`);
+    await this.finishRotation();
     if (this.writer.lastTxn >= ctx.txn) {
       // This txn was appended but its store commit failed: append it afresh.
       if (!this.beforeLast || this.beforeLast.lastTxn !== ctx.txn - 1) {
@@ -365,6 +365,7 @@ export class MasterLog implements CommitObserver {
   private async rotateNow(why: string): Promise<void> {
     this.rotateRequested = false;
     if (this.closed) return;
+    await this.finishRotation();
     if (this.writer.lastTxn > this.durableTxn) {
       // A failed store commit left its transaction in the log: it must not ship.
       if (!this.beforeLast || this.beforeLast.lastTxn !== this.durableTxn) {
@@ -393,7 +394,7 @@ export class MasterLog implements CommitObserver {
    * log written complete under replog.dta.next first. A failure before the
    * first rename leaves the live log as it was (the trailer is overwritten by
    * the next append); one between the renames is finished here or, failing
-   * that, stops the log until a remount finishes it.
+   * that, before the next append (commits fail until it is) or at the next mount.
    */
   private async closeAndRename(): Promise<void> {
     const { disk } = this.drivers;
@@ -416,18 +417,36 @@ export class MasterLog implements CommitObserver {
     }
     // The open handle now belongs to the rotated file: never append to it again.
     const old = this.file;
+    this.unfinished = made.state;
     try {
-      await disk.syncDir(dir);
-      await disk.rename(nextPath, this.livePath);
-      await disk.syncDir(dir);
-      this.file = await disk.open(this.livePath);
-    } catch (err) {
-      this.broken = `a rotation stopped between its renames (${(err as Error).message}); remount to finish it`;
-      throw err;
+      await this.finishRotation();
     } finally {
       await old.close().catch(() => undefined);
     }
-    this.writer = made.state;
+  }
+
+  /**
+   * The second half of a rotation, idempotent: retried before the next append
+   * when it failed (an EIO on a directory sync, say).
+   */
+  private async finishRotation(): Promise<void> {
+    const next = this.unfinished;
+    if (!next) return;
+    const { disk } = this.drivers;
+    const nextPath = joinPath(this.options.dir, NEXT_LOG_NAME);
+    try {
+      if (await disk.stat(nextPath)) {
+        await disk.syncDir(this.options.dir);
+        await disk.rename(nextPath, this.livePath);
+      }
+      await disk.syncDir(this.options.dir);
+      this.file = await disk.open(this.livePath);
+    } catch (err) {
+      this.lastError = `a rotation stopped between its renames (${(err as Error).message}); retried before the next commit`;
+      throw err;
+    }
+    this.unfinished = undefined;
+    this.writer = next;
     this.beforeLast = undefined;
     this.dirtyTail = false;
   }
@@ -456,6 +475,11 @@ export class MasterLog implements CommitObserver {
     this.closed = true;
     this.timer?.cancel();
     this.timer = undefined;
+    if (this.unfinished) {
+      // The handle is the rotated file's (closed); a remount finishes the rotation.
+      await this.finishRotation().catch((err: unknown) => this.drivers.logger.log(0, `replication log: ${(err as Error).message}; the next mount finishes the rotation`));
+      if (this.unfinished) return;
+    }
     await this.file.close();
   }
 }
