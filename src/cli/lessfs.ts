@@ -15,6 +15,7 @@ import { ManagementServer } from '../core/mgmt/server.ts';
 import { ReplicationNode } from '../core/replication/node.ts';
 import { SpaceGuard } from '../core/space-guard.ts';
 import { RealNet } from '../real/net.ts';
+import { RealRng } from '../real/rng.ts';
 import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { LessfsFuseOps } from '../real/fuse/ops.ts';
 import { clearStaleMount, fuseCaller, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
@@ -117,10 +118,10 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   try {
     await clearStaleMount(mnt, (m) => logger.log(0, m));
     const options = engineOptionsFromConfig(config);
-    const replNode = new ReplicationNode(config, realEngineDrivers(logger));
+    const replNode = new ReplicationNode(config, { ...realEngineDrivers(logger), net: new RealNet(), rng: new RealRng() });
     repl = replNode;
     engine = await FsEngine.open(realEngineDrivers(logger), options, (e) => replNode.attach(e));
-    replNode.start(engine);
+    await replNode.start(engine);
     if (replNode.mode !== 'off') logger.log(1, `replication: ${replNode.mode}`);
     if (engine.recovered) logger.log(0, `recovered from an unclean shutdown: at transaction ${engine.txn}`);
     const slave = options.replica === true;

@@ -150,8 +150,12 @@ export class FsEngine {
   private readonly readCache = new Map<string, Promise<Uint8Array>>();
   /** Sees every transaction (the replication log); set before the mount commit by open(). */
   private observer: CommitObserver | undefined;
-  /** While > 0 the commit timer does not start commits (a slave applying a file). */
+  /** While > 0 the commit timer does not start commits (a live slave commits when its master says). */
   private commitHolds = 0;
+  /** Told when a commit starts and ends (the simulator checks master and slave never overlap). */
+  commitPhases: ((phase: 'start' | 'end', reason: string) => void) | undefined;
+  /** Awaited by every write before it enters the cache (MAX_BACKLOG_SIZE on a live master). */
+  writeThrottle: (() => Promise<void> | undefined) | undefined;
   lastCommit: CommitInfo | undefined;
   private readonly writer: WriteQueue;
   /** Block buffers recycled between callers of write() and the data-file writer. */
@@ -377,6 +381,17 @@ export class FsEngine {
   }
 
   private async runCommit(reason: string): Promise<void> {
+    if (this.observer?.commitStarting) await this.observer.commitStarting();
+    this.commitPhases?.('start', reason);
+    try {
+      await this.runCommitInner(reason);
+    } finally {
+      this.commitPhases?.('end', reason);
+      this.observer?.commitEnded?.();
+    }
+  }
+
+  private async runCommitInner(reason: string): Promise<void> {
     if (!this.frozen) this.freeze();
     const layer = this.frozen as TxLayer;
     const info: CommitInfo = { txn: this.state.txn, reason, ops: 0, newBlocks: layer.newBlockCount };
@@ -981,6 +996,17 @@ export class FsEngine {
 
   // ------------------------------------------------------------ replica
 
+  /** Changes in the write cache not yet committed (a live master commits soon after writes stop). */
+  get pendingChanges(): number {
+    return this.active.changes;
+  }
+
+  /** The replication meta as of the last durable commit. */
+  durableReplicationMeta(): unknown {
+    const bytes = this.store.get(T.meta, metaKey(META.replication));
+    return bytes ? decodeJson<unknown>(bytes, 'replication') : undefined;
+  }
+
   /** What this node keeps about replication (opaque JSON of src/core/replication), if anything. */
   replicationMeta(): unknown {
     const bytes = this.active.get(T.meta, metaKey(META.replication));
@@ -1224,6 +1250,7 @@ export class FsEngine {
   async write(ino: number, offsetBytes: number, data: Uint8Array): Promise<number> {
     this.checkWritable();
     if (data.length === 0) return 0;
+    if (this.writeThrottle) await this.writeThrottle();
     await this.cacheRoom();
     await this.writer.room();
     return this.withLock(ino, async () => {

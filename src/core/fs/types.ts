@@ -102,6 +102,10 @@ export interface CommitObserver {
   beforeCommit(ctx: CommitContext): Promise<StoreOp[]>;
   /** After the store commit of txn is durable. */
   afterCommit(txn: number): Promise<void>;
+  /** A commit is about to start (before the write cache is frozen): may delay it. */
+  commitStarting?(): Promise<void>;
+  /** A commit ended, committed or failed. */
+  commitEnded?(): void;
 }
 
 export interface CommitInfo {

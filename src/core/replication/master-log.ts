@@ -90,6 +90,12 @@ export class MasterLog implements CommitObserver {
   /** The last error of an append, rotation or timer, for the status file. */
   lastError: string | undefined;
   rotations = 0;
+  /** End offset of each transaction in the live log, txn firstTxn first (a sender finds txns by it). */
+  private ends: number[];
+  /** After a trim the file is empty: this header is written before the next append. */
+  private pendingHeader: Uint8Array | undefined;
+  /** A live sender: sees every commit of the master (commit coordination, streaming). */
+  coordinator: { beforeMasterCommit(): Promise<void>; afterMasterCommit(txn: number): void; masterCommitEnded(): void } | undefined;
 
   private constructor(
     private readonly drivers: MasterLogDrivers,
@@ -98,8 +104,10 @@ export class MasterLog implements CommitObserver {
     private file: FileHandle,
     writer: LogWriterState,
     storeTxn: number,
+    ends: number[] = [],
   ) {
     this.writer = writer;
+    this.ends = ends;
     this.durableTxn = storeTxn;
     this.enabledFlag = options.enabled;
   }
@@ -210,7 +218,7 @@ export class MasterLog implements CommitObserver {
         return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
       }
       writer = writer.clone();
-      return new MasterLog(drivers, options, engine, file, writer, storeTxn);
+      return new MasterLog(drivers, options, engine, file, writer, storeTxn, scan.transactions.map((t) => t.endOffsetBytes));
     } catch (err) {
       await file.close().catch(() => undefined);
       throw err;
@@ -231,7 +239,7 @@ export class MasterLog implements CommitObserver {
     return this.writer.lastTxn;
   }
   get sizeBytes(): number {
-    return this.writer.sizeBytes;
+    return this.pendingHeader ? 0 : this.writer.sizeBytes;
   }
   /** Transactions in the live log (not yet in a rotated file). */
   get pendingTransactions(): number {
@@ -247,6 +255,14 @@ export class MasterLog implements CommitObserver {
 
   // ------------------------------------------------------------ commit observer
 
+  async commitStarting(): Promise<void> {
+    await this.coordinator?.beforeMasterCommit();
+  }
+
+  commitEnded(): void {
+    this.coordinator?.masterCommitEnded();
+  }
+
   async beforeCommit(ctx: CommitContext): Promise<StoreOp[]> {
     await this.finishRotation();
     if (this.writer.lastTxn >= ctx.txn) {
@@ -255,12 +271,19 @@ export class MasterLog implements CommitObserver {
         throw new FormatError('ECORRUPT', `replication log holds txn ${this.writer.lastTxn} and cannot roll back to before txn ${ctx.txn}`);
       }
       this.writer = this.beforeLast;
+      this.ends.pop();
       this.dirtyTail = true;
     }
     if (this.writer.lastTxn !== ctx.txn - 1) {
       throw new FormatError('ECORRUPT', `replication log ends at txn ${this.writer.lastTxn}, cannot append txn ${ctx.txn}`);
     }
     try {
+      if (this.pendingHeader) {
+        // The header is durable before any frame after it (see scanLiveLog).
+        await this.file.write(0, this.pendingHeader);
+        await this.file.sync();
+        this.pendingHeader = undefined;
+      }
       if (this.dirtyTail) {
         await this.file.truncate(this.writer.sizeBytes);
         this.dirtyTail = false;
@@ -279,6 +302,7 @@ export class MasterLog implements CommitObserver {
 
   async afterCommit(txn: number): Promise<void> {
     this.durableTxn = txn;
+    this.coordinator?.afterMasterCommit(txn);
     if (!this.options.batch) return;
     const bySize = this.enabledFlag && this.options.rotateSizeBytes > 0 && this.writer.sizeBytes >= this.options.rotateSizeBytes;
     if (this.rotateRequested || bySize) await this.rotateNow(this.rotateRequested ? 'requested' : `size ${this.writer.sizeBytes} >= ROTATE_REPLOG_SIZE`);
@@ -346,6 +370,7 @@ export class MasterLog implements CommitObserver {
     await flush();
     await this.file.sync();
     this.writer = staged;
+    this.ends.push(staged.sizeBytes);
   }
 
   // ------------------------------------------------------------ rotation
@@ -372,6 +397,7 @@ export class MasterLog implements CommitObserver {
         throw new FormatError('ECORRUPT', `replication log holds txn ${this.writer.lastTxn} beyond the database's ${this.durableTxn} and cannot roll it back`);
       }
       this.writer = this.beforeLast;
+      this.ends.pop();
       await this.file.truncate(this.writer.sizeBytes);
     }
     const sequence = this.writer.header.sequence;
@@ -446,6 +472,7 @@ export class MasterLog implements CommitObserver {
       throw err;
     }
     this.unfinished = undefined;
+    this.ends = [];
     this.writer = next;
     this.beforeLast = undefined;
     this.dirtyTail = false;
@@ -467,6 +494,57 @@ export class MasterLog implements CommitObserver {
         },
       );
     });
+  }
+
+  // ------------------------------------------------------------ live sending
+
+  /** Txn of the first transaction the live log holds (or would hold next, when it holds none). */
+  get firstTxn(): number {
+    return this.writer.header.firstTxn;
+  }
+
+  /** Last transaction whose store commit is durable (the last one that may leave the master). */
+  get committedTxn(): number {
+    return Math.min(this.durableTxn, this.writer.lastTxn);
+  }
+
+  /** Byte offset in replog.dta where transaction txn starts (firstTxn <= txn <= lastTxn + 1). */
+  startOf(txn: number): number {
+    const i = txn - this.writer.header.firstTxn;
+    if (!(i >= 0 && i <= this.ends.length)) {
+      throw new FormatError('ECORRUPT', `replication log: txn ${txn} is not in replog.dta (it holds txns ${this.writer.header.firstTxn}..${this.writer.lastTxn})`);
+    }
+    return i === 0 ? this.writer.header.sizeBytes : this.ends[i - 1];
+  }
+
+  /** Bytes of the transactions after txn (what a slave at txn still needs). */
+  bytesAfter(txn: number): number {
+    if (txn >= this.writer.lastTxn) return 0;
+    return this.writer.sizeBytes - this.startOf(Math.max(txn + 1, this.writer.header.firstTxn));
+  }
+
+  async read(startBytes: number, endBytes: number): Promise<Uint8Array> {
+    const bytes = await this.file.read(startBytes, endBytes - startBytes);
+    if (bytes.length !== endBytes - startBytes) throw new FormatError('ECORRUPT', `replication log: short read of ${bytes.length} of ${endBytes - startBytes} bytes at ${startBytes}`);
+    return bytes;
+  }
+
+  /**
+   * The slave has acknowledged everything up to txn as durable: when that is
+   * all the log holds, cut it to size 0 (call under the engine's commit lock).
+   */
+  async trimIfAcked(txn: number): Promise<boolean> {
+    if (this.closed || this.unfinished || txn < this.writer.lastTxn || this.writer.lastTxn > this.durableTxn) return false;
+    if (this.pendingHeader) return false; // already empty
+    await this.file.truncate(0);
+    await this.file.sync();
+    const made = LogWriterState.create(this.drivers.primitives, { ...this.writer.nextHeaderFields(), sequence: this.writer.header.sequence });
+    this.writer = made.state;
+    this.pendingHeader = made.headerBytes;
+    this.beforeLast = undefined;
+    this.dirtyTail = false;
+    this.ends = [];
+    return true;
   }
 
   /** After the engine's last commit (unmount). */

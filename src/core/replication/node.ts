@@ -11,11 +11,14 @@
 import { replicationModeOf, type LessfsConfig, type ReplicationMode } from '../config.ts';
 import type { ReplicationControl } from '../control.ts';
 import { REPLICATION_OFF } from '../control.ts';
-import type { Clock, Disk, Logger, Primitives } from '../drivers.ts';
+import { utf8 } from '../bytes.ts';
+import type { Clock, Disk, Logger, Net, Primitives, Rng } from '../drivers.ts';
 import { FormatError } from '../errors.ts';
 import type { FsEngine } from '../fs/engine.ts';
 import type { CommitObserver } from '../fs/types.ts';
 import { MasterLog } from './master-log.ts';
+import { LiveReceiver } from './receiver.ts';
+import { LiveSender, type LiveTiming } from './sender.ts';
 import { SlaveApplier } from './slave.ts';
 import { WatchdirSlave } from './watchdir.ts';
 
@@ -24,6 +27,9 @@ export interface ReplicationDrivers {
   clock: Clock;
   logger: Logger;
   primitives: Primitives;
+  /** Live modes only. */
+  net?: Net;
+  rng?: Rng;
 }
 
 export type ReplicationConfig = Pick<
@@ -37,30 +43,47 @@ export type ReplicationConfig = Pick<
   | 'rotateReplogSizeBytes'
   | 'rotateReplogIntervalS'
   | 'blockDataPath'
->;
+> &
+  /** Live modes (defaults as in lessfs.cfg). */
+  Partial<Pick<LessfsConfig, 'replicationPartnerPort' | 'replicationListenIp' | 'replicationListenPort' | 'replicationSecret' | 'maxBacklogSizeBytes'>>;
 
 export class ReplicationNode {
   readonly mode: ReplicationMode;
   private log: MasterLog | undefined;
   private applier: SlaveApplier | undefined;
   private watch: WatchdirSlave | undefined;
+  private sender: LiveSender | undefined;
+  private receiver: LiveReceiver | undefined;
   private slaveEnabled: boolean;
   control: ReplicationControl = REPLICATION_OFF;
 
   constructor(
     private readonly config: ReplicationConfig,
     private readonly drivers: ReplicationDrivers,
-    options: { watchdirPollMs?: number } = {},
+    options: { watchdirPollMs?: number; timing?: Partial<LiveTiming> } = {},
   ) {
     this.mode = replicationModeOf(config as LessfsConfig);
     this.slaveEnabled = config.replicationEnabled;
     this.pollMs = options.watchdirPollMs;
-    if (this.mode === 'master-live' || this.mode === 'slave-listen') {
-      throw new FormatError('EFORMAT', `live replication over TCP (${this.mode}) is not available in this version; use batch mode (REPLICATION_PARTNER_IP=-1 on the master, REPLICATION_WATCHDIR or replogtool on the slave)`);
+    this.timing = options.timing;
+    if ((this.mode === 'master-live' || this.mode === 'slave-listen') && (!drivers.net || !drivers.rng)) {
+      throw new FormatError('EFORMAT', `live replication (${this.mode}) needs network and random drivers`);
     }
   }
 
   private readonly pollMs: number | undefined;
+  private readonly timing: Partial<LiveTiming> | undefined;
+
+  get liveSender(): LiveSender | undefined {
+    return this.sender;
+  }
+  get liveReceiver(): LiveReceiver | undefined {
+    return this.receiver;
+  }
+
+  private get secret(): Uint8Array | undefined {
+    return this.config.replicationSecret === undefined ? undefined : utf8(this.config.replicationSecret);
+  }
 
   get masterLog(): MasterLog | undefined {
     return this.log;
@@ -74,12 +97,12 @@ export class ReplicationNode {
 
   /** For FsEngine.open: the commit observer (a master's log), before the mount's first commit. */
   async attach(engine: FsEngine): Promise<CommitObserver | undefined> {
-    if (this.mode !== 'master-batch') return undefined;
+    if (this.mode !== 'master-batch' && this.mode !== 'master-live') return undefined;
     this.log = await MasterLog.open(this.drivers, {
       fsId: engine.format.fsId,
       blockSizeBytes: engine.options.blockSizeBytes,
       dir: this.config.blockDataPath,
-      batch: true,
+      batch: this.mode === 'master-batch',
       rotateSizeBytes: this.config.rotateReplogSizeBytes,
       rotateIntervalMs: this.config.rotateReplogIntervalS * 1000,
       enabled: this.config.replicationEnabled,
@@ -87,8 +110,93 @@ export class ReplicationNode {
     return this.log;
   }
 
-  /** After the engine is open: start timers and the watchdir, build the control. */
-  start(engine: FsEngine): void {
+  /** After the engine is open: start timers, the watchdir, the sender or the listener; build the control. */
+  async start(engine: FsEngine): Promise<void> {
+    if (this.mode === 'master-live') {
+      const log = this.log as MasterLog;
+      const sender = new LiveSender(
+        { net: this.drivers.net as Net, clock: this.drivers.clock, logger: this.drivers.logger, primitives: this.drivers.primitives, rng: this.drivers.rng as Rng },
+        log,
+        engine,
+        {
+          host: this.config.replicationPartnerIp as string,
+          port: this.config.replicationPartnerPort ?? 101,
+          fsId: engine.format.fsId,
+          blockSizeBytes: engine.options.blockSizeBytes,
+          secret: this.secret,
+          enabled: this.config.replicationEnabled,
+          maxBacklogBytes: this.config.maxBacklogSizeBytes ?? 0,
+          timing: this.timing,
+        },
+      );
+      this.sender = sender;
+      sender.start();
+      this.control = {
+        role: 'master',
+        enabled: () => sender.enabled,
+        setEnabled: async (on) => sender.setEnabled(on),
+        backlog: () => sender.backlog,
+        sequence: () => log.sequence,
+        rotate: undefined,
+        status: () =>
+          statusText({
+            role: 'master',
+            mode: `live to ${this.config.replicationPartnerIp}:${this.config.replicationPartnerPort ?? 101}`,
+            enabled: sender.enabled ? 1 : 0,
+            connection: sender.connectionState,
+            master_txn: log.committedTxn,
+            slave_txn: sender.ackedTxn,
+            slave_applied_txn: sender.slaveAppliedTxn,
+            backlog_bytes: sender.backlogBytes,
+            lag_seconds: sender.lagSeconds().toFixed(1),
+            log_bytes: log.sizeBytes,
+            last_error: sender.lastError ?? log.lastError ?? '-',
+          }),
+      };
+      return;
+    }
+    if (this.mode === 'slave-listen') {
+      const applier = new SlaveApplier(engine, this.drivers.primitives, this.drivers.logger);
+      applier.position();
+      this.applier = applier;
+      const receiver = new LiveReceiver(
+        { net: this.drivers.net as Net, clock: this.drivers.clock, logger: this.drivers.logger, primitives: this.drivers.primitives, rng: this.drivers.rng as Rng },
+        engine,
+        applier,
+        {
+          host: this.config.replicationListenIp ?? '127.0.0.1',
+          port: this.config.replicationListenPort ?? 101,
+          blockSizeBytes: engine.options.blockSizeBytes,
+          secret: this.secret,
+          enabled: this.config.replicationEnabled,
+          timing: this.timing,
+        },
+      );
+      this.receiver = receiver;
+      await receiver.start();
+      this.control = {
+        role: 'slave',
+        enabled: () => receiver.enabled,
+        setEnabled: async (on) => receiver.setEnabled(on),
+        backlog: () => receiver.appliedTxn > applier.durablePosition().txn,
+        sequence: () => applier.position().sequence,
+        rotate: undefined,
+        status: () => {
+          const durable = applier.durablePosition();
+          return statusText({
+            role: 'slave',
+            mode: `live, listening on ${this.config.replicationListenIp ?? '127.0.0.1'}:${receiver.port ?? '-'}`,
+            enabled: receiver.enabled ? 1 : 0,
+            connection: receiver.connected ? `connected from ${receiver.masterAddress}` : 'waiting for the master',
+            master_fs_id: durable.fsId ?? '-',
+            slave_txn: durable.txn,
+            slave_applied_txn: receiver.appliedTxn,
+            last_error: receiver.lastError ?? '-',
+          });
+        },
+      };
+      return;
+    }
     if (this.mode === 'master-batch') {
       const log = this.log as MasterLog;
       log.start();
@@ -156,13 +264,15 @@ export class ReplicationNode {
     }
   }
 
-  /** Stop applying files (before the engine's last commit). */
+  /** Stop applying files and streams (before the engine's last commit). */
   async beforeEngineClose(): Promise<void> {
     await this.watch?.stop();
+    await this.receiver?.stop();
   }
 
   /** Close the log (after the engine's last commit, which it records). */
   async afterEngineClose(): Promise<void> {
+    await this.sender?.stop();
     await this.log?.close();
   }
 }

@@ -55,6 +55,12 @@ export class SlaveApplier {
     return { role: 'slave', fsId: m.fsId, txn: m.txn ?? 0, sequence: m.sequence ?? 0 };
   }
 
+  /** The position as of the last durable commit. */
+  durablePosition(): SlaveReplicationMeta {
+    const meta = this.engine.durableReplicationMeta() as Partial<SlaveReplicationMeta> | undefined;
+    return { role: 'slave', fsId: meta?.fsId, txn: meta?.txn ?? 0, sequence: meta?.sequence ?? 0 };
+  }
+
   /**
    * Check a whole rotated file, then apply the transactions of it this slave
    * has not applied, in one store commit. Nothing of a file that fails any

@@ -1,0 +1,373 @@
+// A live slave's receiver (docs/replication-protocol.md): listens for its
+// master, checks the handshake (version, block size, the adopted fs id as a
+// split-brain guard, HMAC proofs when a secret is set), applies each
+// transaction as it completes, commits only when the master says, and
+// acknowledges what is durable. A bad frame is NAKed and the stream skipped to
+// the master's RESYNC marker; garbage, foreign masters and wrong versions are
+// refused and logged without disturbing the slave.
+
+import type { Clock, Connection, Listener, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
+import type { FsEngine } from '../fs/engine.ts';
+import { ReplogError } from './errors.ts';
+import { FRAME_TYPE, TransactionAssembler, type Frame } from './frames.ts';
+import { LIVE_TIMING_DEFAULT, type LiveTiming } from './sender.ts';
+import { toReplicatedTxn, type SlaveApplier, type SlaveReplicationMeta } from './slave.ts';
+import {
+  decodeHeartbeat,
+  decodeHello,
+  encodeAck,
+  encodeHello,
+  encodeText,
+  masterProof,
+  NONCE_BYTES,
+  proofsEqual,
+  sessionKey,
+  slaveProof,
+  WireIn,
+  WireOut,
+} from './wire.ts';
+
+/** Applied bytes between progress ACKs (the master's send window moves with them). */
+const PROGRESS_ACK_BYTES = 4 * 1024 * 1024;
+/** Connections waiting for their handshake at once; more are refused. */
+const PENDING_CONNECTIONS_MAX = 8;
+
+export interface ReceiverOptions {
+  host: string;
+  port: number;
+  blockSizeBytes: number;
+  secret: Uint8Array | undefined;
+  enabled: boolean;
+  timing?: Partial<LiveTiming>;
+}
+
+export interface ReceiverDrivers {
+  net: Net;
+  clock: Clock;
+  logger: Logger;
+  primitives: Primitives;
+  rng: Rng;
+}
+
+interface Session {
+  conn: Connection;
+  in: WireIn;
+  out: WireOut;
+  closed: boolean;
+  handshaking: boolean;
+  nonceS: Uint8Array;
+  nonceM: Uint8Array | undefined;
+  masterFsId: string;
+  lastHeardMs: number;
+  timer: TimerHandle | undefined;
+  assembler: TransactionAssembler | undefined;
+  epoch: number;
+  sinceAckBytes: number;
+  committing: boolean;
+}
+
+export class LiveReceiver {
+  private listener: Listener | undefined;
+  private active: Session | undefined;
+  private readonly pending = new Set<Session>();
+  private readonly timing: LiveTiming;
+  private enabledFlag: boolean;
+  private stopped = false;
+  private releaseHold: (() => void) | undefined;
+  /** Last master txn applied to the write cache (>= the durable one). */
+  appliedTxn = 0;
+  lastError: string | undefined;
+  lastHeartbeatMasterMs = 0;
+  stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0 };
+
+  constructor(
+    private readonly drivers: ReceiverDrivers,
+    private readonly engine: FsEngine,
+    private readonly applier: SlaveApplier,
+    private readonly options: ReceiverOptions,
+  ) {
+    this.timing = { ...LIVE_TIMING_DEFAULT, ...options.timing };
+    this.enabledFlag = options.enabled;
+  }
+
+  async start(): Promise<void> {
+    this.appliedTxn = this.applier.position().txn;
+    // The slave commits when its master says, not on its own timer.
+    this.releaseHold = this.engine.holdCommits();
+    this.listener = await this.drivers.net.listen(this.options.host, this.options.port, (conn) => this.accept(conn));
+    this.drivers.logger.log(1, `replication: slave listening on ${this.options.host}:${this.listener.port}${this.options.secret ? '' : ' (no REPLICATION_SECRET: any master is accepted, the link is unauthenticated)'}`);
+  }
+
+  get port(): number | undefined {
+    return this.listener?.port;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of [...this.pending, ...(this.active ? [this.active] : [])]) this.close(s, 'slave stopping');
+    await this.listener?.close();
+    this.releaseHold?.();
+  }
+
+  get enabled(): boolean {
+    return this.enabledFlag;
+  }
+
+  setEnabled(on: boolean): void {
+    if (on === this.enabledFlag) return;
+    this.enabledFlag = on;
+    this.drivers.logger.log(1, on ? 'replication enabled: accepting the master' : 'replication disabled: the master is refused until enabled');
+    if (!on && this.active) this.close(this.active, 'replication disabled on the slave');
+  }
+
+  get connected(): boolean {
+    return this.active !== undefined;
+  }
+
+  get masterAddress(): string | undefined {
+    return this.active?.conn.remote;
+  }
+
+  private note(message: string): void {
+    this.lastError = message;
+    this.drivers.logger.log(0, `replication: ${message}`);
+  }
+
+  private accept(conn: Connection): void {
+    if (this.stopped) {
+      conn.destroy();
+      return;
+    }
+    this.stats.connections++;
+    if (this.pending.size >= PENDING_CONNECTIONS_MAX) {
+      this.stats.refused++;
+      this.note(`refusing a connection from ${conn.remote}: ${PENDING_CONNECTIONS_MAX} connections are already in their handshake`);
+      conn.destroy();
+      return;
+    }
+    const s: Session = {
+      conn,
+      in: new WireIn(this.drivers.primitives),
+      out: new WireOut(this.drivers.primitives),
+      closed: false,
+      handshaking: true,
+      nonceS: this.drivers.rng.bytes(NONCE_BYTES),
+      nonceM: undefined,
+      masterFsId: '',
+      lastHeardMs: this.drivers.clock.nowMs(),
+      timer: undefined,
+      assembler: undefined,
+      epoch: 0,
+      sinceAckBytes: 0,
+      committing: false,
+    };
+    this.pending.add(s);
+    conn.onClose((err) => this.closed(s, err));
+    conn.onData((chunk) => this.onData(s, chunk));
+    this.armTimer(s);
+  }
+
+  private armTimer(s: Session): void {
+    s.timer = this.drivers.clock.setTimer(this.timing.heartbeatMs, () => {
+      if (s.closed) return;
+      const limit = s.handshaking ? this.timing.handshakeTimeoutMs : this.timing.peerTimeoutMs;
+      const quiet = this.drivers.clock.nowMs() - s.lastHeardMs;
+      if (quiet > limit) {
+        this.refuse(s, `nothing heard from ${s.conn.remote} for ${quiet} ms${s.handshaking ? ' (no handshake)' : ''}: closing the connection`);
+        return;
+      }
+      this.armTimer(s);
+    });
+  }
+
+  private closed(s: Session, err?: Error): void {
+    if (s.closed) return;
+    s.closed = true;
+    s.timer?.cancel();
+    this.pending.delete(s);
+    if (this.active === s) {
+      this.active = undefined;
+      this.drivers.logger.log(1, `replication: master ${s.conn.remote} disconnected${err ? ` (${err.message})` : ''}; applied txn ${this.appliedTxn}`);
+    }
+  }
+
+  private close(s: Session, why: string): void {
+    if (s.closed) return;
+    this.drivers.logger.log(2, `replication: closing the connection from ${s.conn.remote} (${why})`);
+    s.conn.end();
+    s.conn.destroy();
+    this.closed(s);
+  }
+
+  /** Log, tell the peer (when it got as far as a HELLO), close. The slave carries on. */
+  private refuse(s: Session, message: string, reply = false): void {
+    this.stats.refused++;
+    this.note(message);
+    if (reply && !s.closed) {
+      s.conn.write(s.out.frame(FRAME_TYPE.HELLO, 0, encodeHello({ stage: 2, version: 1, refused: true, message, durableTxn: 0, appliedTxn: 0, fsId: '', nonce: new Uint8Array(0), proof: new Uint8Array(0) })));
+      s.conn.end();
+      this.closed(s);
+      return;
+    }
+    this.close(s, message);
+  }
+
+  private onData(s: Session, chunk: Uint8Array): void {
+    if (s.closed) return;
+    s.lastHeardMs = this.drivers.clock.nowMs();
+    try {
+      s.in.push(chunk);
+    } catch (err) {
+      this.refuse(s, `from ${s.conn.remote}: ${(err as Error).message}`);
+      return;
+    }
+    for (;;) {
+      let f: Frame | undefined;
+      try {
+        f = s.in.next();
+      } catch (err) {
+        if (s.handshaking || !(err instanceof ReplogError)) {
+          this.refuse(s, `refusing ${s.conn.remote}: ${(err as Error).message} (not a lessfs master speaking protocol 1?)`);
+          return;
+        }
+        this.nak(s, err.message);
+        continue;
+      }
+      if (!f || s.closed) return;
+      try {
+        if (s.handshaking) this.onHandshake(s, f);
+        else this.onFrame(s, f);
+      } catch (err) {
+        if (s.handshaking) {
+          this.refuse(s, `refusing ${s.conn.remote}: ${(err as Error).message}`, true);
+          return;
+        }
+        if (err instanceof ReplogError) {
+          this.nak(s, err.message);
+          continue;
+        }
+        // The slave's state does not fit the master's transaction: stop taking it.
+        this.note(`${(err as Error).message}; closing the connection from the master`);
+        this.close(s, 'apply failed');
+        return;
+      }
+      if (s.closed) return;
+    }
+  }
+
+  /** Refuse what came since the last whole transaction; the master resends it after a RESYNC marker. */
+  private nak(s: Session, why: string): void {
+    this.stats.naksSent++;
+    this.drivers.logger.log(1, `replication: refusing a frame from the master (${why}); asking for txn ${this.appliedTxn + 1} again`);
+    s.epoch++;
+    s.in.resync(s.epoch);
+    s.assembler = new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, { blockSizeBytes: this.options.blockSizeBytes });
+    s.conn.write(s.out.frame(FRAME_TYPE.NAK, this.appliedTxn + 1, encodeText(why)));
+  }
+
+  private onHandshake(s: Session, f: Frame): void {
+    if (f.type !== FRAME_TYPE.HELLO) throw new ReplogError('EFRAME', `expected HELLO, got frame type ${f.type}`);
+    const h = decodeHello(f.payload);
+    const secret = this.options.secret;
+    if (s.nonceM === undefined) {
+      if (h.stage !== 1) throw new ReplogError('EFRAME', `expected HELLO stage 1, got stage ${h.stage}`);
+      if (!this.enabledFlag) throw new ReplogError('EFORMAT', 'replication is disabled on this slave (echo 1 > /.lessfs/replication/enabled)');
+      if (h.blockSizeBytes !== this.options.blockSizeBytes) {
+        throw new ReplogError('EBLKSIZE', `the master has BLKSIZE ${h.blockSizeBytes}, this slave ${this.options.blockSizeBytes}`);
+      }
+      const pos = this.applier.position();
+      if (pos.fsId !== undefined && pos.fsId !== h.fsId) {
+        throw new ReplogError('EFSID', `master filesystem ${h.fsId} is not this slave's master (${pos.fsId}): split-brain guard`);
+      }
+      if (secret && !h.auth) throw new ReplogError('EFORMAT', 'this slave requires REPLICATION_SECRET and the master offers none');
+      if (!secret && h.auth) throw new ReplogError('EFORMAT', 'the master offers REPLICATION_SECRET authentication but this slave has no REPLICATION_SECRET');
+      s.nonceM = h.nonce;
+      s.masterFsId = h.fsId;
+      const durable = this.durableTxn();
+      s.conn.write(
+        s.out.frame(FRAME_TYPE.HELLO, 0, encodeHello({
+          stage: 2,
+          version: 1,
+          refused: false,
+          message: '',
+          durableTxn: durable,
+          appliedTxn: this.appliedTxn,
+          fsId: pos.fsId ?? '',
+          nonce: s.nonceS,
+          proof: secret ? slaveProof(this.drivers.primitives, secret, h.nonce, s.nonceS) : new Uint8Array(0),
+        })),
+      );
+      return;
+    }
+    if (h.stage !== 3) throw new ReplogError('EFRAME', `expected HELLO stage 3, got stage ${h.stage}`);
+    if (secret) {
+      if (!proofsEqual(h.proof, masterProof(this.drivers.primitives, secret, s.nonceM, s.nonceS))) {
+        throw new ReplogError('ECRC', 'the master\'s proof of REPLICATION_SECRET is wrong');
+      }
+      const key = sessionKey(this.drivers.primitives, secret, s.nonceM, s.nonceS);
+      s.in.macKey = key;
+      s.out.macKey = key;
+    }
+    s.handshaking = false;
+    this.pending.delete(s);
+    if (this.active) this.close(this.active, `replaced by a new connection from ${s.conn.remote}`);
+    this.active = s;
+    s.assembler = new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, { blockSizeBytes: this.options.blockSizeBytes });
+    this.drivers.logger.log(1, `replication: master ${s.masterFsId} connected from ${s.conn.remote} (${secret ? 'authenticated' : 'unauthenticated: no REPLICATION_SECRET'}); slave at txn ${this.appliedTxn}`);
+    this.ack(s, false);
+  }
+
+  private durableTxn(): number {
+    const meta = this.engine.durableReplicationMeta() as Partial<SlaveReplicationMeta> | undefined;
+    return meta?.txn ?? 0;
+  }
+
+  private ack(s: Session, committed: boolean): void {
+    s.sinceAckBytes = 0;
+    if (!s.closed) s.conn.write(s.out.frame(FRAME_TYPE.ACK, this.durableTxn(), encodeAck({ appliedTxn: this.appliedTxn, committed })));
+  }
+
+  private onFrame(s: Session, f: Frame): void {
+    switch (f.type) {
+      case FRAME_TYPE.KV:
+      case FRAME_TYPE.BLOCK:
+      case FRAME_TYPE.COMMIT: {
+        const tx = (s.assembler as TransactionAssembler).accept(f);
+        s.sinceAckBytes += f.sizeBytes;
+        if (!tx) return;
+        const pos = this.applier.position();
+        const meta: SlaveReplicationMeta = { role: 'slave', fsId: s.masterFsId, txn: tx.txn, sequence: pos.sequence };
+        this.engine.applyReplicated(toReplicatedTxn(tx), meta);
+        if (pos.fsId === undefined) this.drivers.logger.log(1, `slave adopted master filesystem id ${s.masterFsId}`);
+        this.appliedTxn = tx.txn;
+        this.stats.transactions++;
+        if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || s.in.buffered === 0) this.ack(s, false);
+        return;
+      }
+      case FRAME_TYPE.COMMIT_NOW:
+        void this.commit(s);
+        return;
+      case FRAME_TYPE.HEARTBEAT:
+        this.lastHeartbeatMasterMs = decodeHeartbeat(f.payload);
+        this.ack(s, false);
+        return;
+      default:
+        throw new ReplogError('EFRAME', `frame type ${f.type} is not expected from a master`);
+    }
+  }
+
+  private async commit(s: Session): Promise<void> {
+    if (s.committing) return;
+    s.committing = true;
+    try {
+      await this.engine.commit('master');
+      this.stats.commits++;
+      this.ack(s, true);
+    } catch (err) {
+      this.note(`commit asked by the master failed: ${(err as Error).message}`);
+      this.close(s, 'commit failed');
+    } finally {
+      s.committing = false;
+    }
+  }
+}

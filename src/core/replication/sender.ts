@@ -1,0 +1,591 @@
+// A live master's sender (docs/replication-protocol.md): connects to the slave,
+// handshakes (fs id, block size, version, HMAC proofs when a secret is set),
+// streams replog.dta from the transaction after the slave's, pipelined within a
+// window, resends after a NAK behind a RESYNC marker, tells the slave when to
+// commit (never while the master commits), trims the log once everything is
+// acknowledged, and reconnects with capped backoff after any failure.
+
+import type { Clock, Connection, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
+import type { FsEngine } from '../fs/engine.ts';
+import { ReplogError } from './errors.ts';
+import { FRAME_TYPE, inspectFrameAt, RECORD_FRAME_TYPES, type Frame } from './frames.ts';
+import type { MasterLog } from './master-log.ts';
+import {
+  decodeAck,
+  decodeHello,
+  decodeText,
+  encodeHeartbeat,
+  encodeHello,
+  masterProof,
+  NONCE_BYTES,
+  proofsEqual,
+  sessionKey,
+  slaveProof,
+  WIRE_FRAME_BYTES_MAX,
+  WireIn,
+  WireOut,
+} from './wire.ts';
+
+export interface LiveTiming {
+  heartbeatMs: number;
+  /** Nothing heard from the peer for this long: the connection is dead (half-open). */
+  peerTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  connectTimeoutMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  /** The longest a master commit waits for a slave commit it asked for. */
+  slaveCommitWaitMs: number;
+  /** Changes idle this long on a live master are committed (and so sent). */
+  idleCommitMs: number;
+}
+
+export const LIVE_TIMING_DEFAULT: Readonly<LiveTiming> = Object.freeze({
+  heartbeatMs: 1000,
+  peerTimeoutMs: 6000,
+  handshakeTimeoutMs: 5000,
+  connectTimeoutMs: 5000,
+  backoffMinMs: 100,
+  backoffMaxMs: 5000,
+  slaveCommitWaitMs: 10_000,
+  idleCommitMs: 500,
+});
+
+/** Bytes sent beyond what the slave reported applied. */
+export const SEND_WINDOW_BYTES = 32 * 1024 * 1024;
+/** Bytes read from replog.dta per send. */
+const SEND_CHUNK_BYTES = 1024 * 1024;
+/** NAKs without progress before the connection is dropped. */
+export const NAKS_MAX = 8;
+
+export interface SenderOptions {
+  host: string;
+  port: number;
+  fsId: string;
+  blockSizeBytes: number;
+  secret: Uint8Array | undefined;
+  enabled: boolean;
+  /** 0: unlimited. */
+  maxBacklogBytes: number;
+  timing?: Partial<LiveTiming>;
+}
+
+export interface SenderDrivers {
+  net: Net;
+  clock: Clock;
+  logger: Logger;
+  primitives: Primitives;
+  rng: Rng;
+}
+
+type State = 'disabled' | 'connecting' | 'handshake' | 'streaming' | 'backoff' | 'stopped';
+
+interface Session {
+  conn: Connection;
+  out: WireOut;
+  in: WireIn;
+  closed: boolean;
+  lastHeardMs: number;
+  /** Next txn to send. */
+  sendTxn: number;
+  /** Last txn the slave applied (in its cache). */
+  appliedTxn: number;
+  epoch: number;
+  naks: number;
+  draining: Promise<void> | undefined;
+  pumping: boolean;
+  heartbeat: TimerHandle | undefined;
+  nonceM: Uint8Array;
+  handshaking: boolean;
+  drainWaiters: Array<() => void>;
+}
+
+export class LiveSender {
+  private state: State = 'connecting';
+  private session: Session | undefined;
+  private readonly timing: LiveTiming;
+  private backoffMs: number;
+  private timer: TimerHandle | undefined;
+  private idleTimer: TimerHandle | undefined;
+  private enabledFlag: boolean;
+  private stopped = false;
+  /** Last txn the slave acknowledged as durable. */
+  ackedTxn = 0;
+  /** The slave was told to commit and has not answered. */
+  private slaveCommitting: { sinceMs: number; waiters: Array<() => void> } | undefined;
+  private masterCommitting = false;
+  /** Writers waiting for the backlog to shrink (MAX_BACKLOG_SIZE). */
+  private backlogWaiters: Array<() => void> = [];
+  lastError: string | undefined;
+  private lastLoggedError: string | undefined;
+  /** The master's clock when each unacknowledged txn was committed (lag). */
+  private readonly committedAtMs = new Map<number, number>();
+  private idleSeenChanges = -1;
+  stats = { connects: 0, naksReceived: 0, bytesSent: 0, slaveCommits: 0, trims: 0 };
+
+  constructor(
+    private readonly drivers: SenderDrivers,
+    private readonly log: MasterLog,
+    private readonly engine: FsEngine,
+    private readonly options: SenderOptions,
+  ) {
+    this.timing = { ...LIVE_TIMING_DEFAULT, ...options.timing };
+    this.backoffMs = this.timing.backoffMinMs;
+    this.enabledFlag = options.enabled;
+    log.coordinator = {
+      beforeMasterCommit: () => this.beforeMasterCommit(),
+      afterMasterCommit: (txn) => this.afterMasterCommit(txn),
+      masterCommitEnded: () => this.masterCommitEnded(),
+    };
+    if (options.maxBacklogBytes > 0) engine.writeThrottle = () => this.throttle();
+  }
+
+  start(): void {
+    if (!this.enabledFlag) {
+      this.state = 'disabled';
+      this.drivers.logger.log(1, 'replication disabled: the master logs but does not send');
+    } else {
+      this.arm(0);
+    }
+    this.armIdleCommit();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.state = 'stopped';
+    this.timer?.cancel();
+    this.idleTimer?.cancel();
+    this.closeSession('stopping');
+    this.releaseSlaveCommit();
+    this.releaseBacklog(true);
+  }
+
+  get enabled(): boolean {
+    return this.enabledFlag;
+  }
+
+  setEnabled(on: boolean): void {
+    if (on === this.enabledFlag) return;
+    this.enabledFlag = on;
+    this.drivers.logger.log(1, on ? 'replication enabled: connecting to the slave, the backlog drains' : 'replication disabled: the master keeps logging, nothing is sent');
+    if (on) {
+      this.backoffMs = this.timing.backoffMinMs;
+      this.arm(0);
+    } else {
+      this.timer?.cancel();
+      this.closeSession('replication disabled');
+      this.state = 'disabled';
+      this.releaseBacklog(true);
+    }
+  }
+
+  get connectionState(): string {
+    return this.state;
+  }
+
+  /** Anything committed on the master that the slave has not acknowledged as durable. */
+  get backlog(): boolean {
+    return this.ackedTxn < this.log.committedTxn;
+  }
+
+  get backlogBytes(): number {
+    return this.log.bytesAfter(this.ackedTxn);
+  }
+
+  /** Seconds since the oldest transaction the slave has not acknowledged was committed. */
+  lagSeconds(): number {
+    if (!this.backlog) return 0;
+    const at = this.committedAtMs.get(this.ackedTxn + 1);
+    return at === undefined ? 0 : Math.max(0, (this.drivers.clock.nowMs() - at) / 1000);
+  }
+
+  get slaveAppliedTxn(): number {
+    return this.session?.appliedTxn ?? this.ackedTxn;
+  }
+
+  // ------------------------------------------------------------ commit coordination
+
+  private async beforeMasterCommit(): Promise<void> {
+    const c = this.slaveCommitting;
+    if (c) {
+      // Never inside a commit at the same instant as the slave.
+      const waited = await new Promise<boolean>((resolve) => {
+        const timer = this.drivers.clock.setTimer(Math.max(0, c.sinceMs + this.timing.slaveCommitWaitMs - this.drivers.clock.nowMs()), () => resolve(false));
+        c.waiters.push(() => {
+          timer.cancel();
+          resolve(true);
+        });
+      });
+      if (!waited && this.slaveCommitting === c) {
+        this.note(`the slave did not finish the commit it was asked for within ${this.timing.slaveCommitWaitMs} ms: dropping the connection`);
+        this.closeSession('slave commit timeout');
+        this.releaseSlaveCommit();
+      }
+    }
+    this.masterCommitting = true;
+  }
+
+  private afterMasterCommit(txn: number): void {
+    this.committedAtMs.set(txn, this.drivers.clock.nowMs());
+    const s = this.session;
+    if (s && this.state === 'streaming') void this.pump(s);
+  }
+
+  /** The master's commit is over (done or failed): the slave may commit what it applied. */
+  private masterCommitEnded(): void {
+    this.masterCommitting = false;
+    const s = this.session;
+    if (s && this.state === 'streaming') this.maybeAskSlaveCommit(s);
+  }
+
+  /** The slave commits between the master's commits, what it has applied. */
+  private maybeAskSlaveCommit(s: Session): void {
+    if (s.appliedTxn > this.ackedTxn && !this.slaveCommitting && !this.masterCommitting) this.askSlaveCommit(s);
+  }
+
+  private askSlaveCommit(s: Session): void {
+    this.slaveCommitting = { sinceMs: this.drivers.clock.nowMs(), waiters: [] };
+    this.send(s, FRAME_TYPE.COMMIT_NOW, s.appliedTxn, new Uint8Array(0));
+  }
+
+  private releaseSlaveCommit(): void {
+    const c = this.slaveCommitting;
+    this.slaveCommitting = undefined;
+    for (const w of c?.waiters ?? []) w();
+  }
+
+  /** Commit changes that stopped arriving, so they reach the slave without waiting for COMMIT_INTERVAL. */
+  private armIdleCommit(): void {
+    if (this.stopped) return;
+    this.idleTimer = this.drivers.clock.setTimer(this.timing.idleCommitMs, () => {
+      const changes = this.engine.pendingChanges;
+      const idle = changes > 0 && changes === this.idleSeenChanges;
+      this.idleSeenChanges = changes;
+      const run = idle && this.enabledFlag && this.state === 'streaming' ? this.engine.commit('replication') : Promise.resolve();
+      run.then(
+        () => this.armIdleCommit(),
+        (err: unknown) => {
+          this.note(`commit for replication failed: ${(err as Error).message}`);
+          this.armIdleCommit();
+        },
+      );
+    });
+  }
+
+  // ------------------------------------------------------------ backlog throttle
+
+  private throttle(): Promise<void> | undefined {
+    if (!this.enabledFlag || this.backlogBytes <= this.options.maxBacklogBytes) return undefined;
+    return new Promise((resolve) => this.backlogWaiters.push(resolve));
+  }
+
+  private releaseBacklog(all: boolean): void {
+    if (this.backlogWaiters.length === 0) return;
+    if (!all && this.backlogBytes > this.options.maxBacklogBytes) return;
+    const w = this.backlogWaiters;
+    this.backlogWaiters = [];
+    for (const f of w) f();
+  }
+
+  // ------------------------------------------------------------ connection
+
+  private arm(delayMs: number): void {
+    this.timer?.cancel();
+    if (this.stopped || !this.enabledFlag) return;
+    this.timer = this.drivers.clock.setTimer(delayMs, () => {
+      this.timer = undefined;
+      void this.connect();
+    });
+  }
+
+  private note(message: string): void {
+    this.lastError = message;
+    if (message !== this.lastLoggedError) this.drivers.logger.log(0, `replication: ${message}`);
+    this.lastLoggedError = message;
+  }
+
+  private retryLater(): void {
+    if (this.stopped || !this.enabledFlag) return;
+    this.state = 'backoff';
+    const jitter = this.drivers.rng.int(Math.max(1, Math.floor(this.backoffMs / 4)));
+    this.arm(this.backoffMs + jitter);
+    this.backoffMs = Math.min(this.timing.backoffMaxMs, this.backoffMs * 2);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped || !this.enabledFlag || this.session) return;
+    this.state = 'connecting';
+    const { host, port } = this.options;
+    let conn: Connection;
+    try {
+      conn = await this.drivers.net.connect(host, port, { timeoutMs: this.timing.connectTimeoutMs });
+    } catch (err) {
+      this.note(`cannot connect to the slave at ${host}:${port}: ${(err as Error).message}; retrying`);
+      this.retryLater();
+      return;
+    }
+    if (this.stopped || !this.enabledFlag) {
+      conn.destroy();
+      return;
+    }
+    this.stats.connects++;
+    const s: Session = {
+      conn,
+      out: new WireOut(this.drivers.primitives),
+      in: new WireIn(this.drivers.primitives),
+      closed: false,
+      lastHeardMs: this.drivers.clock.nowMs(),
+      sendTxn: 0,
+      appliedTxn: 0,
+      epoch: 0,
+      naks: 0,
+      draining: undefined,
+      pumping: false,
+      heartbeat: undefined,
+      nonceM: this.drivers.rng.bytes(NONCE_BYTES),
+      handshaking: true,
+      drainWaiters: [],
+    };
+    this.session = s;
+    this.state = 'handshake';
+    conn.onClose((err) => this.onClosed(s, err));
+    conn.onData((chunk) => this.onData(s, chunk));
+    conn.onDrain(() => this.drained(s));
+    const nonceM = s.nonceM;
+    this.send(s, FRAME_TYPE.HELLO, 0, encodeHello({ stage: 1, version: 1, blockSizeBytes: this.options.blockSizeBytes, fsId: this.options.fsId, nonce: nonceM, auth: this.options.secret !== undefined }));
+    this.armHeartbeat(s);
+  }
+
+  private drained(s: Session): void {
+    const w = s.drainWaiters;
+    s.drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  private onClosed(s: Session, err?: Error): void {
+    if (s.closed) return;
+    s.closed = true;
+    this.drained(s);
+    s.heartbeat?.cancel();
+    if (this.session === s) this.session = undefined;
+    if (this.slaveCommitting) this.releaseSlaveCommit();
+    if (err) this.note(`connection to the slave lost: ${err.message}`);
+    if (!this.stopped && this.enabledFlag) this.retryLater();
+  }
+
+  private closeSession(why: string): void {
+    const s = this.session;
+    if (!s) return;
+    this.drivers.logger.log(2, `replication: closing the connection to the slave (${why})`);
+    s.conn.destroy();
+    this.onClosed(s);
+  }
+
+  private fail(s: Session, message: string): void {
+    this.note(message);
+    s.conn.destroy();
+    this.onClosed(s);
+  }
+
+  private send(s: Session, type: number, txn: number, payload: Uint8Array): boolean {
+    if (s.closed) return false;
+    return s.conn.write(s.out.frame(type, txn, payload));
+  }
+
+  private armHeartbeat(s: Session): void {
+    s.heartbeat = this.drivers.clock.setTimer(this.timing.heartbeatMs, () => {
+      if (s.closed) return;
+      const now = this.drivers.clock.nowMs();
+      const limit = this.state === 'handshake' ? this.timing.handshakeTimeoutMs : this.timing.peerTimeoutMs;
+      if (now - s.lastHeardMs > limit) {
+        this.fail(s, `nothing heard from the slave for ${now - s.lastHeardMs} ms: dropping the connection`);
+        return;
+      }
+      if (this.state === 'streaming') {
+        this.send(s, FRAME_TYPE.HEARTBEAT, this.log.committedTxn, encodeHeartbeat(now));
+        // A slave that caught up while the master is idle still gets its commit.
+        this.maybeAskSlaveCommit(s);
+      }
+      this.armHeartbeat(s);
+    });
+  }
+
+  private onData(s: Session, chunk: Uint8Array): void {
+    if (s.closed) return;
+    s.lastHeardMs = this.drivers.clock.nowMs();
+    try {
+      s.in.push(chunk);
+      for (let f = s.in.next(); f && !s.closed; f = s.in.next()) this.onFrame(s, f);
+    } catch (err) {
+      this.fail(s, `bad frame from the slave: ${(err as Error).message}`);
+    }
+  }
+
+  private onFrame(s: Session, f: Frame): void {
+    if (this.state === 'handshake') {
+      this.onHandshake(s, f);
+      return;
+    }
+    switch (f.type) {
+      case FRAME_TYPE.ACK: {
+        const a = decodeAck(f.payload);
+        if (f.txn > this.log.committedTxn || a.appliedTxn < f.txn) {
+          this.fail(s, `the slave acknowledged txn ${f.txn} (applied ${a.appliedTxn}) beyond what was sent (${this.log.committedTxn})`);
+          return;
+        }
+        if (a.appliedTxn > s.appliedTxn) {
+          s.appliedTxn = a.appliedTxn;
+          s.naks = 0;
+        }
+        if (f.txn > this.ackedTxn) this.acknowledge(f.txn);
+        if (a.committed && this.slaveCommitting) {
+          this.stats.slaveCommits++;
+          this.releaseSlaveCommit();
+        }
+        void this.pump(s);
+        return;
+      }
+      case FRAME_TYPE.NAK: {
+        const why = decodeText(f.payload, 'NAK');
+        this.stats.naksReceived++;
+        if (++s.naks > NAKS_MAX) {
+          this.fail(s, `the slave refused ${s.naks} frames in a row (last: ${why}): dropping the connection`);
+          return;
+        }
+        if (f.txn < this.log.firstTxn || f.txn > this.log.committedTxn + 1) {
+          this.fail(s, `the slave asks for txn ${f.txn}, which replog.dta does not hold (${this.log.firstTxn}..${this.log.committedTxn})`);
+          return;
+        }
+        this.drivers.logger.log(1, `replication: the slave refused a frame (${why}); resending from txn ${f.txn}`);
+        s.epoch++;
+        s.sendTxn = f.txn;
+        s.appliedTxn = Math.min(s.appliedTxn, f.txn - 1);
+        s.conn.write(s.out.resync(s.epoch));
+        void this.pump(s);
+        return;
+      }
+      default:
+        this.fail(s, `unexpected frame type ${f.type} from the slave`);
+    }
+  }
+
+  private acknowledge(txn: number): void {
+    for (let t = this.ackedTxn + 1; t <= txn; t++) this.committedAtMs.delete(t);
+    this.ackedTxn = txn;
+    this.backoffMs = this.timing.backoffMinMs;
+    this.releaseBacklog(false);
+    if (txn >= this.log.committedTxn) {
+      void this.engine
+        .withCommitLock(async () => {
+          if (await this.log.trimIfAcked(this.ackedTxn)) this.stats.trims++;
+        })
+        .catch((err: unknown) => this.note(`trimming replog.dta: ${(err as Error).message}`));
+    }
+  }
+
+  private onHandshake(s: Session, f: Frame): void {
+    if (f.type === FRAME_TYPE.NAK) {
+      this.fail(s, `the slave refused the connection: ${decodeText(f.payload, 'NAK')}`);
+      return;
+    }
+    if (!s.handshaking || f.type !== FRAME_TYPE.HELLO) {
+      this.fail(s, `expected HELLO from the slave, got frame type ${f.type}`);
+      return;
+    }
+    const h = decodeHello(f.payload);
+    const nonceM = s.nonceM;
+    {
+      if (h.stage !== 2) {
+        this.fail(s, `expected HELLO stage 2 from the slave, got stage ${h.stage}`);
+        return;
+      }
+      if (h.refused) {
+        this.fail(s, `the slave refused the connection: ${h.message}`);
+        return;
+      }
+      const secret = this.options.secret;
+      if (secret) {
+        if (h.proof.length === 0) {
+          this.fail(s, 'the slave did not prove REPLICATION_SECRET (is it set on the slave?): refusing it');
+          return;
+        }
+        if (!proofsEqual(h.proof, slaveProof(this.drivers.primitives, secret, nonceM, h.nonce))) {
+          this.fail(s, 'the slave\'s proof of REPLICATION_SECRET is wrong: refusing it');
+          return;
+        }
+      } else if (h.proof.length > 0) {
+        this.fail(s, 'the slave expects REPLICATION_SECRET, which this master does not have');
+        return;
+      }
+      if (h.fsId !== '' && h.fsId !== this.options.fsId) {
+        this.fail(s, `the slave replicates filesystem ${h.fsId}, this master is ${this.options.fsId} (split-brain guard): refusing it`);
+        return;
+      }
+      if (h.durableTxn > this.log.committedTxn || h.appliedTxn > this.log.committedTxn) {
+        this.fail(s, `the slave is at txn ${h.appliedTxn}, ahead of this master's ${this.log.committedTxn}: another master wrote to it (split-brain guard); re-seed the slave`);
+        return;
+      }
+      if (h.appliedTxn + 1 < this.log.firstTxn) {
+        this.fail(s, `the slave is at txn ${h.appliedTxn} but replog.dta starts at txn ${this.log.firstTxn}: the slave must be re-seeded from a copy of the master`);
+        return;
+      }
+      this.send(s, FRAME_TYPE.HELLO, 0, encodeHello({ stage: 3, proof: secret ? masterProof(this.drivers.primitives, secret, nonceM, h.nonce) : new Uint8Array(0) }));
+      if (secret) {
+        const key = sessionKey(this.drivers.primitives, secret, nonceM, h.nonce);
+        s.out.macKey = key;
+        s.in.macKey = key;
+      }
+      s.handshaking = false;
+      this.ackedTxn = h.durableTxn;
+      s.appliedTxn = h.appliedTxn;
+      s.sendTxn = h.appliedTxn + 1;
+      this.state = 'streaming';
+      this.lastLoggedError = undefined;
+      this.drivers.logger.log(1, `replication: connected to the slave at ${this.options.host}:${this.options.port} (${secret ? 'authenticated' : 'unauthenticated: no REPLICATION_SECRET'}); slave at txn ${h.appliedTxn} (durable ${h.durableTxn}), master at ${this.log.committedTxn}`);
+      if (h.durableTxn > 0 && h.durableTxn >= this.log.committedTxn) this.acknowledge(h.durableTxn);
+      void this.pump(s);
+      this.maybeAskSlaveCommit(s);
+    }
+  }
+
+  /** Send committed transactions from sendTxn on, within the window. */
+  private async pump(s: Session): Promise<void> {
+    if (s.pumping || s.closed || this.state !== 'streaming') return;
+    s.pumping = true;
+    try {
+      while (!s.closed && s.sendTxn <= this.log.committedTxn) {
+        const windowStart = this.log.startOf(Math.max(s.appliedTxn + 1, this.log.firstTxn));
+        const from = this.log.startOf(s.sendTxn);
+        if (from - windowStart >= SEND_WINDOW_BYTES) return;
+        // Whole transactions up to about SEND_CHUNK_BYTES (at least one).
+        let last = s.sendTxn;
+        while (last < this.log.committedTxn && this.log.startOf(last + 2) - from <= SEND_CHUNK_BYTES) last++;
+        const to = this.log.startOf(last + 1);
+        const epoch = s.epoch;
+        const bytes = await this.log.read(from, to);
+        if (s.closed) return;
+        // A NAK during the read restarted the stream behind a RESYNC marker: what was read is stale.
+        if (epoch !== s.epoch) continue;
+        let ok: boolean;
+        if (s.out.authenticated) {
+          ok = true;
+          for (let o = 0; o < bytes.length; ) {
+            const seen = inspectFrameAt(this.drivers.primitives, bytes, o, { maxFrameBytes: WIRE_FRAME_BYTES_MAX, allowedTypes: RECORD_FRAME_TYPES });
+            if (seen.kind !== 'frame') throw new ReplogError('ECRC', `replog.dta at ${from + o}: ${seen.kind === 'bad' ? seen.error.message : 'incomplete frame'}`);
+            ok = s.conn.write(s.out.raw(bytes.subarray(o, o + seen.frame.sizeBytes))) && ok;
+            o += seen.frame.sizeBytes;
+          }
+        } else {
+          ok = s.conn.write(bytes);
+        }
+        this.stats.bytesSent += bytes.length;
+        s.sendTxn = last + 1;
+        if (!ok) await new Promise<void>((resolve) => s.drainWaiters.push(resolve));
+      }
+    } catch (err) {
+      this.fail(s, `sending replog.dta: ${(err as Error).message}`);
+    } finally {
+      s.pumping = false;
+    }
+  }
+}
