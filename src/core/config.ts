@@ -741,7 +741,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     default: undefined,
     sample: { active: false, value: 'change-me-to-a-long-random-string' },
     description:
-      'Shared secret of master and slave (the same on both). When set, the master proves it knows the secret (HMAC) when it connects, and a slave refuses masters that do not. Never echoed in messages; keep lessfs.cfg readable by root only, or pass it in the environment.',
+      'Shared secret of master and slave (the same on both). When set, both prove they know it when the master connects (HMAC-SHA256 challenge and response), every frame then carries a MAC, and either side refuses a peer without it. Unset: frames carry only their CRC (as in lessfs) and the log says the link is unauthenticated. Never echoed in messages; keep lessfs.cfg readable by root only, or pass it in the environment.',
     lessfsNote: 'New in lessfs-ts.',
     parse: (raw) => {
       if (raw.length < SECRET_CHARS_MIN || raw.length > SECRET_CHARS_MAX || CONTROL_RE.test(raw)) {
