@@ -3,8 +3,9 @@
 
 import { coreSection } from './core.ts';
 import { fuseSection } from './fuse.ts';
+import { liveSection } from './live.ts';
 import { replogSection } from './replog.ts';
 import type { Section } from './section.ts';
 import { storeSection } from './store.ts';
 
-export const SECTIONS: readonly Section[] = [coreSection, fuseSection, replogSection, storeSection];
+export const SECTIONS: readonly Section[] = [coreSection, fuseSection, replogSection, liveSection, storeSection];

@@ -1,0 +1,274 @@
+// Live replication over loopback TCP: master ingest with replication off and
+// on, how long after a 1 GiB write ends the slave has it, catch-up of a 1 GiB
+// backlog (unique and duplicate data), and loopback TCP bandwidth measured in
+// the same run. The slave runs in a child process, as it would on its own
+// machine; the master is the engine driven in this process (no FUSE).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { parseConfig } from '../src/core/config.ts';
+import { FsEngine } from '../src/core/fs/engine.ts';
+import { engineOptionsFromConfig } from '../src/core/fs/options.ts';
+import { PathFs } from '../src/core/fs/path-fs.ts';
+import { ReplicationNode } from '../src/core/replication/node.ts';
+import type { LiveSender } from '../src/core/replication/sender.ts';
+import { realEngineDrivers } from '../src/real/drivers.ts';
+import { RealNet } from '../src/real/net.ts';
+import { RealRng } from '../src/real/rng.ts';
+import { REPO_DIR } from './child.ts';
+import { formatAndOpen, writeFileOf, type BenchFs } from './engine-driver.ts';
+import { BlockSource, collectGarbage, GiB, MB, mbPerS, median, MiB } from './measure.ts';
+import type { BenchContext, Figure, Section, SectionReport, Target } from './section.ts';
+
+const BLOCK_BYTES = 128 * 1024;
+const CACHE_MB = 128;
+const WAIT_MS_MAX = 10 * 60_000;
+const TCP_CHUNK_BYTES = 1024 * 1024;
+
+interface SlaveChild {
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+function startSlave(ctx: BenchContext, dir: string): Promise<SlaveChild> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_DIR, 'bench', 'live-slave-child.ts'), JSON.stringify({ dir, blockBytes: BLOCK_BYTES, cacheMb: CACHE_MB })], {
+      cwd: REPO_DIR,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let exited = false;
+    const exit = new Promise<void>((r) => child.on('exit', () => { exited = true; r(); }));
+    ctx.onCleanup(() => {
+      if (!exited) child.kill('SIGKILL');
+    });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the slave child did not start within 60 s:\n${out}`)), 60_000);
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+      const m = /PORT (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          port: Number(m[1]),
+          stop: async () => {
+            child.kill('SIGTERM');
+            await exit;
+          },
+        });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`the slave child exited (${code}) before listening:\n${out}`)));
+  });
+}
+
+interface Master {
+  b: BenchFs;
+  repl: ReplicationNode;
+  sender: LiveSender;
+}
+
+async function openMaster(dir: string, port: number, enabled: boolean): Promise<Master> {
+  const text = [
+    `BLKSIZE=${BLOCK_BYTES}`,
+    `BLOCKDATA_PATH=${join(dir, 'dta')}`,
+    `META_PATH=${join(dir, 'mta')}`,
+    `CACHESIZE=${CACHE_MB}`,
+    'COMMIT_INTERVAL=30',
+    'LISTEN_PORT=0',
+    'MIN_SPACE_FREE=0',
+    'REPLICATION=masterslave',
+    'REPLICATION_ROLE=master',
+    'REPLICATION_PARTNER_IP=127.0.0.1',
+    `REPLICATION_PARTNER_PORT=${port}`,
+    `REPLICATION_ENABLED=${enabled ? 'on' : 'off'}`,
+  ].join('\n');
+  const { config } = parseConfig(text);
+  mkdirSync(config.metaPath, { recursive: true });
+  const drivers = realEngineDrivers({ log: (level, m) => { if (level <= 0) process.stderr.write(`master: ${m}\n`); } });
+  const options = engineOptionsFromConfig(config);
+  await FsEngine.format(drivers, options, { force: false, fsId: 'bench-master' });
+  const repl = new ReplicationNode(config, { ...drivers, net: new RealNet(), rng: new RealRng() });
+  const engine = await FsEngine.open(drivers, options, (e) => repl.attach(e));
+  await repl.start(engine);
+  const sender = repl.liveSender;
+  if (!sender) throw new Error('no live sender on the master');
+  return { b: { engine, fs: new PathFs(engine), options }, repl, sender };
+}
+
+async function closeMaster(m: Master): Promise<void> {
+  await m.repl.beforeEngineClose();
+  await m.b.engine.close();
+  await m.repl.afterEngineClose();
+}
+
+/** Wait until the slave applied (and, with durable, acknowledged) everything committed. */
+async function waitSlave(m: Master, durable: boolean): Promise<number> {
+  const t0 = performance.now();
+  const log = m.repl.masterLog;
+  if (!log) throw new Error('no log');
+  while (performance.now() - t0 < WAIT_MS_MAX) {
+    const done = durable ? !m.sender.backlog : m.sender.slaveAppliedTxn >= log.committedTxn;
+    if (done) return performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`the slave did not catch up within ${WAIT_MS_MAX} ms (${m.sender.connectionState}, backlog ${m.sender.backlogBytes} B)`);
+}
+
+/** Loopback TCP: bytes from this process to a sink in another, the baseline for catch-up. */
+async function loopbackMbS(ctx: BenchContext, bytes: number): Promise<number> {
+  const sink = spawn(process.execPath, ['-e', `
+    const s = require('node:net').createServer((c) => { let n = 0; c.on('data', (d) => { n += d.length; if (n >= ${bytes}) c.end('done'); }); });
+    s.listen(0, '127.0.0.1', () => console.log('PORT ' + s.address().port));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  ctx.onCleanup(() => sink.kill('SIGKILL'));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    sink.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /PORT (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    sink.on('exit', () => reject(new Error('tcp sink exited')));
+  });
+  const chunk = Buffer.alloc(TCP_CHUNK_BYTES, 7);
+  const t0 = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const c = connect(port, '127.0.0.1');
+    c.on('error', reject);
+    c.on('data', () => { c.destroy(); resolve(); });
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < bytes) {
+        sent += chunk.length;
+        if (!c.write(chunk)) {
+          c.once('drain', pump);
+          return;
+        }
+      }
+    };
+    c.on('connect', pump);
+  });
+  const ms = performance.now() - t0;
+  sink.kill('SIGKILL');
+  return mbPerS(bytes, ms);
+}
+
+interface Round {
+  tcpMbS: number;
+  offMbS: number;
+  onMbS: number;
+  appliedLagMs: number;
+  durableLagMs: number;
+  catchUpUniqueMbS: number;
+  catchUpDupMbS: number;
+  uniqueBacklogBytes: number;
+  dupBacklogBytes: number;
+}
+
+async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes: number): Promise<Round> {
+  const tcpMbS = await loopbackMbS(ctx, bytes);
+  collectGarbage();
+  // Replication off: the master's own rate.
+  const offDir = join(dir, 'off');
+  mkdirSync(offDir);
+  const off = await formatAndOpen(offDir, BLOCK_BYTES, CACHE_MB * MiB);
+  const w0 = await writeFileOf(off, '/f', source, bytes);
+  await off.engine.close();
+  rmSync(offDir, { recursive: true, force: true });
+  const offMbS = mbPerS(bytes, w0.writeMs + w0.fsyncMs);
+  collectGarbage();
+
+  const sDir = join(dir, 'slave');
+  const mDir = join(dir, 'master');
+  mkdirSync(sDir);
+  mkdirSync(mDir);
+  const slave = await startSlave(ctx, sDir);
+  try {
+    const m = await openMaster(mDir, slave.port, true);
+    try {
+      // Streaming while writing; then how long until the slave has it.
+      const w1 = await writeFileOf(m.b, '/live', source, bytes);
+      const onMbS = mbPerS(bytes, w1.writeMs + w1.fsyncMs);
+      const appliedLagMs = await waitSlave(m, false);
+      const durableLagMs = appliedLagMs + (await waitSlave(m, true));
+      // A backlog of unique data, then of duplicates, each drained at once.
+      m.sender.setEnabled(false);
+      await writeFileOf(m.b, '/backlog-unique', new BlockSource(BLOCK_BYTES), bytes);
+      const uniqueBacklogBytes = m.sender.backlogBytes;
+      let t0 = performance.now();
+      m.sender.setEnabled(true);
+      await waitSlave(m, false);
+      const catchUpUniqueMbS = mbPerS(bytes, performance.now() - t0);
+      await waitSlave(m, true);
+      m.sender.setEnabled(false);
+      await writeFileOf(m.b, '/backlog-dup', source, bytes);
+      const dupBacklogBytes = m.sender.backlogBytes;
+      t0 = performance.now();
+      m.sender.setEnabled(true);
+      await waitSlave(m, false);
+      const catchUpDupMbS = mbPerS(bytes, performance.now() - t0);
+      await waitSlave(m, true);
+      return { tcpMbS, offMbS, onMbS, appliedLagMs, durableLagMs, catchUpUniqueMbS, catchUpDupMbS, uniqueBacklogBytes, dupBacklogBytes };
+    } finally {
+      await closeMaster(m);
+    }
+  } finally {
+    await slave.stop();
+    rmSync(sDir, { recursive: true, force: true });
+    rmSync(mDir, { recursive: true, force: true });
+  }
+}
+
+async function run(ctx: BenchContext): Promise<SectionReport> {
+  const flag = ctx.flag('live-mib');
+  const bytes = flag !== undefined ? Number(flag) * MiB : ctx.quick ? 64 * MiB : GiB;
+  if (!(Number.isInteger(bytes / BLOCK_BYTES) && bytes > 0)) throw new Error(`--live-mib must be a positive whole number of MiB, got '${flag}'`);
+  const source = new BlockSource(BLOCK_BYTES);
+  const rounds: Round[] = [];
+  for (let r = 0; r < ctx.repeats; r++) {
+    const x = await round(ctx, ctx.tempDir('lessfs-bench-live-'), source, bytes);
+    ctx.log(`live: round ${r + 1}: tcp ${x.tcpMbS.toFixed(0)} MB/s; ingest off ${x.offMbS.toFixed(0)} on ${x.onMbS.toFixed(0)} MB/s; lag applied ${x.appliedLagMs.toFixed(0)} ms durable ${x.durableLagMs.toFixed(0)} ms; catch-up unique ${x.catchUpUniqueMbS.toFixed(0)} dup ${x.catchUpDupMbS.toFixed(0)} MB/s`);
+    rounds.push(x);
+  }
+  const pick = (f: (x: Round) => number): number[] => rounds.map(f);
+  const fig = (label: string, f: (x: Round) => number, unit: string, note?: string): Figure => ({ label, value: median(pick(f)), unit, samples: pick(f), note });
+  const onOff = median(pick((x) => x.onMbS / x.offMbS));
+  const catchUp = median(pick((x) => x.catchUpUniqueMbS / x.offMbS));
+  const lagS = median(pick((x) => x.appliedLagMs / 1000));
+  const targets: Target[] = [
+    { label: 'catch-up of unique data / master unique ingest', value: catchUp, op: '>=', limit: 0.5, unit: '×' },
+    { label: 'master ingest, replication on / off', value: onOff, op: '>=', limit: 0.6, unit: '×' },
+    { label: `${(bytes / GiB).toFixed(2)} GiB on the slave after the write ends`, value: lagS, op: '<=', limit: 2, unit: 's' },
+  ];
+  return {
+    figures: [
+      fig('loopback TCP, process to process', (x) => x.tcpMbS, 'MB/s', 'baseline'),
+      fig('master ingest, replication off', (x) => x.offMbS, 'MB/s', `${(bytes / MiB).toFixed(0)} MiB unique, write + fsync`),
+      fig('master ingest, live replication on', (x) => x.onMbS, 'MB/s'),
+      fig('ingest on / off', (x) => x.onMbS / x.offMbS, '×', 'paired per round'),
+      fig('slave has it (applied) after the write ends', (x) => x.appliedLagMs, 'ms'),
+      fig('slave has it durably after the write ends', (x) => x.durableLagMs, 'ms'),
+      fig('catch-up of a unique backlog', (x) => x.catchUpUniqueMbS, 'MB/s', 'file bytes the backlog holds / time to apply'),
+      fig('catch-up unique / master unique ingest', (x) => x.catchUpUniqueMbS / x.offMbS, '×'),
+      fig('catch-up unique / loopback TCP', (x) => x.catchUpUniqueMbS / x.tcpMbS, '×'),
+      fig('catch-up of a duplicate backlog', (x) => x.catchUpDupMbS, 'MB/s', 'file bytes represented / time'),
+      fig('backlog bytes, unique', (x) => x.uniqueBacklogBytes / MB, 'MB'),
+      fig('backlog bytes, duplicate', (x) => x.dupBacklogBytes / MB, 'MB'),
+    ],
+    targets,
+    notes: [
+      'Slave: a child process on 127.0.0.1 (engine + receiver, no FUSE). Master: the engine in the bench process (no FUSE), BLKSIZE 128 KiB, CACHESIZE 128 MiB.',
+      'Catch-up: replication disabled while 1 GiB is written and committed, then enabled; time until the slave reports it applied the last transaction.',
+    ],
+  };
+}
+
+export const liveSection: Section = {
+  name: 'live',
+  description: 'live replication: ingest on vs off, lag after a 1 GiB write, catch-up of a 1 GiB backlog vs loopback TCP',
+  run,
+};
