@@ -125,7 +125,10 @@ export class BatchCluster {
       await this.run(d.disk.mkdir(n.options.metaPath, { recursive: true }));
       await this.run(FsEngine.format(d, n.options, { force: false, fsId: id }));
     }
-    await this.run(this.slave.machine.drivers().disk.mkdir(WATCH_DIR, { recursive: true }));
+    // Durable, as an installation's directory would be: a power loss must not take it.
+    const disk = this.slave.machine.drivers().disk;
+    await this.run(disk.mkdir(WATCH_DIR, { recursive: true }));
+    for (const dir of ['/', SLAVE_DIR, WATCH_DIR]) await this.run(disk.syncDir(dir));
   }
 
   /** Open a node (after format or a crash). The slave's watchdir runs only when `watch`. */

@@ -5,14 +5,19 @@
 // master-ordered slave commit are ever in progress together (DESIGN §6).
 
 import { FsEngine } from '../core/fs/engine.ts';
+import { fsck, type FsckReport } from '../core/fs/fsck.ts';
+import { PathFs } from '../core/fs/path-fs.ts';
 import type { EngineOptions } from '../core/fs/types.ts';
 import { ReplicationNode, type ReplicationConfig } from '../core/replication/node.ts';
-import type { LiveTiming } from '../core/replication/sender.ts';
+import type { LiveReceiver } from '../core/replication/receiver.ts';
+import type { LiveSender, LiveTiming } from '../core/replication/sender.ts';
 import { simEngineOptions } from './batch-cluster.ts';
+import { ModelFs } from './model.ts';
 import { SimNetwork, type SimNetOptions } from './net.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
 import { SimRng } from './rng.ts';
 import type { Scheduler } from './scheduler.ts';
+import { applyToFs, applyToModel, fsDigest, modelDigest, type Op, type OpResult } from './workload.ts';
 
 export const LIVE_PORT = 7101;
 
@@ -47,6 +52,8 @@ export class LiveCluster {
   private readonly rng: SimRng;
   /** Violations of "never committing at the same instant". */
   readonly overlaps: string[] = [];
+  /** Transactions the slave applied out of order (not its position + 1): a double or skipped apply. */
+  readonly applyViolations: string[] = [];
   commitsSeen = { master: 0, slave: 0 };
 
   constructor(
@@ -122,10 +129,57 @@ export class LiveCluster {
       }
       n.committing = reason;
     };
+    if (n === this.slave) this.watchApplies(engine);
     await this.run(repl.start(engine));
     n.engine = engine;
     n.node = repl;
     return engine;
+  }
+
+  /** Every transaction the slave applies must be its position + 1 (never twice, never one skipped). */
+  private watchApplies(engine: FsEngine): void {
+    let last = (engine.replicationMeta() as { txn?: number } | undefined)?.txn ?? 0;
+    const apply = engine.applyReplicated.bind(engine);
+    engine.applyReplicated = (tx, meta) => {
+      if (tx.txn !== last + 1) this.applyViolations.push(`${this.scheduler.nowMs()} ms: slave applies txn ${tx.txn} after txn ${last}`);
+      apply(tx, meta);
+      last = tx.txn;
+    };
+  }
+
+  get sender(): LiveSender | undefined {
+    return this.master.node?.liveSender;
+  }
+
+  get receiver(): LiveReceiver | undefined {
+    return this.slave.node?.liveReceiver;
+  }
+
+  /** The engine of an open node (throws when it is down: a harness bug). */
+  engineOf(n: LiveNode): FsEngine {
+    if (!n.engine) throw new Error(`${n.name} is not open`);
+    return n.engine;
+  }
+
+  /** Stop every link fault (probabilities to 0, partitions and holds lifted); latency and bandwidth stay. */
+  calmNetwork(): void {
+    const o = this.network.options;
+    o.bitFlipProbability = 0;
+    o.resetProbability = 0;
+    o.stallProbability = 0;
+    o.splitProbability = 0;
+    this.network.repair('master', 'slave');
+    this.network.release('master', 'slave');
+  }
+
+  /** Digest of a node's whole tree (paths, kinds, sizes, links, bytes). */
+  digest(n: LiveNode): Promise<string> {
+    return this.run(fsDigest(new PathFs(this.engineOf(n))));
+  }
+
+  /** lessfsck -t of a closed node. */
+  fsck(n: LiveNode): Promise<FsckReport> {
+    return this.run(fsck(n.machine.drivers(), n.options, { thorough: true, repair: false }));
   }
 
   async close(n: LiveNode): Promise<void> {
@@ -162,5 +216,230 @@ export class LiveCluster {
       await this.advance(100);
     }
     return false;
+  }
+}
+
+/**
+ * The oracle of a live run: a seeded workload on the master, mirrored in a
+ * ModelFs, and for every master txn the trees its commit may hold (a commit
+ * freezes the cache between two operations, so the tree before or after the
+ * operation it overlaps). Checks record problems instead of throwing, so a
+ * test reports every violation of a run at once.
+ */
+export class LiveOracle {
+  model = new ModelFs();
+  /** Master txn -> digests of the trees its commit may hold. */
+  readonly atTxn = new Map<number, Set<string>>();
+  /** Model trees by digest, to continue from the one a recovered master holds. */
+  private readonly trees = new Map<string, ModelFs>();
+  private digestNow: string;
+  /** engine.txn of the master at the last operation boundary. */
+  private txnSeen = 0;
+  /** The master's last durable txn when the last fsync or commit returned: must survive a crash. */
+  syncedTxn = 0;
+  /** The highest txn the master reported committed (durable). */
+  masterDurableTxn = 0;
+  /** The operation in flight when the master failed (its result may or may not be committed). */
+  private inflight: Op | undefined;
+  readonly problems: string[] = [];
+  opsRun = 0;
+  slaveChecks = 0;
+
+  constructor(
+    private readonly c: LiveCluster,
+    private readonly blockSizeBytes: number,
+  ) {
+    this.digestNow = modelDigest(this.model);
+    this.trees.set(this.digestNow, this.model.clone());
+    this.atTxn.set(0, new Set([this.digestNow]));
+  }
+
+  private problem(message: string): void {
+    this.problems.push(`${this.c.scheduler.nowMs()} ms: ${message}`);
+  }
+
+  private note(fromTxn: number, toTxn: number, digests: string[]): void {
+    for (let t = fromTxn + 1; t <= toTxn; t++) {
+      const set = this.atTxn.get(t) ?? new Set<string>();
+      for (const d of digests) set.add(d);
+      this.atTxn.set(t, set);
+    }
+  }
+
+  private observeMaster(): void {
+    const log = this.c.master.node?.masterLog;
+    if (log) this.masterDurableTxn = Math.max(this.masterDurableTxn, log.committedTxn);
+  }
+
+  /** Commits since the last boundary while no operation ran hold the tree of that boundary. */
+  private catchUp(): void {
+    const e = this.c.master.engine;
+    if (!e) return;
+    this.note(this.txnSeen, e.txn, [this.digestNow]);
+    this.txnSeen = Math.max(this.txnSeen, e.txn);
+    this.observeMaster();
+  }
+
+  /**
+   * The master opened (first time or after a failure): its tree is the one of
+   * a txn it had committed, at or after the last fsync, and the mount commit holds it.
+   */
+  async masterOpened(): Promise<void> {
+    const e = this.c.engineOf(this.c.master);
+    const got = await this.c.digest(this.c.master);
+    const mountTxn = e.lastCommit?.txn ?? e.txn;
+    const recovered = mountTxn - 1;
+    if (recovered < this.syncedTxn) this.problem(`master recovered at txn ${recovered}, before txn ${this.syncedTxn} that an fsync or commit made durable`);
+    const want = this.atTxn.get(recovered);
+    if (!want || !want.has(got)) {
+      this.problem(`master recovered at txn ${recovered} with a tree that is none of the ${want?.size ?? 0} trees that txn may hold:\n${got}`);
+    }
+    for (const t of [...this.atTxn.keys()]) if (t > recovered) this.atTxn.delete(t);
+    this.atTxn.set(mountTxn, new Set([got]));
+    const tree = this.trees.get(got);
+    if (tree) this.model = tree.clone();
+    this.digestNow = got;
+    this.txnSeen = e.txn;
+    this.inflight = undefined;
+    this.observeMaster();
+  }
+
+  /** Before the master fails: what it froze so far holds the last tree, or the one of the operation in flight. */
+  beforeMasterFails(): void {
+    const e = this.c.master.engine;
+    if (!e) return;
+    const ds = [this.digestNow];
+    if (this.inflight) {
+      const m = this.model.clone();
+      applyToModel(m, this.inflight, this.blockSizeBytes);
+      const d = modelDigest(m);
+      this.trees.set(d, m);
+      ds.push(d);
+    }
+    this.note(this.txnSeen, e.txn, ds);
+    this.txnSeen = e.txn;
+    this.observeMaster();
+  }
+
+  /**
+   * Run one operation on the master. `stop` ends the run early (a fault is
+   * due): 'stopped' leaves the operation in flight. An operation still
+   * pending after maxMs is 'stuck' (a writer the backlog throttle holds).
+   */
+  async runOp(op: Op, stop?: () => boolean, maxMs = 600_000): Promise<'done' | 'stopped' | 'stuck'> {
+    const e = this.c.engineOf(this.c.master);
+    const fs = new PathFs(e);
+    this.catchUp();
+    let settled = false;
+    let failure: unknown;
+    let result: OpResult = { ok: '' };
+    const p = op.op === 'commit' ? e.commit().then((): OpResult => ({ ok: '' })) : applyToFs(fs, op, this.blockSizeBytes);
+    p.then(
+      (r) => {
+        settled = true;
+        result = r;
+      },
+      (err: unknown) => {
+        settled = true;
+        failure = err;
+      },
+    );
+    this.inflight = op;
+    const sched = this.c.scheduler;
+    await sched.run({ untilMs: sched.nowMs() + maxMs, done: () => settled || (stop?.() ?? false) });
+    if (!settled) return stop?.() ? 'stopped' : 'stuck';
+    this.inflight = undefined;
+    if (failure) throw failure;
+    this.opsRun++;
+    const want = applyToModel(this.model, op, this.blockSizeBytes);
+    if (JSON.stringify(want) !== JSON.stringify(result)) this.problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(result)}, the model says ${JSON.stringify(want)}`);
+    if ((op.op === 'fsync' && 'ok' in result) || op.op === 'commit') this.syncedTxn = e.lastCommit?.txn ?? this.syncedTxn;
+    const d = modelDigest(this.model);
+    if (!this.trees.has(d)) this.trees.set(d, this.model.clone());
+    this.note(this.txnSeen, e.txn, [this.digestNow, d]);
+    this.txnSeen = e.txn;
+    this.digestNow = d;
+    this.observeMaster();
+    return 'done';
+  }
+
+  /** Let virtual time pass with no operation running (commits then hold the current tree). */
+  async idle(ms: number, stop?: () => boolean): Promise<void> {
+    this.catchUp();
+    const sched = this.c.scheduler;
+    await sched.run({ untilMs: sched.nowMs() + ms, done: stop });
+    this.catchUp();
+  }
+
+  /**
+   * The slave's tree is the master's tree at the txn the slave applied, a txn
+   * the master committed durably. Skipped (false) when the slave moved during
+   * the digest or is down.
+   */
+  async checkSlave(): Promise<boolean> {
+    const e = this.c.slave.engine;
+    const r = this.c.receiver;
+    if (!e || !r) return false;
+    this.catchUp();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const applied = r.appliedTxn;
+      const durable = this.c.slave.node?.slaveApplier?.durablePosition().txn ?? 0;
+      const got = await this.c.run(fsDigest(new PathFs(e)));
+      if (this.c.slave.engine !== e || r.appliedTxn !== applied) continue;
+      this.slaveChecks++;
+      this.observeMaster();
+      if (durable > applied) this.problem(`slave durable txn ${durable} is beyond its applied txn ${applied}`);
+      if (applied > this.masterDurableTxn) this.problem(`slave applied txn ${applied}, beyond the master's durable txn ${this.masterDurableTxn}`);
+      const want = this.atTxn.get(applied);
+      if (!want) this.problem(`slave at txn ${applied}: the master never committed that txn (or lost it)`);
+      else if (!want.has(got)) this.problem(`slave at txn ${applied} holds a tree the master never had at that txn:\n${got}`);
+      return true;
+    }
+    return false;
+  }
+
+  /** The master's tree must be the model's (checked when no operation runs). */
+  async checkMaster(): Promise<void> {
+    if (!this.c.master.engine) return;
+    const got = await this.c.digest(this.c.master);
+    if (got !== this.digestNow) this.problem(`master tree differs from the model:\n${got}\nmodel:\n${this.digestNow}`);
+  }
+
+  /**
+   * Heal everything and check the end state: both nodes up and enabled, the
+   * slave converges, the backlog is gone and replog.dta is empty, both trees
+   * are the model's, and lessfsck -t is clean on both after a clean unmount.
+   */
+  async finish(convergeMs = 180_000): Promise<void> {
+    const c = this.c;
+    c.calmNetwork();
+    if (!c.slave.engine) await c.open(c.slave);
+    if (!c.master.engine) {
+      await c.open(c.master);
+      await this.masterOpened();
+    }
+    for (const n of [c.master, c.slave]) if (!n.node?.control.enabled()) await c.run(n.node!.control.setEnabled(true));
+    await c.run(c.engineOf(c.master).commit());
+    this.catchUp();
+    if (!(await c.converge(convergeMs))) {
+      this.problem(`no convergence within ${convergeMs} ms: master ${c.master.node?.control.status().replace(/\n/g, '; ')} slave ${c.slave.node?.control.status().replace(/\n/g, '; ')}`);
+    }
+    await this.idle(3000);
+    const master = c.master.node!;
+    if (master.control.backlog()) this.problem('master backlog still reads 1 after convergence');
+    if (master.masterLog!.sizeBytes !== 0) this.problem(`replog.dta holds ${master.masterLog!.sizeBytes} bytes after the slave acknowledged everything`);
+    if (c.slave.node!.control.backlog()) this.problem('slave backlog still reads 1 after convergence');
+    await this.checkMaster();
+    await this.checkSlave();
+    const md = await c.digest(c.master);
+    const sd = await c.digest(c.slave);
+    if (md !== sd) this.problem(`slave tree differs from the master's after convergence:\nmaster:\n${md}\nslave:\n${sd}`);
+    await c.close(c.master);
+    await c.close(c.slave);
+    for (const n of [c.master, c.slave]) {
+      const rep = await c.fsck(n);
+      if (rep.problems.length > 0) this.problem(`lessfsck -t on the ${n.name}: ${JSON.stringify(rep.problems)}`);
+    }
+    this.problems.push(...c.overlaps.map((o) => `commit overlap: ${o}`), ...c.applyViolations.map((v) => `apply order: ${v}`));
   }
 }

@@ -114,6 +114,10 @@ export class LiveSender {
   /** The slave was told to commit and has not answered. */
   private slaveCommitting: { sinceMs: number; waiters: Array<() => void> } | undefined;
   private masterCommitting = false;
+  private lastMasterCommitEndMs = 0;
+  private lastSlaveCommitMs = 0;
+  /** Half the master's commit interval, at least a second (DESIGN §4: commits offset from the master's). */
+  private readonly slaveCommitGapMs: number;
   /** Writers waiting for the backlog to shrink (MAX_BACKLOG_SIZE). */
   private backlogWaiters: Array<() => void> = [];
   lastError: string | undefined;
@@ -130,6 +134,7 @@ export class LiveSender {
     private readonly options: SenderOptions,
   ) {
     this.timing = { ...LIVE_TIMING_DEFAULT, ...options.timing };
+    this.slaveCommitGapMs = Math.max(1000, Math.floor(engine.options.commitIntervalMs / 2));
     this.backoffMs = this.timing.backoffMinMs;
     this.enabledFlag = options.enabled;
     log.coordinator = {
@@ -234,16 +239,27 @@ export class LiveSender {
   /** The master's commit is over (done or failed): the slave may commit what it applied. */
   private masterCommitEnded(): void {
     this.masterCommitting = false;
+    this.lastMasterCommitEndMs = this.drivers.clock.nowMs();
     const s = this.session;
     if (s && this.state === 'streaming') this.maybeAskSlaveCommit(s);
   }
 
-  /** The slave commits between the master's commits, what it has applied. */
+  /**
+   * The slave commits what it has applied, between the master's commits: at
+   * most once per half a commit interval while the master keeps committing
+   * (each slave commit holds up the master's next one), and at once when the
+   * master has gone quiet.
+   */
   private maybeAskSlaveCommit(s: Session): void {
-    if (s.appliedTxn > this.ackedTxn && !this.slaveCommitting && !this.masterCommitting) this.askSlaveCommit(s);
+    if (s.appliedTxn <= this.ackedTxn || this.slaveCommitting || this.masterCommitting) return;
+    const now = this.drivers.clock.nowMs();
+    const quiet = now - this.lastMasterCommitEndMs >= this.timing.heartbeatMs;
+    const due = now - this.lastSlaveCommitMs >= this.slaveCommitGapMs;
+    if (quiet || due) this.askSlaveCommit(s);
   }
 
   private askSlaveCommit(s: Session): void {
+    this.lastSlaveCommitMs = this.drivers.clock.nowMs();
     this.slaveCommitting = { sinceMs: this.drivers.clock.nowMs(), waiters: [] };
     this.send(s, FRAME_TYPE.COMMIT_NOW, s.appliedTxn, new Uint8Array(0));
   }
