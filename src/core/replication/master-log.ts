@@ -142,7 +142,12 @@ export class MasterLog implements CommitObserver {
       await disk.syncDir(dir);
       liveSt = await disk.stat(livePath);
     }
-    const create = async (sequence: number): Promise<{ file: FileHandle; writer: LogWriterState }> => {
+    const create = async (wanted: number): Promise<{ file: FileHandle; writer: LogWriterState }> => {
+      // Never a sequence a rotated file already has: a rotation of an empty log
+      // commits nothing, so the store's record of the sequence can be behind
+      // the files (and a .next left by a cut create() can bring back an empty log).
+      const rotated = (await disk.readdir(dir)).map(parseRotatedLogName).filter((n): n is number => n !== undefined);
+      const sequence = Math.max(wanted, ...rotated.map((n) => n + 1));
       const made = LogWriterState.create(drivers.primitives, { fsId: options.fsId, blockSizeBytes: options.blockSizeBytes, sequence, firstTxn: storeTxn + 1 });
       await writeFileDurably(disk, nextPath, made.headerBytes);
       await disk.rename(nextPath, livePath);
@@ -381,9 +386,14 @@ export class MasterLog implements CommitObserver {
    */
   async rotate(): Promise<void> {
     if (!this.options.batch) throw new FormatError('EFORMAT', 'only a batch-mode master (REPLICATION_PARTNER_IP=-1) rotates its log');
+    const rotationsBefore = this.rotations;
     this.rotateRequested = true;
     await this.engine.commit('rotate');
-    if (this.rotateRequested) await this.engine.withCommitLock(() => this.rotateNow('requested'));
+    // A commit already running when this was asked may have taken the request
+    // and rotated before what was cached here got committed: rotate again then.
+    await this.engine.withCommitLock(async () => {
+      if (this.rotations === rotationsBefore || this.writer.transactionCount > 0) await this.rotateNow('requested');
+    });
   }
 
   /** Under the commit lock. */

@@ -115,8 +115,14 @@ export class WatchdirSlave {
       const st = await disk.stat(path);
       if (!st || st.isDirectory) continue;
       // Judged again when the file or this slave's position changed.
-      const sizeKey = `${st.changeTag}@${pos.sequence}/${pos.txn}`;
-      if (this.refused.get(f.name) === sizeKey) return; // refused as it is; wait until it changes
+      // A bad copy of a file applied already holds nothing up (only the next
+      // file does), and its verdict does not depend on the position.
+      const stale = pos.sequence > 0 && f.sequence <= pos.sequence;
+      const sizeKey = stale ? st.changeTag : `${st.changeTag}@${pos.sequence}/${pos.txn}`;
+      if (this.refused.get(f.name) === sizeKey) {
+        if (stale) continue;
+        return; // refused as it is; wait until it changes
+      }
       this.backlog = true;
       let outcome;
       try {
@@ -132,6 +138,7 @@ export class WatchdirSlave {
         this.stats.filesRefused++;
         const retry = err instanceof ReplogError && err.code === 'ETRUNCATED' ? '; will look again when it changes' : '; nothing applied from it';
         this.note(f.name, sizeKey, `refusing ${f.name}: ${(err as Error).message}${retry}`);
+        if (stale) continue;
         return;
       }
       this.refused.delete(f.name);
