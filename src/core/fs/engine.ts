@@ -118,6 +118,8 @@ class TxLayer extends Layer {
   readonly quarantine: Extent[] = [];
   /** New blocks allocated in this transaction (their bytes may already be on disk). */
   newBlockCount = 0;
+  /** Their stored bytes. */
+  newStoredBytes = 0;
   /** Inodes changed in this transaction (SYNC_RELAX=1). */
   readonly touched = new Set<number>();
   /** Bytes of dirty buffers and of new blocks not yet written. */
@@ -270,6 +272,10 @@ export class FsEngine {
       }
       dataFile = await drivers.disk.open(dataPath, { readOnly: options.readOnly });
       const allocator = Allocator.load(state.dataEndBytes, store.range(T.freespace));
+      // After a process crash the store may hold commits whose sync never
+      // finished: make them durable before an observer (the replication log)
+      // builds on them, or a power loss now could take them back from under it.
+      if (!wasClean && !options.readOnly) await store.sync();
       const engine = new FsEngine(drivers, options, store, dataFile, format, state, allocator, !wasClean);
       if (attach) {
         try {
@@ -522,7 +528,10 @@ export class FsEngine {
       assert(i < 1000, `write cache did not drain: active ${this.active.cacheBytes} frozen ${this.frozen?.cacheBytes} changes ${this.active.changes} dirty ${this.active.dirty.size} limit ${limit}`);
       await this.commit('cache full');
     }
-    if (this.active.cacheBytes >= limit / 2 && !this.commitRunning) {
+    // A replicating master also bounds what one transaction carries in new
+    // blocks (its log record, and what a slave holds until the COMMIT).
+    const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
+    if ((this.active.cacheBytes >= limit / 2 || bigTxn) && !this.commitRunning) {
       this.commit('cache pressure').catch((err: unknown) => {
         this.drivers.logger.log(0, `commit on cache pressure failed: ${(err as Error).message}`);
       });
@@ -944,6 +953,7 @@ export class FsEngine {
     this.active.put(T.block, key, encodeBlock(rec));
     const layer = this.active;
     layer.newBlockCount++;
+    layer.newStoredBytes += stored.length;
     this.issueWrite(layer, extent.offsetBytes, stored);
     this.state = {
       ...this.state,
