@@ -4,6 +4,8 @@
 // commit of both nodes and fails at once if a master commit and a
 // master-ordered slave commit are ever in progress together (DESIGN §6).
 
+import type { Connection, Net } from '../core/drivers.ts';
+import { FsError } from '../core/errors.ts';
 import { FsEngine } from '../core/fs/engine.ts';
 import { fsck, type FsckReport } from '../core/fs/fsck.ts';
 import { PathFs } from '../core/fs/path-fs.ts';
@@ -17,7 +19,7 @@ import { SimNetwork, type SimNetOptions } from './net.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
 import { SimRng } from './rng.ts';
 import type { Scheduler } from './scheduler.ts';
-import { applyToFs, applyToModel, fsDigest, modelDigest, type Op, type OpResult } from './workload.ts';
+import { applyToFs, applyToModel, fsDigest, modelDigest, NAMES, POOL_PATTERNS, randomOp, type Op, type OpResult } from './workload.ts';
 
 export const LIVE_PORT = 7101;
 
@@ -114,7 +116,7 @@ export class LiveCluster {
   /** Open a node (after format, a close or a crash) with replication running. */
   async open(n: LiveNode): Promise<FsEngine> {
     const d = n.machine.drivers();
-    const drivers = { ...d, net: this.network.host(n.name, n.machine.domain), rng: this.rng.split(`${n.name}/${n.machine.domain.name}`) };
+    const drivers = { ...d, net: this.tamperable(n, this.network.host(n.name, n.machine.domain)), rng: this.rng.split(`${n.name}/${n.machine.domain.name}`) };
     const repl = new ReplicationNode(n.repl, drivers, { timing: this.opts.timing });
     const engine = await this.run(FsEngine.open(d, n.options, (e) => repl.attach(e)));
     engine.commitPhases = (phase, reason) => {
@@ -134,6 +136,31 @@ export class LiveCluster {
     n.engine = engine;
     n.node = repl;
     return engine;
+  }
+
+  /**
+   * Rewrites what a node's replication code writes to a connection, before
+   * the network sees it (deterministic corruption of chosen bytes, where the
+   * network's bit flips land at random). Undefined: bytes pass unchanged.
+   */
+  tamper: ((from: 'master' | 'slave', bytes: Uint8Array) => Uint8Array) | undefined;
+
+  private tamperable(n: LiveNode, net: Net): Net {
+    const wrap = (conn: Connection): Connection => ({
+      get remote() {
+        return conn.remote;
+      },
+      write: (data) => conn.write(this.tamper ? this.tamper(n.name, data.slice()) : data),
+      end: () => conn.end(),
+      destroy: () => conn.destroy(),
+      onData: (h) => conn.onData(h),
+      onDrain: (h) => conn.onDrain(h),
+      onClose: (h) => conn.onClose(h),
+    });
+    return {
+      listen: (host, port, onConnection) => net.listen(host, port, (conn) => onConnection(wrap(conn))),
+      connect: async (host, port, options) => wrap(await net.connect(host, port, options)),
+    };
   }
 
   /** Every transaction the slave applies must be its position + 1 (never twice, never one skipped). */
@@ -190,6 +217,10 @@ export class LiveCluster {
     n.engine = undefined;
     n.node = undefined;
     n.committing = undefined;
+    // The process exits: its endpoints go, and a later open() is a new incarnation
+    // (everything was synced and closed, so the kill takes nothing with it).
+    this.network.crashHost(n.name);
+    n.machine.crash();
   }
 
   /** kill -9 (crash) or power cut (power) of a node: its process and network endpoints die. */
@@ -219,6 +250,44 @@ export class LiveCluster {
   }
 }
 
+interface PendingOp {
+  op: Op;
+  engine: FsEngine;
+  settled: boolean;
+  failure: unknown;
+  result: OpResult;
+}
+
+/**
+ * A workload operation that mostly succeeds: writes, truncates, links and
+ * renames of files that exist (chosen from the model), creates in directories
+ * that exist, fsyncs and commits, and now and then any randomOp (errors too).
+ */
+export function liveOp(rng: SimRng, model: ModelFs, blockSizeBytes: number): Op {
+  const entries = [...model.listing()];
+  const files = entries.filter(([, what]) => what.startsWith('file')).map(([path]) => path);
+  const dirs = ['', ...entries.filter(([path, what]) => what.startsWith('dir') && path.split('/').length <= 3).map(([path]) => path)];
+  const fresh = (): string => `${rng.pick(dirs)}/${rng.pick(NAMES)}${rng.int(3)}`;
+  const bs = blockSizeBytes;
+  const r = rng.int(100);
+  if (files.length > 0) {
+    const file = rng.pick(files);
+    if (r < 35) return { op: 'write', path: file, offsetBytes: rng.pick([0, 1, 100, bs - 1, bs, 2 * bs + 7, 5 * bs]), pool: rng.int(POOL_PATTERNS), lengthBytes: 1 + rng.int(4 * bs) };
+    if (r < 40) return { op: 'truncate', path: file, sizeBytes: rng.pick([0, 10, bs, bs + 5, 3 * bs]) };
+    if (r < 44) return { op: 'unlink', path: file };
+    if (r < 48) return { op: 'rename', from: file, to: fresh() };
+    if (r < 50) return { op: 'link', from: file, to: fresh() };
+    if (r < 54) return { op: 'fsync', path: file };
+    if (r < 56) return { op: 'read', path: file, offsetBytes: 0, lengthBytes: 3 * bs };
+  }
+  if (r < 68) return { op: 'create', path: fresh() };
+  if (r < 73) return { op: 'mkdir', path: fresh() };
+  if (r < 75) return { op: 'symlink', target: fresh(), path: fresh() };
+  if (r < 78) return { op: 'commit' };
+  if (r < 80 && dirs.length > 1) return { op: 'rmdir', path: rng.pick(dirs.slice(1)) };
+  return randomOp(rng, bs);
+}
+
 /**
  * The oracle of a live run: a seeded workload on the master, mirrored in a
  * ModelFs, and for every master txn the trees its commit may hold (a commit
@@ -241,6 +310,8 @@ export class LiveOracle {
   masterDurableTxn = 0;
   /** The operation in flight when the master failed (its result may or may not be committed). */
   private inflight: Op | undefined;
+  /** That operation's promise state, while it is in flight. */
+  private pending: PendingOp | undefined;
   readonly problems: string[] = [];
   opsRun = 0;
   slaveChecks = 0;
@@ -301,6 +372,7 @@ export class LiveOracle {
     this.digestNow = got;
     this.txnSeen = e.txn;
     this.inflight = undefined;
+    this.pending = undefined;
     this.observeMaster();
   }
 
@@ -323,33 +395,42 @@ export class LiveOracle {
 
   /**
    * Run one operation on the master. `stop` ends the run early (a fault is
-   * due): 'stopped' leaves the operation in flight. An operation still
-   * pending after maxMs is 'stuck' (a writer the backlog throttle holds).
+   * due): 'stopped' leaves the operation in flight (a slave-only fault lets
+   * it finish, see fault()). An operation still pending after maxMs is
+   * 'stuck' (a writer the backlog throttle holds).
    */
   async runOp(op: Op, stop?: () => boolean, maxMs = 600_000): Promise<'done' | 'stopped' | 'stuck'> {
     const e = this.c.engineOf(this.c.master);
+    if (this.pending) throw new Error('runOp while an operation is still in flight');
     const fs = new PathFs(e);
     this.catchUp();
-    let settled = false;
-    let failure: unknown;
-    let result: OpResult = { ok: '' };
+    const pending: PendingOp = { op, engine: e, settled: false, failure: undefined, result: { ok: '' } };
     const p = op.op === 'commit' ? e.commit().then((): OpResult => ({ ok: '' })) : applyToFs(fs, op, this.blockSizeBytes);
     p.then(
       (r) => {
-        settled = true;
-        result = r;
+        pending.settled = true;
+        pending.result = r;
       },
       (err: unknown) => {
-        settled = true;
-        failure = err;
+        pending.settled = true;
+        pending.failure = err;
       },
     );
+    this.pending = pending;
     this.inflight = op;
+    return this.awaitPending(stop, maxMs);
+  }
+
+  private async awaitPending(stop?: () => boolean, maxMs = 600_000): Promise<'done' | 'stopped' | 'stuck'> {
+    const pending = this.pending as PendingOp;
+    const { op, engine: e } = pending;
     const sched = this.c.scheduler;
-    await sched.run({ untilMs: sched.nowMs() + maxMs, done: () => settled || (stop?.() ?? false) });
-    if (!settled) return stop?.() ? 'stopped' : 'stuck';
+    await sched.run({ untilMs: sched.nowMs() + maxMs, done: () => pending.settled || (stop?.() ?? false) });
+    if (!pending.settled) return stop?.() ? 'stopped' : 'stuck';
+    this.pending = undefined;
     this.inflight = undefined;
-    if (failure) throw failure;
+    if (pending.failure) throw pending.failure;
+    const result = pending.result;
     this.opsRun++;
     const want = applyToModel(this.model, op, this.blockSizeBytes);
     if (JSON.stringify(want) !== JSON.stringify(result)) this.problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(result)}, the model says ${JSON.stringify(want)}`);
@@ -361,6 +442,17 @@ export class LiveOracle {
     this.digestNow = d;
     this.observeMaster();
     return 'done';
+  }
+
+  /** Finish the operation a stop left in flight on a master that is still up. */
+  async finishInflight(): Promise<void> {
+    if (!this.pending) return;
+    if (this.c.master.engine !== this.pending.engine) {
+      this.pending = undefined;
+      return;
+    }
+    const outcome = await this.awaitPending();
+    if (outcome !== 'done') throw new Error(`in-flight operation ${JSON.stringify(this.inflight)}: ${outcome}`);
   }
 
   /** Let virtual time pass with no operation running (commits then hold the current tree). */
@@ -384,7 +476,14 @@ export class LiveOracle {
     for (let attempt = 0; attempt < 3; attempt++) {
       const applied = r.appliedTxn;
       const durable = this.c.slave.node?.slaveApplier?.durablePosition().txn ?? 0;
-      const got = await this.c.run(fsDigest(new PathFs(e)));
+      let got: string;
+      try {
+        got = await this.c.run(fsDigest(new PathFs(e)));
+      } catch (err) {
+        // A transaction applied during the digest removed a file it was reading: read again.
+        if (err instanceof FsError && r.appliedTxn !== applied) continue;
+        throw err;
+      }
       if (this.c.slave.engine !== e || r.appliedTxn !== applied) continue;
       this.slaveChecks++;
       this.observeMaster();
@@ -396,6 +495,36 @@ export class LiveOracle {
       return true;
     }
     return false;
+  }
+
+  /**
+   * Crash (kill -9) or power loss of the master, the slave or both at this
+   * instant, then reopen what failed (the slave first unless masterFirst).
+   * A slave must come back at least at the txn its master was told is
+   * durable on it; a master at a txn it committed, not before its last fsync.
+   */
+  async fault(who: 'master' | 'slave' | 'both', kind: 'crash' | 'power', masterFirst = false): Promise<void> {
+    const c = this.c;
+    const ackedTxn = c.sender?.ackedTxn ?? 0;
+    if (who !== 'slave') this.beforeMasterFails();
+    if (who !== 'master' && c.slave.engine) c.fail(c.slave, kind);
+    if (who !== 'slave' && c.master.engine) c.fail(c.master, kind);
+    const openMaster = async (): Promise<void> => {
+      if (c.master.engine) return;
+      await c.open(c.master);
+      await this.masterOpened();
+    };
+    if (masterFirst) await openMaster();
+    if (!c.slave.engine) {
+      await c.open(c.slave);
+      const durable = c.slave.node?.slaveApplier?.durablePosition().txn ?? 0;
+      if (who !== 'master' && durable < ackedTxn) {
+        this.problem(`slave ${kind === 'power' ? 'lost power' : 'crashed'} and came back at durable txn ${durable}, but its master had been told txn ${ackedTxn} was durable on it`);
+      }
+    }
+    await openMaster();
+    // A fault of the slave alone: the master's operation goes on.
+    await this.finishInflight();
   }
 
   /** The master's tree must be the model's (checked when no operation runs). */

@@ -135,7 +135,8 @@ export class ReplicationNode {
         role: 'master',
         enabled: () => sender.enabled,
         setEnabled: async (on) => sender.setEnabled(on),
-        backlog: () => sender.backlog,
+        // Writes not yet committed are not on the slave either.
+        backlog: () => sender.backlog || engine.pendingChanges > 0,
         sequence: () => log.sequence,
         rotate: undefined,
         status: () =>

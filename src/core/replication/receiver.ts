@@ -13,6 +13,7 @@ import { FRAME_TYPE, TransactionAssembler, type Frame } from './frames.ts';
 import { LIVE_TIMING_DEFAULT, type LiveTiming } from './sender.ts';
 import { toReplicatedTxn, type SlaveApplier, type SlaveReplicationMeta } from './slave.ts';
 import {
+  decodeCommitNow,
   decodeHeartbeat,
   decodeHello,
   encodeAck,
@@ -58,24 +59,35 @@ interface Session {
   nonceS: Uint8Array;
   nonceM: Uint8Array | undefined;
   masterFsId: string;
+  acceptedMs: number;
   lastHeardMs: number;
+  lastAckMs: number;
   timer: TimerHandle | undefined;
   assembler: TransactionAssembler | undefined;
   epoch: number;
   sinceAckBytes: number;
-  committing: boolean;
+  /** Bytes received of the transaction being assembled. */
+  pendingBytes: number;
 }
 
 export class LiveReceiver {
   private listener: Listener | undefined;
   private active: Session | undefined;
   private readonly pending = new Set<Session>();
+  /** Pending connections past HELLO stage 1 (a master reconnecting). */
+  private readonly handoffs = new Set<Session>();
   private readonly timing: LiveTiming;
   private enabledFlag: boolean;
   private stopped = false;
   private releaseHold: (() => void) | undefined;
   /** Last master txn applied to the write cache (>= the durable one). */
   appliedTxn = 0;
+  /** Last master txn made durable by a commit of this slave (what an ACK may claim). */
+  durableTxn = 0;
+  /** The newest COMMIT_NOW asked for, and the newest answered. */
+  private wantCommitId = 0;
+  private doneCommitId = 0;
+  private commitLoop: Promise<void> | undefined;
   lastError: string | undefined;
   lastHeartbeatMasterMs = 0;
   stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0 };
@@ -92,6 +104,8 @@ export class LiveReceiver {
 
   async start(): Promise<void> {
     this.appliedTxn = this.applier.position().txn;
+    // Opening made the store durable (FsEngine.open syncs after an unclean shutdown).
+    this.durableTxn = this.applier.durablePosition().txn;
     // The slave commits when its master says, not on its own timer.
     this.releaseHold = this.engine.holdCommits();
     this.listener = await this.drivers.net.listen(this.options.host, this.options.port, (conn) => this.accept(conn));
@@ -117,7 +131,10 @@ export class LiveReceiver {
     if (on === this.enabledFlag) return;
     this.enabledFlag = on;
     this.drivers.logger.log(1, on ? 'replication enabled: accepting the master' : 'replication disabled: the master is refused until enabled');
-    if (!on && this.active) this.close(this.active, 'replication disabled on the slave');
+    if (!on) {
+      for (const s of [...this.pending]) this.close(s, 'replication disabled on the slave');
+      if (this.active) this.close(this.active, 'replication disabled on the slave');
+    }
   }
 
   get connected(): boolean {
@@ -154,12 +171,14 @@ export class LiveReceiver {
       nonceS: this.drivers.rng.bytes(NONCE_BYTES),
       nonceM: undefined,
       masterFsId: '',
+      acceptedMs: this.drivers.clock.nowMs(),
       lastHeardMs: this.drivers.clock.nowMs(),
+      lastAckMs: this.drivers.clock.nowMs(),
       timer: undefined,
       assembler: undefined,
       epoch: 0,
       sinceAckBytes: 0,
-      committing: false,
+      pendingBytes: 0,
     };
     this.pending.add(s);
     conn.onClose((err) => this.closed(s, err));
@@ -171,7 +190,8 @@ export class LiveReceiver {
     s.timer = this.drivers.clock.setTimer(this.timing.heartbeatMs, () => {
       if (s.closed) return;
       const limit = s.handshaking ? this.timing.handshakeTimeoutMs : this.timing.peerTimeoutMs;
-      const quiet = this.drivers.clock.nowMs() - s.lastHeardMs;
+      // A handshake is timed from the accept: a peer trickling bytes cannot hold a slot.
+      const quiet = this.drivers.clock.nowMs() - (s.handshaking ? s.acceptedMs : s.lastHeardMs);
       if (quiet > limit) {
         this.refuse(s, `nothing heard from ${s.conn.remote} for ${quiet} ms${s.handshaking ? ' (no handshake)' : ''}: closing the connection`);
         return;
@@ -184,7 +204,10 @@ export class LiveReceiver {
     if (s.closed) return;
     s.closed = true;
     s.timer?.cancel();
-    this.pending.delete(s);
+    this.handoffs.delete(s);
+    if (this.pending.delete(s) && !this.stopped) {
+      this.drivers.logger.log(1, `replication: ${s.conn.remote} closed the connection during its handshake${err ? ` (${err.message})` : ''}${s.nonceM ? ' (after this slave\'s proof: does the master have the same REPLICATION_SECRET?)' : ''}`);
+    }
     if (this.active === s) {
       this.active = undefined;
       this.drivers.logger.log(1, `replication: master ${s.conn.remote} disconnected${err ? ` (${err.message})` : ''}; applied txn ${this.appliedTxn}`);
@@ -214,7 +237,6 @@ export class LiveReceiver {
 
   private onData(s: Session, chunk: Uint8Array): void {
     if (s.closed) return;
-    s.lastHeardMs = this.drivers.clock.nowMs();
     try {
       s.in.push(chunk);
     } catch (err) {
@@ -234,6 +256,8 @@ export class LiveReceiver {
         continue;
       }
       if (!f || s.closed) return;
+      // Only whole, valid frames count as hearing from the master.
+      s.lastHeardMs = this.drivers.clock.nowMs();
       try {
         if (s.handshaking) this.onHandshake(s, f);
         else this.onFrame(s, f);
@@ -262,6 +286,7 @@ export class LiveReceiver {
     s.epoch++;
     s.in.resync(s.epoch);
     s.assembler = new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, { blockSizeBytes: this.options.blockSizeBytes });
+    s.pendingBytes = 0;
     s.conn.write(s.out.frame(FRAME_TYPE.NAK, this.appliedTxn + 1, encodeText(why)));
   }
 
@@ -283,23 +308,18 @@ export class LiveReceiver {
       if (!secret && h.auth) throw new ReplogError('EFORMAT', 'the master offers REPLICATION_SECRET authentication but this slave has no REPLICATION_SECRET');
       s.nonceM = h.nonce;
       s.masterFsId = h.fsId;
-      const durable = this.durableTxn();
-      s.conn.write(
-        s.out.frame(FRAME_TYPE.HELLO, 0, encodeHello({
-          stage: 2,
-          version: 1,
-          refused: false,
-          message: '',
-          durableTxn: durable,
-          appliedTxn: this.appliedTxn,
-          fsId: pos.fsId ?? '',
-          nonce: s.nonceS,
-          proof: secret ? slaveProof(this.drivers.primitives, secret, h.nonce, s.nonceS) : new Uint8Array(0),
-        })),
-      );
+      // A master reconnecting: commit requests still in flight on its old
+      // connection are not obeyed any more (the new one decides when to commit).
+      this.handoffs.add(s);
+      // A commit the previous master asked for ends first: the new master's
+      // commits must not overlap it, and it decides what is durable.
+      void (this.commitLoop ?? Promise.resolve()).then(() => {
+        if (!s.closed) this.sendHello2(s, h.nonce, pos.fsId);
+      });
       return;
     }
     if (h.stage !== 3) throw new ReplogError('EFRAME', `expected HELLO stage 3, got stage ${h.stage}`);
+    if (!this.enabledFlag) throw new ReplogError('EFORMAT', 'replication is disabled on this slave (echo 1 > /.lessfs/replication/enabled)');
     if (secret) {
       if (!proofsEqual(h.proof, masterProof(this.drivers.primitives, secret, s.nonceM, s.nonceS))) {
         throw new ReplogError('ECRC', 'the master\'s proof of REPLICATION_SECRET is wrong');
@@ -310,6 +330,7 @@ export class LiveReceiver {
     }
     s.handshaking = false;
     this.pending.delete(s);
+    this.handoffs.delete(s);
     if (this.active) this.close(this.active, `replaced by a new connection from ${s.conn.remote}`);
     this.active = s;
     s.assembler = new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, { blockSizeBytes: this.options.blockSizeBytes });
@@ -317,14 +338,29 @@ export class LiveReceiver {
     this.ack(s, false);
   }
 
-  private durableTxn(): number {
-    const meta = this.engine.durableReplicationMeta() as Partial<SlaveReplicationMeta> | undefined;
-    return meta?.txn ?? 0;
+  private sendHello2(s: Session, nonceM: Uint8Array, adoptedFsId: string | undefined): void {
+    const secret = this.options.secret;
+    s.conn.write(
+      s.out.frame(FRAME_TYPE.HELLO, 0, encodeHello({
+        stage: 2,
+        version: 1,
+        refused: false,
+        message: '',
+        durableTxn: this.durableTxn,
+        appliedTxn: this.appliedTxn,
+        fsId: adoptedFsId ?? '',
+        nonce: s.nonceS,
+        proof: secret ? slaveProof(this.drivers.primitives, secret, nonceM, s.nonceS) : new Uint8Array(0),
+      })),
+    );
   }
 
   private ack(s: Session, committed: boolean): void {
     s.sinceAckBytes = 0;
-    if (!s.closed) s.conn.write(s.out.frame(FRAME_TYPE.ACK, this.durableTxn(), encodeAck({ appliedTxn: this.appliedTxn, committed })));
+    s.lastAckMs = this.drivers.clock.nowMs();
+    if (!s.closed) {
+      s.conn.write(s.out.frame(FRAME_TYPE.ACK, this.durableTxn, encodeAck({ appliedTxn: this.appliedTxn, committed, pendingBytes: s.pendingBytes, commitId: this.doneCommitId })));
+    }
   }
 
   private onFrame(s: Session, f: Frame): void {
@@ -334,7 +370,14 @@ export class LiveReceiver {
       case FRAME_TYPE.COMMIT: {
         const tx = (s.assembler as TransactionAssembler).accept(f);
         s.sinceAckBytes += f.sizeBytes;
-        if (!tx) return;
+        if (!tx) {
+          s.pendingBytes += f.sizeBytes;
+          // Progress inside a large transaction moves the master's window, and
+          // tells it (on a slow link) that the slave is alive.
+          if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || this.drivers.clock.nowMs() - s.lastAckMs >= this.timing.heartbeatMs) this.ack(s, false);
+          return;
+        }
+        s.pendingBytes = 0;
         const pos = this.applier.position();
         const meta: SlaveReplicationMeta = { role: 'slave', fsId: s.masterFsId, txn: tx.txn, sequence: pos.sequence };
         this.engine.applyReplicated(toReplicatedTxn(tx), meta);
@@ -344,9 +387,16 @@ export class LiveReceiver {
         if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || s.in.buffered === 0) this.ack(s, false);
         return;
       }
-      case FRAME_TYPE.COMMIT_NOW:
-        void this.commit(s);
+      case FRAME_TYPE.COMMIT_NOW: {
+        const id = decodeCommitNow(f.payload);
+        if (this.handoffs.size > 0) {
+          this.drivers.logger.log(2, `replication: ignoring commit request ${id} from ${s.conn.remote}: another connection is in its handshake`);
+          return;
+        }
+        this.wantCommitId = Math.max(this.wantCommitId, id);
+        this.runCommits();
         return;
+      }
       case FRAME_TYPE.HEARTBEAT:
         this.lastHeartbeatMasterMs = decodeHeartbeat(f.payload);
         this.ack(s, false);
@@ -356,18 +406,31 @@ export class LiveReceiver {
     }
   }
 
-  private async commit(s: Session): Promise<void> {
-    if (s.committing) return;
-    s.committing = true;
-    try {
-      await this.engine.commit('master');
-      this.stats.commits++;
-      this.ack(s, true);
-    } catch (err) {
-      this.note(`commit asked by the master failed: ${(err as Error).message}`);
-      this.close(s, 'commit failed');
-    } finally {
-      s.committing = false;
-    }
+  /**
+   * Commit until every COMMIT_NOW asked for is answered; each answer is an ACK
+   * naming the request and the txn its commit made durable.
+   */
+  private runCommits(): void {
+    if (this.commitLoop) return;
+    this.commitLoop = (async () => {
+      while (this.wantCommitId > this.doneCommitId) {
+        const id = this.wantCommitId;
+        // Applying is synchronous and a commit freezes the cache at once: it covers this txn.
+        const covered = this.appliedTxn;
+        try {
+          await this.engine.commit('master');
+        } catch (err) {
+          this.note(`commit asked by the master failed: ${(err as Error).message}`);
+          if (this.active) this.close(this.active, 'commit failed');
+          return;
+        }
+        this.durableTxn = Math.max(this.durableTxn, covered);
+        this.doneCommitId = id;
+        this.stats.commits++;
+        if (this.active) this.ack(this.active, true);
+      }
+    })().finally(() => {
+      this.commitLoop = undefined;
+    });
   }
 }

@@ -8,11 +8,12 @@
 import type { Clock, Connection, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
 import type { FsEngine } from '../fs/engine.ts';
 import { ReplogError } from './errors.ts';
-import { FRAME_TYPE, inspectFrameAt, RECORD_FRAME_TYPES, type Frame } from './frames.ts';
+import { FRAME_TYPE, type Frame } from './frames.ts';
 import type { MasterLog } from './master-log.ts';
 import {
   decodeAck,
   decodeHello,
+  encodeCommitNow,
   decodeText,
   encodeHeartbeat,
   encodeHello,
@@ -21,7 +22,6 @@ import {
   proofsEqual,
   sessionKey,
   slaveProof,
-  WIRE_FRAME_BYTES_MAX,
   WireIn,
   WireOut,
 } from './wire.ts';
@@ -53,8 +53,12 @@ export const LIVE_TIMING_DEFAULT: Readonly<LiveTiming> = Object.freeze({
 
 /** Bytes sent beyond what the slave reported applied. */
 export const SEND_WINDOW_BYTES = 32 * 1024 * 1024;
-/** Bytes read from replog.dta per send. */
-const SEND_CHUNK_BYTES = 1024 * 1024;
+/** Bytes read from replog.dta per send (at least two of the largest frames). */
+const SEND_CHUNK_BYTES = 2 * 1024 * 1024;
+/** A slave sends only HELLO, ACK and NAK: a longer frame is damage, not a reason to wait for a MiB. */
+const SLAVE_FRAME_BYTES_MAX = 4096;
+/** A commit request is sent behind at most this much data in flight. */
+const COMMIT_REQUEST_IN_FLIGHT_MAX_BYTES = 1024 * 1024;
 /** NAKs without progress before the connection is dropped. */
 export const NAKS_MAX = 8;
 
@@ -86,10 +90,12 @@ interface Session {
   in: WireIn;
   closed: boolean;
   lastHeardMs: number;
-  /** Next txn to send. */
+  /** The txn being sent, and how many of its bytes are sent (a large transaction goes in pieces). */
   sendTxn: number;
-  /** Last txn the slave applied (in its cache). */
+  sendInTxn: number;
+  /** Last txn the slave applied (in its cache), and bytes it received of the next one. */
   appliedTxn: number;
+  pendingBytes: number;
   epoch: number;
   naks: number;
   draining: Promise<void> | undefined;
@@ -112,7 +118,8 @@ export class LiveSender {
   /** Last txn the slave acknowledged as durable. */
   ackedTxn = 0;
   /** The slave was told to commit and has not answered. */
-  private slaveCommitting: { sinceMs: number; waiters: Array<() => void> } | undefined;
+  private slaveCommitting: { id: number; sinceMs: number; waiters: Array<() => void> } | undefined;
+  private nextCommitId = 1;
   private masterCommitting = false;
   private lastMasterCommitEndMs = 0;
   private lastSlaveCommitMs = 0;
@@ -211,9 +218,10 @@ export class LiveSender {
   // ------------------------------------------------------------ commit coordination
 
   private async beforeMasterCommit(): Promise<void> {
-    const c = this.slaveCommitting;
-    if (c) {
-      // Never inside a commit at the same instant as the slave.
+    // From here no new commit request goes to the slave (maybeAskSlaveCommit),
+    // and one it is answering is waited for: never inside a commit at the same instant.
+    this.masterCommitting = true;
+    for (let c = this.slaveCommitting; c; c = this.slaveCommitting) {
       const waited = await new Promise<boolean>((resolve) => {
         const timer = this.drivers.clock.setTimer(Math.max(0, c.sinceMs + this.timing.slaveCommitWaitMs - this.drivers.clock.nowMs()), () => resolve(false));
         c.waiters.push(() => {
@@ -227,8 +235,8 @@ export class LiveSender {
         this.releaseSlaveCommit();
       }
     }
-    this.masterCommitting = true;
   }
+
 
   private afterMasterCommit(txn: number): void {
     this.committedAtMs.set(txn, this.drivers.clock.nowMs());
@@ -255,13 +263,25 @@ export class LiveSender {
     const now = this.drivers.clock.nowMs();
     const quiet = now - this.lastMasterCommitEndMs >= this.timing.heartbeatMs;
     const due = now - this.lastSlaveCommitMs >= this.slaveCommitGapMs;
-    if (quiet || due) this.askSlaveCommit(s);
+    // The request queues behind what is in flight: on a slow link it would
+    // hold up the master's next commit until that data has crossed.
+    const inFlight = this.log.startOf(s.sendTxn) + s.sendInTxn - (this.log.startOf(s.appliedTxn + 1) + s.pendingBytes);
+    if ((quiet && inFlight === 0) || (due && inFlight <= COMMIT_REQUEST_IN_FLIGHT_MAX_BYTES)) this.askSlaveCommit(s);
   }
 
   private askSlaveCommit(s: Session): void {
     this.lastSlaveCommitMs = this.drivers.clock.nowMs();
-    this.slaveCommitting = { sinceMs: this.drivers.clock.nowMs(), waiters: [] };
-    this.send(s, FRAME_TYPE.COMMIT_NOW, s.appliedTxn, new Uint8Array(0));
+    const id = this.nextCommitId++;
+    this.slaveCommitting = { id, sinceMs: this.drivers.clock.nowMs(), waiters: [] };
+    this.send(s, FRAME_TYPE.COMMIT_NOW, s.appliedTxn, encodeCommitNow(id));
+  }
+
+  /** The request was lost with the frames before a RESYNC: ask again (it is released only by the answer to the newest). */
+  private reaskSlaveCommit(s: Session): void {
+    const c = this.slaveCommitting;
+    if (!c) return;
+    c.id = this.nextCommitId++;
+    this.send(s, FRAME_TYPE.COMMIT_NOW, s.appliedTxn, encodeCommitNow(c.id));
   }
 
   private releaseSlaveCommit(): void {
@@ -348,11 +368,13 @@ export class LiveSender {
     const s: Session = {
       conn,
       out: new WireOut(this.drivers.primitives),
-      in: new WireIn(this.drivers.primitives),
+      in: new WireIn(this.drivers.primitives, undefined, SLAVE_FRAME_BYTES_MAX),
       closed: false,
       lastHeardMs: this.drivers.clock.nowMs(),
       sendTxn: 0,
+      sendInTxn: 0,
       appliedTxn: 0,
+      pendingBytes: 0,
       epoch: 0,
       naks: 0,
       draining: undefined,
@@ -384,7 +406,8 @@ export class LiveSender {
     this.drained(s);
     s.heartbeat?.cancel();
     if (this.session === s) this.session = undefined;
-    if (this.slaveCommitting) this.releaseSlaveCommit();
+    // A commit the slave may still be running is waited for (bounded) by the
+    // next master commit, or ends before the slave answers a new HELLO.
     if (err) this.note(`connection to the slave lost: ${err.message}`);
     if (!this.stopped && this.enabledFlag) this.retryLater();
   }
@@ -393,7 +416,7 @@ export class LiveSender {
     const s = this.session;
     if (!s) return;
     this.drivers.logger.log(2, `replication: closing the connection to the slave (${why})`);
-    s.conn.destroy();
+    s.conn.end();
     this.onClosed(s);
   }
 
@@ -417,6 +440,11 @@ export class LiveSender {
         this.fail(s, `nothing heard from the slave for ${now - s.lastHeardMs} ms: dropping the connection`);
         return;
       }
+      const c = this.slaveCommitting;
+      if (c && now - c.sinceMs > this.timing.slaveCommitWaitMs) {
+        this.fail(s, `the slave did not answer a commit request within ${this.timing.slaveCommitWaitMs} ms: dropping the connection`);
+        return;
+      }
       if (this.state === 'streaming') {
         this.send(s, FRAME_TYPE.HEARTBEAT, this.log.committedTxn, encodeHeartbeat(now));
         // A slave that caught up while the master is idle still gets its commit.
@@ -428,10 +456,13 @@ export class LiveSender {
 
   private onData(s: Session, chunk: Uint8Array): void {
     if (s.closed) return;
-    s.lastHeardMs = this.drivers.clock.nowMs();
     try {
       s.in.push(chunk);
-      for (let f = s.in.next(); f && !s.closed; f = s.in.next()) this.onFrame(s, f);
+      for (let f = s.in.next(); f && !s.closed; f = s.in.next()) {
+        // Only whole, valid frames count as hearing from the slave.
+        s.lastHeardMs = this.drivers.clock.nowMs();
+        this.onFrame(s, f);
+      }
     } catch (err) {
       this.fail(s, `bad frame from the slave: ${(err as Error).message}`);
     }
@@ -449,12 +480,13 @@ export class LiveSender {
           this.fail(s, `the slave acknowledged txn ${f.txn} (applied ${a.appliedTxn}) beyond what was sent (${this.log.committedTxn})`);
           return;
         }
-        if (a.appliedTxn > s.appliedTxn) {
+        if (a.appliedTxn > s.appliedTxn || (a.appliedTxn === s.appliedTxn && a.pendingBytes > s.pendingBytes)) s.naks = 0;
+        if (a.appliedTxn >= s.appliedTxn) {
           s.appliedTxn = a.appliedTxn;
-          s.naks = 0;
+          s.pendingBytes = a.pendingBytes;
         }
         if (f.txn > this.ackedTxn) this.acknowledge(f.txn);
-        if (a.committed && this.slaveCommitting) {
+        if (a.committed && this.slaveCommitting && a.commitId >= this.slaveCommitting.id) {
           this.stats.slaveCommits++;
           this.releaseSlaveCommit();
         }
@@ -475,8 +507,11 @@ export class LiveSender {
         this.drivers.logger.log(1, `replication: the slave refused a frame (${why}); resending from txn ${f.txn}`);
         s.epoch++;
         s.sendTxn = f.txn;
+        s.sendInTxn = 0;
         s.appliedTxn = Math.min(s.appliedTxn, f.txn - 1);
+        s.pendingBytes = 0;
         s.conn.write(s.out.resync(s.epoch));
+        this.reaskSlaveCommit(s);
         void this.pump(s);
         return;
       }
@@ -552,9 +587,13 @@ export class LiveSender {
         s.in.macKey = key;
       }
       s.handshaking = false;
+      // The slave answered HELLO after any commit it was running: none is running now.
+      this.releaseSlaveCommit();
+      for (const t of [...this.committedAtMs.keys()]) if (t <= h.durableTxn) this.committedAtMs.delete(t);
       this.ackedTxn = h.durableTxn;
       s.appliedTxn = h.appliedTxn;
       s.sendTxn = h.appliedTxn + 1;
+      s.sendInTxn = 0;
       this.state = 'streaming';
       this.lastLoggedError = undefined;
       this.drivers.logger.log(1, `replication: connected to the slave at ${this.options.host}:${this.options.port} (${secret ? 'authenticated' : 'unauthenticated: no REPLICATION_SECRET'}); slave at txn ${h.appliedTxn} (durable ${h.durableTxn}), master at ${this.log.committedTxn}`);
@@ -564,38 +603,53 @@ export class LiveSender {
     }
   }
 
-  /** Send committed transactions from sendTxn on, within the window. */
+  /**
+   * Send committed transactions from (sendTxn, sendInTxn) on, in reads of up
+   * to SEND_CHUNK_BYTES, within the window, cut at frame boundaries (on an
+   * authenticated link each frame gets its MAC).
+   */
   private async pump(s: Session): Promise<void> {
     if (s.pumping || s.closed || this.state !== 'streaming') return;
     s.pumping = true;
     try {
       while (!s.closed && s.sendTxn <= this.log.committedTxn) {
-        const windowStart = this.log.startOf(Math.max(s.appliedTxn + 1, this.log.firstTxn));
-        const from = this.log.startOf(s.sendTxn);
+        const windowStart = s.appliedTxn + 1 >= this.log.firstTxn ? this.log.startOf(s.appliedTxn + 1) + s.pendingBytes : this.log.startOf(this.log.firstTxn);
+        const from = this.log.startOf(s.sendTxn) + s.sendInTxn;
         if (from - windowStart >= SEND_WINDOW_BYTES) return;
-        // Whole transactions up to about SEND_CHUNK_BYTES (at least one).
-        let last = s.sendTxn;
-        while (last < this.log.committedTxn && this.log.startOf(last + 2) - from <= SEND_CHUNK_BYTES) last++;
-        const to = this.log.startOf(last + 1);
+        const end = this.log.startOf(this.log.committedTxn + 1);
+        const to = Math.min(end, from + SEND_CHUNK_BYTES);
         const epoch = s.epoch;
         const bytes = await this.log.read(from, to);
         if (s.closed) return;
         // A NAK during the read restarted the stream behind a RESYNC marker: what was read is stale.
         if (epoch !== s.epoch) continue;
+        // Pieces end at frame boundaries: heartbeats and commit requests go
+        // between frames, never inside one.
+        let sent = 0;
+        const ends: number[] = [];
+        for (let o = 0; o + 4 <= bytes.length; ) {
+          const size = 8 + new DataView(bytes.buffer, bytes.byteOffset + o, 4).getUint32(0);
+          if (o + size > bytes.length) break;
+          o += size;
+          ends.push(o);
+          sent = o;
+        }
+        if (sent === 0) throw new ReplogError('EFRAME', `replog.dta at ${from}: no whole frame in ${bytes.length} bytes`);
         let ok: boolean;
         if (s.out.authenticated) {
           ok = true;
-          for (let o = 0; o < bytes.length; ) {
-            const seen = inspectFrameAt(this.drivers.primitives, bytes, o, { maxFrameBytes: WIRE_FRAME_BYTES_MAX, allowedTypes: RECORD_FRAME_TYPES });
-            if (seen.kind !== 'frame') throw new ReplogError('ECRC', `replog.dta at ${from + o}: ${seen.kind === 'bad' ? seen.error.message : 'incomplete frame'}`);
-            ok = s.conn.write(s.out.raw(bytes.subarray(o, o + seen.frame.sizeBytes))) && ok;
-            o += seen.frame.sizeBytes;
+          let o = 0;
+          for (const e of ends) {
+            ok = s.conn.write(s.out.raw(bytes.subarray(o, e))) && ok;
+            o = e;
           }
         } else {
-          ok = s.conn.write(bytes);
+          ok = s.conn.write(bytes.subarray(0, sent));
         }
-        this.stats.bytesSent += bytes.length;
-        s.sendTxn = last + 1;
+        this.stats.bytesSent += sent;
+        const at = from + sent;
+        while (s.sendTxn <= this.log.committedTxn && this.log.startOf(s.sendTxn + 1) <= at) s.sendTxn++;
+        s.sendInTxn = at - this.log.startOf(s.sendTxn);
         if (!ok) await new Promise<void>((resolve) => s.drainWaiters.push(resolve));
       }
     } catch (err) {

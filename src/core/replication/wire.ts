@@ -207,17 +207,33 @@ export function decodeHello(payload: Uint8Array): Hello {
 export interface AckPayload {
   appliedTxn: number;
   committed: boolean;
+  /** Bytes of transaction appliedTxn + 1 received so far (the send window moves inside a large transaction). */
+  pendingBytes: number;
+  /** The COMMIT_NOW request this ACK answers (with committed), else the last one answered. */
+  commitId: number;
 }
 
 export function encodeAck(a: AckPayload): Uint8Array {
-  return new Writer().u64(a.appliedTxn).u8(a.committed ? 1 : 0).done();
+  return new Writer().u64(a.appliedTxn).u8(a.committed ? 1 : 0).u64(a.pendingBytes).u64(a.commitId).done();
 }
 
 export function decodeAck(payload: Uint8Array): AckPayload {
   const r = new Reader(payload, 'ACK');
-  const a = { appliedTxn: r.u64('applied txn'), committed: r.u8('committed') === 1 };
+  const a = { appliedTxn: r.u64('applied txn'), committed: r.u8('committed') === 1, pendingBytes: r.u64('pending bytes'), commitId: r.u64('commit id') };
   r.end();
   return a;
+}
+
+/** COMMIT_NOW: the request's id, echoed by the ACK that answers it. */
+export function encodeCommitNow(id: number): Uint8Array {
+  return new Writer().u64(id).done();
+}
+
+export function decodeCommitNow(payload: Uint8Array): number {
+  const r = new Reader(payload, 'COMMIT_NOW');
+  const id = r.u64('id');
+  r.end();
+  return id;
 }
 
 export function encodeText(message: string): Uint8Array {
@@ -334,6 +350,8 @@ export class WireIn {
   constructor(
     private readonly p: Primitives,
     private readonly allowedTypes: readonly number[] = ALL_FRAME_TYPES,
+    /** Largest frame accepted from this peer (a slave sends only small ones). */
+    private readonly maxFrameBytes = WIRE_FRAME_BYTES_MAX,
   ) {}
 
   get buffered(): number {
@@ -392,7 +410,7 @@ export class WireIn {
   next(): Frame | undefined {
     if (this.awaitingEpoch !== undefined && !this.findMarker()) return undefined;
     const window = this.buf.subarray(this.start, this.end);
-    const seen = inspectFrameAt(this.p, window, 0, { maxFrameBytes: WIRE_FRAME_BYTES_MAX, allowedTypes: this.allowedTypes });
+    const seen = inspectFrameAt(this.p, window, 0, { maxFrameBytes: this.maxFrameBytes, allowedTypes: this.allowedTypes });
     if (seen.kind === 'incomplete') return undefined;
     if (seen.kind === 'bad') throw seen.error;
     const f = seen.frame;
