@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command on a fresh Debian machine with Node 20: install what is missing
 # (libfuse2 + fuse from apt, the npm dependencies), then format and mount a
-# lessfs filesystem from the embedded default config under ./run.
+# master and a slave under ./run from the embedded default config, with live
+# replication between them on 127.0.0.1, and show a file reaching the slave.
 set -euo pipefail
 cd "$(dirname "$0")"
 
