@@ -153,6 +153,12 @@ export class LiveSender {
   }
 
   start(): void {
+    if (this.engine.recovered) {
+      // The last incarnation crashed and may have asked the slave to commit
+      // just before: until the slave answers a HELLO (it does so only after its
+      // commits end) or the wait runs out, this master's commits wait.
+      this.slaveCommitting = { id: 0, sinceMs: this.drivers.clock.nowMs(), waiters: [] };
+    }
     if (!this.enabledFlag) {
       this.state = 'disabled';
       this.drivers.logger.log(1, 'replication disabled: the master logs but does not send');
@@ -167,7 +173,7 @@ export class LiveSender {
     this.state = 'stopped';
     this.timer?.cancel();
     this.idleTimer?.cancel();
-    this.closeSession('stopping');
+    this.closeSession('stopping', true);
     this.releaseSlaveCommit();
     this.releaseBacklog(true);
   }
@@ -412,11 +418,13 @@ export class LiveSender {
     if (!this.stopped && this.enabledFlag) this.retryLater();
   }
 
-  private closeSession(why: string): void {
+  /** Close the connection: at once (queued frames dropped), or gracefully at unmount. */
+  private closeSession(why: string, graceful = false): void {
     const s = this.session;
     if (!s) return;
     this.drivers.logger.log(2, `replication: closing the connection to the slave (${why})`);
-    s.conn.end();
+    if (graceful) s.conn.end();
+    else s.conn.destroy();
     this.onClosed(s);
   }
 
