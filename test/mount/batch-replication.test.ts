@@ -5,41 +5,17 @@
 // master's byte for byte. A corrupted and a half-copied file are refused with
 // one log line and nothing of them is applied.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanupMounts, cli, createStore, errnoOf, startMount, type LessfsMount } from '../support/mount.ts';
+import { treeOf } from '../support/tree.ts';
 
 const MIB = 1024 * 1024;
 const WAIT_MS_MAX = 30_000;
 
 afterEach(cleanupMounts, 60_000);
-
-/** Every path under root: kind, mode, size, link count and a hash of the bytes. */
-async function treeOf(root: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (rel: string): Promise<void> => {
-    const names = (await fsp.readdir(join(root, rel))).filter((n) => !(rel === '' && n === '.lessfs')).sort();
-    for (const name of names) {
-      const r = rel === '' ? name : `${rel}/${name}`;
-      const p = join(root, r);
-      const st = await fsp.lstat(p);
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isDirectory()) {
-        out.set(r, `dir ${mode}`);
-        await walk(r);
-      } else if (st.isSymbolicLink()) {
-        out.set(r, `symlink -> ${await fsp.readlink(p)}`);
-      } else {
-        const hash = createHash('sha256').update(await fsp.readFile(p)).digest('hex').slice(0, 16);
-        out.set(r, `file ${mode} size=${st.size} nlink=${st.nlink} ${hash}`);
-      }
-    }
-  };
-  await walk('');
-  return out;
-}
 
 async function readControl(m: LessfsMount, name: string): Promise<string> {
   return (await fsp.readFile(m.path('.lessfs', 'replication', name), 'utf8')).trim();

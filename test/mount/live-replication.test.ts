@@ -13,6 +13,7 @@ import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanupMounts, errnoOf, run, sha256File, startMount, tempDir, type ConfigOverrides, type LessfsMount } from '../support/mount.ts';
+import { treeOf } from '../support/tree.ts';
 
 const MIB = 1024 * 1024;
 const DRAIN_WAIT_MS_MAX = 60_000;
@@ -124,32 +125,6 @@ async function waitDrained(p: Pair, timeoutMs = DRAIN_WAIT_MS_MAX): Promise<numb
     const status = await readControl(p.master, 'status').catch((e: unknown) => `(status unreadable: ${(e as Error).message})`);
     return `master status:\n${status}\n${logsOf(p)}`;
   }, timeoutMs);
-}
-
-/** Every path under root (but /.lessfs): kind, mode, size, link count, sha256 of the bytes. */
-async function treeOf(root: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (rel: string): Promise<void> => {
-    const names = (await fsp.readdir(join(root, rel))).filter((n) => !(rel === '' && n === '.lessfs')).sort();
-    for (const name of names) {
-      const r = rel === '' ? name : `${rel}/${name}`;
-      const p = join(root, r);
-      const st = await fsp.lstat(p);
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isDirectory()) {
-        out.set(r, `dir ${mode} nlink=${st.nlink}`);
-        await walk(r);
-      } else if (st.isSymbolicLink()) {
-        out.set(r, `symlink ${mode} size=${st.size} nlink=${st.nlink} -> ${await fsp.readlink(p)}`);
-      } else if (st.isFile()) {
-        out.set(r, `file ${mode} size=${st.size} nlink=${st.nlink} sha256=${await sha256File(p)}`);
-      } else {
-        out.set(r, `other ${st.mode.toString(8)}`);
-      }
-    }
-  };
-  await walk('');
-  return out;
 }
 
 /**
