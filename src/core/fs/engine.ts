@@ -10,7 +10,7 @@
 //  3. A commit is one atomic store transaction; after power loss the node is at
 //     the last durable commit, never between two.
 
-import type { FileHandle, Store, TimerHandle } from '../drivers.ts';
+import type { FileHandle, Store, StoreOp, TimerHandle } from '../drivers.ts';
 import { binaryKey, equalBytes, readU64, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
@@ -418,32 +418,37 @@ export class FsEngine {
     // Nothing is committed while a data write is failing; the next attempt retries.
     if (layer.writeError !== undefined) throw layer.writeError;
     const t1 = clock.nowMs();
-    if (layer.newBlockCount > 0) {
-      try {
-        await this.dataFile.sync();
-      } catch (err) {
-        // After a failed fsync the kernel may have dropped the dirty pages, and
-        // their bytes are no longer in memory: stop rather than commit pointers
-        // to data that may not exist. A remount resumes from the last durable commit.
-        this.failure = err;
-        this.drivers.logger.log(0, `fsync of the block data file failed (${(err as Error).message}): the filesystem stops; remount to recover from transaction ${this.state.txn - 1}`);
-        throw err;
-      }
-    }
-    const t2 = clock.nowMs();
+    // The data sync and the replication log's append (which reads the new
+    // blocks back from the page cache) run together: both are durable before
+    // the store commit, which is all the ordering asks.
+    const dataSync = layer.newBlockCount > 0 ? this.dataFile.sync() : Promise.resolve();
     const ops = layer.toOps();
     info.ops = ops.length;
+    let observed: Promise<StoreOp[]> = Promise.resolve([]);
     if (this.observer) {
       const ctx: CommitContext = {
         txn: info.txn,
         ops,
         before: this.store,
         nextIno: (decodeJson<NodeState>(layer.own(T.meta, metaKey(META.state)) as Uint8Array, 'state')).nextIno,
-        timeMs: t2,
+        timeMs: t1,
         readStored: (offsetBytes, storedBytes) => this.readStoredExact(offsetBytes, storedBytes),
       };
-      ops.push(...(await this.observer.beforeCommit(ctx)));
+      observed = this.observer.beforeCommit(ctx);
     }
+    const [synced, logged] = await Promise.allSettled([dataSync, observed]);
+    if (synced.status === 'rejected') {
+      // After a failed fsync the kernel may have dropped the dirty pages, and
+      // their bytes are no longer in memory: stop rather than commit pointers
+      // to data that may not exist. A remount resumes from the last durable commit.
+      const err: unknown = synced.reason;
+      this.failure = err;
+      this.drivers.logger.log(0, `fsync of the block data file failed (${(err as Error).message}): the filesystem stops; remount to recover from transaction ${this.state.txn - 1}`);
+      throw err;
+    }
+    if (logged.status === 'rejected') throw logged.reason;
+    ops.push(...logged.value);
+    const t2 = clock.nowMs();
     await this.store.commit(ops, { durable: true });
     info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, storeMs: clock.nowMs() - t2 };
     // Durable: reads fall through to the store now, freed space may be reused.
@@ -459,7 +464,7 @@ export class FsEngine {
       });
     }
     const tm = info.timing;
-    this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks; waited ${tm?.writesMs} ms for data writes, ${tm?.dataSyncMs} ms data sync, ${tm?.storeMs} ms store commit`);
+    this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks; waited ${tm?.writesMs} ms for data writes, ${tm?.dataSyncMs} ms data sync (with the replication log), ${tm?.storeMs} ms store commit`);
   }
 
   /**
