@@ -35,7 +35,10 @@ interface SlaveChild {
 
 function startSlave(ctx: BenchContext, dir: string): Promise<SlaveChild> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_DIR, 'bench', 'live-slave-child.ts'), JSON.stringify({ dir, blockBytes: BLOCK_BYTES, cacheMb: CACHE_MB })], {
+    // --live-slave-prof DIR: CPU profile of the slave process.
+    const prof = ctx.flag('live-slave-prof');
+    const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+    const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', join(REPO_DIR, 'bench', 'live-slave-child.ts'), JSON.stringify({ dir, blockBytes: BLOCK_BYTES, cacheMb: CACHE_MB })], {
       cwd: REPO_DIR,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -88,7 +91,7 @@ async function openMaster(dir: string, port: number, enabled: boolean): Promise<
   ].join('\n');
   const { config } = parseConfig(text);
   mkdirSync(config.metaPath, { recursive: true });
-  const drivers = realEngineDrivers({ log: (level, m) => { if (level <= 0) process.stderr.write(`master: ${m}\n`); } });
+  const drivers = realEngineDrivers({ log: (level, m) => { if (level <= Number(process.env.LESSFS_BENCH_MASTER_DEBUG ?? 0)) process.stderr.write(`master: ${m}\n`); } });
   const options = engineOptionsFromConfig(config);
   await FsEngine.format(drivers, options, { force: false, fsId: 'bench-master' });
   const repl = new ReplicationNode(config, { ...drivers, net: new RealNet(), rng: new RealRng() });

@@ -534,7 +534,12 @@ export class FsEngine {
       await this.commit('cache full');
     }
     // A replicating master also bounds what one transaction carries in new
-    // blocks (its log record, and what a slave holds until the COMMIT).
+    // blocks (its log record, and what a slave holds until the COMMIT): at
+    // CACHESIZE of them a writer waits for the commit, as for a full cache.
+    for (let i = 0; this.observer !== undefined && this.active.newStoredBytes >= limit; i++) {
+      assert(i < 1000, `transaction did not shrink: ${this.active.newStoredBytes} bytes of new blocks, limit ${limit}`);
+      await this.commit('transaction size');
+    }
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
     if ((this.active.cacheBytes >= limit / 2 || bigTxn) && !this.commitRunning) {
       this.commit('cache pressure').catch((err: unknown) => {
@@ -1010,6 +1015,16 @@ export class FsEngine {
   }
 
   // ------------------------------------------------------------ replica
+
+  /**
+   * fsync the data file now, outside any commit: what it writes early a later
+   * commit's sync need not wait for (a live slave keeps its commits short,
+   * since its master waits for them).
+   */
+  async presyncData(): Promise<void> {
+    this.checkOpen();
+    await this.dataFile.sync();
+  }
 
   /** Changes in the write cache not yet committed (a live master commits soon after writes stop). */
   get pendingChanges(): number {
