@@ -19,7 +19,7 @@ import { RealNet } from '../src/real/net.ts';
 import { RealRng } from '../src/real/rng.ts';
 import { REPO_DIR } from './child.ts';
 import { formatAndOpen, writeFileOf, type BenchFs } from './engine-driver.ts';
-import { BlockSource, collectGarbage, GiB, MB, mbPerS, median, MiB } from './measure.ts';
+import { BlockSource, collectGarbage, GiB, MB, mbPerS, median, MiB, roundFigure, sizeFlagBytes } from './measure.ts';
 import type { BenchContext, Figure, Section, SectionReport, Target } from './section.ts';
 
 const BLOCK_BYTES = 128 * 1024;
@@ -227,9 +227,7 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
 }
 
 async function run(ctx: BenchContext): Promise<SectionReport> {
-  const flag = ctx.flag('live-mib');
-  const bytes = flag !== undefined ? Number(flag) * MiB : ctx.quick ? 64 * MiB : GiB;
-  if (!(Number.isInteger(bytes / BLOCK_BYTES) && bytes > 0)) throw new Error(`--live-mib must be a positive whole number of MiB, got '${flag}'`);
+  const bytes = sizeFlagBytes(ctx, 'live-mib', BLOCK_BYTES);
   const source = new BlockSource(BLOCK_BYTES);
   const rounds: Round[] = [];
   for (let r = 0; r < ctx.repeats; r++) {
@@ -238,7 +236,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     rounds.push(x);
   }
   const pick = (f: (x: Round) => number): number[] => rounds.map(f);
-  const fig = (label: string, f: (x: Round) => number, unit: string, note?: string): Figure => ({ label, value: median(pick(f)), unit, samples: pick(f), note });
+  const fig = (label: string, f: (x: Round) => number, unit: string, note?: string): Figure => roundFigure(rounds, label, f, unit, note);
   const onOff = median(pick((x) => x.onMbS / x.offMbS));
   const catchUp = median(pick((x) => x.catchUpUniqueMbS / x.offMbS));
   const lagS = median(pick((x) => x.appliedLagMs / 1000));

@@ -2,6 +2,7 @@
 // every variant pays for, and the page-cache warm-up this VM needs.
 
 import { randomFillSync } from 'node:crypto';
+import type { BenchContext, Figure } from './section.ts';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -86,4 +87,18 @@ export function fmt(value: number, unit: string): string {
   if (Math.abs(value) >= 100) return value.toFixed(0);
   if (Math.abs(value) >= 10) return value.toFixed(1);
   return value.toFixed(2);
+}
+
+/** `--NAME` in MiB (default 64 MiB with --quick, else 1 GiB), a positive whole number of blocks. */
+export function sizeFlagBytes(ctx: BenchContext, name: string, blockBytes: number): number {
+  const flag = ctx.flag(name);
+  const bytes = flag !== undefined ? Number(flag) * MiB : ctx.quick ? 64 * MiB : GiB;
+  if (!(Number.isInteger(bytes / blockBytes) && bytes > 0)) throw new Error(`--${name} must be a positive whole number of MiB, got '${flag}'`);
+  return bytes;
+}
+
+/** A figure from one value per round: the median, with every sample. */
+export function roundFigure<R>(rounds: readonly R[], label: string, pick: (x: R) => number, unit: string, note?: string): Figure {
+  const samples = rounds.map(pick);
+  return { label, value: median(samples), unit, samples, note };
 }

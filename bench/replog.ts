@@ -14,7 +14,7 @@ import { ReplicationNode } from '../src/core/replication/node.ts';
 import { realEngineDrivers } from '../src/real/drivers.ts';
 import { REPO_DIR, runScript } from './child.ts';
 import { checkBlocks, writeFileOf, type BenchFs } from './engine-driver.ts';
-import { BlockSource, collectGarbage, GiB, MB, mbPerS, median, MiB } from './measure.ts';
+import { BlockSource, collectGarbage, MB, mbPerS, MiB, roundFigure, sizeFlagBytes } from './measure.ts';
 import type { BenchContext, Figure, Section, SectionReport } from './section.ts';
 
 const BLOCK_BYTES = 128 * 1024;
@@ -159,9 +159,7 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
 }
 
 async function run(ctx: BenchContext): Promise<SectionReport> {
-  const flag = ctx.flag('replog-mib');
-  const bytes = flag !== undefined ? Number(flag) * MiB : ctx.quick ? 64 * MiB : GiB;
-  if (!(Number.isInteger(bytes / BLOCK_BYTES) && bytes > 0)) throw new Error(`--replog-mib must be a positive whole number of MiB, got '${flag}'`);
+  const bytes = sizeFlagBytes(ctx, 'replog-mib', BLOCK_BYTES);
   const source = new BlockSource(BLOCK_BYTES);
   const rounds: Round[] = [];
   for (let r = 0; r < ctx.repeats; r++) {
@@ -170,10 +168,8 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     ctx.log(`replog: round ${r + 1}: log/byte unique ${x.uniqueLogPerByte.toFixed(4)} dup ${x.dupLogPerByte.toFixed(5)}; copy ${x.copyMbS.toFixed(0)} MB/s, apply ${x.applyMbS.toFixed(0)} MB/s`);
     rounds.push(x);
   }
-  const fig = (label: string, pick: (x: Round) => number, unit: string, note?: string): Figure => {
-    const samples = rounds.map(pick);
-    return { label, value: median(samples), unit, samples, note };
-  };
+  const fig = (label: string, pick: (x: Round) => number, unit: string, note?: string): Figure => roundFigure(rounds, label, pick, unit, note);
+
   return {
     figures: [
       fig('log bytes per byte written, unique data', (x) => x.uniqueLogPerByte, '×', `${(bytes / MiB).toFixed(0)} MiB, BLKSIZE 128 KiB, no compression`),
