@@ -419,6 +419,27 @@ describe('live replication with real mounts', () => {
     await slave.stop();
   }, 90_000);
 
+  it('MAX_BACKLOG_SIZE holds writes and metadata changes on the master while the slave is away', async () => {
+    const p = await startPair({ master: { MAX_BACKLOG_SIZE: '64K' } });
+    const { master, slave } = p;
+    await slave.stop();
+    const big = randomBytes(MIB);
+    await fsp.writeFile(master.path('big'), big);
+    await commitNow(master); // 1 MiB of log now waits for the slave: over the limit
+    let made = false;
+    const mkdir = fsp.mkdir(master.path('held-dir')).then(() => { made = true; });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(made, 'mkdir went through with the backlog over MAX_BACKLOG_SIZE').toBe(false);
+    await slave.restart();
+    await mkdir;
+    expect(made).toBe(true);
+    await waitDrained(p);
+    expect(await sha256File(slave.path('big'))).toBe(sha256(big));
+    expect((await fsp.stat(slave.path('held-dir'))).isDirectory()).toBe(true);
+    await master.stop();
+    await slave.stop();
+  }, 60_000);
+
   it('echo 0 > replication/enabled holds writes on the master; echo 1 drains them', async () => {
     const p = await startPair();
     const { master, slave } = p;

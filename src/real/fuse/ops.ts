@@ -142,6 +142,9 @@ export class WriteBehind {
   }
 }
 
+/** Operations that change the tree (held while a live master's backlog is over MAX_BACKLOG_SIZE). */
+const MUTATING_OPS: ReadonlySet<string> = new Set(['create', 'mknod', 'mkdir', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'truncate', 'ftruncate', 'chmod', 'chown', 'utimens']);
+
 export class LessfsFuseOps {
   private readonly fs: PathFs;
   private readonly handles = new Map<number, Handle>();
@@ -192,8 +195,12 @@ export class LessfsFuseOps {
       }
     };
     this.logger.log(this.traceLevel as 5, `fuse ${op} ${path}`);
-    const wait = ControlFiles.isControl(path) ? undefined : this.gate.pass();
-    if (wait) wait.then(go);
+    const control = ControlFiles.isControl(path);
+    const wait = control ? undefined : this.gate.pass();
+    // MAX_BACKLOG_SIZE: every change waits while the slave is too far behind
+    // (writes wait inside the engine too; this holds metadata changes).
+    const throttle = !control && MUTATING_OPS.has(op) ? this.engine.writeThrottle?.() : undefined;
+    if (wait || throttle) Promise.all([wait, throttle]).then(go, go);
     else go();
   }
 
