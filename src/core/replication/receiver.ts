@@ -335,6 +335,10 @@ export class LiveReceiver {
     s.handshaking = false;
     this.pending.delete(s);
     this.handoffs.delete(s);
+    // Commit request ids are the master's, per connection (a restarted master
+    // counts from 1 again). No commit runs now: HELLO was answered after them.
+    this.wantCommitId = 0;
+    this.doneCommitId = 0;
     if (this.active) this.close(this.active, `replaced by a new connection from ${s.conn.remote}`);
     this.active = s;
     s.assembler = new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, { blockSizeBytes: this.options.blockSizeBytes });

@@ -1,0 +1,18 @@
+// Regression seeds for `lessfs-sim`: each once failed; each line says why.
+// test/crash/seeds.test.ts reruns them all on every CI run.
+
+import type { SimOptions } from '../../src/sim/campaign.ts';
+
+export interface RegressionSeed {
+  options: Partial<SimOptions> & { seed: number };
+  note: string;
+}
+
+export const REGRESSION_SEEDS: readonly RegressionSeed[] = [
+  { options: { seed: 4, ops: 200, faults: 'disk', mode: 'live' }, note: 'master power loss: the restarted master numbered commit requests from 1, the slave ignored them (ids kept across connections); backlog never drained' },
+  { options: { seed: 9, ops: 200, faults: 'disk', mode: 'live' }, note: 'same commit-request id bug, after a crash' },
+  { options: { seed: 12, ops: 200, faults: 'power', mode: 'live' }, note: 'same commit-request id bug, master power loss' },
+  { options: { seed: 17, ops: 200, faults: 'power', mode: 'live' }, note: 'same commit-request id bug, both nodes lose power' },
+  { options: { seed: 15, ops: 200, faults: 'all', mode: 'live' }, note: 'same commit-request id bug under mixed faults' },
+  { options: { seed: 19, ops: 200, faults: 'net', mode: 'batch' }, note: 'one rotate request legitimately closed two log files (harness expectation, kept as a check)' },
+];
