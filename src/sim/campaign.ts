@@ -10,7 +10,7 @@ import { PathFs } from '../core/fs/path-fs.ts';
 import { rotatedLogName } from '../core/replication/master-log.ts';
 import { BatchCluster, type RotatedFileInfo } from './batch-cluster.ts';
 import type { SimDiskOptions } from './disk.ts';
-import { LiveCluster, LiveOracle, liveOp } from './live-cluster.ts';
+import { LinkCuts, LiveCluster, LiveOracle, liveOp } from './live-cluster.ts';
 import { ModelFs } from './model.ts';
 import type { SimNetOptions } from './net.ts';
 import { SimRng } from './rng.ts';
@@ -256,17 +256,9 @@ async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults:
     await oracle.masterOpened();
     const queue = [...plan.nodeFaults];
     let crashAt: number | undefined;
-    let cut: { kind: 'partition' | 'hold'; until: number } | undefined;
+    const cuts = new LinkCuts(c, plan.cutProbability);
     for (let i = 0; i < o.ops; i++) {
-      if (!cut && rng.chance(plan.cutProbability)) {
-        cut = { kind: rng.chance(0.5) ? 'partition' : 'hold', until: i + 1 + rng.int(8) };
-        if (cut.kind === 'partition') c.network.partition('master', 'slave');
-        else c.network.hold('master', 'slave');
-      } else if (cut && i >= cut.until) {
-        if (cut.kind === 'partition') c.network.repair('master', 'slave');
-        else c.network.release('master', 'slave');
-        cut = undefined;
-      }
+      cuts.step(i, rng);
       if (o.breakInvariant && i === Math.floor(o.ops / 2)) {
         const fs = new PathFs(c.engineOf(c.master));
         fs.create('/rogue');
@@ -290,7 +282,6 @@ async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults:
       }
       if (i % 10 === 9) await oracle.checkSlave();
     }
-    if (cut) cut = undefined;
     // Faults the workload did not reach land in idle time after it.
     while (queue.length > 0) {
       const f = queue.shift() as NodeFault;

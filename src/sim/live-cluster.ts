@@ -572,3 +572,27 @@ export class LiveOracle {
     this.problems.push(...c.overlaps.map((o) => `commit overlap: ${o}`), ...c.applyViolations.map((v) => `apply order: ${v}`));
   }
 }
+
+/** Seeded partitions and holds between master and slave, opened and healed as a workload goes (op by op). */
+export class LinkCuts {
+  private cut: { kind: 'partition' | 'hold'; until: number } | undefined;
+
+  constructor(
+    private readonly c: LiveCluster,
+    private readonly probability: number,
+  ) {}
+
+  /** Before op i: maybe cut the link (for 1..8 ops), or heal a cut that is due. */
+  step(i: number, rng: SimRng): void {
+    const net = this.c.network;
+    if (!this.cut && rng.chance(this.probability)) {
+      this.cut = { kind: rng.chance(0.5) ? 'partition' : 'hold', until: i + 1 + rng.int(8) };
+      if (this.cut.kind === 'partition') net.partition('master', 'slave');
+      else net.hold('master', 'slave');
+    } else if (this.cut && i >= this.cut.until) {
+      if (this.cut.kind === 'partition') net.repair('master', 'slave');
+      else net.release('master', 'slave');
+      this.cut = undefined;
+    }
+  }
+}

@@ -10,7 +10,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { SimNetOptions } from '../../src/sim/net.ts';
-import { LiveCluster, LiveOracle, liveOp } from '../../src/sim/live-cluster.ts';
+import { LinkCuts, LiveCluster, LiveOracle, liveOp } from '../../src/sim/live-cluster.ts';
 import { SimRng } from '../../src/sim/rng.ts';
 import { Scheduler } from '../../src/sim/scheduler.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
@@ -74,17 +74,9 @@ export async function runLinkFaultCase(k: LinkFaultCase): Promise<{ problems: st
   await c.open(c.slave);
   await c.open(c.master);
   await o.masterOpened();
-  let cut: { kind: 'partition' | 'hold'; until: number } | undefined;
+  const cuts = new LinkCuts(c, k.cutProbability);
   for (let i = 0; i < k.ops; i++) {
-    if (!cut && rng.chance(k.cutProbability)) {
-      cut = { kind: rng.chance(0.5) ? 'partition' : 'hold', until: i + 1 + rng.int(8) };
-      if (cut.kind === 'partition') c.network.partition('master', 'slave');
-      else c.network.hold('master', 'slave');
-    } else if (cut && i >= cut.until) {
-      if (cut.kind === 'partition') c.network.repair('master', 'slave');
-      else c.network.release('master', 'slave');
-      cut = undefined;
-    }
+    cuts.step(i, rng);
     const op = liveOp(rng, o.model, BS);
     const outcome = await o.runOp(op);
     if (outcome !== 'done') throw new Error(`seed=${k.seed}: op ${i} ${JSON.stringify(op)} ${outcome}`);
