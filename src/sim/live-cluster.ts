@@ -486,7 +486,8 @@ export class LiveOracle {
       }
       if (this.c.slave.engine !== e || r.appliedTxn !== applied) continue;
       this.slaveChecks++;
-      this.observeMaster();
+      // The master may have committed (idle commits) while the digest ran: note those txns before judging.
+      this.catchUp();
       if (durable > applied) this.problem(`slave durable txn ${durable} is beyond its applied txn ${applied}`);
       if (applied > this.masterDurableTxn) this.problem(`slave applied txn ${applied}, beyond the master's durable txn ${this.masterDurableTxn}`);
       const want = this.atTxn.get(applied);
