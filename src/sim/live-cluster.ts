@@ -496,7 +496,8 @@ export class LiveOracle {
       }
       if (this.c.slave.engine !== e || r.appliedTxn !== applied) continue;
       this.slaveChecks++;
-      this.observeMaster();
+      // The master may have committed while the digest ran (no operation runs: those commits hold the current tree).
+      this.catchUp();
       if (durable > applied) this.problem(`slave durable txn ${durable} is beyond its applied txn ${applied}`);
       if (applied > this.masterDurableTxn) this.problem(`slave applied txn ${applied}, beyond the master's durable txn ${this.masterDurableTxn}`);
       const want = this.atTxn.get(applied);
