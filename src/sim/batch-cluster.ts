@@ -14,7 +14,7 @@ import { ReplicationNode, type ReplicationConfig } from '../core/replication/nod
 import { SimRng } from './rng.ts';
 import type { Scheduler } from './scheduler.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
-import { fsDigest } from './workload.ts';
+import { fsDigest, fsListingText } from './workload.ts';
 
 export const MASTER_DIR = '/master';
 export const SLAVE_DIR = '/slave';
@@ -217,6 +217,11 @@ export class BatchCluster {
   /** fsDigest of a node's tree (every path, kind, size, links and bytes). */
   async digest(n: SimNode): Promise<string> {
     return this.run(fsDigest(new PathFs(this.engineOf(n))));
+  }
+
+  /** A node's tree as text, one path a line (for problem reports). */
+  listing(n: SimNode): Promise<string> {
+    return this.run(fsListingText(new PathFs(this.engineOf(n))));
   }
 
   /** lessfsck of a closed node. */

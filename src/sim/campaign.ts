@@ -16,7 +16,7 @@ import type { SimNetOptions } from './net.ts';
 import { SimRng } from './rng.ts';
 import { Scheduler } from './scheduler.ts';
 import type { SimStoreOptions } from './store.ts';
-import { applyToFs, applyToModel, modelDigest, poolData, randomOp } from './workload.ts';
+import { applyToFs, applyToModel, modelDigest, modelListingText, poolData, randomOp } from './workload.ts';
 
 export const FAULT_PROFILES = ['none', 'net', 'disk', 'power', 'all', 'swarm'] as const;
 export type FaultProfile = (typeof FAULT_PROFILES)[number];
@@ -349,7 +349,7 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
       return;
     }
     const got = await c.digest(c.slave);
-    if (!want.has(got)) problem(`${label}: slave tree at txn ${pos.txn} is none of the ${want.size} master trees of that txn:\n${got}\nwant:\n${[...want].join('\n--\n')}`);
+    if (!want.has(got)) problem(`${label}: slave tree at txn ${pos.txn} is none of the ${want.size} master trees of that txn:\n${await c.listing(c.slave)}`);
   };
 
   /** One scan; a planned slave fault may cut it at a seeded step, then the slave reopens. */
@@ -424,7 +424,7 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
     const f = fresh[fresh.length - 1];
     const got = await c.digest(c.master);
     const want = modelDigest(model);
-    if (got !== want) problem(`master tree at ${f.name} (txn ${f.lastTxn}) differs from the model:\n${got}\nmodel:\n${want}`);
+    if (got !== want) problem(`master tree at ${f.name} (txn ${f.lastTxn}) differs from the model:\n${await c.listing(c.master)}\nmodel:\n${modelListingText(model)}`);
     if (fresh.length === 2) digestAt.set(fresh[0].lastTxn, new Set(sinceRotation));
     digestAt.set(f.lastTxn, new Set([want]));
     files.push(...fresh);
@@ -464,7 +464,7 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
   }
   const md = await c.digest(c.master);
   const sd = await c.digest(c.slave);
-  if (md !== sd) problem(`slave tree differs from the master's after convergence:\nmaster:\n${md}\nslave:\n${sd}`);
+  if (md !== sd) problem(`slave tree differs from the master's after convergence:\nmaster:\n${await c.listing(c.master)}\nslave:\n${await c.listing(c.slave)}`);
   await c.close(c.master);
   await c.close(c.slave);
   for (const n of [c.master, c.slave]) {

@@ -19,7 +19,8 @@ import { SimNetwork, type SimNetOptions } from './net.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
 import { SimRng } from './rng.ts';
 import type { Scheduler } from './scheduler.ts';
-import { applyToFs, applyToModel, fsDigest, modelDigest, NAMES, POOL_PATTERNS, randomOp, type Op, type OpResult } from './workload.ts';
+import { TreeHistory } from './tree-history.ts';
+import { applyToFs, applyToModel, fsDigest, fsListingText, modelListingText, NAMES, POOL_PATTERNS, randomOp, sameResult, type Op, type OpResult } from './workload.ts';
 
 export const LIVE_PORT = 7101;
 
@@ -264,9 +265,7 @@ interface PendingOp {
  * that exist, fsyncs and commits, and now and then any randomOp (errors too).
  */
 export function liveOp(rng: SimRng, model: ModelFs, blockSizeBytes: number): Op {
-  const entries = [...model.listing()];
-  const files = entries.filter(([, what]) => what.startsWith('file')).map(([path]) => path);
-  const dirs = ['', ...entries.filter(([path, what]) => what.startsWith('dir') && path.split('/').length <= 3).map(([path]) => path)];
+  const { files, dirs } = model.paths(2);
   const fresh = (): string => `${rng.pick(dirs)}/${rng.pick(NAMES)}${rng.int(3)}`;
   const bs = blockSizeBytes;
   const r = rng.int(100);
@@ -300,7 +299,7 @@ export class LiveOracle {
   /** Master txn -> digests of the trees its commit may hold. */
   readonly atTxn = new Map<number, Set<string>>();
   /** Model trees by digest, to continue from the one a recovered master holds. */
-  private readonly trees = new Map<string, ModelFs>();
+  private readonly trees: TreeHistory;
   private digestNow: string;
   /** engine.txn of the master at the last operation boundary. */
   private txnSeen = 0;
@@ -320,13 +319,24 @@ export class LiveOracle {
     private readonly c: LiveCluster,
     private readonly blockSizeBytes: number,
   ) {
-    this.digestNow = modelDigest(this.model);
-    this.trees.set(this.digestNow, this.model.clone());
+    this.digestNow = this.model.digest();
+    this.trees = new TreeHistory(this.model, blockSizeBytes);
     this.atTxn.set(0, new Set([this.digestNow]));
   }
 
   private problem(message: string): void {
     this.problems.push(`${this.c.scheduler.nowMs()} ms: ${message}`);
+  }
+
+  /** A node's tree as text, for a problem report (read after the check: an applying slave may have moved on). */
+  private async listing(n: LiveNode): Promise<string> {
+    if (!n.engine) return `(${n.name} is down)`;
+    try {
+      return await this.c.run(fsListingText(new PathFs(n.engine)));
+    } catch (err) {
+      if (!(err instanceof FsError)) throw err;
+      return `(the ${n.name}'s tree changed while it was listed: ${err.code} ${err.message})`;
+    }
   }
 
   private note(fromTxn: number, toTxn: number, digests: string[]): void {
@@ -363,12 +373,13 @@ export class LiveOracle {
     if (recovered < this.syncedTxn) this.problem(`master recovered at txn ${recovered}, before txn ${this.syncedTxn} that an fsync or commit made durable`);
     const want = this.atTxn.get(recovered);
     if (!want || !want.has(got)) {
-      this.problem(`master recovered at txn ${recovered} with a tree that is none of the ${want?.size ?? 0} trees that txn may hold:\n${got}`);
+      this.problem(`master recovered at txn ${recovered} with a tree that is none of the ${want?.size ?? 0} trees that txn may hold:\n${await this.listing(this.c.master)}`);
     }
     for (const t of [...this.atTxn.keys()]) if (t > recovered) this.atTxn.delete(t);
     this.atTxn.set(mountTxn, new Set([got]));
-    const tree = this.trees.get(got);
-    if (tree) this.model = tree.clone();
+    const tree = this.trees.tree(got);
+    if (tree) this.model = tree;
+    this.trees.restart(this.model);
     this.digestNow = got;
     this.txnSeen = e.txn;
     this.inflight = undefined;
@@ -384,9 +395,8 @@ export class LiveOracle {
     if (this.inflight) {
       const m = this.model.clone();
       applyToModel(m, this.inflight, this.blockSizeBytes);
-      const d = modelDigest(m);
-      this.trees.set(d, m);
-      ds.push(d);
+      this.trees.keep(m);
+      ds.push(m.digest());
     }
     this.note(this.txnSeen, e.txn, ds);
     this.txnSeen = e.txn;
@@ -433,10 +443,10 @@ export class LiveOracle {
     const result = pending.result;
     this.opsRun++;
     const want = applyToModel(this.model, op, this.blockSizeBytes);
-    if (JSON.stringify(want) !== JSON.stringify(result)) this.problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(result)}, the model says ${JSON.stringify(want)}`);
+    if (!sameResult(want, result)) this.problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(result)}, the model says ${JSON.stringify(want)}`);
     if ((op.op === 'fsync' && 'ok' in result) || op.op === 'commit') this.syncedTxn = e.lastCommit?.txn ?? this.syncedTxn;
-    const d = modelDigest(this.model);
-    if (!this.trees.has(d)) this.trees.set(d, this.model.clone());
+    this.trees.record(op, this.model);
+    const d = this.model.digest();
     this.note(this.txnSeen, e.txn, [this.digestNow, d]);
     this.txnSeen = e.txn;
     this.digestNow = d;
@@ -486,13 +496,13 @@ export class LiveOracle {
       }
       if (this.c.slave.engine !== e || r.appliedTxn !== applied) continue;
       this.slaveChecks++;
-      // The master may have committed (idle commits) while the digest ran: note those txns before judging.
+      // The master may have committed while the digest ran (no operation runs: those commits hold the current tree).
       this.catchUp();
       if (durable > applied) this.problem(`slave durable txn ${durable} is beyond its applied txn ${applied}`);
       if (applied > this.masterDurableTxn) this.problem(`slave applied txn ${applied}, beyond the master's durable txn ${this.masterDurableTxn}`);
       const want = this.atTxn.get(applied);
       if (!want) this.problem(`slave at txn ${applied}: the master never committed that txn (or lost it)`);
-      else if (!want.has(got)) this.problem(`slave at txn ${applied} holds a tree the master never had at that txn:\n${got}`);
+      else if (!want.has(got)) this.problem(`slave at txn ${applied} holds a tree the master never had at that txn:\n${await this.listing(this.c.slave)}`);
       return true;
     }
     return false;
@@ -532,7 +542,7 @@ export class LiveOracle {
   async checkMaster(): Promise<void> {
     if (!this.c.master.engine) return;
     const got = await this.c.digest(this.c.master);
-    if (got !== this.digestNow) this.problem(`master tree differs from the model:\n${got}\nmodel:\n${this.digestNow}`);
+    if (got !== this.digestNow) this.problem(`master tree differs from the model:\n${await this.listing(this.c.master)}\nmodel:\n${modelListingText(this.model)}`);
   }
 
   /**
@@ -563,7 +573,7 @@ export class LiveOracle {
     await this.checkSlave();
     const md = await c.digest(c.master);
     const sd = await c.digest(c.slave);
-    if (md !== sd) this.problem(`slave tree differs from the master's after convergence:\nmaster:\n${md}\nslave:\n${sd}`);
+    if (md !== sd) this.problem(`slave tree differs from the master's after convergence:\nmaster:\n${await this.listing(c.master)}\nslave:\n${await this.listing(c.slave)}`);
     await c.close(c.master);
     await c.close(c.slave);
     for (const n of [c.master, c.slave]) {
