@@ -18,13 +18,22 @@ import {
   type SimOptions,
   type SimResult,
 } from '../sim/campaign.ts';
+import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { CliError, EXIT_OK, EXIT_RUNTIME, parseCommandLine, UsageError, type Command } from './common.ts';
 
+/** The buggify sites for the usage text, a few per line. */
+function siteLines(): string {
+  const names = Object.keys(BUGGIFY_SITES);
+  const lines: string[] = [];
+  for (let i = 0; i < names.length; i += 3) lines.push(`                      ${names.slice(i, i + 3).join(', ')}`);
+  return lines.join('\n');
+}
+
 const usage = `Usage:
-  lessfs-sim run --seed S [--ops N] [--faults PROFILE] [--mode live|batch] [--capsule-dir DIR]
-  lessfs-sim run --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--capsule-dir DIR]
+  lessfs-sim run --seed S [--ops N] [--faults PROFILE] [--mode live|batch] [--buggify on|off] [--buggify-sites LIST] [--capsule-dir DIR]
+  lessfs-sim run --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--buggify on|off] [--buggify-sites LIST] [--capsule-dir DIR]
   lessfs-sim replay CAPSULE
-  lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch]
+  lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--buggify on|off] [--buggify-sites LIST]
 
 Deterministic simulation of a lessfs master and slave on one virtual clock: a
 seeded workload on the master, checked against a reference model, under the
@@ -48,6 +57,12 @@ same trace hash).
                       swarm  each seed switches each fault kind on or off and
                              draws its strength (swarm testing)
   --mode MODE       ${SIM_MODES.join(' | ')} replication (default live)
+  --buggify on|off  rare-path hooks inside core (short writes, slow commits,
+                    rotations at awkward moments, dropped connections...):
+                    each node switches each site on or off per seed; default
+                    on for all, drawn per seed for swarm, off otherwise
+  --buggify-sites LIST  buggify on with exactly these sites, comma-separated:
+${siteLines()}
   --capsule-dir DIR where failure capsules are written (default: the current directory)
   -h, --help        show this help
 
@@ -102,10 +117,12 @@ interface CommonOptions {
   ops: number;
   faults: SimOptions['faults'];
   mode: SimOptions['mode'];
+  buggify: boolean | undefined;
+  buggifySites: BuggifySite[] | undefined;
   breakInvariant: boolean;
 }
 
-function commonOptions(values: { ops?: string; faults?: string; mode?: string; 'test-break-invariant'?: boolean }): CommonOptions {
+function commonOptions(values: { ops?: string; faults?: string; mode?: string; buggify?: string; 'buggify-sites'?: string; 'test-break-invariant'?: boolean }): CommonOptions {
   let ops = OPS_DEFAULT;
   if (values.ops !== undefined) {
     if (!/^\d+$/.test(values.ops) || Number(values.ops) < 1 || Number(values.ops) > OPS_MAX) throw new UsageError(`bad --ops '${values.ops}' (expected an integer in 1..${OPS_MAX})`);
@@ -115,11 +132,24 @@ function commonOptions(values: { ops?: string; faults?: string; mode?: string; '
   if (!isFaultProfile(faults)) throw new UsageError(`unknown fault profile '${faults}' (expected one of: ${FAULT_PROFILES.join(', ')})`);
   const mode = values.mode ?? 'live';
   if (!isSimMode(mode)) throw new UsageError(`unknown mode '${mode}' (expected one of: ${SIM_MODES.join(', ')})`);
-  return { ops, faults, mode, breakInvariant: values['test-break-invariant'] === true };
+  let buggify: boolean | undefined;
+  if (values.buggify !== undefined) {
+    if (values.buggify !== 'on' && values.buggify !== 'off') throw new UsageError(`bad --buggify '${values.buggify}' (expected on or off)`);
+    buggify = values.buggify === 'on';
+  }
+  let buggifySites: BuggifySite[] | undefined;
+  if (values['buggify-sites'] !== undefined) {
+    if (buggify === false) throw new UsageError('--buggify-sites turns buggify on: it cannot go with --buggify off');
+    buggifySites = values['buggify-sites'].split(',').map((s) => {
+      if (!(s in BUGGIFY_SITES)) throw new UsageError(`unknown buggify site '${s}' in --buggify-sites (expected some of: ${Object.keys(BUGGIFY_SITES).join(', ')})`);
+      return s as BuggifySite;
+    });
+  }
+  return { ops, faults, mode, buggify, buggifySites, breakInvariant: values['test-break-invariant'] === true };
 }
 
 function optionsFor(seed: number, c: CommonOptions): SimOptions {
-  return simOptions({ seed, ops: c.ops, faults: c.faults, mode: c.mode, breakInvariant: c.breakInvariant });
+  return simOptions({ seed, ops: c.ops, faults: c.faults, mode: c.mode, buggify: c.buggify, buggifySites: c.buggifySites, breakInvariant: c.breakInvariant });
 }
 
 /** The commit of the code that ran, or "unknown" outside a git checkout (git missing or not a repository is not an error here). */
@@ -173,7 +203,7 @@ function writeCapsule(r: SimResult, dir: string): string {
 
 function printRun(r: SimResult): void {
   const o = r.options;
-  out(`lessfs-sim: seed ${o.seed}, ${o.mode} mode, faults ${o.faults}, ${o.ops} ops${o.breakInvariant ? ' (test: invariant broken on purpose)' : ''}\n`);
+  out(`lessfs-sim: seed ${o.seed}, ${o.mode} mode, faults ${o.faults}, buggify ${o.buggifySites ? `sites ${o.buggifySites.join(',')}` : r.buggify ? 'on' : 'off'}, ${o.ops} ops${o.breakInvariant ? ' (test: invariant broken on purpose)' : ''}\n`);
   out('faults injected:\n');
   const keys = Object.keys(r.faultsInjected);
   if (keys.length === 0) out('  (none)\n');
@@ -241,7 +271,7 @@ async function runCampaign(first: number, last: number, c: CommonOptions, capsul
     ['simulated / wall time', wallMs > 0 ? `${(simulatedMs / wallMs).toFixed(0)}x` : '-'],
     ['seeds per minute', wallMs > 0 ? ((total * 60_000) / wallMs).toFixed(1) : '-'],
   ];
-  out(`lessfs-sim campaign: seeds ${first}..${last}, ${c.mode} mode, faults ${c.faults}, ${c.ops} ops each\n`);
+  out(`lessfs-sim campaign: seeds ${first}..${last}, ${c.mode} mode, faults ${c.faults}${c.buggifySites ? `, buggify sites ${c.buggifySites.join(',')}` : c.buggify === undefined ? '' : `, buggify ${c.buggify ? 'on' : 'off'}`}, ${c.ops} ops each\n`);
   for (const [k, v] of rows) out(`  ${k.padEnd(24)} ${v}\n`);
   if (failed.length === 0) {
     out('all seeds passed\n');
@@ -335,6 +365,8 @@ export const lessfsSim: Command = {
         ops: { type: 'string' },
         faults: { type: 'string' },
         mode: { type: 'string' },
+        buggify: { type: 'string' },
+        'buggify-sites': { type: 'string' },
         'capsule-dir': { type: 'string' },
         // Test-only: makes the run fail on purpose (see SimOptions.breakInvariant).
         'test-break-invariant': { type: 'boolean' },
@@ -364,7 +396,7 @@ export const lessfsSim: Command = {
       }
       case 'replay': {
         if (rest.length !== 1) throw new UsageError('replay needs exactly one CAPSULE file');
-        for (const k of ['seed', 'seeds', 'ops', 'faults', 'mode', 'capsule-dir', 'test-break-invariant'] as const) {
+        for (const k of ['seed', 'seeds', 'ops', 'faults', 'mode', 'buggify', 'buggify-sites', 'capsule-dir', 'test-break-invariant'] as const) {
           if (values[k] !== undefined) throw new UsageError(`replay takes everything from the capsule: --${k} is not allowed`);
         }
         return replay(rest[0]);

@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { PathFs } from '../core/fs/path-fs.ts';
 import { rotatedLogName } from '../core/replication/master-log.ts';
+import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { BatchCluster, type RotatedFileInfo } from './batch-cluster.ts';
 import type { SimDiskOptions } from './disk.ts';
 import { LinkCuts, LiveCluster, LiveOracle, liveOp } from './live-cluster.ts';
@@ -33,6 +34,13 @@ export interface SimOptions {
   faults: FaultProfile;
   mode: SimMode;
   /**
+   * Buggify sites in core (src/core/buggify.ts) on or off; undefined: as the
+   * profile says (all: on, swarm: drawn per seed, others: off).
+   */
+  buggify?: boolean;
+  /** With buggify on: exactly these sites are on, on both nodes (aims a run at some sites). */
+  buggifySites?: BuggifySite[];
+  /**
    * Test-only: half-way through, write a file on the master behind the
    * oracle's back, so the model and the system really diverge and the
    * invariants must catch it (used to test failure reporting end to end).
@@ -46,6 +54,8 @@ export interface SimResult {
   ok: boolean;
   problems: string[];
   faultsInjected: Record<string, number>;
+  /** Whether buggify sites could fire in this run (the profile's choice or --buggify). */
+  buggify: boolean;
   invariantsChecked: string[];
   traceHash: string;
   simulatedMs: number;
@@ -66,6 +76,15 @@ export function isSimMode(s: string): s is SimMode {
 export function simOptions(o: Partial<SimOptions> & { seed: number }): SimOptions {
   const out: SimOptions = { seed: o.seed, ops: o.ops ?? OPS_DEFAULT, faults: o.faults ?? 'none', mode: o.mode ?? 'live' };
   if (o.breakInvariant) out.breakInvariant = true;
+  if (o.buggify !== undefined) {
+    if (typeof o.buggify !== 'boolean') throw new RangeError(`buggify must be true or false, got ${String(o.buggify)}`);
+    out.buggify = o.buggify;
+  }
+  if (o.buggifySites !== undefined) {
+    for (const s of o.buggifySites) if (!(s in BUGGIFY_SITES)) throw new RangeError(`unknown buggify site '${s}' (expected ${Object.keys(BUGGIFY_SITES).join(', ')})`);
+    if (o.buggify === false) throw new RangeError('buggify sites given with buggify off');
+    out.buggifySites = [...o.buggifySites];
+  }
   if (!Number.isSafeInteger(out.seed) || out.seed < 0) throw new RangeError(`seed must be an integer >= 0, got ${out.seed}`);
   if (!Number.isSafeInteger(out.ops) || out.ops < 1 || out.ops > OPS_MAX) throw new RangeError(`ops must be an integer in 1..${OPS_MAX}, got ${out.ops}`);
   if (!isFaultProfile(out.faults)) throw new RangeError(`unknown fault profile '${String(out.faults)}' (expected ${FAULT_PROFILES.join(', ')})`);
@@ -75,7 +94,8 @@ export function simOptions(o: Partial<SimOptions> & { seed: number }): SimOption
 
 /** The one command line that reruns these options. */
 export function reproduceCommand(o: SimOptions): string {
-  return `lessfs-sim run --seed ${o.seed} --ops ${o.ops} --faults ${o.faults} --mode ${o.mode}${o.breakInvariant ? ' --test-break-invariant' : ''}`;
+  const buggify = (o.buggify === undefined ? '' : ` --buggify ${o.buggify ? 'on' : 'off'}`) + (o.buggifySites ? ` --buggify-sites ${o.buggifySites.join(',')}` : '');
+  return `lessfs-sim run --seed ${o.seed} --ops ${o.ops} --faults ${o.faults} --mode ${o.mode}${buggify}${o.breakInvariant ? ' --test-break-invariant' : ''}`;
 }
 
 const BS = 4096;
@@ -104,6 +124,17 @@ interface FaultPlan {
   secret: string | undefined;
   /** Batch shipping faults, per delivered file. */
   ship: { truncate: number; flip: number; drop: number; duplicate: number };
+  /** Buggify sites in core may fire (each node draws which, see src/sim/buggify.ts). */
+  buggify: boolean;
+}
+
+/** Buggify for a run: --buggify, else on for all, drawn per seed for swarm (own stream: the plan's draws stay as they were). */
+function buggifyFor(o: SimOptions): boolean {
+  if (o.buggify !== undefined) return o.buggify;
+  if (o.buggifySites !== undefined) return true;
+  if (o.faults === 'all') return true;
+  if (o.faults === 'swarm') return new SimRng(o.seed).split('plan/buggify').chance(0.5);
+  return false;
 }
 
 function drawNodeFaults(r: SimRng, ops: number, countMax: number): NodeFault[] {
@@ -132,6 +163,7 @@ function faultPlan(o: SimOptions): FaultPlan {
     commitIntervalMs: r.pick([100, 500, 2000]),
     secret: r.chance(0.5) ? 'sim-secret' : undefined,
     ship: { truncate: 0, flip: 0, drop: 0, duplicate: 0 },
+    buggify: buggifyFor(o),
   };
   const net = (): void => {
     plan.net = {
@@ -204,7 +236,7 @@ const LIVE_INVARIANTS = [
   'slave tree = master tree at the slave applied txn, a txn the master made durable',
   'slave comes back at least at the txn its master was told was durable',
   'slave applies each txn exactly once, in order',
-  'master and slave never commit at the same instant',
+  'master and slave never commit at the same instant (unless the master had stopped waiting for that slave commit)',
   'after faults stop the slave converges, backlog reads 0, replog.dta is empty',
   'slave tree = master tree = model after convergence',
   'lessfsck -t clean on master and slave after unmount',
@@ -228,7 +260,9 @@ function countTraceFaults(sched: Scheduler, faults: Record<string, number>, trac
   sched.traceSink = (line) => {
     traceLine?.(line);
     const net = /^net (bitflip|reset|stall|partition|hold) /.exec(line);
+    const bug = /^buggify (\S+) /.exec(line);
     if (net) bump(`net ${net[1]}`);
+    else if (bug) bump(`buggify ${bug[1]}`);
     else if (line.includes(' powerloss file ')) {
       if (line.includes(' torn@')) bump('disk torn write');
       if (line.includes(' reordered ')) bump('disk reordered writes');
@@ -243,6 +277,8 @@ async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults:
     slaveNode: { disk: plan.disk, store: plan.store },
     net: plan.net,
     secret: plan.secret,
+    buggify: plan.buggify,
+    buggifySites: o.buggifySites,
   });
   const oracle = new LiveOracle(c, BS);
   const rng = new SimRng(o.seed).split('workload');
@@ -308,6 +344,8 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
     watchdirPollMs: 1e12,
     masterNode: { disk: plan.disk, store: plan.store },
     slaveNode: { disk: plan.disk, store: plan.store },
+    buggify: plan.buggify,
+    buggifySites: o.buggifySites,
   });
   const rng = new SimRng(o.seed).split('workload');
   const ship = new SimRng(o.seed).split('ship');
@@ -326,8 +364,9 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
   /**
    * Master trees (as the model has them) each rotated file's last txn may hold:
    * one rotate_replog can close two files (a commit already running takes the
-   * request first, see MasterLog.rotate), and that earlier file ends at a
-   * commit of some operation boundary since the last rotation.
+   * request first, see MasterLog.rotate), and buggify's rotate-mid-commit
+   * rotates on its own; a file closed so ends at a commit of some operation
+   * boundary since the last rotation.
    */
   const digestAt = new Map<number, Set<string>>([[0, new Set([modelDigest(model)])]]);
   let sinceRotation: string[] = [modelDigest(model)];
@@ -420,12 +459,12 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
     await c.rotate();
     const chain = await c.masterLogChain();
     const fresh = chain.files.slice(files.length);
-    if (fresh.length < 1 || fresh.length > 2) throw new Error(`${chain.files.length} rotated files after ${files.length} before and one rotation`);
+    if (fresh.length < 1 || (fresh.length > 2 && !plan.buggify)) throw new Error(`${chain.files.length} rotated files after ${files.length} before and one rotation`);
     const f = fresh[fresh.length - 1];
     const got = await c.digest(c.master);
     const want = modelDigest(model);
     if (got !== want) problem(`master tree at ${f.name} (txn ${f.lastTxn}) differs from the model:\n${await c.listing(c.master)}\nmodel:\n${modelListingText(model)}`);
-    if (fresh.length === 2) digestAt.set(fresh[0].lastTxn, new Set(sinceRotation));
+    for (const early of fresh.slice(0, -1)) digestAt.set(early.lastTxn, new Set(sinceRotation));
     digestAt.set(f.lastTxn, new Set([want]));
     files.push(...fresh);
     opsSinceRotation = 0;
@@ -505,6 +544,7 @@ export async function runSimulation(input: Partial<SimOptions> & { seed: number 
     ok: problems.length === 0,
     problems,
     faultsInjected: sorted,
+    buggify: plan.buggify,
     invariantsChecked: options.mode === 'live' ? LIVE_INVARIANTS : BATCH_INVARIANTS,
     traceHash: sched.traceHash(),
     simulatedMs: sched.nowMs(),

@@ -14,6 +14,7 @@ import { ReplicationNode, type ReplicationConfig } from '../core/replication/nod
 import type { LiveReceiver } from '../core/replication/receiver.ts';
 import type { LiveSender, LiveTiming } from '../core/replication/sender.ts';
 import { simEngineOptions } from './batch-cluster.ts';
+import { nodeBuggify, type BuggifyChoice, type SimBuggify } from './buggify.ts';
 import { ModelFs } from './model.ts';
 import { SimNetwork, type SimNetOptions } from './net.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
@@ -33,9 +34,11 @@ export interface LiveNode {
   node: ReplicationNode | undefined;
   /** Commits in progress on this node (by reason). */
   committing: string | undefined;
+  /** Its rare-path hooks, kept across incarnations (undefined: buggify off). */
+  buggify: SimBuggify | undefined;
 }
 
-export interface LiveClusterOptions {
+export interface LiveClusterOptions extends BuggifyChoice {
   engine?: Partial<EngineOptions>;
   net?: Partial<SimNetOptions>;
   masterNode?: Partial<SimNodeOptions>;
@@ -55,6 +58,12 @@ export class LiveCluster {
   private readonly rng: SimRng;
   /** Violations of "never committing at the same instant". */
   readonly overlaps: string[] = [];
+  /**
+   * Overlaps of a slave commit whose request the master had stopped waiting
+   * for (LiveTiming.slaveCommitWaitMs): the master then commits anyway, by
+   * design (docs/replication-protocol.md); not violations.
+   */
+  readonly overlapsAfterWaitExpired: string[] = [];
   /** Transactions the slave applied out of order (not its position + 1): a double or skipped apply. */
   readonly applyViolations: string[] = [];
   commitsSeen = { master: 0, slave: 0 };
@@ -78,23 +87,27 @@ export class LiveCluster {
     };
     const mOpts = simEngineOptions('/master', opts.engine);
     const sOpts = simEngineOptions('/slave', { ...opts.engine, replica: true });
+    const mRng = this.rng.split('master');
+    const sRng = this.rng.split('slave');
     this.master = {
       name: 'master',
-      machine: new SimMachine(scheduler, this.rng.split('master'), { name: 'master', ...opts.masterNode }),
+      machine: new SimMachine(scheduler, mRng, { name: 'master', ...opts.masterNode }),
       options: mOpts,
       repl: { ...common, replicationRole: 'master', replicationPartnerIp: 'slave', replicationPartnerPort: LIVE_PORT, blockDataPath: mOpts.blockDataPath },
       engine: undefined,
       node: undefined,
       committing: undefined,
+      buggify: nodeBuggify(opts, mRng, scheduler, 'master'),
     };
     this.slave = {
       name: 'slave',
-      machine: new SimMachine(scheduler, this.rng.split('slave'), { name: 'slave', ...opts.slaveNode }),
+      machine: new SimMachine(scheduler, sRng, { name: 'slave', ...opts.slaveNode }),
       options: sOpts,
       repl: { ...common, replicationRole: 'slave', replicationPartnerIp: undefined, replicationListenIp: 'slave', replicationListenPort: LIVE_PORT, blockDataPath: sOpts.blockDataPath },
       engine: undefined,
       node: undefined,
       committing: undefined,
+      buggify: nodeBuggify(opts, sRng, scheduler, 'slave'),
     };
   }
 
@@ -119,7 +132,7 @@ export class LiveCluster {
     const d = n.machine.drivers();
     const drivers = { ...d, net: this.tamperable(n, this.network.host(n.name, n.machine.domain)), rng: this.rng.split(`${n.name}/${n.machine.domain.name}`) };
     const repl = new ReplicationNode(n.repl, drivers, { timing: this.opts.timing });
-    const engine = await this.run(FsEngine.open(d, n.options, (e) => repl.attach(e)));
+    const engine = await this.run(FsEngine.open(d, n.buggify ? { ...n.options, buggify: n.buggify } : n.options, (e) => repl.attach(e)));
     engine.commitPhases = (phase, reason) => {
       if (phase === 'end') {
         if (n.committing === reason) n.committing = undefined;
@@ -128,7 +141,10 @@ export class LiveCluster {
       this.commitsSeen[n.name]++;
       const o = this.other(n);
       if (!LOCAL_COMMITS.has(reason) && o.committing !== undefined && !LOCAL_COMMITS.has(o.committing)) {
-        this.overlaps.push(`${this.scheduler.nowMs()} ms: ${n.name} starts a commit (${reason}) while ${o.name} is committing (${o.committing})`);
+        const what = `${this.scheduler.nowMs()} ms: ${n.name} starts a commit (${reason}) while ${o.name} is committing (${o.committing})`;
+        const serving = this.slave.node?.liveReceiver?.servingCommitId;
+        if (serving !== undefined && serving === this.master.node?.liveSender?.abandonedCommitId) this.overlapsAfterWaitExpired.push(what);
+        else this.overlaps.push(what);
       }
       n.committing = reason;
     };
@@ -189,8 +205,10 @@ export class LiveCluster {
     return n.engine;
   }
 
-  /** Stop every link fault (probabilities to 0, partitions and holds lifted); latency and bandwidth stay. */
+  /** Stop every link fault (probabilities to 0, partitions and holds lifted) and buggify site; latency and bandwidth stay. */
   calmNetwork(): void {
+    this.master.buggify?.calm();
+    this.slave.buggify?.calm();
     const o = this.network.options;
     o.bitFlipProbability = 0;
     o.resetProbability = 0;
