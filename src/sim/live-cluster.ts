@@ -19,6 +19,7 @@ import { ModelFs } from './model.ts';
 import { SimNetwork, type SimNetOptions } from './net.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
 import { SimRng } from './rng.ts';
+import { applyLinkStep, CutPlanner } from './schedule.ts';
 import type { Scheduler } from './scheduler.ts';
 import { TreeHistory } from './tree-history.ts';
 import { applyToFs, applyToModel, fsDigest, fsListingText, modelListingText, NAMES, POOL_PATTERNS, randomOp, sameResult, type Op, type OpResult } from './workload.ts';
@@ -604,24 +605,18 @@ export class LiveOracle {
 
 /** Seeded partitions and holds between master and slave, opened and healed as a workload goes (op by op). */
 export class LinkCuts {
-  private cut: { kind: 'partition' | 'hold'; until: number } | undefined;
+  private readonly planner: CutPlanner;
 
   constructor(
     private readonly c: LiveCluster,
-    private readonly probability: number,
-  ) {}
+    probability: number,
+  ) {
+    this.planner = new CutPlanner(probability);
+  }
 
   /** Before op i: maybe cut the link (for 1..8 ops), or heal a cut that is due. */
   step(i: number, rng: SimRng): void {
-    const net = this.c.network;
-    if (!this.cut && rng.chance(this.probability)) {
-      this.cut = { kind: rng.chance(0.5) ? 'partition' : 'hold', until: i + 1 + rng.int(8) };
-      if (this.cut.kind === 'partition') net.partition('master', 'slave');
-      else net.hold('master', 'slave');
-    } else if (this.cut && i >= this.cut.until) {
-      if (this.cut.kind === 'partition') net.repair('master', 'slave');
-      else net.release('master', 'slave');
-      this.cut = undefined;
-    }
+    const s = this.planner.next(i, rng);
+    if (s) applyLinkStep(this.c.network, s);
   }
 }
