@@ -18,6 +18,8 @@ import {
   type SimOptions,
   type SimResult,
 } from '../sim/campaign.ts';
+import { loadTrace, TraceError, type ConvertedTrace } from '../sim/trace.ts';
+import { replayTrace, traceOpsToReplay, traceReproduceCommand, type TraceReplay, type TraceReplayOptions } from '../sim/trace-replay.ts';
 import { CliError, EXIT_OK, EXIT_RUNTIME, parseCommandLine, UsageError, type Command } from './common.ts';
 
 const usage = `Usage:
@@ -25,6 +27,7 @@ const usage = `Usage:
   lessfs-sim run --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--capsule-dir DIR]
   lessfs-sim replay CAPSULE
   lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch]
+  lessfs-sim replay-trace FILE [--seed S] [--ops N] [--faults PROFILE] [--mode live|batch] [--capsule-dir DIR]
 
 Deterministic simulation of a lessfs master and slave on one virtual clock: a
 seeded workload on the master, checked against a reference model, under the
@@ -59,10 +62,16 @@ whether the same problems and trace hash came out.
 check-determinism runs each seed twice and compares trace hashes; on a mismatch
 it names the seed and the first trace event where the runs diverge.
 
-Not yet available: --shrink (schedule shrinking), replay-trace (FUSE trace
-replay), --config CFG.
+replay-trace runs the operations of a FUSE trace (recorded by lessfs --trace
+FILE or TRACE_FILE) as the workload, at the trace's BLKSIZE, under the faults
+the seed (default 0) draws from PROFILE; --ops N replays the first N. Ops a
+master fault loses are reissued, so a passing run ends with the recorded tree.
+Same report as run; a failure capsule holds the trace (replay CAPSULE reruns it).
 
-Exit status: run: 0 every seed passed, 1 an invariant failed; replay: 0 the rerun
+Not yet available: --shrink (schedule shrinking), --config CFG.
+
+Exit status: run and replay-trace: 0 every seed passed, 1 an invariant failed
+(replay-trace: or a bad trace); replay: 0 the rerun
 matches the capsule exactly, 1 it differs; check-determinism: 0 all equal, 1 a
 mismatch; 2 usage error.
 `;
@@ -79,6 +88,16 @@ export interface Capsule {
   command: string;
   problems: string[];
   traceHash: string;
+  /** replay-trace failures: the trace, so the capsule replays without the file. */
+  trace?: CapsuleTrace;
+}
+
+export interface CapsuleTrace {
+  file: string;
+  /** --ops of the replay (undefined: the whole trace). */
+  ops?: number;
+  /** The trace's lines (header, operations, marker). */
+  lines: string[];
 }
 
 function parseSeed(s: string): number {
@@ -152,17 +171,18 @@ function formatProblems(problems: string[], max = 5): string {
   return `${lines.join('\n')}\n`;
 }
 
-function writeCapsule(r: SimResult, dir: string): string {
+function writeCapsule(r: SimResult, dir: string, replayed?: { command: string; trace: CapsuleTrace }): string {
   const capsule: Capsule = {
     format: CAPSULE_FORMAT,
     seed: r.seed,
     options: r.options,
     commit: codeCommit(),
-    command: reproduceCommand(r.options),
+    command: replayed?.command ?? reproduceCommand(r.options),
     problems: r.problems,
     traceHash: r.traceHash,
+    ...(replayed ? { trace: replayed.trace } : {}),
   };
-  const path = join(dir, `lessfs-sim-failure-${r.seed}.json`);
+  const path = join(dir, `lessfs-sim-failure-${replayed ? 'trace-' : ''}${r.seed}.json`);
   try {
     writeFileSync(path, `${JSON.stringify(capsule, null, 2)}\n`);
   } catch (err) {
@@ -270,6 +290,10 @@ function readCapsule(path: string): Capsule {
   }
   if (c?.format !== CAPSULE_FORMAT) throw new CliError(`capsule ${path}: format is ${JSON.stringify(c?.format)}, expected ${CAPSULE_FORMAT}`);
   if (typeof c.traceHash !== 'string' || !Array.isArray(c.problems) || typeof c.options !== 'object') throw new CliError(`capsule ${path}: missing options, problems or traceHash`);
+  const t = c.trace;
+  if (t !== undefined && (typeof t.file !== 'string' || !Array.isArray(t.lines) || !t.lines.every((l) => typeof l === 'string') || (t.ops !== undefined && !Number.isSafeInteger(t.ops)))) {
+    throw new CliError(`capsule ${path}: trace: expected { file, lines: [strings], ops?: integer }`);
+  }
   return c;
 }
 
@@ -283,7 +307,7 @@ async function replay(path: string): Promise<number> {
   }
   const now = codeCommit();
   if (c.commit !== now) out(`note: the capsule was written by commit ${c.commit}, this code is ${now}\n`);
-  const r = await runSimulation(options);
+  const r = c.trace ? (await replayCapsuleTrace(c.trace, options, path)).result : await runSimulation(options);
   printRun(r);
   const sameHash = r.traceHash === c.traceHash;
   const sameProblems = JSON.stringify(r.problems) === JSON.stringify(c.problems);
@@ -294,6 +318,53 @@ async function replay(path: string): Promise<number> {
     return EXIT_OK;
   }
   out(r.ok ? 'replay: the failure no longer happens\n' : 'replay: the run differs from the capsule\n');
+  return EXIT_RUNTIME;
+}
+
+function loadTraceText(text: string, file: string): ConvertedTrace {
+  try {
+    return loadTrace(text, file);
+  } catch (err) {
+    if (err instanceof TraceError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+/** Rerun a capsule's trace replay. */
+function replayCapsuleTrace(t: CapsuleTrace, options: SimOptions, path: string): Promise<TraceReplay> {
+  const trace = loadTraceText(`${t.lines.join('\n')}\n`, `${path} (trace ${t.file})`);
+  return replayTrace(trace, { seed: options.seed, faults: options.faults, mode: options.mode, ops: t.ops, breakInvariant: options.breakInvariant });
+}
+
+function printTrace(t: ConvertedTrace): void {
+  const skipped = Object.values(t.skipped).reduce((a, b) => a + b, 0);
+  out(`trace: ${t.name} (BLKSIZE ${t.blockSizeBytes}): ${t.recordedOps} operations recorded: ${t.ops.length} to replay, ${t.handleOps} open/release, ${skipped} skipped\n`);
+  for (const [why, n] of Object.entries(t.skipped).sort(([a], [b]) => (a < b ? -1 : 1))) out(`  skipped ${n}: ${why}\n`);
+  for (const w of t.warnings) out(`warning: ${w}\n`);
+}
+
+async function replayTraceFile(file: string, o: TraceReplayOptions, capsuleDir: string): Promise<number> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read trace ${file}: ${(err as Error).message}`);
+  }
+  const trace = loadTraceText(text, file);
+  try {
+    traceOpsToReplay(trace, o.ops);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  printTrace(trace);
+  const { result: r, workload } = await replayTrace(trace, o);
+  if (workload.rewinds > 0) out(`trace replay: ${workload.reissued} lost operations reissued after ${workload.rewinds} master faults\n`);
+  printRun(r);
+  if (r.ok) return EXIT_OK;
+  const command = traceReproduceCommand(file, o);
+  const path = writeCapsule(r, capsuleDir, { command, trace: { file, ops: o.ops, lines: trace.lines } });
+  out(`reproduce: ${command}\n`);
+  out(`failure capsule: ${path} (self-contained: lessfs-sim replay ${path})\n`);
   return EXIT_RUNTIME;
 }
 
@@ -348,7 +419,7 @@ export const lessfsSim: Command = {
       return EXIT_OK;
     }
     const [sub, ...rest] = positionals;
-    if (sub === undefined) throw new UsageError('no command given (expected run, replay or check-determinism)');
+    if (sub === undefined) throw new UsageError('no command given (expected run, replay, check-determinism or replay-trace)');
     const capsuleDir = values['capsule-dir'] ?? process.cwd();
     switch (sub) {
       case 'run': {
@@ -375,10 +446,18 @@ export const lessfsSim: Command = {
         const { first, last } = parseSeedRange(values.seeds);
         return checkDeterminism(first, last, commonOptions(values));
       }
-      case 'replay-trace':
-        throw new UsageError('replay-trace is not yet available');
+      case 'replay-trace': {
+        if (rest.length !== 1) throw new UsageError('replay-trace needs exactly one trace FILE');
+        if (values.seeds !== undefined) throw new UsageError('replay-trace runs one seed: give --seed S, not --seeds');
+        const c = commonOptions({ ...values, ops: undefined });
+        if (values.ops !== undefined && !/^\d+$/.test(values.ops)) throw new UsageError(`bad --ops '${values.ops}' (expected an integer >= 0)`);
+        const o: TraceReplayOptions = { seed: values.seed === undefined ? 0 : parseSeed(values.seed), faults: c.faults, mode: c.mode };
+        if (values.ops !== undefined) o.ops = Number(values.ops);
+        if (c.breakInvariant) o.breakInvariant = true;
+        return replayTraceFile(rest[0], o, capsuleDir);
+      }
       default:
-        throw new UsageError(`unknown command '${sub}' (expected run, replay or check-determinism)`);
+        throw new UsageError(`unknown command '${sub}' (expected run, replay, check-determinism or replay-trace)`);
     }
   },
 };

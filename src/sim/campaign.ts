@@ -16,7 +16,7 @@ import type { SimNetOptions } from './net.ts';
 import { SimRng } from './rng.ts';
 import { Scheduler } from './scheduler.ts';
 import type { SimStoreOptions } from './store.ts';
-import { applyToFs, applyToModel, modelDigest, poolData, randomOp } from './workload.ts';
+import { applyToFs, applyToModel, modelDigest, poolData, randomOp, type Op } from './workload.ts';
 
 export const FAULT_PROFILES = ['none', 'net', 'disk', 'power', 'all', 'swarm'] as const;
 export type FaultProfile = (typeof FAULT_PROFILES)[number];
@@ -236,15 +236,16 @@ function countTraceFaults(sched: Scheduler, faults: Record<string, number>, trac
   };
 }
 
-async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults: Record<string, number>, problems: string[]): Promise<number> {
+async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults: Record<string, number>, problems: string[], workload?: WorkloadSource): Promise<number> {
+  const bs = workload?.blockSizeBytes ?? BS;
   const c = new LiveCluster(sched, o.seed, {
-    engine: { commitIntervalMs: plan.commitIntervalMs, cacheSizeBytes: 24 * BS },
+    engine: { commitIntervalMs: plan.commitIntervalMs, cacheSizeBytes: 24 * bs, blockSizeBytes: bs },
     masterNode: { disk: plan.disk, store: plan.store },
     slaveNode: { disk: plan.disk, store: plan.store },
     net: plan.net,
     secret: plan.secret,
   });
-  const oracle = new LiveOracle(c, BS);
+  const oracle = new LiveOracle(c, bs);
   const rng = new SimRng(o.seed).split('workload');
   const bump = (k: string): void => {
     faults[k] = (faults[k] ?? 0) + 1;
@@ -257,7 +258,8 @@ async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults:
     const queue = [...plan.nodeFaults];
     let crashAt: number | undefined;
     const cuts = new LinkCuts(c, plan.cutProbability);
-    for (let i = 0; i < o.ops; i++) {
+    // A workload source ends the loop itself (a trace replay reissues what a master fault lost).
+    for (let i = 0; workload !== undefined || i < o.ops; i++) {
       cuts.step(i, rng);
       if (o.breakInvariant && i === Math.floor(o.ops / 2)) {
         const fs = new PathFs(c.engineOf(c.master));
@@ -266,7 +268,8 @@ async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults:
       }
       if (crashAt === undefined && queue.length > 0 && queue[0].atOp <= i) crashAt = sched.stepsRun + queue[0].afterSteps;
       const stop = (): boolean => crashAt !== undefined && sched.stepsRun >= crashAt;
-      const op = liveOp(rng, oracle.model, BS);
+      const op = workload ? workload.next(oracle.model) : liveOp(rng, oracle.model, BS);
+      if (op === undefined) break;
       const outcome = await oracle.runOp(op, stop);
       if (outcome === 'stuck') {
         problems.push(`${sched.nowMs()} ms: op ${i} ${JSON.stringify(op)} never completed`);
@@ -301,9 +304,10 @@ interface Delivery {
   file: RotatedFileInfo;
 }
 
-async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults: Record<string, number>, problems: string[]): Promise<number> {
+async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults: Record<string, number>, problems: string[], workload?: WorkloadSource): Promise<number> {
+  const bs = workload?.blockSizeBytes ?? BS;
   const c = new BatchCluster(sched, o.seed, {
-    engine: { commitIntervalMs: plan.commitIntervalMs, cacheSizeBytes: 24 * BS },
+    engine: { commitIntervalMs: plan.commitIntervalMs, cacheSizeBytes: 24 * bs, blockSizeBytes: bs },
     // Scans run when the harness says, so each one is checked.
     watchdirPollMs: 1e12,
     masterNode: { disk: plan.disk, store: plan.store },
@@ -438,10 +442,11 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
       fs.create('/rogue');
       await c.run(fs.write('/rogue', 0, poolData(BS, 1, 100)));
     }
-    const op = randomOp(rng, BS);
+    const op = workload ? workload.next(model) : randomOp(rng, BS);
+    if (op === undefined) break;
     if (op.op === 'remount') continue;
-    const got = op.op === 'commit' ? await c.run(engine.commit().then(() => ({ ok: '' }))) : await c.run(applyToFs(fs, op, BS));
-    const want = applyToModel(model, op, BS);
+    const got = op.op === 'commit' ? await c.run(engine.commit().then(() => ({ ok: '' }))) : await c.run(applyToFs(fs, op, bs));
+    const want = applyToModel(model, op, bs);
     if (JSON.stringify(got) !== JSON.stringify(want)) problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(got)}, the model says ${JSON.stringify(want)}`);
     opsRun++;
     sinceRotation.push(modelDigest(model));
@@ -474,9 +479,23 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
   return opsRun;
 }
 
+/**
+ * Where a run's operations come from when not from the seed: a recorded FUSE
+ * trace (see trace-replay.ts). The run asks for the next operation with the
+ * model's tree, which after a master fault is the tree the master recovered.
+ */
+export interface WorkloadSource {
+  /** BLKSIZE the cluster is formatted with (the trace's). */
+  readonly blockSizeBytes: number;
+  /** The next operation, or undefined at the end of the workload. */
+  next(model: ModelFs): Op | undefined;
+}
+
 export interface SimHooks {
   /** Every trace line of the run, in order (to find where two runs diverge). */
   traceLine?: (line: string) => void;
+  /** Operations to run instead of the seeded workload (options.ops is then their number). */
+  workload?: WorkloadSource;
 }
 
 /** One seeded simulation. Never throws for what the system does: failures are in `problems`. */
@@ -490,7 +509,7 @@ export async function runSimulation(input: Partial<SimOptions> & { seed: number 
   const wallStart = performance.now();
   let ops = 0;
   try {
-    ops = options.mode === 'live' ? await runLive(options, plan, sched, faults, problems) : await runBatch(options, plan, sched, faults, problems);
+    ops = options.mode === 'live' ? await runLive(options, plan, sched, faults, problems, hooks.workload) : await runBatch(options, plan, sched, faults, problems, hooks.workload);
   } catch (err) {
     const e = err as Error & { code?: string };
     problems.push(`${sched.nowMs()} ms: the run failed with ${e.code ?? e.name}: ${e.message}`);
