@@ -5,7 +5,7 @@
 // machine; the master is the engine driven in this process (no FUSE).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parseConfig } from '../src/core/config.ts';
@@ -185,9 +185,12 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
   const offMbS = mbPerS(bytes, w0.writeMs + w0.fsyncMs);
   collectGarbage();
 
-  const sDir = join(dir, 'slave');
+  // --live-slave-dir DIR: put the slave's data on another file system (its own disk; a tmpfs stands in for
+  // the slave machine's disk on a one-disk VM). Default: beside the master, on the same disk.
+  const slaveParent = ctx.flag('live-slave-dir');
+  const sDir = slaveParent ? mkdtempSync(join(slaveParent, 'lessfs-bench-slave-')) : join(dir, 'slave');
   const mDir = join(dir, 'master');
-  mkdirSync(sDir);
+  if (!slaveParent) mkdirSync(sDir);
   mkdirSync(mDir);
   const slave = await startSlave(ctx, sDir);
   try {

@@ -6,6 +6,7 @@ import { fuseSection } from './fuse.ts';
 import { liveSection } from './live.ts';
 import { replogSection } from './replog.ts';
 import type { Section } from './section.ts';
+import { simSection } from './sim.ts';
 import { storeSection } from './store.ts';
 
-export const SECTIONS: readonly Section[] = [coreSection, fuseSection, replogSection, liveSection, storeSection];
+export const SECTIONS: readonly Section[] = [coreSection, fuseSection, replogSection, liveSection, simSection, storeSection];

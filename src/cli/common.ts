@@ -61,15 +61,19 @@ export function parseCommandLine<T extends ParseArgsConfig>(argv: string[], conf
   }
 }
 
+/** Why opening or reading a file failed, in words. */
+export function fileErrorReason(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
+}
+
 /** Read and parse lessfs.cfg (environment overrides), printing warnings. */
 export function loadConfig(cmdName: string, path: string): LessfsConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
-    throw new CliError(`cannot read configuration file ${path}: ${why}`);
+    throw new CliError(`cannot read configuration file ${path}: ${fileErrorReason(err)}`);
   }
   const parsed = parseConfig(text, { env: process.env, fileName: path });
   for (const w of parsed.warnings) process.stderr.write(`${cmdName}: warning: ${w}\n`);

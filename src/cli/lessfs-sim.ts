@@ -1,38 +1,66 @@
 // lessfs-sim: run seeded simulations of a master/slave cluster under faults,
-// campaigns over seed ranges, replay of failure capsules, determinism checks.
+// campaigns over seed ranges, replay and shrinking of failure capsules,
+// determinism checks. Subcommands are entries of SUBCOMMANDS: each names the
+// options it takes and runs with the parsed command line.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../core/errors.ts';
+import { CODEC_IDS } from '../core/fs/options.ts';
+import type { EngineOptions } from '../core/fs/types.ts';
 import {
+  executeSchedule,
   FAULT_PROFILES,
+  generateSchedule,
   isFaultProfile,
   isSimMode,
   OPS_DEFAULT,
   OPS_MAX,
+  problemKind,
   reproduceCommand,
+  runConfig,
   runSimulation,
   SIM_MODES,
   simOptions,
+  type SimHooks,
   type SimOptions,
   type SimResult,
 } from '../sim/campaign.ts';
+import { describeSteps, ScheduleError, validateSchedule, type Schedule } from '../sim/schedule.ts';
+import { SHRINK_BUDGET_DEFAULT, shrinkSchedule } from '../sim/shrink.ts';
 import { loadTrace, TraceError, type ConvertedTrace } from '../sim/trace.ts';
-import { replayTrace, traceOpsToReplay, traceReproduceCommand, type TraceReplay, type TraceReplayOptions } from '../sim/trace-replay.ts';
-import { CliError, EXIT_OK, EXIT_RUNTIME, parseCommandLine, UsageError, type Command } from './common.ts';
+import { traceSchedule, traceReproduceCommand, type TraceReplayOptions } from '../sim/trace-replay.ts';
+import { describeIgnored } from '../sim/sim-config.ts';
+import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
+import { CliError, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fileErrorReason, parseCommandLine, UsageError, type Command } from './common.ts';
+
+/** The buggify sites for the usage text, a few per line. */
+function siteLines(): string {
+  const names = Object.keys(BUGGIFY_SITES);
+  const lines: string[] = [];
+  for (let i = 0; i < names.length; i += 3) lines.push(`                      ${names.slice(i, i + 3).join(', ')}`);
+  return lines.join('\n');
+}
 
 const usage = `Usage:
-  lessfs-sim run --seed S [--ops N] [--faults PROFILE] [--mode live|batch] [--capsule-dir DIR]
-  lessfs-sim run --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--capsule-dir DIR]
-  lessfs-sim replay CAPSULE
-  lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch]
-  lessfs-sim replay-trace FILE [--seed S] [--ops N] [--faults PROFILE] [--mode live|batch] [--capsule-dir DIR]
+  lessfs-sim run --seed S [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
+                 [--buggify on|off] [--buggify-sites LIST]
+                 [--capsule-dir DIR] [--shrink [--shrink-budget N]]
+  lessfs-sim run --seeds A..B [same options]
+  lessfs-sim replay CAPSULE [--shrink [--shrink-budget N]] [--capsule-dir DIR]
+  lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
+                 [--buggify on|off] [--buggify-sites LIST]
+  lessfs-sim replay-trace FILE [--seed S] [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
+                 [--buggify on|off] [--buggify-sites LIST]
+                 [--capsule-dir DIR] [--shrink [--shrink-budget N]]
 
 Deterministic simulation of a lessfs master and slave on one virtual clock: a
-seeded workload on the master, checked against a reference model, under the
-faults of a profile. The same seed and options always give the same run (the
-same trace hash).
+seed yields a schedule (the faults of a profile, workload operations on the
+master checked against a reference model, idle times, link cuts, node faults,
+batch rotations and shipping), and the run executes it. The same seed and
+options always give the same run (the same trace hash).
 
   --seed S          run one seed (an integer >= 0)
   --seeds A..B      a campaign over seeds A to B inclusive: progress on stderr,
@@ -51,53 +79,99 @@ same trace hash).
                       swarm  each seed switches each fault kind on or off and
                              draws its strength (swarm testing)
   --mode MODE       ${SIM_MODES.join(' | ')} replication (default live)
+  --config CFG      both nodes take BLKSIZE, HASHNAME, COMPRESSION, DEDUPLICATION,
+                    CACHESIZE, COMMIT_INTERVAL, SYNC_RELAX (and REPLICATION_SECRET,
+                    MAX_BACKLOG_SIZE live; ROTATE_REPLOG_SIZE, ROTATE_REPLOG_INTERVAL
+                    batch) from this lessfs.cfg; other keys are listed as ignored
+  --buggify on|off  rare-path hooks inside core (short writes, slow commits,
+                    rotations at awkward moments, dropped connections...):
+                    each node switches each site on or off per seed; default
+                    on for all, drawn per seed for swarm, off otherwise
+  --buggify-sites LIST  buggify on with exactly these sites, comma-separated:
+${siteLines()}
   --capsule-dir DIR where failure capsules are written (default: the current directory)
+  --shrink          on a failure, shrink the schedule (delta debugging) to a small
+                    one that still fails with a problem of the same kind
+  --shrink-budget N at most N simulation runs for shrinking (default ${SHRINK_BUDGET_DEFAULT})
   -h, --help        show this help
 
-On a failure lessfs-sim prints the one command that reproduces it and writes a
-failure capsule lessfs-sim-failure-SEED.json (seed, options, code commit,
-problems, trace hash); \`lessfs-sim replay CAPSULE\` reruns it exactly and says
-whether the same problems and trace hash came out.
+On a failure lessfs-sim writes a failure capsule lessfs-sim-failure-SEED.json
+(seed, options, config text, code commit, problems, trace hash and the schedule,
+shrunk with --shrink) and prints the one command that reproduces it:
+\`lessfs-sim replay CAPSULE\` executes the capsule's schedule exactly and says
+whether the same problems and trace hash came out. replay --shrink writes the
+shrunk capsule as NAME-shrunk.json (NAME: the capsule's file name) into
+--capsule-dir (default: the current directory).
 
-check-determinism runs each seed twice and compares trace hashes; on a mismatch
-it names the seed and the first trace event where the runs diverge.
+check-determinism runs each seed twice (the second time from its schedule
+serialised to JSON) and compares trace hashes; on a mismatch it names the seed
+and the first trace event where the runs diverge.
 
 replay-trace runs the operations of a FUSE trace (recorded by lessfs --trace
-FILE or TRACE_FILE) as the workload, at the trace's BLKSIZE, under the faults
-the seed (default 0) draws from PROFILE; --ops N replays the first N. Ops a
-master fault loses are reissued, so a passing run ends with the recorded tree.
-Same report as run; a failure capsule holds the trace (replay CAPSULE reruns it).
-
-Not yet available: --shrink (schedule shrinking), --config CFG.
+FILE or TRACE_FILE) as the workload, at the trace's BLKSIZE: the seed's
+(default 0) schedule for that many operations, its op steps replaced in order
+by the trace's and a final commit (its faults, cuts, checks, rotations and idle
+times kept); --ops N replays the first N. A master crash or power loss loses
+the operations after the master's last durable commit and the run goes on from
+the recovered tree, so only a run without master faults ends with the recorded
+tree. Same report as run; a failure capsule lessfs-sim-failure-trace-SEED.json
+holds the schedule with the trace's operations (replay CAPSULE reruns it
+without the trace file; --shrink shrinks it).
 
 Exit status: run and replay-trace: 0 every seed passed, 1 an invariant failed
-(replay-trace: or a bad trace); replay: 0 the rerun
-matches the capsule exactly, 1 it differs; check-determinism: 0 all equal, 1 a
-mismatch; 2 usage error.
+(replay-trace: or a bad trace); replay: 0 the rerun matches the capsule
+exactly, 1 it differs; check-determinism: 0 all equal, 1 a mismatch; 2 usage
+error, bad config or bad capsule.
 `;
 
 /** A campaign's bound on seeds (each seed is a full simulation). */
 const SEEDS_MAX = 1_000_000;
-const CAPSULE_FORMAT = 'lessfs-sim-capsule/1';
+const SHRINK_BUDGET_MAX = 100_000;
+export const CAPSULE_FORMAT = 'lessfs-sim-capsule/2';
 
 export interface Capsule {
   format: string;
   seed: number;
   options: SimOptions;
   commit: string;
+  /** The command that regenerates the (unshrunk) schedule from the seed. */
   command: string;
   problems: string[];
   traceHash: string;
-  /** replay-trace failures: the trace, so the capsule replays without the file. */
-  trace?: CapsuleTrace;
+  /** Present when the schedule was shrunk. */
+  shrunk?: { fromSteps: number; runs: number; kind: string };
+  schedule: Schedule;
 }
 
-export interface CapsuleTrace {
-  file: string;
-  /** --ops of the replay (undefined: the whole trace). */
-  ops?: number;
-  /** The trace's lines (header, operations, marker). */
-  lines: string[];
+/** Bad input other than the command line (a config, a capsule): message only, exit 2. */
+class InputError extends Error {
+  readonly code = 'EINPUT';
+}
+
+// ------------------------------------------------------------------ options
+
+const OPTIONS = {
+  seed: { type: 'string' },
+  seeds: { type: 'string' },
+  ops: { type: 'string' },
+  faults: { type: 'string' },
+  mode: { type: 'string' },
+  config: { type: 'string' },
+  buggify: { type: 'string' },
+  'buggify-sites': { type: 'string' },
+  'capsule-dir': { type: 'string' },
+  shrink: { type: 'boolean' },
+  'shrink-budget': { type: 'string' },
+  // Test-only: makes the run fail on purpose (see SimOptions.breakInvariant).
+  'test-break-invariant': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type OptionName = Exclude<keyof typeof OPTIONS, 'help'>;
+type Values = Partial<Record<OptionName, string | boolean>>;
+
+function str(v: Values, k: OptionName): string | undefined {
+  return v[k] as string | undefined;
 }
 
 function parseSeed(s: string): number {
@@ -117,29 +191,76 @@ export function parseSeedRange(s: string): { first: number; last: number } {
   return { first, last };
 }
 
-interface CommonOptions {
-  ops: number;
-  faults: SimOptions['faults'];
-  mode: SimOptions['mode'];
-  breakInvariant: boolean;
-}
+/** Everything of a run but the seed. */
+type CommonOptions = Omit<SimOptions, 'seed'>;
 
-function commonOptions(values: { ops?: string; faults?: string; mode?: string; 'test-break-invariant'?: boolean }): CommonOptions {
+function commonOptions(v: Values): CommonOptions {
   let ops = OPS_DEFAULT;
-  if (values.ops !== undefined) {
-    if (!/^\d+$/.test(values.ops) || Number(values.ops) < 1 || Number(values.ops) > OPS_MAX) throw new UsageError(`bad --ops '${values.ops}' (expected an integer in 1..${OPS_MAX})`);
-    ops = Number(values.ops);
+  const opsText = str(v, 'ops');
+  if (opsText !== undefined) {
+    if (!/^\d+$/.test(opsText) || Number(opsText) < 1 || Number(opsText) > OPS_MAX) throw new UsageError(`bad --ops '${opsText}' (expected an integer in 1..${OPS_MAX})`);
+    ops = Number(opsText);
   }
-  const faults = values.faults ?? 'none';
+  const faults = str(v, 'faults') ?? 'none';
   if (!isFaultProfile(faults)) throw new UsageError(`unknown fault profile '${faults}' (expected one of: ${FAULT_PROFILES.join(', ')})`);
-  const mode = values.mode ?? 'live';
+  const mode = str(v, 'mode') ?? 'live';
   if (!isSimMode(mode)) throw new UsageError(`unknown mode '${mode}' (expected one of: ${SIM_MODES.join(', ')})`);
-  return { ops, faults, mode, breakInvariant: values['test-break-invariant'] === true };
+  const out: CommonOptions = { ops, faults, mode };
+  if (v['test-break-invariant'] === true) out.breakInvariant = true;
+  const buggify = str(v, 'buggify');
+  if (buggify !== undefined) {
+    if (buggify !== 'on' && buggify !== 'off') throw new UsageError(`bad --buggify '${buggify}' (expected on or off)`);
+    out.buggify = buggify === 'on';
+  }
+  const sites = str(v, 'buggify-sites');
+  if (sites !== undefined) {
+    if (out.buggify === false) throw new UsageError('--buggify-sites turns buggify on: it cannot go with --buggify off');
+    out.buggifySites = sites.split(',').map((x) => {
+      if (!(x in BUGGIFY_SITES)) throw new UsageError(`unknown buggify site '${x}' in --buggify-sites (expected some of: ${Object.keys(BUGGIFY_SITES).join(', ')})`);
+      return x as BuggifySite;
+    });
+  }
+  const configPath = str(v, 'config');
+  if (configPath !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(configPath, 'utf8');
+    } catch (err) {
+      throw new InputError(`cannot read --config ${configPath}: ${fileErrorReason(err)}`);
+    }
+    out.config = { name: configPath, text };
+  }
+  return out;
 }
 
-function optionsFor(seed: number, c: CommonOptions): SimOptions {
-  return simOptions({ seed, ops: c.ops, faults: c.faults, mode: c.mode, breakInvariant: c.breakInvariant });
+interface ShrinkSettings {
+  shrink: boolean;
+  budget: number;
 }
+
+function shrinkSettings(v: Values): ShrinkSettings {
+  const text = str(v, 'shrink-budget');
+  if (text !== undefined && v.shrink !== true) throw new UsageError('--shrink-budget needs --shrink');
+  let budget = SHRINK_BUDGET_DEFAULT;
+  if (text !== undefined) {
+    if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > SHRINK_BUDGET_MAX) throw new UsageError(`bad --shrink-budget '${text}' (expected an integer in 1..${SHRINK_BUDGET_MAX})`);
+    budget = Number(text);
+  }
+  return { shrink: v.shrink === true, budget };
+}
+
+/**
+ * Parse the options' config once up front (a bad file fails before any run)
+ * and say on stderr, once, which of its keys the simulation ignores.
+ */
+function announceConfig(o: SimOptions): void {
+  const cfg = runConfig(o);
+  if (!cfg || !o.config) return;
+  for (const w of cfg.warnings) process.stderr.write(`lessfs-sim: warning: ${w}\n`);
+  if (cfg.ignored.length > 0) process.stderr.write(`lessfs-sim: ${o.config.name}: ignored in simulation: ${describeIgnored(cfg.ignored)}\n`);
+}
+
+// ------------------------------------------------------------------ output
 
 /** The commit of the code that ran, or "unknown" outside a git checkout (git missing or not a repository is not an error here). */
 function codeCommit(): string {
@@ -147,7 +268,7 @@ function codeCommit(): string {
   try {
     return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
   } catch (err) {
-    // The capsule still reproduces from seed and options; the commit is a hint.
+    // The capsule still replays from its schedule; the commit is a hint.
     void err;
     return 'unknown';
   }
@@ -171,29 +292,20 @@ function formatProblems(problems: string[], max = 5): string {
   return `${lines.join('\n')}\n`;
 }
 
-function writeCapsule(r: SimResult, dir: string, replayed?: { command: string; trace: CapsuleTrace }): string {
-  const capsule: Capsule = {
-    format: CAPSULE_FORMAT,
-    seed: r.seed,
-    options: r.options,
-    commit: codeCommit(),
-    command: replayed?.command ?? reproduceCommand(r.options),
-    problems: r.problems,
-    traceHash: r.traceHash,
-    ...(replayed ? { trace: replayed.trace } : {}),
-  };
-  const path = join(dir, `lessfs-sim-failure-${replayed ? 'trace-' : ''}${r.seed}.json`);
-  try {
-    writeFileSync(path, `${JSON.stringify(capsule, null, 2)}\n`);
-  } catch (err) {
-    throw new CliError(`cannot write the failure capsule ${path}: ${(err as Error).message}`);
-  }
-  return path;
+/** Engine settings as lessfs.cfg names them. */
+function describeEngine(e: EngineOptions): string {
+  const codec = Object.entries(CODEC_IDS).find(([, id]) => id === e.codec)?.[0] ?? `codec ${e.codec}`;
+  const cache = e.cacheSizeBytes % (1024 * 1024) === 0 ? `${e.cacheSizeBytes / (1024 * 1024)} MiB` : `${e.cacheSizeBytes / 1024} KiB`;
+  return `BLKSIZE ${e.blockSizeBytes}, HASHNAME ${e.hashName}, COMPRESSION ${codec}, DEDUPLICATION ${e.deduplication ? 'on' : 'off'}, CACHESIZE ${cache}, commit interval ${e.commitIntervalMs} ms, SYNC_RELAX ${e.syncRelax}`;
 }
 
 function printRun(r: SimResult): void {
   const o = r.options;
-  out(`lessfs-sim: seed ${o.seed}, ${o.mode} mode, faults ${o.faults}, ${o.ops} ops${o.breakInvariant ? ' (test: invariant broken on purpose)' : ''}\n`);
+  out(`lessfs-sim: seed ${o.seed}, ${o.mode} mode, faults ${o.faults}, buggify ${o.buggifySites ? `sites ${o.buggifySites.join(',')}` : r.buggify ? 'on' : 'off'}, ${o.ops} ops${o.breakInvariant ? ' (test: invariant broken on purpose)' : ''}\n`);
+  const cfg = runConfig(o);
+  if (o.config && cfg) out(`config:         ${o.config.name} (applied: ${cfg.applied.join(', ') || 'nothing'})\n`);
+  if (r.engine) out(`nodes:          ${describeEngine(r.engine)}\n`);
+  out(`schedule:       ${r.schedule.steps.length} steps (${describeSteps(r.schedule.steps)})\n`);
   out('faults injected:\n');
   const keys = Object.keys(r.faultsInjected);
   if (keys.length === 0) out('  (none)\n');
@@ -211,17 +323,68 @@ function printRun(r: SimResult): void {
   else out(`result: FAILED (${r.problems.length} problems)\n${formatProblems(r.problems)}`);
 }
 
-function reportFailure(r: SimResult, capsuleDir: string): void {
-  const path = writeCapsule(r, capsuleDir);
-  out(`reproduce: ${reproduceCommand(r.options)}\n`);
-  out(`failure capsule: ${path}\n`);
+function writeCapsule(r: SimResult, path: string, shrunk: Capsule['shrunk'], command: string): void {
+  const capsule: Capsule = {
+    format: CAPSULE_FORMAT,
+    seed: r.seed,
+    options: r.options,
+    commit: codeCommit(),
+    command,
+    problems: r.problems,
+    traceHash: r.traceHash,
+    ...(shrunk ? { shrunk } : {}),
+    schedule: r.schedule,
+  };
+  try {
+    writeFileSync(path, `${JSON.stringify(capsule, null, 2)}\n`);
+  } catch (err) {
+    throw new InputError(`cannot write the failure capsule ${path}: ${(err as Error).message}`);
+  }
 }
 
-async function runOne(seed: number, c: CommonOptions, capsuleDir: string): Promise<number> {
-  const r = await runSimulation(optionsFor(seed, c));
+/** Shrink a failed run's schedule within the budget, with progress on stderr. */
+async function shrink(r: SimResult, budget: number): Promise<{ result: SimResult; shrunk: NonNullable<Capsule['shrunk']> }> {
+  const tty = process.stderr.isTTY === true;
+  const kind = problemKind(r.problems[0]);
+  process.stderr.write(`lessfs-sim: shrinking seed ${r.seed}'s ${r.schedule.steps.length} steps, keeping a failure of kind "${kind}" (budget ${budget} runs)\n`);
+  const s = await shrinkSchedule(r.options, r, {
+    budget,
+    progress: (p) => {
+      const line = `shrink: run ${p.runs}/${p.budget}, ${p.phase}: ${p.steps} steps`;
+      if (tty) process.stderr.write(`\r${line}   `);
+      else if (p.runs % 10 === 0) process.stderr.write(`${line}\n`);
+    },
+  });
+  if (tty) process.stderr.write('\n');
+  out(`shrunk: ${s.originalSteps} steps -> ${s.schedule.steps.length} steps (${describeSteps(s.schedule.steps)}) in ${s.runs} runs${s.exhausted ? ' (budget exhausted: it may shrink further with a larger --shrink-budget)' : ''}\n`);
+  out(`shrunk run: ${s.result.problems.length} problems, trace hash ${s.result.traceHash}\n${formatProblems(s.result.problems, 3)}`);
+  return { result: s.result, shrunk: { fromSteps: s.originalSteps, runs: s.runs, kind: s.kind } };
+}
+
+/**
+ * Write the capsule of a failed run (shrunk first when asked) and print how to
+ * reproduce it. `command` regenerates the unshrunk schedule (default: run's).
+ */
+async function reportFailure(r: SimResult, path: string, sh: ShrinkSettings, command = reproduceCommand(r.options)): Promise<void> {
+  let result = r;
+  let shrunk: Capsule['shrunk'];
+  if (sh.shrink) ({ result, shrunk } = await shrink(r, sh.budget));
+  writeCapsule(result, path, shrunk, command);
+  out(`failure capsule: ${path}\n`);
+  out(`reproduce: lessfs-sim replay ${path}\n`);
+}
+
+function capsulePath(dir: string, seed: number, suffix = '', prefix = ''): string {
+  return join(dir, `lessfs-sim-failure-${prefix}${seed}${suffix}.json`);
+}
+
+// ------------------------------------------------------------------ run
+
+async function runOne(o: SimOptions, capsuleDir: string, sh: ShrinkSettings): Promise<number> {
+  const r = await runSimulation(o);
   printRun(r);
   if (r.ok) return EXIT_OK;
-  reportFailure(r, capsuleDir);
+  await reportFailure(r, capsulePath(capsuleDir, r.seed), sh);
   return EXIT_RUNTIME;
 }
 
@@ -236,7 +399,7 @@ function progress(done: number, total: number, failed: number, tty: boolean): vo
   }
 }
 
-async function runCampaign(first: number, last: number, c: CommonOptions, capsuleDir: string): Promise<number> {
+async function runCampaign(first: number, last: number, c: CommonOptions, capsuleDir: string, sh: ShrinkSettings): Promise<number> {
   const total = last - first + 1;
   const tty = process.stderr.isTTY === true;
   const failed: SimResult[] = [];
@@ -244,7 +407,7 @@ async function runCampaign(first: number, last: number, c: CommonOptions, capsul
   let simulatedMs = 0;
   const wallStart = performance.now();
   for (let seed = first; seed <= last; seed++) {
-    const r = await runSimulation(optionsFor(seed, c));
+    const r = await runSimulation({ ...c, seed });
     ops += r.ops;
     simulatedMs += r.simulatedMs;
     if (!r.ok) failed.push(r);
@@ -261,7 +424,7 @@ async function runCampaign(first: number, last: number, c: CommonOptions, capsul
     ['simulated / wall time', wallMs > 0 ? `${(simulatedMs / wallMs).toFixed(0)}x` : '-'],
     ['seeds per minute', wallMs > 0 ? ((total * 60_000) / wallMs).toFixed(1) : '-'],
   ];
-  out(`lessfs-sim campaign: seeds ${first}..${last}, ${c.mode} mode, faults ${c.faults}, ${c.ops} ops each\n`);
+  out(`lessfs-sim campaign: seeds ${first}..${last}, ${c.mode} mode, faults ${c.faults}${c.buggifySites ? `, buggify sites ${c.buggifySites.join(',')}` : c.buggify === undefined ? '' : `, buggify ${c.buggify ? 'on' : 'off'}`}, ${c.ops} ops each${c.config ? `, config ${c.config.name}` : ''}\n`);
   for (const [k, v] of rows) out(`  ${k.padEnd(24)} ${v}\n`);
   if (failed.length === 0) {
     out('all seeds passed\n');
@@ -270,119 +433,106 @@ async function runCampaign(first: number, last: number, c: CommonOptions, capsul
   out(`failing seeds: ${failed.map((r) => r.seed).join(', ')}\n`);
   for (const r of failed) {
     out(`seed ${r.seed}: ${r.problems.length} problems, first: ${r.problems[0].split('\n')[0]}\n`);
-    reportFailure(r, capsuleDir);
+    await reportFailure(r, capsulePath(capsuleDir, r.seed), sh);
   }
   return EXIT_RUNTIME;
 }
 
-function readCapsule(path: string): Capsule {
+// ------------------------------------------------------------------ capsules
+
+/** Read and check a capsule: every error names the file, the field and what was expected. */
+export function readCapsule(path: string): Capsule {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new CliError(`cannot read capsule ${path}: ${(err as Error).message}`);
+    throw new InputError(`cannot read capsule ${path}: ${fileErrorReason(err)}`);
   }
-  let c: Capsule;
+  let v: unknown;
   try {
-    c = JSON.parse(text) as Capsule;
+    v = JSON.parse(text);
   } catch (err) {
-    throw new CliError(`capsule ${path} is not JSON: ${(err as Error).message}`);
+    throw new InputError(`capsule ${path} is not JSON: ${(err as Error).message}`);
   }
-  if (c?.format !== CAPSULE_FORMAT) throw new CliError(`capsule ${path}: format is ${JSON.stringify(c?.format)}, expected ${CAPSULE_FORMAT}`);
-  if (typeof c.traceHash !== 'string' || !Array.isArray(c.problems) || typeof c.options !== 'object') throw new CliError(`capsule ${path}: missing options, problems or traceHash`);
-  const t = c.trace;
-  if (t !== undefined && (typeof t.file !== 'string' || !Array.isArray(t.lines) || !t.lines.every((l) => typeof l === 'string') || (t.ops !== undefined && !Number.isSafeInteger(t.ops)))) {
-    throw new CliError(`capsule ${path}: trace: expected { file, lines: [strings], ops?: integer }`);
+  const bad = (field: string, expected: string, got: unknown): never => {
+    const shown = got === undefined ? 'missing' : `got ${JSON.stringify(got).slice(0, 60)}`;
+    throw new InputError(`capsule ${path}: ${field}: ${shown}, expected ${expected}`);
+  };
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad('(top level)', 'a JSON object', v);
+  const c = v as Record<string, unknown>;
+  if (c.format !== CAPSULE_FORMAT) {
+    const hint = c.format === 'lessfs-sim-capsule/1' ? ' (a /1 capsule holds no schedule: rerun its "command" to get a new capsule)' : '';
+    bad('format', `"${CAPSULE_FORMAT}"${hint}`, c.format);
   }
-  return c;
-}
-
-async function replay(path: string): Promise<number> {
-  const c = readCapsule(path);
+  if (typeof c.seed !== 'number' || !Number.isSafeInteger(c.seed) || c.seed < 0) bad('seed', 'an integer >= 0', c.seed);
+  if (typeof c.commit !== 'string') bad('commit', 'a string (a git commit or "unknown")', c.commit);
+  if (typeof c.command !== 'string') bad('command', 'a string', c.command);
+  if (!Array.isArray(c.problems) || !c.problems.every((p) => typeof p === 'string')) bad('problems', 'a list of strings', c.problems);
+  if (typeof c.traceHash !== 'string' || !/^[0-9a-f]{16}:\d+$/.test(c.traceHash)) bad('traceHash', 'a trace hash like "0123456789abcdef:1234"', c.traceHash);
+  if (typeof c.options !== 'object' || c.options === null) bad('options', 'an object with seed, ops, faults, mode', c.options);
   let options: SimOptions;
   try {
-    options = simOptions(c.options);
+    options = simOptions(c.options as SimOptions);
   } catch (err) {
-    throw new CliError(`capsule ${path}: bad options: ${(err as Error).message}`);
+    return bad('options', `valid options: ${(err as Error).message}`, c.options);
   }
+  if (options.seed !== c.seed) bad('options.seed', `the capsule's seed ${String(c.seed)}`, options.seed);
+  let schedule: Schedule;
+  try {
+    schedule = validateSchedule(c.schedule, 'schedule');
+  } catch (err) {
+    if (err instanceof ScheduleError) throw new InputError(`capsule ${path}: ${err.message}`);
+    throw err;
+  }
+  if (schedule.mode !== options.mode) bad('schedule.mode', `the options' mode "${options.mode}"`, schedule.mode);
+  return { ...(c as unknown as Capsule), options, schedule };
+}
+
+async function replay(path: string, capsuleDir: string | undefined, sh: ShrinkSettings): Promise<number> {
+  const c = readCapsule(path);
+  announceConfig(c.options);
   const now = codeCommit();
-  if (c.commit !== now) out(`note: the capsule was written by commit ${c.commit}, this code is ${now}\n`);
-  const r = c.trace ? (await replayCapsuleTrace(c.trace, options, path)).result : await runSimulation(options);
+  if (c.commit !== now) process.stderr.write(`lessfs-sim: warning: the capsule was written by commit ${c.commit}, this code is ${now}: the run may differ\n`);
+  const r = await executeSchedule(c.options, c.schedule);
   printRun(r);
   const sameHash = r.traceHash === c.traceHash;
   const sameProblems = JSON.stringify(r.problems) === JSON.stringify(c.problems);
   out(`trace hash: ${sameHash ? 'same' : `DIFFERENT (capsule ${c.traceHash}, now ${r.traceHash})`}\n`);
   out(`problems:   ${sameProblems ? 'same' : `DIFFERENT (capsule ${c.problems.length}, now ${r.problems.length})`}\n`);
-  if (sameHash && sameProblems) {
-    out('replay: reproduced exactly\n');
-    return EXIT_OK;
+  const code = sameHash && sameProblems ? EXIT_OK : EXIT_RUNTIME;
+  if (code === EXIT_OK) out('replay: reproduced exactly\n');
+  else out(r.ok ? 'replay: the failure no longer happens\n' : 'replay: the run differs from the capsule\n');
+  if (sh.shrink) {
+    if (r.ok) out('shrink: the run passes, nothing to shrink\n');
+    else {
+      const name = basename(path).replace(/(-shrunk)?\.json$/, '');
+      await reportFailure(r, join(capsuleDir ?? '.', `${name}-shrunk.json`), sh, c.command);
+    }
   }
-  out(r.ok ? 'replay: the failure no longer happens\n' : 'replay: the run differs from the capsule\n');
-  return EXIT_RUNTIME;
+  return code;
 }
 
-function loadTraceText(text: string, file: string): ConvertedTrace {
-  try {
-    return loadTrace(text, file);
-  } catch (err) {
-    if (err instanceof TraceError) throw new CliError(err.message);
-    throw err;
-  }
-}
-
-/** Rerun a capsule's trace replay. */
-function replayCapsuleTrace(t: CapsuleTrace, options: SimOptions, path: string): Promise<TraceReplay> {
-  const trace = loadTraceText(`${t.lines.join('\n')}\n`, `${path} (trace ${t.file})`);
-  return replayTrace(trace, { seed: options.seed, faults: options.faults, mode: options.mode, ops: t.ops, breakInvariant: options.breakInvariant });
-}
-
-function printTrace(t: ConvertedTrace): void {
-  const skipped = Object.values(t.skipped).reduce((a, b) => a + b, 0);
-  out(`trace: ${t.name} (BLKSIZE ${t.blockSizeBytes}): ${t.recordedOps} operations recorded: ${t.ops.length} to replay, ${t.handleOps} open/release, ${skipped} skipped\n`);
-  for (const [why, n] of Object.entries(t.skipped).sort(([a], [b]) => (a < b ? -1 : 1))) out(`  skipped ${n}: ${why}\n`);
-  for (const w of t.warnings) out(`warning: ${w}\n`);
-}
-
-async function replayTraceFile(file: string, o: TraceReplayOptions, capsuleDir: string): Promise<number> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CliError(`cannot read trace ${file}: ${(err as Error).message}`);
-  }
-  const trace = loadTraceText(text, file);
-  try {
-    traceOpsToReplay(trace, o.ops);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  printTrace(trace);
-  const { result: r, workload } = await replayTrace(trace, o);
-  if (workload.rewinds > 0) out(`trace replay: ${workload.reissued} lost operations reissued after ${workload.rewinds} master faults\n`);
-  printRun(r);
-  if (r.ok) return EXIT_OK;
-  const command = traceReproduceCommand(file, o);
-  const path = writeCapsule(r, capsuleDir, { command, trace: { file, ops: o.ops, lines: trace.lines } });
-  out(`reproduce: ${command}\n`);
-  out(`failure capsule: ${path} (self-contained: lessfs-sim replay ${path})\n`);
-  return EXIT_RUNTIME;
-}
+// ------------------------------------------------------------------ check-determinism
 
 async function checkDeterminism(first: number, last: number, c: CommonOptions): Promise<number> {
   const total = last - first + 1;
   const tty = process.stderr.isTTY === true;
+  /** From the seed, then from the schedule serialised to JSON and read back: the two must be the same run. */
+  const pair = async (o: SimOptions, hooks: [SimHooks, SimHooks] = [{}, {}]): Promise<[SimResult, SimResult]> => {
+    const a = await runSimulation(o, hooks[0]);
+    const schedule = JSON.parse(JSON.stringify(generateSchedule(o))) as Schedule;
+    return [a, await executeSchedule(o, schedule, hooks[1])];
+  };
   for (let seed = first; seed <= last; seed++) {
-    const o = optionsFor(seed, c);
-    const a = await runSimulation(o);
-    const b = await runSimulation(o);
+    const o = simOptions({ ...c, seed });
+    const [a, b] = await pair(o);
     if (a.traceHash !== b.traceHash) {
       if (tty) process.stderr.write('\n');
       out(`check-determinism: seed ${seed} is not deterministic: trace hash ${a.traceHash} then ${b.traceHash}\n`);
       // Run twice more recording the traces, to name the first divergent event.
       const la: string[] = [];
       const lb: string[] = [];
-      await runSimulation(o, { traceLine: (l) => la.push(l) });
-      await runSimulation(o, { traceLine: (l) => lb.push(l) });
+      await pair(o, [{ traceLine: (l) => la.push(l) }, { traceLine: (l) => lb.push(l) }]);
       let i = 0;
       while (i < la.length && i < lb.length && la[i] === lb[i]) i++;
       out(`first divergent event #${i}:\n  run 1: ${la[i] ?? '(end of trace)'}\n  run 2: ${lb[i] ?? '(end of trace)'}\n`);
@@ -395,69 +545,151 @@ async function checkDeterminism(first: number, last: number, c: CommonOptions): 
   return EXIT_OK;
 }
 
+// ------------------------------------------------------------------ replay-trace
+
+function readTrace(file: string): ConvertedTrace {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read trace ${file}: ${fileErrorReason(err)}`);
+  }
+  try {
+    return loadTrace(text, file);
+  } catch (err) {
+    if (err instanceof TraceError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+function printTrace(t: ConvertedTrace): void {
+  const skipped = Object.values(t.skipped).reduce((a, b) => a + b, 0);
+  out(`trace: ${t.name} (BLKSIZE ${t.blockSizeBytes}): ${t.recordedOps} operations recorded: ${t.ops.length} to replay, ${t.handleOps} open/release, ${skipped} skipped\n`);
+  for (const [why, n] of Object.entries(t.skipped).sort(([a], [b]) => (a < b ? -1 : 1))) out(`  skipped ${n}: ${why}\n`);
+  for (const w of t.warnings) out(`warning: ${w}\n`);
+}
+
+async function replayTraceFile(file: string, o: TraceReplayOptions, capsuleDir: string, sh: ShrinkSettings): Promise<number> {
+  const trace = readTrace(file);
+  let run: ReturnType<typeof traceSchedule>;
+  try {
+    run = traceSchedule(trace, o);
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
+  }
+  announceConfig(run.options);
+  printTrace(trace);
+  const r = await executeSchedule(run.options, run.schedule);
+  printRun(r);
+  if (r.ok) return EXIT_OK;
+  const command = traceReproduceCommand(file, o);
+  await reportFailure(r, capsulePath(capsuleDir, r.seed, '', 'trace-'), sh, command);
+  out(`regenerate: ${command}\n`);
+  return EXIT_RUNTIME;
+}
+
+// ------------------------------------------------------------------ subcommands
+
+interface Subcommand {
+  /** Options it takes (others are usage errors). */
+  options: readonly OptionName[];
+  run(v: Values, args: string[]): Promise<number>;
+}
+
+const RUN_OPTIONS = ['ops', 'faults', 'mode', 'config', 'buggify', 'buggify-sites', 'test-break-invariant'] as const;
+const SHRINK_OPTIONS = ['capsule-dir', 'shrink', 'shrink-budget'] as const;
+/** What replay takes from the capsule instead. */
+const FROM_CAPSULE = new Set<OptionName>(['seed', 'seeds', ...RUN_OPTIONS]);
+
+const SUBCOMMANDS: Record<string, Subcommand> = {
+  run: {
+    options: ['seed', 'seeds', ...RUN_OPTIONS, ...SHRINK_OPTIONS],
+    async run(v, args) {
+      if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
+      const c = commonOptions(v);
+      const sh = shrinkSettings(v);
+      const capsuleDir = str(v, 'capsule-dir') ?? '.';
+      const seed = str(v, 'seed');
+      const seeds = str(v, 'seeds');
+      if (seed !== undefined && seeds !== undefined) throw new UsageError('give --seed or --seeds, not both');
+      if (seed !== undefined) {
+        const o = simOptions({ ...c, seed: parseSeed(seed) });
+        announceConfig(o);
+        return runOne(o, capsuleDir, sh);
+      }
+      if (seeds !== undefined) {
+        const { first, last } = parseSeedRange(seeds);
+        announceConfig(simOptions({ ...c, seed: first }));
+        return runCampaign(first, last, c, capsuleDir, sh);
+      }
+      throw new UsageError('run needs --seed S or --seeds A..B');
+    },
+  },
+  replay: {
+    options: SHRINK_OPTIONS,
+    async run(v, args) {
+      if (args.length !== 1) throw new UsageError('replay needs exactly one CAPSULE file');
+      return replay(args[0], str(v, 'capsule-dir'), shrinkSettings(v));
+    },
+  },
+  'check-determinism': {
+    options: ['seeds', ...RUN_OPTIONS],
+    async run(v, args) {
+      if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
+      const seeds = str(v, 'seeds');
+      if (seeds === undefined) throw new UsageError('check-determinism needs --seeds A..B');
+      const { first, last } = parseSeedRange(seeds);
+      const c = commonOptions(v);
+      announceConfig(simOptions({ ...c, seed: first }));
+      return checkDeterminism(first, last, c);
+    },
+  },
+  'replay-trace': {
+    options: ['seed', ...RUN_OPTIONS, ...SHRINK_OPTIONS],
+    async run(v, args) {
+      if (args.length !== 1) throw new UsageError('replay-trace needs exactly one trace FILE');
+      // --ops counts trace operations here (0 allowed: only the final commit).
+      const opsText = str(v, 'ops');
+      if (opsText !== undefined && !/^\d+$/.test(opsText)) throw new UsageError(`bad --ops '${opsText}' (expected an integer >= 0)`);
+      const seed = str(v, 'seed');
+      const o: TraceReplayOptions = { ...commonOptions({ ...v, ops: undefined }), seed: seed === undefined ? 0 : parseSeed(seed) };
+      o.ops = opsText === undefined ? undefined : Number(opsText);
+      return replayTraceFile(args[0], o, str(v, 'capsule-dir') ?? '.', shrinkSettings(v));
+    },
+  },
+};
+
+const NAMES = Object.keys(SUBCOMMANDS);
+
 export const lessfsSim: Command = {
   name: 'lessfs-sim',
   usage,
   async run(argv) {
-    const { values, positionals } = parseCommandLine(argv, {
-      options: {
-        seed: { type: 'string' },
-        seeds: { type: 'string' },
-        ops: { type: 'string' },
-        faults: { type: 'string' },
-        mode: { type: 'string' },
-        'capsule-dir': { type: 'string' },
-        // Test-only: makes the run fail on purpose (see SimOptions.breakInvariant).
-        'test-break-invariant': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseCommandLine(argv, { options: OPTIONS, allowPositionals: true, strict: true });
     if (values.help) {
       out(usage);
       return EXIT_OK;
     }
-    const [sub, ...rest] = positionals;
-    if (sub === undefined) throw new UsageError('no command given (expected run, replay, check-determinism or replay-trace)');
-    const capsuleDir = values['capsule-dir'] ?? process.cwd();
-    switch (sub) {
-      case 'run': {
-        if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
-        const c = commonOptions(values);
-        if (values.seed !== undefined && values.seeds !== undefined) throw new UsageError('give --seed or --seeds, not both');
-        if (values.seed !== undefined) return runOne(parseSeed(values.seed), c, capsuleDir);
-        if (values.seeds !== undefined) {
-          const { first, last } = parseSeedRange(values.seeds);
-          return runCampaign(first, last, c, capsuleDir);
-        }
-        throw new UsageError('run needs --seed S or --seeds A..B');
+    const [name, ...args] = positionals;
+    if (name === undefined) throw new UsageError(`no command given (expected ${NAMES.join(', ')})`);
+    const sub = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
+    if (!sub) throw new UsageError(`unknown command '${name}' (expected ${NAMES.join(', ')})`);
+    const v = values as Values;
+    for (const k of Object.keys(v) as OptionName[]) {
+      if (!sub.options.includes(k)) {
+        throw new UsageError(name === 'replay' && FROM_CAPSULE.has(k) ? `replay takes everything from the capsule: --${k} is not allowed` : `${name} does not take --${k}`);
       }
-      case 'replay': {
-        if (rest.length !== 1) throw new UsageError('replay needs exactly one CAPSULE file');
-        for (const k of ['seed', 'seeds', 'ops', 'faults', 'mode', 'capsule-dir', 'test-break-invariant'] as const) {
-          if (values[k] !== undefined) throw new UsageError(`replay takes everything from the capsule: --${k} is not allowed`);
-        }
-        return replay(rest[0]);
+    }
+    try {
+      return await sub.run(v, args);
+    } catch (err) {
+      // A bad config or capsule is bad input, as a bad option is: exit 2, without the usage text.
+      if (err instanceof InputError || err instanceof ConfigError) {
+        process.stderr.write(`lessfs-sim: ${err.message}\n`);
+        return EXIT_USAGE;
       }
-      case 'check-determinism': {
-        if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
-        if (values.seeds === undefined) throw new UsageError('check-determinism needs --seeds A..B');
-        const { first, last } = parseSeedRange(values.seeds);
-        return checkDeterminism(first, last, commonOptions(values));
-      }
-      case 'replay-trace': {
-        if (rest.length !== 1) throw new UsageError('replay-trace needs exactly one trace FILE');
-        if (values.seeds !== undefined) throw new UsageError('replay-trace runs one seed: give --seed S, not --seeds');
-        const c = commonOptions({ ...values, ops: undefined });
-        if (values.ops !== undefined && !/^\d+$/.test(values.ops)) throw new UsageError(`bad --ops '${values.ops}' (expected an integer >= 0)`);
-        const o: TraceReplayOptions = { seed: values.seed === undefined ? 0 : parseSeed(values.seed), faults: c.faults, mode: c.mode };
-        if (values.ops !== undefined) o.ops = Number(values.ops);
-        if (c.breakInvariant) o.breakInvariant = true;
-        return replayTraceFile(rest[0], o, capsuleDir);
-      }
-      default:
-        throw new UsageError(`unknown command '${sub}' (expected run, replay, check-determinism or replay-trace)`);
+      throw err;
     }
   },
 };

@@ -11,10 +11,11 @@ import type { EngineOptions } from '../core/fs/types.ts';
 import { scanLiveLog, validateRotatedFile } from '../core/replication/log-file.ts';
 import { LIVE_LOG_NAME, parseRotatedLogName } from '../core/replication/master-log.ts';
 import { ReplicationNode, type ReplicationConfig } from '../core/replication/node.ts';
+import { nodeBuggify, type BuggifyChoice, type SimBuggify } from './buggify.ts';
 import { SimRng } from './rng.ts';
 import type { Scheduler } from './scheduler.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
-import { fsDigest } from './workload.ts';
+import { fsDigest, fsListingText } from './workload.ts';
 
 export const MASTER_DIR = '/master';
 export const SLAVE_DIR = '/slave';
@@ -26,6 +27,8 @@ export interface SimNode {
   repl: ReplicationConfig;
   engine: FsEngine | undefined;
   node: ReplicationNode | undefined;
+  /** Its rare-path hooks, kept across incarnations (undefined: buggify off). */
+  buggify: SimBuggify | undefined;
 }
 
 export function simEngineOptions(dir: string, overrides: Partial<EngineOptions> = {}): EngineOptions {
@@ -67,7 +70,7 @@ export class LogChainError extends Error {
   readonly code = 'ELOGCHAIN';
 }
 
-export interface BatchClusterOptions {
+export interface BatchClusterOptions extends BuggifyChoice {
   engine?: Partial<EngineOptions>;
   master?: Partial<ReplicationConfig>;
   masterNode?: Partial<SimNodeOptions>;
@@ -98,20 +101,24 @@ export class BatchCluster {
       rotateReplogIntervalS: 0,
     };
     const mOpts = simEngineOptions(MASTER_DIR, opts.engine);
+    const mRng = rng.split('master');
+    const sRng = rng.split('slave');
     this.master = {
-      machine: new SimMachine(scheduler, rng.split('master'), { name: 'master', ...opts.masterNode }),
+      machine: new SimMachine(scheduler, mRng, { name: 'master', ...opts.masterNode }),
       options: mOpts,
       repl: { ...base, blockDataPath: mOpts.blockDataPath, ...opts.master },
       engine: undefined,
       node: undefined,
+      buggify: nodeBuggify(opts, mRng, scheduler, 'master'),
     };
     const sOpts = simEngineOptions(SLAVE_DIR, { ...opts.engine, replica: true });
     this.slave = {
-      machine: new SimMachine(scheduler, rng.split('slave'), { name: 'slave', ...opts.slaveNode }),
+      machine: new SimMachine(scheduler, sRng, { name: 'slave', ...opts.slaveNode }),
       options: sOpts,
       repl: { ...base, replicationRole: 'slave', replicationWatchdir: WATCH_DIR, blockDataPath: sOpts.blockDataPath },
       engine: undefined,
       node: undefined,
+      buggify: nodeBuggify(opts, sRng, scheduler, 'slave'),
     };
   }
 
@@ -139,7 +146,7 @@ export class BatchCluster {
       d,
       { watchdirPollMs: this.opts.watchdirPollMs },
     );
-    const engine = await this.run(FsEngine.open(d, n.options, (e) => repl.attach(e)));
+    const engine = await this.run(FsEngine.open(d, n.buggify ? { ...n.options, buggify: n.buggify } : n.options, (e) => repl.attach(e)));
     repl.start(engine);
     n.engine = engine;
     n.node = repl;
@@ -217,6 +224,11 @@ export class BatchCluster {
   /** fsDigest of a node's tree (every path, kind, size, links and bytes). */
   async digest(n: SimNode): Promise<string> {
     return this.run(fsDigest(new PathFs(this.engineOf(n))));
+  }
+
+  /** A node's tree as text, one path a line (for problem reports). */
+  listing(n: SimNode): Promise<string> {
+    return this.run(fsListingText(new PathFs(this.engineOf(n))));
   }
 
   /** lessfsck of a closed node. */

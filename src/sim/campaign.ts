@@ -1,31 +1,39 @@
-// One seeded simulation of a master/slave cluster, as `lessfs-sim run` runs it:
-// a workload checked against a reference model, with the faults of a profile
-// (link faults, power loss and crashes, torn and reordered writes, shipping
-// faults in batch mode) drawn from the seed. Invariant violations are collected
-// as problems, never thrown, so one run reports all it found; an exception from
-// the system under test is a problem too. Same options => same trace hash.
+// One simulation of a master/slave cluster, as `lessfs-sim run` runs it: a
+// seed yields an explicit Schedule (schedule.ts: the fault setup of its
+// profile, workload operations checked against a reference model, idle
+// times, link cuts, node faults, batch rotations and shipping faults), and
+// the run executes that schedule. Invariant violations are collected as
+// problems, never thrown, so one run reports all it found; an exception from
+// the system under test is a problem too. The same schedule (and options)
+// always gives the same trace hash, and a seed always gives the same schedule.
 
 import { performance } from 'node:perf_hooks';
 import { PathFs } from '../core/fs/path-fs.ts';
+import type { EngineOptions } from '../core/fs/types.ts';
 import { rotatedLogName } from '../core/replication/master-log.ts';
+import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { BatchCluster, type RotatedFileInfo } from './batch-cluster.ts';
 import type { SimDiskOptions } from './disk.ts';
-import { LinkCuts, LiveCluster, LiveOracle, liveOp } from './live-cluster.ts';
+import { LiveCluster, LiveOracle, liveOp } from './live-cluster.ts';
 import { ModelFs } from './model.ts';
 import type { SimNetOptions } from './net.ts';
 import { SimRng } from './rng.ts';
+import { applyLinkStep, CutPlanner, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
 import { Scheduler } from './scheduler.ts';
+import { simConfig, type SimConfig, type SimConfigSource } from './sim-config.ts';
 import type { SimStoreOptions } from './store.ts';
-import { applyToFs, applyToModel, modelDigest, poolData, randomOp, type Op } from './workload.ts';
+import { applyToFs, applyToModel, modelDigest, modelListingText, poolData, randomOp } from './workload.ts';
+
+export { isSimMode, SIM_MODES, type SimMode };
 
 export const FAULT_PROFILES = ['none', 'net', 'disk', 'power', 'all', 'swarm'] as const;
 export type FaultProfile = (typeof FAULT_PROFILES)[number];
-export const SIM_MODES = ['live', 'batch'] as const;
-export type SimMode = (typeof SIM_MODES)[number];
 
 export const OPS_DEFAULT = 200;
 /** Bound on one run's workload (a campaign multiplies it by the seeds). */
 export const OPS_MAX = 100_000;
+/** The workload's block size when no config sets BLKSIZE. */
+export const SIM_BLOCK_SIZE_DEFAULT = 4096;
 
 export interface SimOptions {
   seed: number;
@@ -33,52 +41,92 @@ export interface SimOptions {
   faults: FaultProfile;
   mode: SimMode;
   /**
+   * Buggify sites in core (src/core/buggify.ts) on or off; undefined: as the
+   * profile says (all: on, swarm: drawn per seed, others: off).
+   */
+  buggify?: boolean;
+  /** With buggify on: exactly these sites are on, on both nodes (aims a run at some sites). */
+  buggifySites?: BuggifySite[];
+  /**
    * Test-only: half-way through, write a file on the master behind the
-   * oracle's back, so the model and the system really diverge and the
-   * invariants must catch it (used to test failure reporting end to end).
+   * oracle's back (a `rogue` step), so the model and the system really
+   * diverge and the invariants must catch it (used to test failure reporting
+   * and shrinking end to end).
    */
   breakInvariant?: boolean;
+  /** lessfs.cfg settings for both nodes (--config), see sim-config.ts. */
+  config?: SimConfigSource;
 }
 
 export interface SimResult {
   seed: number;
   options: SimOptions;
+  /** The schedule that ran. */
+  schedule: Schedule;
   ok: boolean;
   problems: string[];
   faultsInjected: Record<string, number>;
+  /** Whether buggify sites could fire in this run (the profile's choice or --buggify). */
+  buggify: boolean;
   invariantsChecked: string[];
   traceHash: string;
   simulatedMs: number;
   wallMs: number;
   /** Workload operations that ran to completion on the master. */
   ops: number;
+  /** The engine options both nodes ran with (the schedule's and the config's), undefined if the run failed before the cluster existed. */
+  engine: EngineOptions | undefined;
 }
 
 export function isFaultProfile(s: string): s is FaultProfile {
   return (FAULT_PROFILES as readonly string[]).includes(s);
 }
 
-export function isSimMode(s: string): s is SimMode {
-  return (SIM_MODES as readonly string[]).includes(s);
-}
-
 /** Fill defaults and check bounds (a RangeError names what is wrong). */
 export function simOptions(o: Partial<SimOptions> & { seed: number }): SimOptions {
   const out: SimOptions = { seed: o.seed, ops: o.ops ?? OPS_DEFAULT, faults: o.faults ?? 'none', mode: o.mode ?? 'live' };
   if (o.breakInvariant) out.breakInvariant = true;
+  if (o.buggify !== undefined) {
+    if (typeof o.buggify !== 'boolean') throw new RangeError(`buggify must be true or false, got ${String(o.buggify)}`);
+    out.buggify = o.buggify;
+  }
+  if (o.buggifySites !== undefined) {
+    for (const s of o.buggifySites) if (!(s in BUGGIFY_SITES)) throw new RangeError(`unknown buggify site '${s}' (expected ${Object.keys(BUGGIFY_SITES).join(', ')})`);
+    if (o.buggify === false) throw new RangeError('buggify sites given with buggify off');
+    out.buggifySites = [...o.buggifySites];
+  }
+  if (o.config !== undefined) out.config = o.config;
   if (!Number.isSafeInteger(out.seed) || out.seed < 0) throw new RangeError(`seed must be an integer >= 0, got ${out.seed}`);
   if (!Number.isSafeInteger(out.ops) || out.ops < 1 || out.ops > OPS_MAX) throw new RangeError(`ops must be an integer in 1..${OPS_MAX}, got ${out.ops}`);
   if (!isFaultProfile(out.faults)) throw new RangeError(`unknown fault profile '${String(out.faults)}' (expected ${FAULT_PROFILES.join(', ')})`);
   if (!isSimMode(out.mode)) throw new RangeError(`unknown mode '${String(out.mode)}' (expected ${SIM_MODES.join(', ')})`);
+  const c = out.config as unknown;
+  if (c !== undefined && (typeof c !== 'object' || c === null || typeof (c as SimConfigSource).name !== 'string' || typeof (c as SimConfigSource).text !== 'string')) {
+    throw new RangeError(`config must be { name: string, text: string }, got ${JSON.stringify(c)}`);
+  }
   return out;
 }
 
-/** The one command line that reruns these options. */
+/** The command line that regenerates these options' schedule from the seed and runs it. */
 export function reproduceCommand(o: SimOptions): string {
-  return `lessfs-sim run --seed ${o.seed} --ops ${o.ops} --faults ${o.faults} --mode ${o.mode}${o.breakInvariant ? ' --test-break-invariant' : ''}`;
+  return `lessfs-sim run --seed ${o.seed} --ops ${o.ops} ${runFlags(o)}`;
 }
 
-const BS = 4096;
+/** The command-line options of a run after --seed and --ops: "--faults P --mode M [--buggify ...] [--config CFG] [--test-break-invariant]". */
+export function runFlags(o: Omit<SimOptions, 'seed' | 'ops'>): string {
+  const buggify = (o.buggify === undefined ? '' : ` --buggify ${o.buggify ? 'on' : 'off'}`) + (o.buggifySites ? ` --buggify-sites ${o.buggifySites.join(',')}` : '');
+  const config = o.config ? ` --config ${o.config.name}` : '';
+  return `--faults ${o.faults} --mode ${o.mode}${buggify}${config}${o.breakInvariant ? ' --test-break-invariant' : ''}`;
+}
+
+/** The config of a run, parsed for its mode (undefined without --config). Throws ConfigError for a bad one. */
+export function runConfig(o: SimOptions): SimConfig | undefined {
+  return o.config ? simConfig(o.config, o.mode) : undefined;
+}
+
+export function blockSizeOf(cfg: SimConfig | undefined): number {
+  return cfg?.engine.blockSizeBytes ?? SIM_BLOCK_SIZE_DEFAULT;
+}
 
 // ------------------------------------------------------------------ fault plans
 
@@ -104,6 +152,17 @@ interface FaultPlan {
   secret: string | undefined;
   /** Batch shipping faults, per delivered file. */
   ship: { truncate: number; flip: number; drop: number; duplicate: number };
+  /** Buggify sites in core may fire (each node draws which, see src/sim/buggify.ts). */
+  buggify: boolean;
+}
+
+/** Buggify for a run: --buggify, else on for all, drawn per seed for swarm (own stream: the plan's draws stay as they were). */
+function buggifyFor(o: SimOptions): boolean {
+  if (o.buggify !== undefined) return o.buggify;
+  if (o.buggifySites !== undefined) return true;
+  if (o.faults === 'all') return true;
+  if (o.faults === 'swarm') return new SimRng(o.seed).split('plan/buggify').chance(0.5);
+  return false;
 }
 
 function drawNodeFaults(r: SimRng, ops: number, countMax: number): NodeFault[] {
@@ -132,6 +191,7 @@ function faultPlan(o: SimOptions): FaultPlan {
     commitIntervalMs: r.pick([100, 500, 2000]),
     secret: r.chance(0.5) ? 'sim-secret' : undefined,
     ship: { truncate: 0, flip: 0, drop: 0, duplicate: 0 },
+    buggify: buggifyFor(o),
   };
   const net = (): void => {
     plan.net = {
@@ -196,6 +256,102 @@ function faultPlan(o: SimOptions): FaultPlan {
   return plan;
 }
 
+
+// ------------------------------------------------------------------ schedules
+
+function faultStep(f: NodeFault): Step {
+  return { step: 'fault', who: f.who, kind: f.kind, masterFirst: f.masterFirst, afterSteps: f.afterSteps };
+}
+
+function shipDecision(r: SimRng, p: FaultPlan['ship']): ShipDecision {
+  const d: ShipDecision = {};
+  if (r.chance(p.truncate)) d.truncateAt = r.float();
+  if (r.chance(p.flip)) d.flip = { at: r.float(), bit: r.int(8) };
+  if (r.chance(p.drop)) {
+    d.late = true;
+    return d;
+  }
+  if (p.drop > 0 && r.chance(0.5)) d.deliverLate = true;
+  if (r.chance(p.duplicate)) d.duplicate = r.int(1 << 30);
+  return d;
+}
+
+/** Decisions for the (at most two) files one rotation closes, without trailing plain deliveries. */
+function rotateStep(r: SimRng, p: FaultPlan['ship']): Step {
+  const ship = [shipDecision(r, p), shipDecision(r, p)];
+  while (ship.length > 0 && Object.keys(ship[ship.length - 1]).length === 0) ship.pop();
+  return { step: 'rotate', ship };
+}
+
+/**
+ * The schedule a seed yields under these options: the profile's fault plan,
+ * then o.ops workload operations with the idle time after each, the link cuts
+ * and heals, node faults before the operation they are armed at, a slave
+ * check every 10 operations (live), rotations every 5..24 operations with
+ * their shipping decisions (batch). Live operations are drawn against a model
+ * of the workload so far (mostly on files that exist); a crash at run time may
+ * roll the master back, and the operation then simply gets the model's result.
+ */
+export function generateSchedule(input: SimOptions): Schedule {
+  const o = simOptions(input);
+  const bs = blockSizeOf(runConfig(o));
+  const plan = faultPlan(o);
+  const rng = new SimRng(o.seed).split('workload');
+  const steps: Step[] = [];
+  const faultsAt = (i: number): Step[] => plan.nodeFaults.filter((f) => f.atOp === i && (o.mode === 'live' || f.who !== 'master')).map(faultStep);
+  const rogueAt = o.breakInvariant ? Math.floor(o.ops / 2) : -1;
+  const setup: ScheduleSetup = { net: o.mode === 'live' ? plan.net : {}, disk: plan.disk, store: plan.store, commitIntervalMs: plan.commitIntervalMs };
+  if (plan.buggify) setup.buggify = true;
+  if (o.buggifySites) setup.buggifySites = [...o.buggifySites];
+  if (o.mode === 'live') {
+    if (plan.secret !== undefined) setup.secret = plan.secret;
+    const model = new ModelFs();
+    const cuts = new CutPlanner(plan.cutProbability);
+    for (let i = 0; i < o.ops; i++) {
+      const cut = cuts.next(i, rng);
+      if (cut) steps.push(cut);
+      if (i === rogueAt) steps.push({ step: 'rogue' });
+      steps.push(...faultsAt(i));
+      const op = liveOp(rng, model, bs);
+      applyToModel(model, op, bs);
+      steps.push({ step: 'op', op, idleMs: rng.int(300) });
+      if (i % 10 === 9) steps.push({ step: 'check' });
+    }
+  } else {
+    const ship = new SimRng(o.seed).split('ship');
+    let rotateEvery = 5 + rng.int(20);
+    let since = 0;
+    for (let i = 0; i < o.ops; i++) {
+      if (i === rogueAt) steps.push({ step: 'rogue' });
+      steps.push(...faultsAt(i));
+      steps.push({ step: 'op', op: randomOp(rng, bs), idleMs: rng.int(300) });
+      if (++since >= rotateEvery) {
+        steps.push(rotateStep(ship, plan.ship));
+        since = 0;
+        rotateEvery = 5 + rng.int(20);
+      }
+    }
+    if (since > 0) steps.push(rotateStep(ship, plan.ship));
+  }
+  return { seed: o.seed, mode: o.mode, setup, steps };
+}
+
+/**
+ * The kind of a problem, for "still fails the same way" while shrinking: its
+ * message without the time, the batch check's label, numbers, quoted or JSON
+ * values, and anything after the first colon (the details), e.g. "master op",
+ * "master tree differs from the model", "slave at txn N holds a tree the
+ * master never had at that txn", "the run failed with EIO".
+ */
+export function problemKind(problem: string): string {
+  let s = problem.split('\n')[0];
+  s = s.replace(/^[\d.]+ ms: /, '');
+  s = s.replace(/^after [^:]*: /, '');
+  s = s.replace(/\{[^{}]*\}/g, '').replace(/\[[^\]]*\]/g, '').replace(/"[^"]*"/g, '');
+  s = s.split(':')[0];
+  return s.replace(/\d+(\.\d+)?/g, 'N').replace(/\s+/g, ' ').trim();
+}
+
 // ------------------------------------------------------------------ runs
 
 const LIVE_INVARIANTS = [
@@ -204,7 +360,7 @@ const LIVE_INVARIANTS = [
   'slave tree = master tree at the slave applied txn, a txn the master made durable',
   'slave comes back at least at the txn its master was told was durable',
   'slave applies each txn exactly once, in order',
-  'master and slave never commit at the same instant',
+  'master and slave never commit at the same instant (unless the master had stopped waiting for that slave commit)',
   'after faults stop the slave converges, backlog reads 0, replog.dta is empty',
   'slave tree = master tree = model after convergence',
   'lessfsck -t clean on master and slave after unmount',
@@ -228,7 +384,9 @@ function countTraceFaults(sched: Scheduler, faults: Record<string, number>, trac
   sched.traceSink = (line) => {
     traceLine?.(line);
     const net = /^net (bitflip|reset|stall|partition|hold) /.exec(line);
+    const bug = /^buggify (\S+) /.exec(line);
     if (net) bump(`net ${net[1]}`);
+    else if (bug) bump(`buggify ${bug[1]}`);
     else if (line.includes(' powerloss file ')) {
       if (line.includes(' torn@')) bump('disk torn write');
       if (line.includes(' reordered ')) bump('disk reordered writes');
@@ -236,90 +394,130 @@ function countTraceFaults(sched: Scheduler, faults: Record<string, number>, trac
   };
 }
 
-async function runLive(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults: Record<string, number>, problems: string[], workload?: WorkloadSource): Promise<number> {
-  const bs = workload?.blockSizeBytes ?? BS;
-  const c = new LiveCluster(sched, o.seed, {
-    engine: { commitIntervalMs: plan.commitIntervalMs, cacheSizeBytes: 24 * bs, blockSizeBytes: bs },
-    masterNode: { disk: plan.disk, store: plan.store },
-    slaveNode: { disk: plan.disk, store: plan.store },
-    net: plan.net,
-    secret: plan.secret,
+/** What an executor needs: the schedule, the config, the scheduler, and where faults and problems go. */
+interface Run {
+  schedule: Schedule;
+  cfg: SimConfig | undefined;
+  bs: number;
+  sched: Scheduler;
+  faults: Record<string, number>;
+  problems: string[];
+  /** The master's engine options, once the cluster exists (the slave's are the same but for replica). */
+  engine?: EngineOptions;
+  hooks: SimHooks;
+}
+
+function bump(run: Run, k: string): void {
+  run.faults[k] = (run.faults[k] ?? 0) + 1;
+}
+
+/** Engine options of both nodes: the schedule's, then what the config sets. */
+function engineOptions(run: Run): { commitIntervalMs: number; cacheSizeBytes: number } {
+  // A schedule's own BLKSIZE (a replayed trace's) wins: its write fingerprints are cut by it.
+  const bs = run.schedule.setup.blockSizeBytes;
+  return { commitIntervalMs: run.schedule.setup.commitIntervalMs, cacheSizeBytes: 24 * run.bs, ...run.cfg?.engine, ...(bs === undefined ? {} : { blockSizeBytes: bs }) };
+}
+
+/** The `rogue` step: /rogue written on the master behind the oracle's back. */
+async function writeRogue(fs: PathFs, settle: <T>(p: Promise<T>) => Promise<T>, bs: number): Promise<void> {
+  if (!fs.exists('/rogue')) fs.create('/rogue');
+  await settle(fs.write('/rogue', 0, poolData(bs, 1, 100)));
+}
+
+function wrongMode(step: Step, mode: SimMode): Error {
+  return new Error(`a ${step.step} step in a ${mode} schedule (validateSchedule rejects it)`);
+}
+
+async function runLive(run: Run): Promise<number> {
+  const { schedule: s, sched, bs } = run;
+  const c = new LiveCluster(sched, s.seed, {
+    engine: engineOptions(run),
+    masterNode: { disk: s.setup.disk, store: s.setup.store },
+    slaveNode: { disk: s.setup.disk, store: s.setup.store },
+    net: s.setup.net,
+    secret: run.cfg?.secret ? run.cfg.secret.value : s.setup.secret,
+    maxBacklogSizeBytes: run.cfg?.maxBacklogSizeBytes,
+    buggify: s.setup.buggify ?? false,
+    buggifySites: s.setup.buggifySites,
   });
+  run.engine = c.master.options;
   const oracle = new LiveOracle(c, bs);
-  const rng = new SimRng(o.seed).split('workload');
-  const bump = (k: string): void => {
-    faults[k] = (faults[k] ?? 0) + 1;
-  };
   try {
     await c.format();
     await c.open(c.slave);
     await c.open(c.master);
     await oracle.masterOpened();
-    const queue = [...plan.nodeFaults];
+    const armed: Extract<Step, { step: 'fault' }>[] = [];
     let crashAt: number | undefined;
-    const cuts = new LinkCuts(c, plan.cutProbability);
-    // A workload source ends the loop itself (a trace replay reissues what a master fault lost).
-    for (let i = 0; workload !== undefined || i < o.ops; i++) {
-      cuts.step(i, rng);
-      if (o.breakInvariant && i === Math.floor(o.ops / 2)) {
-        const fs = new PathFs(c.engineOf(c.master));
-        fs.create('/rogue');
-        await c.run(fs.write('/rogue', 0, poolData(BS, 1, 100)));
+    const stop = (): boolean => crashAt !== undefined && sched.stepsRun >= crashAt;
+    steps: for (let i = 0; i < s.steps.length; i++) {
+      const step = s.steps[i];
+      switch (step.step) {
+        case 'cut':
+        case 'heal':
+          applyLinkStep(c.network, step);
+          break;
+        case 'check':
+          await oracle.checkSlave();
+          break;
+        case 'rogue':
+          await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
+          break;
+        case 'fault':
+          armed.push(step);
+          break;
+        case 'op': {
+          if (crashAt === undefined && armed.length > 0) crashAt = sched.stepsRun + armed[0].afterSteps;
+          const outcome = await oracle.runOp(step.op, stop);
+          if (outcome === 'stuck') {
+            run.problems.push(`${sched.nowMs()} ms: step ${i} ${JSON.stringify(step.op)} never completed`);
+            break steps;
+          }
+          if (outcome === 'done') await oracle.idle(step.idleMs, stop);
+          if (stop()) {
+            const f = armed.shift() as Extract<Step, { step: 'fault' }>;
+            crashAt = undefined;
+            bump(run, `${f.who} ${f.kind}`);
+            await oracle.fault(f.who, f.kind, f.masterFirst);
+            await oracle.checkSlave();
+          }
+          break;
+        }
+        default:
+          throw wrongMode(step, s.mode);
       }
-      if (crashAt === undefined && queue.length > 0 && queue[0].atOp <= i) crashAt = sched.stepsRun + queue[0].afterSteps;
-      const stop = (): boolean => crashAt !== undefined && sched.stepsRun >= crashAt;
-      const op = workload ? workload.next(oracle.model) : liveOp(rng, oracle.model, BS);
-      if (op === undefined) break;
-      const outcome = await oracle.runOp(op, stop);
-      if (outcome === 'stuck') {
-        problems.push(`${sched.nowMs()} ms: op ${i} ${JSON.stringify(op)} never completed`);
-        break;
-      }
-      if (outcome === 'done') await oracle.idle(rng.int(300), stop);
-      if (stop()) {
-        const f = queue.shift() as NodeFault;
-        crashAt = undefined;
-        bump(`${f.who} ${f.kind}`);
-        await oracle.fault(f.who, f.kind, f.masterFirst);
-        await oracle.checkSlave();
-      }
-      if (i % 10 === 9) await oracle.checkSlave();
     }
-    // Faults the workload did not reach land in idle time after it.
-    while (queue.length > 0) {
-      const f = queue.shift() as NodeFault;
+    // Faults no operation reached land in idle time after the workload.
+    for (const f of armed.splice(0)) {
       const at = sched.stepsRun + f.afterSteps;
       await oracle.idle(60_000, () => sched.stepsRun >= at);
-      bump(`${f.who} ${f.kind}`);
+      bump(run, `${f.who} ${f.kind}`);
       await oracle.fault(f.who, f.kind, f.masterFirst);
     }
     await oracle.finish();
+    run.hooks.finalModel?.(oracle.model);
   } finally {
-    problems.push(...oracle.problems);
+    run.problems.push(...oracle.problems);
   }
   return oracle.opsRun;
 }
 
-interface Delivery {
-  file: RotatedFileInfo;
-}
-
-async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults: Record<string, number>, problems: string[], workload?: WorkloadSource): Promise<number> {
-  const bs = workload?.blockSizeBytes ?? BS;
-  const c = new BatchCluster(sched, o.seed, {
-    engine: { commitIntervalMs: plan.commitIntervalMs, cacheSizeBytes: 24 * bs, blockSizeBytes: bs },
+async function runBatch(run: Run): Promise<number> {
+  const { schedule: s, sched, bs } = run;
+  const autoRotate = (run.cfg?.rotateReplogSizeBytes ?? 0) > 0 || (run.cfg?.rotateReplogIntervalS ?? 0) > 0;
+  const c = new BatchCluster(sched, s.seed, {
+    engine: engineOptions(run),
     // Scans run when the harness says, so each one is checked.
     watchdirPollMs: 1e12,
-    masterNode: { disk: plan.disk, store: plan.store },
-    slaveNode: { disk: plan.disk, store: plan.store },
+    masterNode: { disk: s.setup.disk, store: s.setup.store },
+    slaveNode: { disk: s.setup.disk, store: s.setup.store },
+    master: { rotateReplogSizeBytes: run.cfg?.rotateReplogSizeBytes ?? 0, rotateReplogIntervalS: run.cfg?.rotateReplogIntervalS ?? 0 },
+    buggify: s.setup.buggify ?? false,
+    buggifySites: s.setup.buggifySites,
   });
-  const rng = new SimRng(o.seed).split('workload');
-  const ship = new SimRng(o.seed).split('ship');
-  const bump = (k: string): void => {
-    faults[k] = (faults[k] ?? 0) + 1;
-  };
+  run.engine = c.master.options;
   const problem = (m: string): void => {
-    problems.push(`${sched.nowMs()} ms: ${m}`);
+    run.problems.push(`${sched.nowMs()} ms: ${m}`);
   };
   await c.format();
   const engine = await c.open(c.master);
@@ -330,18 +528,20 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
   /**
    * Master trees (as the model has them) each rotated file's last txn may hold:
    * one rotate_replog can close two files (a commit already running takes the
-   * request first, see MasterLog.rotate), and that earlier file ends at a
-   * commit of some operation boundary since the last rotation.
+   * request first, see MasterLog.rotate), buggify's rotate-mid-commit rotates
+   * on its own, and with ROTATE_REPLOG_SIZE or ROTATE_REPLOG_INTERVAL the
+   * master rotates by itself too: such an earlier file ends at a commit of
+   * some operation boundary since the last rotation.
    */
   const digestAt = new Map<number, Set<string>>([[0, new Set([modelDigest(model)])]]);
   let sinceRotation: string[] = [modelDigest(model)];
   const files: RotatedFileInfo[] = [];
   let shipped = 0;
-  const late: Delivery[] = [];
-  const nodeFaults = plan.nodeFaults.filter((f) => f.who !== 'master');
+  const late: RotatedFileInfo[] = [];
+  /** Slave faults armed by `fault` steps, each cutting the next scan. */
+  const armed: Extract<Step, { step: 'fault' }>[] = [];
   let opsRun = 0;
   let opsSinceRotation = 0;
-  let rotateEvery = 5 + rng.int(20);
 
   const checkSlave = async (label: string): Promise<void> => {
     const pos = c.slave.node?.slaveApplier?.position();
@@ -353,14 +553,13 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
       return;
     }
     const got = await c.digest(c.slave);
-    if (!want.has(got)) problem(`${label}: slave tree at txn ${pos.txn} is none of the ${want.size} master trees of that txn:\n${got}\nwant:\n${[...want].join('\n--\n')}`);
+    if (!want.has(got)) problem(`${label}: slave tree at txn ${pos.txn} is none of the ${want.size} master trees of that txn:\n${await c.listing(c.slave)}`);
   };
 
-  /** One scan; a planned slave fault may cut it at a seeded step, then the slave reopens. */
+  /** One scan; an armed slave fault cuts it at its step offset, then the slave reopens. */
   const scan = async (label: string): Promise<void> => {
-    const f = nodeFaults[0];
-    if (f && f.atOp <= opsRun) {
-      nodeFaults.shift();
+    const f = armed.shift();
+    if (f) {
       const watch = c.slave.node?.watchdir;
       if (!watch) throw new Error('slave not open with its watchdir');
       const at = sched.stepsRun + f.afterSteps;
@@ -370,7 +569,7 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
       await sched.run({ done: () => settled || sched.stepsRun >= at });
       if (settled && failure) throw failure;
       const appliedBefore = c.slave.node?.slaveApplier?.position().sequence ?? 0;
-      bump(`slave ${f.kind}`);
+      bump(run, `slave ${f.kind}`);
       if (f.kind === 'crash') c.slave.machine.crash();
       else c.slave.machine.powerLoss();
       c.dropped(c.slave);
@@ -384,38 +583,40 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
     await checkSlave(label);
   };
 
-  const deliverGood = async (d: Delivery): Promise<void> => {
-    await c.deliver(d.file.name, d.file.bytes, true);
-    await scan(`after delivering ${d.file.name}`);
+  const deliverGood = async (file: RotatedFileInfo): Promise<void> => {
+    await c.deliver(file.name, file.bytes, true);
+    await scan(`after delivering ${file.name}`);
   };
 
-  /** Ship the files not yet shipped, with the plan's shipping faults. */
-  const shipNew = async (): Promise<void> => {
-    while (shipped < files.length) {
+  /** Ship the files not yet shipped, the k-th new one as decisions[k] says. */
+  const shipNew = async (decisions: readonly ShipDecision[]): Promise<void> => {
+    for (let k = 0; shipped < files.length; k++) {
       const file = files[shipped++];
-      if (ship.chance(plan.ship.truncate)) {
-        bump('ship truncated copy');
-        await c.deliver(file.name, file.bytes.slice(0, ship.int(file.bytes.length)), false);
+      const d = decisions[k] ?? {};
+      const at = (fraction: number): number => Math.floor(fraction * file.bytes.length);
+      if (d.truncateAt !== undefined) {
+        bump(run, 'ship truncated copy');
+        await c.deliver(file.name, file.bytes.slice(0, at(d.truncateAt)), false);
         await scan(`after a truncated ${file.name}`);
       }
-      if (ship.chance(plan.ship.flip)) {
-        bump('ship bit-flipped copy');
+      if (d.flip) {
+        bump(run, 'ship bit-flipped copy');
         const bytes = file.bytes.slice();
-        bytes[ship.int(bytes.length)] ^= 1 << ship.int(8);
+        bytes[at(d.flip.at)] ^= 1 << d.flip.bit;
         await c.deliver(file.name, bytes, true);
         await scan(`after a bit-flipped ${file.name}`);
       }
-      if (ship.chance(plan.ship.drop)) {
+      if (d.late) {
         // Arrives later, out of order.
-        bump('ship late (out of order) file');
-        late.push({ file });
+        bump(run, 'ship late (out of order) file');
+        late.push(file);
         continue;
       }
-      await deliverGood({ file });
-      if (late.length > 0 && ship.chance(0.5)) await deliverGood(late.shift() as Delivery);
-      if (files.length > 1 && ship.chance(plan.ship.duplicate)) {
-        bump('ship duplicate file');
-        await deliverGood({ file: files[ship.int(shipped)] });
+      await deliverGood(file);
+      if (d.deliverLate && late.length > 0) await deliverGood(late.shift() as RotatedFileInfo);
+      if (d.duplicate !== undefined && files.length > 1) {
+        bump(run, 'ship duplicate file');
+        await deliverGood(files[d.duplicate % shipped]);
       }
     }
   };
@@ -424,42 +625,52 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
     await c.rotate();
     const chain = await c.masterLogChain();
     const fresh = chain.files.slice(files.length);
-    if (fresh.length < 1 || fresh.length > 2) throw new Error(`${chain.files.length} rotated files after ${files.length} before and one rotation`);
+    if (fresh.length < 1 || (fresh.length > 2 && !autoRotate && !s.setup.buggify)) throw new Error(`${chain.files.length} rotated files after ${files.length} before and one rotation`);
     const f = fresh[fresh.length - 1];
     const got = await c.digest(c.master);
     const want = modelDigest(model);
-    if (got !== want) problem(`master tree at ${f.name} (txn ${f.lastTxn}) differs from the model:\n${got}\nmodel:\n${want}`);
-    if (fresh.length === 2) digestAt.set(fresh[0].lastTxn, new Set(sinceRotation));
+    if (got !== want) problem(`master tree at ${f.name} (txn ${f.lastTxn}) differs from the model:\n${await c.listing(c.master)}\nmodel:\n${modelListingText(model)}`);
+    for (const earlier of fresh.slice(0, -1)) digestAt.set(earlier.lastTxn, new Set(sinceRotation));
     digestAt.set(f.lastTxn, new Set([want]));
     files.push(...fresh);
     opsSinceRotation = 0;
     sinceRotation = [want];
-    rotateEvery = 5 + rng.int(20);
   };
 
-  for (let i = 0; i < o.ops; i++) {
-    if (o.breakInvariant && i === Math.floor(o.ops / 2)) {
-      fs.create('/rogue');
-      await c.run(fs.write('/rogue', 0, poolData(BS, 1, 100)));
-    }
-    const op = workload ? workload.next(model) : randomOp(rng, BS);
-    if (op === undefined) break;
-    if (op.op === 'remount') continue;
-    const got = op.op === 'commit' ? await c.run(engine.commit().then(() => ({ ok: '' }))) : await c.run(applyToFs(fs, op, bs));
-    const want = applyToModel(model, op, bs);
-    if (JSON.stringify(got) !== JSON.stringify(want)) problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(got)}, the model says ${JSON.stringify(want)}`);
-    opsRun++;
-    sinceRotation.push(modelDigest(model));
-    await c.scheduler.run({ untilMs: sched.nowMs() + rng.int(300) });
-    if (++opsSinceRotation >= rotateEvery) {
-      await rotate();
-      await shipNew();
+  for (const step of s.steps) {
+    switch (step.step) {
+      case 'rogue':
+        await writeRogue(fs, (p) => c.run(p), bs);
+        break;
+      case 'fault':
+        armed.push(step);
+        break;
+      case 'rotate':
+        await rotate();
+        await shipNew(step.ship);
+        break;
+      case 'op': {
+        const op = step.op;
+        const got = op.op === 'commit' ? await c.run(engine.commit().then(() => ({ ok: '' }))) : await c.run(applyToFs(fs, op, bs));
+        const want = applyToModel(model, op, bs);
+        if (JSON.stringify(got) !== JSON.stringify(want)) problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(got)}, the model says ${JSON.stringify(want)}`);
+        opsRun++;
+        opsSinceRotation++;
+        sinceRotation.push(modelDigest(model));
+        await c.scheduler.run({ untilMs: sched.nowMs() + step.idleMs });
+        break;
+      }
+      default:
+        throw wrongMode(step, s.mode);
     }
   }
-  if (opsSinceRotation > 0) await rotate();
-  await shipNew();
+  // Operations after the last rotation step (a shrunk schedule) still ship, plainly.
+  if (opsSinceRotation > 0) {
+    await rotate();
+    await shipNew([]);
+  }
   // The operator ships whatever never arrived (and everything once more): the slave converges.
-  for (const d of late.splice(0)) await deliverGood(d);
+  for (const file of late.splice(0)) await deliverGood(file);
   for (const file of files) await c.deliver(file.name, file.bytes, true);
   if (files.length > 0) await scan('after shipping every file again');
   const last = files[files.length - 1];
@@ -467,9 +678,10 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
   if (last && (pos?.sequence !== last.sequence || pos.txn !== last.lastTxn)) {
     problem(`slave did not converge: at ${JSON.stringify(pos)}, the master's last file is ${rotatedLogName(last.sequence)} (txn ${last.lastTxn})`);
   }
+  run.hooks.finalModel?.(model);
   const md = await c.digest(c.master);
   const sd = await c.digest(c.slave);
-  if (md !== sd) problem(`slave tree differs from the master's after convergence:\nmaster:\n${md}\nslave:\n${sd}`);
+  if (md !== sd) problem(`slave tree differs from the master's after convergence:\nmaster:\n${await c.listing(c.master)}\nslave:\n${await c.listing(c.slave)}`);
   await c.close(c.master);
   await c.close(c.slave);
   for (const n of [c.master, c.slave]) {
@@ -479,55 +691,55 @@ async function runBatch(o: SimOptions, plan: FaultPlan, sched: Scheduler, faults
   return opsRun;
 }
 
-/**
- * Where a run's operations come from when not from the seed: a recorded FUSE
- * trace (see trace-replay.ts). The run asks for the next operation with the
- * model's tree, which after a master fault is the tree the master recovered.
- */
-export interface WorkloadSource {
-  /** BLKSIZE the cluster is formatted with (the trace's). */
-  readonly blockSizeBytes: number;
-  /** The next operation, or undefined at the end of the workload. */
-  next(model: ModelFs): Op | undefined;
-}
-
 export interface SimHooks {
   /** Every trace line of the run, in order (to find where two runs diverge). */
   traceLine?: (line: string) => void;
-  /** Operations to run instead of the seeded workload (options.ops is then their number). */
-  workload?: WorkloadSource;
+  /** The reference model at the end of a run that got there: the tree the oracle checked the master against last. */
+  finalModel?: (model: ModelFs) => void;
 }
 
-/** One seeded simulation. Never throws for what the system does: failures are in `problems`. */
-export async function runSimulation(input: Partial<SimOptions> & { seed: number }, hooks: SimHooks = {}): Promise<SimResult> {
+/**
+ * Execute a schedule with these options' config. Never throws for what the
+ * system does: failures are in `problems`. Throws ConfigError for a bad config.
+ */
+export async function executeSchedule(input: SimOptions, schedule: Schedule, hooks: SimHooks = {}): Promise<SimResult> {
   const options = simOptions(input);
-  const plan = faultPlan(options);
-  const sched = new Scheduler({ seed: options.seed });
-  const faults: Record<string, number> = {};
-  const problems: string[] = [];
-  countTraceFaults(sched, faults, hooks.traceLine);
+  if (schedule.mode !== options.mode) throw new RangeError(`a ${schedule.mode} schedule cannot run in ${options.mode} mode`);
+  const cfg = runConfig(options);
+  const sched = new Scheduler({ seed: schedule.seed });
+  const run: Run = { schedule, cfg, bs: schedule.setup.blockSizeBytes ?? blockSizeOf(cfg), sched, faults: {}, problems: [], hooks };
+  countTraceFaults(sched, run.faults, hooks.traceLine);
   const wallStart = performance.now();
   let ops = 0;
   try {
-    ops = options.mode === 'live' ? await runLive(options, plan, sched, faults, problems, hooks.workload) : await runBatch(options, plan, sched, faults, problems, hooks.workload);
+    ops = schedule.mode === 'live' ? await runLive(run) : await runBatch(run);
   } catch (err) {
     const e = err as Error & { code?: string };
-    problems.push(`${sched.nowMs()} ms: the run failed with ${e.code ?? e.name}: ${e.message}`);
+    run.problems.push(`${sched.nowMs()} ms: the run failed with ${e.code ?? e.name}: ${e.message}`);
   } finally {
     sched.traceSink = undefined;
   }
   const sorted: Record<string, number> = {};
-  for (const k of Object.keys(faults).sort()) sorted[k] = faults[k];
+  for (const k of Object.keys(run.faults).sort()) sorted[k] = run.faults[k];
   return {
     seed: options.seed,
     options,
-    ok: problems.length === 0,
-    problems,
+    schedule,
+    ok: run.problems.length === 0,
+    problems: run.problems,
     faultsInjected: sorted,
-    invariantsChecked: options.mode === 'live' ? LIVE_INVARIANTS : BATCH_INVARIANTS,
+    buggify: schedule.setup.buggify ?? false,
+    invariantsChecked: schedule.mode === 'live' ? LIVE_INVARIANTS : BATCH_INVARIANTS,
     traceHash: sched.traceHash(),
     simulatedMs: sched.nowMs(),
     wallMs: performance.now() - wallStart,
     ops,
+    engine: run.engine,
   };
+}
+
+/** One seeded simulation: generate the seed's schedule, then execute it. */
+export async function runSimulation(input: Partial<SimOptions> & { seed: number }, hooks: SimHooks = {}): Promise<SimResult> {
+  const options = simOptions(input);
+  return executeSchedule(options, generateSchedule(options), hooks);
 }

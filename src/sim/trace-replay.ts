@@ -1,102 +1,34 @@
 // lessfs-sim replay-trace: a recorded FUSE trace as the workload of one seeded
-// simulation (runSimulation with a WorkloadSource), under the faults of a
-// profile drawn from the seed, with the same oracle, invariants and report as
-// `lessfs-sim run`. A field failure becomes a seed.
+// simulation, under the faults of a profile drawn from the seed, with the same
+// oracle, invariants and report as `lessfs-sim run`. A field failure becomes a
+// seed.
 //
-// The replay runs the trace's operations in order, at the trace's BLKSIZE,
-// and ends with a commit (as the recorded mount's unmount did). Times are not
-// replayed: idle time between operations is drawn from the seed. When a
-// master crash or power loss loses operations (those after its last durable
-// commit), the replay reissues them from the tree the master recovered, as the
-// application would have to: so every replay runs the whole trace, and a run
-// that passes ends with the recorded tree.
+// The trace becomes a Schedule (schedule.ts): the seed's own schedule for as
+// many operations as the replay runs (its setup, link cuts and heals, node
+// faults, slave checks, batch rotations and idle times), with its op steps
+// replaced, in order, by the trace's operations and a final commit (as the
+// recorded mount's unmount did), at the trace's BLKSIZE. Times are not
+// replayed. The schedule then runs like any other: a failure capsule holds
+// it, `replay CAPSULE` reruns it, --shrink shrinks it.
+//
+// A master crash or power loss rolls the master back to its last durable
+// commit and the operations after it are lost (the run goes on from the
+// recovered tree, as the oracle checks): such a run does not end with the
+// recorded tree. Without a master fault it does.
 
-import { runSimulation, OPS_MAX, type FaultProfile, type SimHooks, type SimMode, type SimResult, type WorkloadSource } from './campaign.ts';
-import { ModelFs } from './model.ts';
+import { blockSizeOf, executeSchedule, generateSchedule, runConfig, runFlags, simOptions, OPS_MAX, type SimHooks, type SimOptions, type SimResult } from './campaign.ts';
+import type { ModelFs } from './model.ts';
+import type { Schedule } from './schedule.ts';
 import type { ConvertedTrace } from './trace.ts';
-import { applyToModel, modelDigest, type Op } from './workload.ts';
+import type { Op } from './workload.ts';
 
-/** Bound on operations issued, as a multiple of the trace's (each master fault reissues at most what it lost). */
-const REISSUE_FACTOR_MAX = 10;
-
-/**
- * The trace's ops, in order, for runSimulation. After a master fault (the
- * model object the run passes is replaced by the recovered tree) it finds the
- * last op whose tree that is and continues after it.
- */
-export class TraceWorkload implements WorkloadSource {
-  private nextIndex = 0;
-  private issued = 0;
-  private readonly issuedMax: number;
-  private model: ModelFs | undefined;
-  /** modelDigest after ops[0..i], computed as far as a rewind needed. */
-  private readonly digests: string[] = [];
-  private scratch: ModelFs | undefined;
-  private initialDigest: string | undefined;
-  /** Master faults after which ops were reissued, and how many. */
-  rewinds = 0;
-  reissued = 0;
-  /** Recovered trees that matched no point of the trace (the oracle reports those runs). */
-  unmatched = 0;
-
-  constructor(
-    readonly ops: readonly Op[],
-    readonly blockSizeBytes: number,
-  ) {
-    this.issuedMax = REISSUE_FACTOR_MAX * ops.length + 100;
-  }
-
-  next(model: ModelFs): Op | undefined {
-    if (this.model !== undefined && model !== this.model) this.rewind(model);
-    this.model = model;
-    if (this.nextIndex >= this.ops.length) return undefined;
-    if (++this.issued > this.issuedMax) throw new Error(`trace replay issued ${this.issuedMax} operations for a trace of ${this.ops.length}: the master keeps losing them`);
-    return this.ops[this.nextIndex++];
-  }
-
-  /** The tree at the end of the run as the oracle holds it (the master's, when the run passed). */
-  finalTree(): Map<string, string> {
-    return (this.model ?? new ModelFs()).listing();
-  }
-
-  private digestAfter(i: number): string {
-    if (i < 0) return (this.initialDigest ??= modelDigest(new ModelFs()));
-    this.scratch ??= new ModelFs();
-    while (this.digests.length <= i) {
-      applyToModel(this.scratch, this.ops[this.digests.length], this.blockSizeBytes);
-      this.digests.push(modelDigest(this.scratch));
-    }
-    return this.digests[i];
-  }
-
-  private rewind(recovered: ModelFs): void {
-    const want = modelDigest(recovered);
-    for (let j = this.nextIndex - 1; j >= -1; j--) {
-      if (this.digestAfter(j) !== want) continue;
-      if (j < this.nextIndex - 1) {
-        this.rewinds++;
-        this.reissued += this.nextIndex - 1 - j;
-        this.nextIndex = j + 1;
-      }
-      return;
-    }
-    this.unmatched++;
-  }
-}
-
-export interface TraceReplayOptions {
-  seed: number;
-  faults: FaultProfile;
-  mode: SimMode;
-  /** Replay only the first N operations of the trace (default all). */
-  ops?: number;
-  /** Test-only, as SimOptions.breakInvariant. */
-  breakInvariant?: boolean;
-}
+/** Options of a replay: a run's, with `ops` the number of trace operations to replay (default all). */
+export type TraceReplayOptions = Omit<SimOptions, 'ops'> & { ops?: number };
 
 export interface TraceReplay {
   result: SimResult;
-  workload: TraceWorkload;
+  /** The reference model's tree at the end of the run (the master's, when the run passed); undefined if the run stopped early. */
+  finalTree: Map<string, string> | undefined;
 }
 
 /** The number of trace ops a replay runs (checked against OPS_MAX; RangeError names the problem). */
@@ -107,17 +39,49 @@ export function traceOpsToReplay(trace: ConvertedTrace, ops: number | undefined)
   return n;
 }
 
-/** Replay a converted trace under faults. Never throws for what the system does: failures are in result.problems. */
-export async function replayTrace(trace: ConvertedTrace, o: TraceReplayOptions, hooks: SimHooks = {}): Promise<TraceReplay> {
+/**
+ * The run options and schedule of a replay: the seed's schedule for the
+ * trace's operations plus the final commit, its op steps replaced by them.
+ * Throws RangeError for bad options or a config whose BLKSIZE is not the trace's.
+ */
+export function traceSchedule(trace: ConvertedTrace, o: TraceReplayOptions): { options: SimOptions; schedule: Schedule } {
   const n = traceOpsToReplay(trace, o.ops);
   const ops: Op[] = [...trace.ops.slice(0, n), { op: 'commit' }];
-  const workload = new TraceWorkload(ops, trace.blockSizeBytes);
-  const result = await runSimulation({ seed: o.seed, ops: ops.length, faults: o.faults, mode: o.mode, breakInvariant: o.breakInvariant }, { ...hooks, workload });
-  return { result, workload };
+  const options = simOptions({ ...o, ops: ops.length });
+  const cfg = runConfig(options);
+  if (cfg?.engine.blockSizeBytes !== undefined && blockSizeOf(cfg) !== trace.blockSizeBytes) {
+    throw new RangeError(`the config sets BLKSIZE ${blockSizeOf(cfg)}, the trace was recorded with BLKSIZE ${trace.blockSizeBytes} (its write fingerprints are cut by it)`);
+  }
+  const seeded = generateSchedule(options);
+  let k = 0;
+  const steps = seeded.steps.map((s) => (s.step === 'op' ? { ...s, op: ops[k++] } : s));
+  if (k !== ops.length) throw new Error(`the seed's schedule has ${k} op steps for ${ops.length} operations`);
+  return { options, schedule: { ...seeded, setup: { ...seeded.setup, blockSizeBytes: trace.blockSizeBytes }, steps } };
 }
 
-/** The one command line that reruns a replay. */
+/** Replay a converted trace under faults. Never throws for what the system does: failures are in result.problems. */
+export async function replayTrace(trace: ConvertedTrace, o: TraceReplayOptions, hooks: SimHooks = {}): Promise<TraceReplay> {
+  const { options, schedule } = traceSchedule(trace, o);
+  let finalModel: ModelFs | undefined;
+  const result = await executeSchedule(options, schedule, {
+    ...hooks,
+    finalModel: (m) => {
+      finalModel = m;
+      hooks.finalModel?.(m);
+    },
+  });
+  return { result, finalTree: finalModel?.listing() };
+}
+
+/** Node faults that hit the master in a run (those can roll it back and lose operations). */
+export function masterFaults(r: SimResult): number {
+  return Object.entries(r.faultsInjected)
+    .filter(([k]) => /^(master|both) (crash|power)$/.test(k))
+    .reduce((a, [, n]) => a + n, 0);
+}
+
+/** The one command line that regenerates a replay's schedule from the trace and the seed. */
 export function traceReproduceCommand(file: string, o: TraceReplayOptions): string {
   const quoted = /^[\w./-]+$/.test(file) ? file : `'${file.replace(/'/g, "'\\''")}'`;
-  return `lessfs-sim replay-trace ${quoted} --seed ${o.seed}${o.ops !== undefined ? ` --ops ${o.ops}` : ''} --faults ${o.faults} --mode ${o.mode}${o.breakInvariant ? ' --test-break-invariant' : ''}`;
+  return `lessfs-sim replay-trace ${quoted} --seed ${o.seed}${o.ops !== undefined ? ` --ops ${o.ops}` : ''} ${runFlags(o)}`;
 }

@@ -8,6 +8,7 @@ import type { PathFs } from '../core/fs/path-fs.ts';
 import { isDir, isLnk, isReg } from '../core/fs/schema.ts';
 import { ModelError, type ModelFs } from './model.ts';
 import type { SimRng } from './rng.ts';
+import { contentHash, dirEntry, dirHash, fileEntry, symlinkEntry } from './tree-digest.ts';
 
 export type Op =
   | { op: 'create'; path: string }
@@ -34,6 +35,11 @@ export type Op =
 
 export type OpResult = { ok: string } | { err: string };
 
+/** Same outcome: both succeeded with the same value, or both failed with the same code. */
+export function sameResult(a: OpResult, b: OpResult): boolean {
+  return 'ok' in a ? 'ok' in b && a.ok === b.ok : 'err' in b && a.err === b.err;
+}
+
 /** Number of distinct block patterns; pattern 0 is all zeros (holes). */
 export const POOL_PATTERNS = 6;
 
@@ -47,12 +53,30 @@ function patternByte(pattern: number, i: number): number {
   return x & 0xff;
 }
 
+/** One block of each pattern, per block size (computed once: writes copy from them). */
+const patternBlocks = new Map<number, Uint8Array[]>();
+
+function blocksOf(blockSizeBytes: number): Uint8Array[] {
+  let blocks = patternBlocks.get(blockSizeBytes);
+  if (!blocks) {
+    blocks = [];
+    for (let p = 0; p < POOL_PATTERNS; p++) {
+      const b = new Uint8Array(blockSizeBytes);
+      for (let i = 0; i < blockSizeBytes; i++) b[i] = patternByte(p, i);
+      blocks.push(b);
+    }
+    patternBlocks.set(blockSizeBytes, blocks);
+  }
+  return blocks;
+}
+
 /** Content of a write: consecutive pool blocks starting at `pool`. */
 export function poolData(blockSizeBytes: number, pool: number, lengthBytes: number): Uint8Array {
+  const blocks = blocksOf(blockSizeBytes);
   const out = new Uint8Array(lengthBytes);
-  for (let i = 0; i < lengthBytes; i++) {
-    const pattern = (pool + Math.floor(i / blockSizeBytes)) % POOL_PATTERNS;
-    out[i] = patternByte(pattern, i % blockSizeBytes);
+  for (let at = 0, k = 0; at < lengthBytes; at += blockSizeBytes, k++) {
+    const block = blocks[(pool + k) % POOL_PATTERNS];
+    out.set(lengthBytes - at >= blockSizeBytes ? block : block.subarray(0, lengthBytes - at), at);
   }
   return out;
 }
@@ -62,11 +86,9 @@ export function writeData(op: Extract<Op, { op: 'write' }>, blockSizeBytes: numb
   return op.fingerprints ? fingerprintData(op.offsetBytes, op.lengthBytes, op.fingerprints, blockSizeBytes) : poolData(blockSizeBytes, op.pool, op.lengthBytes);
 }
 
+/** What a read result is compared by: its length and a hash of its bytes. */
 function digest(bytes: Uint8Array): string {
-  // FNV-1a 32 plus length: enough to compare read results cheaply.
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
-  return `${bytes.length}:${h.toString(16)}`;
+  return `${bytes.length}:${contentHash(bytes)}`;
 }
 
 function errCode(err: unknown): string {
@@ -157,6 +179,27 @@ export async function fsListing(fs: PathFs): Promise<Map<string, string>> {
   return out;
 }
 
+/**
+ * An engine's tree as text, one path a line with a hash of each file's bytes
+ * (for problem reports: digests only say that trees differ).
+ */
+export async function fsListingText(fs: PathFs): Promise<string> {
+  const lines: string[] = [];
+  for (const [path, what] of await fsListing(fs)) {
+    lines.push(what.startsWith('file') ? `${path} ${what} bytes=${contentHash(await fs.readFile(path))}` : `${path} ${what}`);
+  }
+  return lines.join('\n') || '(empty)';
+}
+
+/** The model's tree as text, as fsListingText shows an engine's. */
+export function modelListingText(model: ModelFs): string {
+  const lines: string[] = [];
+  for (const [path, what] of model.listing()) {
+    lines.push(what.startsWith('file') ? `${path} ${what} bytes=${contentHash(model.read(path, 0, Number.MAX_SAFE_INTEGER))}` : `${path} ${what}`);
+  }
+  return lines.join('\n') || '(empty)';
+}
+
 /** Names the workload draws paths from: small, so operations collide often. */
 export const NAMES = ['a', 'b', 'c', 'd'] as const;
 
@@ -191,21 +234,26 @@ export function randomOp(rng: SimRng, blockSizeBytes: number): Op {
   return { op: 'commit' };
 }
 
-/** A digest of the whole tree: every path, its kind, size, links and bytes. */
+/**
+ * The digest of an engine's whole tree (tree-digest.ts): every path, its kind,
+ * size, links and bytes. Equal to ModelFs.digest() of the same tree.
+ */
 export async function fsDigest(fs: PathFs): Promise<string> {
-  const parts: string[] = [];
-  for (const [path, what] of await fsListing(fs)) {
-    parts.push(`${path} ${what}`);
-    if (what.startsWith('file')) parts.push(digest(await fs.readFile(path)));
-  }
-  return parts.join('\n');
+  const e = fs.engine;
+  const dir = async (ino: number, nlink: number): Promise<string> => {
+    const list = e.readdir(ino).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const entries: string[] = [];
+    for (const d of list) {
+      const st = e.getattr(d.ino);
+      if (isDir(st.mode)) entries.push(dirEntry(await dir(d.ino, st.nlink)));
+      else if (isLnk(st.mode)) entries.push(symlinkEntry(e.readlink(d.ino)));
+      else entries.push(fileEntry(st.sizeBytes, st.nlink, contentHash(await e.read(d.ino, 0, st.sizeBytes))));
+    }
+    return dirHash(nlink, list.map((d) => d.name), entries);
+  };
+  return dir(1, e.getattr(1).nlink);
 }
 
 export function modelDigest(model: ModelFs): string {
-  const parts: string[] = [];
-  for (const [path, what] of model.listing()) {
-    parts.push(`${path} ${what}`);
-    if (what.startsWith('file')) parts.push(digest(model.read(path, 0, Number.MAX_SAFE_INTEGER)));
-  }
-  return parts.join('\n');
+  return model.digest();
 }

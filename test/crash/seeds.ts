@@ -14,5 +14,8 @@ export const REGRESSION_SEEDS: readonly RegressionSeed[] = [
   { options: { seed: 12, ops: 200, faults: 'power', mode: 'live' }, note: 'same commit-request id bug, master power loss' },
   { options: { seed: 17, ops: 200, faults: 'power', mode: 'live' }, note: 'same commit-request id bug, both nodes lose power' },
   { options: { seed: 15, ops: 200, faults: 'all', mode: 'live' }, note: 'same commit-request id bug under mixed faults' },
+  { options: { seed: 4242, ops: 2000, faults: 'all', mode: 'live' }, note: 'oracle: a slave check retried after the slave moved on did not first note the master commits made while it digested (reported a txn the master never committed)' },
   { options: { seed: 19, ops: 200, faults: 'net', mode: 'batch' }, note: 'one rotate request legitimately closed two log files (harness expectation, kept as a check)' },
+  { options: { seed: 148, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle bug (buggify on): a checkSlave retry met a txn the master committed during the digest, never noted ("the master never committed that txn")' },
+  { options: { seed: 100, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle expectation (buggify on): link stalls plus slave-commit-late pushed a slave commit past the master\'s 10 s wait; the master commits anyway by design (overlapsAfterWaitExpired)' },
 ];

@@ -4,7 +4,8 @@
 // directory, unlink, symlink, hard link, chmod and fsync; after unmount the
 // trace parses, holds the operations and no file data; then lessfs-sim
 // replays it under every fault kind (`--faults all`) in live and batch mode:
-// the runs pass and the replayed master tree has the recorded tree's names,
+// the runs pass and, in runs without a master fault (which may roll the master
+// back), the replayed master tree has the recorded tree's names,
 // kinds and sizes; the CLI gives the same trace hash twice.
 
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { replayTrace } from '../../src/sim/trace-replay.ts';
+import { masterFaults, replayTrace } from '../../src/sim/trace-replay.ts';
 import { loadTrace, parseTrace } from '../../src/sim/trace.ts';
 import { cleanupMounts, ROOT, run, runOk, startMount, tempDir } from '../support/mount.ts';
 
@@ -46,7 +47,7 @@ function modelShape(listing: Map<string, string>): Array<[string, string]> {
 }
 
 describe('FUSE trace recording and replay', () => {
-  it('records a real workload without file data and replays it under faults to the same tree', async () => {
+  it('records a real workload without file data and replays it under faults (the same tree without master faults)', async () => {
     const src = tempDir('lessfs-trace-src-');
     const tracePath = join(tempDir('lessfs-trace-out-'), 'mount.trace');
     const a = randomBytes(20000);
@@ -114,23 +115,30 @@ describe('FUSE trace recording and replay', () => {
     expect(trace.divergent, trace.divergentExamples.join('\n')).toBe(0);
     expect(trace.skipped['chmod (no simulator equivalent)']).toBeGreaterThanOrEqual(1);
 
-    // Several seeds, so master crashes and power losses land too (and the ops they lose are reissued).
-    let masterFaults = 0;
-    let reissued = 0;
+    // Several seeds, so master crashes and power losses land too. The oracle checks the master against the
+    // model throughout; a run with a master fault may end rolled back (ops lost), so only the runs without
+    // one must end with the recorded tree.
+    let masterFaultsSeen = 0;
+    let endedRecorded = 0;
     for (const [mode, seeds] of [['live', [1, 2, 3, 4, 5, 6, 7, 8]], ['batch', [1, 2, 7]]] as const) {
       for (const seed of seeds) {
         const r = await replayTrace(trace, { seed, faults: 'all', mode });
         expect(r.result.problems, `${mode} seed ${seed}`).toEqual([]);
         expect(Object.keys(r.result.faultsInjected).length, `${mode} seed ${seed}`).toBeGreaterThan(0);
-        expect(modelShape(r.workload.finalTree()), `${mode} seed ${seed}`).toEqual(recorded);
-        masterFaults += Object.entries(r.result.faultsInjected).filter(([k]) => /^(master|both) /.test(k)).reduce((n, [, v]) => n + v, 0);
-        reissued += r.workload.reissued;
+        expect(r.finalTree, `${mode} seed ${seed}`).toBeDefined();
+        const m = masterFaults(r.result);
+        masterFaultsSeen += m;
+        if (m === 0) {
+          expect(modelShape(r.finalTree as Map<string, string>), `${mode} seed ${seed}`).toEqual(recorded);
+          endedRecorded++;
+        }
         console.log(`replay-trace (${mode}, seed ${seed}, faults all): ${trace.recordedOps} recorded ops, ${trace.ops.length} replayed, ` +
-          `faults ${JSON.stringify(r.result.faultsInjected)}, ${r.workload.reissued} reissued, ${r.result.wallMs.toFixed(0)} ms`);
+          `faults ${JSON.stringify(r.result.faultsInjected)}, ${r.result.wallMs.toFixed(0)} ms`);
       }
     }
-    expect(masterFaults).toBeGreaterThan(0);
-    console.log(`trace: ${text.length} bytes, skipped ${JSON.stringify(trace.skipped)}, ${reissued} ops reissued over the seeds`);
+    expect(masterFaultsSeen).toBeGreaterThan(0);
+    expect(endedRecorded).toBeGreaterThan(0);
+    console.log(`trace: ${text.length} bytes, skipped ${JSON.stringify(trace.skipped)}, ${endedRecorded} runs without master faults ended with the recorded tree`);
 
     // The command: passes, and twice gives the same trace hash.
     const bin = join(ROOT, 'bin', 'lessfs-sim.js');

@@ -1,13 +1,20 @@
 // lessfs-sim: one seeded simulation is deterministic, passes under every
 // fault profile for a few seeds in both modes, reports a real divergence
-// (a write behind the oracle's back) as problems; the CLI runs one seed and a
-// campaign, writes a capsule on failure that `replay` reproduces exactly,
-// checks determinism, and rejects bad usage with exit 2.
+// (a write behind the oracle's back) as problems; a seed yields an explicit
+// JSON schedule whose execution is the same run, any sub-sequence of which is
+// a valid schedule; shrinking reduces a failing schedule to a few steps; a
+// lessfs.cfg sets the nodes' options. The CLI runs one seed and a campaign,
+// writes a capsule on failure that `replay` reproduces exactly, shrinks,
+// validates capsules and configs, checks determinism, and rejects bad usage
+// with exit 2.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FAULT_PROFILES, reproduceCommand, runSimulation, simOptions } from '../../src/sim/campaign.ts';
+import { executeSchedule, FAULT_PROFILES, generateSchedule, problemKind, reproduceCommand, runSimulation, simOptions } from '../../src/sim/campaign.ts';
+import { SimRng } from '../../src/sim/rng.ts';
+import { ScheduleError, validateSchedule, type Schedule } from '../../src/sim/schedule.ts';
+import { shrinkSchedule } from '../../src/sim/shrink.ts';
 import { simCli as cli, tempDirs } from '../support/sim-cli.ts';
 
 const temp = tempDirs('lessfs-sim-test-');
@@ -66,6 +73,174 @@ describe('runSimulation', () => {
   });
 });
 
+
+const CFG = `# a lessfs.cfg for the simulator
+BLOCKDATA_PATH=/data/dta
+META_PATH=/data/mta
+BLKSIZE=8192
+HASHNAME=blake2b512
+COMPRESSION=lz4
+COMMIT_INTERVAL=1
+CACHESIZE=1
+SYNC_RELAX=1
+LISTEN_IP=127.0.0.1
+REPLICATION_SECRET=0123456789abcdef0123
+ROTATE_REPLOG_SIZE=4K
+ROTATE_REPLOG_INTERVAL=1
+`;
+
+describe('schedules', () => {
+  it('a seed yields a JSON schedule; executing it read back from JSON is the same run (live and batch)', async () => {
+    for (const mode of ['live', 'batch'] as const) {
+      const o = simOptions({ seed: 7, ops: 40, faults: 'all', mode });
+      const schedule = generateSchedule(o);
+      expect(generateSchedule(o)).toEqual(schedule);
+      const json = JSON.parse(JSON.stringify(schedule)) as Schedule;
+      expect(json).toEqual(schedule);
+      expect(validateSchedule(json)).toBe(json);
+      expect(schedule.steps.filter((st) => st.step === 'op')).toHaveLength(40);
+      expect(schedule.steps.some((st) => st.step === (mode === 'live' ? 'check' : 'rotate'))).toBe(true);
+      const a = await runSimulation(o);
+      const b = await executeSchedule(o, json);
+      expect(a.problems).toEqual([]);
+      expect(b.traceHash).toBe(a.traceHash);
+      expect(b.faultsInjected).toEqual(a.faultsInjected);
+    }
+  });
+
+  it('any sub-sequence of a schedule is a valid schedule that passes (live and batch, with faults)', async () => {
+    for (const mode of ['live', 'batch'] as const) {
+      for (const seed of [1, 2]) {
+        const o = simOptions({ seed, ops: 50, faults: 'all', mode });
+        const full = generateSchedule(o);
+        const r = new SimRng(seed).split('subsets');
+        for (const keep of [0.2, 0.6]) {
+          const steps = full.steps.filter(() => r.chance(keep));
+          expect(steps.length).toBeLessThan(full.steps.length);
+          const res = await executeSchedule(o, { ...full, steps });
+          expect(res.problems, `${mode} seed ${seed} keep ${keep}`).toEqual([]);
+        }
+        // No operations at all: faults, cuts, heals and checks alone.
+        const res = await executeSchedule(o, { ...full, steps: full.steps.filter((st) => st.step !== 'op') });
+        expect(res.problems).toEqual([]);
+        expect(res.ops).toBe(0);
+      }
+    }
+  });
+
+  it('an operation on a path no earlier step created gets the model\'s result (ENOENT), not a failure', async () => {
+    const o = simOptions({ seed: 1, ops: 1, mode: 'live' });
+    const base = generateSchedule(o);
+    const steps: Schedule['steps'] = [
+      { step: 'op', op: { op: 'write', path: '/nowhere/x', offsetBytes: 0, pool: 1, lengthBytes: 10 }, idleMs: 0 },
+      { step: 'op', op: { op: 'rename', from: '/missing', to: '/a' }, idleMs: 5 },
+      { step: 'heal', kind: 'partition' },
+      { step: 'op', op: { op: 'read', path: '/missing', offsetBytes: 0, lengthBytes: 4 }, idleMs: 0 },
+    ];
+    const r = await executeSchedule(o, { ...base, steps });
+    expect(r.problems).toEqual([]);
+    expect(r.ops).toBe(3);
+  });
+
+  it('validateSchedule names the field, what it holds and what was expected', () => {
+    const good = JSON.parse(JSON.stringify(generateSchedule(simOptions({ seed: 2, ops: 5, mode: 'batch' })))) as Schedule;
+    const cases: Array<[(s: any) => void, RegExp]> = [
+      [(s) => void (s.steps[1].op.lengthBytes = 'x'), /^schedule\.steps\[1\]\.op\.lengthBytes: got "x", expected an integer in 0\.\./],
+      [(s) => void (s.steps[0].step = 'jump'), /^schedule\.steps\[0\]\.step: got "jump", expected one of op, fault, cut/],
+      [(s) => void s.steps.push({ step: 'cut', kind: 'partition' }), /steps\[\d+\]\.step: got "cut", expected a step of a batch schedule \(op, fault, rotate, rogue\)/],
+      [(s) => void s.steps.push({ step: 'fault', who: 'master', kind: 'crash', masterFirst: false, afterSteps: 1 }), /\.who: got "master", expected one of slave, both/],
+      [(s) => void (s.setup.disk.tornWriteProbability = 2), /^schedule\.setup\.disk\.tornWriteProbability: got 2, expected a number in 0\.\.1/],
+      [(s) => void (s.steps[0].op.path = 'relative'), /steps\[0\]\.op\.path: got "relative", expected an absolute path/],
+      [(s) => void delete s.setup.commitIntervalMs, /^schedule\.setup\.commitIntervalMs: missing, expected a value/],
+      [(s) => void (s.extra = 1), /^schedule\.extra: got 1, expected no such field/],
+    ];
+    expect(() => validateSchedule(good)).not.toThrow();
+    for (const [spoil, msg] of cases) {
+      const s = JSON.parse(JSON.stringify(good));
+      spoil(s);
+      expect(() => validateSchedule(s)).toThrow(ScheduleError);
+      expect(() => validateSchedule(s)).toThrow(msg);
+    }
+  });
+
+  it('problemKind drops times, numbers, values and details', () => {
+    expect(problemKind('12.5 ms: master op {"op":"write","path":"/a"}: got {"err":"EIO"}, the model says {"ok":""}')).toBe('master op');
+    expect(problemKind('3055.54 ms: slave at txn 6 holds a tree the master never had at that txn:\n/a file')).toBe('slave at txn N holds a tree the master never had at that txn');
+    expect(problemKind('9 ms: after delivering replog.dta-3: slave tree at txn 7 is none of the 2 master trees of that txn:\nx')).toBe('slave tree at txn N is none of the N master trees of that txn');
+    expect(problemKind('1 ms: the run failed with EIO: disk gone')).toBe('the run failed with EIO');
+    expect(problemKind('commit overlap: 5 ms: master starts a commit')).toBe('commit overlap');
+  });
+});
+
+describe('shrinking', () => {
+  for (const mode of ['live', 'batch'] as const) {
+    it(`a write behind the oracle's back shrinks to at most 3 steps that still fail the same way (${mode})`, async () => {
+      const o = simOptions({ seed: 4, ops: 120, faults: 'none', mode, breakInvariant: true });
+      const failed = await runSimulation(o);
+      expect(failed.ok).toBe(false);
+      const progress: number[] = [];
+      const s = await shrinkSchedule(o, failed, { budget: 200, progress: (p) => progress.push(p.runs) });
+      expect(s.originalSteps).toBe(failed.schedule.steps.length);
+      expect(s.originalSteps).toBeGreaterThan(120);
+      expect(s.schedule.steps.length).toBeLessThanOrEqual(3);
+      expect(s.schedule.steps.some((st) => st.step === 'rogue')).toBe(true);
+      expect(s.exhausted).toBe(false);
+      expect(s.runs).toBeLessThanOrEqual(200);
+      expect(progress.length).toBe(s.runs);
+      expect(s.result.problems.map(problemKind)).toContain(s.kind);
+      expect(s.kind).toBe(problemKind(failed.problems[0]));
+      // Replaying the shrunk schedule (read back from JSON) is the same run.
+      const again = await executeSchedule(o, JSON.parse(JSON.stringify(s.schedule)) as Schedule);
+      expect(again.traceHash).toBe(s.result.traceHash);
+      expect(again.problems).toEqual(s.result.problems);
+    });
+  }
+
+  it('stops at its budget with the smallest failing schedule found so far', async () => {
+    const o = simOptions({ seed: 4, ops: 60, faults: 'none', mode: 'live', breakInvariant: true });
+    const failed = await runSimulation(o);
+    const s = await shrinkSchedule(o, failed, { budget: 2 });
+    expect(s.exhausted).toBe(true);
+    expect(s.runs).toBe(2);
+    expect(s.schedule.steps.length).toBeLessThan(failed.schedule.steps.length);
+    expect(s.result.problems.map(problemKind)).toContain(s.kind);
+  });
+
+  it('refuses a run that passed', async () => {
+    const r = await runSimulation({ seed: 1, ops: 5 });
+    await expect(shrinkSchedule(r.options, r)).rejects.toThrow(/did not fail/);
+  });
+});
+
+describe('--config', () => {
+  it("nodes take the config's settings, the workload follows BLKSIZE, and the run passes (live and batch)", async () => {
+    for (const mode of ['live', 'batch'] as const) {
+      const o = simOptions({ seed: 3, ops: 60, faults: 'all', mode, config: { name: 'sim.cfg', text: CFG } });
+      const r = await runSimulation(o);
+      expect(r.problems).toEqual([]);
+      expect(r.engine).toMatchObject({ blockSizeBytes: 8192, hashName: 'blake2b512', codec: 2, cacheSizeBytes: 1024 * 1024, commitIntervalMs: 1000, syncRelax: 1 });
+      const writes = r.schedule.steps.flatMap((st) => (st.step === 'op' && st.op.op === 'write' ? [st.op.offsetBytes] : []));
+      // The workload's offsets are drawn around block boundaries: those of 8 KiB blocks.
+      const bs = 8192;
+      const offsets = new Set([0, 1, 100, bs - 1, bs, 2 * bs + 7, 3 * bs, 5 * bs]);
+      expect(writes.length).toBeGreaterThan(5);
+      for (const off of writes) expect(offsets.has(off), String(off)).toBe(true);
+      expect(writes.some((off) => off === bs - 1 || off === bs || off === 2 * bs + 7)).toBe(true);
+      const plain = await runSimulation({ ...o, config: undefined });
+      expect(plain.engine).toMatchObject({ blockSizeBytes: 4096, hashName: 'sha256', codec: 0 });
+    }
+  });
+
+  it('batch mode: with ROTATE_REPLOG_INTERVAL the master rotates by itself between the schedule\'s rotations, and every file checks out', async () => {
+    const o = simOptions({ seed: 6, ops: 100, faults: 'all', mode: 'batch', config: { name: 'sim.cfg', text: CFG } });
+    let rotations = 0;
+    const r = await runSimulation(o, { traceLine: (l) => void (/ master\/disk\.rename \/master\/dta\/replog\.dta -> /.test(l) && rotations++) });
+    expect(r.problems).toEqual([]);
+    const steps = r.schedule.steps.filter((st) => st.step === 'rotate').length;
+    expect(rotations).toBeGreaterThan(steps + 2);
+  });
+});
+
 describe('lessfs-sim CLI', () => {
   it('run --seed prints faults, invariants, trace hash and times; exit 0', async () => {
     const dir = tempDir();
@@ -90,22 +265,164 @@ describe('lessfs-sim CLI', () => {
     expect(r.stderr).toContain('5/5 seeds, 0 failed');
   });
 
-  it('a failure prints the reproducing command and writes a capsule that replay reproduces', async () => {
+  it('a failure writes a capsule with the schedule, prints `lessfs-sim replay CAPSULE`, and replay reproduces it exactly', async () => {
     const dir = tempDir();
     const r = await cli(['run', '--seed', '4', '--ops', '30', '--test-break-invariant', '--capsule-dir', dir], dir);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stdout).toContain('result: FAILED');
-    expect(r.stdout).toContain('reproduce: lessfs-sim run --seed 4 --ops 30 --faults none --mode live --test-break-invariant');
     const path = join(dir, 'lessfs-sim-failure-4.json');
+    expect(r.stdout).toContain(`reproduce: lessfs-sim replay ${path}`);
+    expect(r.stdout).not.toContain('shrunk');
     const capsule = JSON.parse(readFileSync(path, 'utf8'));
+    expect(capsule.format).toBe('lessfs-sim-capsule/2');
     expect(capsule.seed).toBe(4);
     expect(capsule.options).toEqual({ seed: 4, ops: 30, faults: 'none', mode: 'live', breakInvariant: true });
+    expect(capsule.command).toBe('lessfs-sim run --seed 4 --ops 30 --faults none --mode live --test-break-invariant');
     expect(capsule.problems.length).toBeGreaterThan(0);
     expect(capsule.commit).toMatch(/^([0-9a-f]{40}|unknown)$/);
+    expect(capsule.schedule).toEqual(generateSchedule(simOptions(capsule.options)));
     expect(r.stdout).toContain(capsule.traceHash);
     const rep = await cli(['replay', path], dir);
     expect(rep.code, rep.stdout + rep.stderr).toBe(0);
+    expect(rep.stdout).toContain(`trace hash:     ${capsule.traceHash}`);
     expect(rep.stdout).toContain('replay: reproduced exactly');
+    expect(rep.stderr).not.toContain('warning');
+  });
+
+  it('run --shrink writes the shrunk schedule; replay executes exactly that schedule (not the seed\'s)', async () => {
+    const dir = tempDir();
+    const r = await cli(['run', '--seed', '4', '--ops', '100', '--mode', 'batch', '--test-break-invariant', '--shrink', '--capsule-dir', dir], dir);
+    expect(r.code, r.stderr).toBe(1);
+    const m = /shrunk: (\d+) steps -> (\d+) steps .* in (\d+) runs/.exec(r.stdout);
+    expect(m, r.stdout).not.toBeNull();
+    const [from, to] = [Number(m![1]), Number(m![2])];
+    expect(from).toBeGreaterThan(100);
+    expect(to).toBeLessThanOrEqual(3);
+    expect(r.stderr).toContain('lessfs-sim: shrinking seed 4');
+    expect(r.stderr).toMatch(/shrink: run \d+\/200/);
+    const path = join(dir, 'lessfs-sim-failure-4.json');
+    expect(r.stdout).toContain(`reproduce: lessfs-sim replay ${path}`);
+    const capsule = JSON.parse(readFileSync(path, 'utf8'));
+    expect(capsule.schedule.steps).toHaveLength(to);
+    expect(capsule.shrunk).toMatchObject({ fromSteps: from, runs: Number(m![3]) });
+    expect(capsule.problems.length).toBeGreaterThan(0);
+    const rep = await cli(['replay', path], dir);
+    expect(rep.code, rep.stdout + rep.stderr).toBe(0);
+    expect(rep.stdout).toContain(`schedule:       ${to} steps`);
+    expect(rep.stdout).toContain(`trace hash:     ${capsule.traceHash}`);
+    expect(rep.stdout).toContain('replay: reproduced exactly');
+  });
+
+  it('a passing run with --shrink does nothing special', async () => {
+    const dir = tempDir();
+    const r = await cli(['run', '--seed', '1', '--ops', '30', '--shrink', '--capsule-dir', dir], dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('result: OK');
+    expect(r.stdout).not.toContain('shrunk');
+    expect(r.stderr).not.toContain('shrink');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('replay --shrink shrinks a capsule into NAME-shrunk.json; a changed commit is warned about', async () => {
+    const dir = tempDir();
+    await cli(['run', '--seed', '5', '--ops', '40', '--test-break-invariant', '--capsule-dir', dir], dir);
+    const path = join(dir, 'lessfs-sim-failure-5.json');
+    const capsule = JSON.parse(readFileSync(path, 'utf8'));
+    writeFileSync(path, JSON.stringify({ ...capsule, commit: '0'.repeat(40) }));
+    const rep = await cli(['replay', path, '--shrink', '--shrink-budget', '50', '--capsule-dir', dir], dir);
+    expect(rep.code, rep.stdout + rep.stderr).toBe(0);
+    expect(rep.stderr).toContain(`warning: the capsule was written by commit ${'0'.repeat(40)}`);
+    expect(rep.stdout).toContain('replay: reproduced exactly');
+    const shrunkPath = join(dir, 'lessfs-sim-failure-5-shrunk.json');
+    expect(rep.stdout).toContain(`reproduce: lessfs-sim replay ${shrunkPath}`);
+    const shrunk = JSON.parse(readFileSync(shrunkPath, 'utf8'));
+    expect(shrunk.schedule.steps.length).toBeLessThan(capsule.schedule.steps.length);
+    expect(shrunk.shrunk.fromSteps).toBe(capsule.schedule.steps.length);
+    const again = await cli(['replay', shrunkPath], dir);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+  });
+
+  it('bad capsules exit 2 naming the file, the field and what was expected', async () => {
+    const dir = tempDir();
+    await cli(['run', '--seed', '4', '--ops', '10', '--test-break-invariant', '--capsule-dir', dir], dir);
+    const good = JSON.parse(readFileSync(join(dir, 'lessfs-sim-failure-4.json'), 'utf8'));
+    const cases: Array<[(c: any) => void, RegExp]> = [
+      [(c) => void (c.format = 'lessfs-sim-capsule/1'), /format: got "lessfs-sim-capsule\/1", expected "lessfs-sim-capsule\/2" \(a \/1 capsule holds no schedule/],
+      [(c) => void delete c.schedule, /: schedule: missing, expected an object with seed, mode, setup, steps/],
+      [(c) => void (c.schedule.steps[2].idleMs = -1), /: schedule\.steps\[2\]\.idleMs: got -1, expected an integer in 0\.\.3600000/],
+      [(c) => void (c.traceHash = 42), /: traceHash: got 42, expected a trace hash/],
+      [(c) => void (c.options.faults = 'bogus'), /: options: .*expected valid options: unknown fault profile 'bogus'/],
+      [(c) => void (c.schedule.mode = 'batch'), /schedule\.steps\[\d+\]\.step: got "check", expected a step of a batch schedule/],
+    ];
+    for (const [spoil, msg] of cases) {
+      const c = JSON.parse(JSON.stringify(good));
+      spoil(c);
+      const path = join(dir, 'spoiled.json');
+      writeFileSync(path, JSON.stringify(c));
+      const r = await cli(['replay', path], dir);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`capsule ${path}: `);
+      expect(r.stderr).toMatch(msg);
+    }
+    writeFileSync(join(dir, 'notjson.json'), '{');
+    const nj = await cli(['replay', join(dir, 'notjson.json')], dir);
+    expect(nj.code).toBe(2);
+    expect(nj.stderr).toContain('is not JSON');
+  });
+
+  it('--config: nodes run the config\'s settings, ignored keys are listed once, replay needs no file', async () => {
+    const dir = tempDir();
+    const cfg = join(dir, 'sim.cfg');
+    writeFileSync(cfg, CFG);
+    const r = await cli(['run', '--seed', '2', '--ops', '40', '--config', cfg, '--test-break-invariant', '--capsule-dir', dir], dir);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toContain(`config:         ${cfg} (applied: BLKSIZE, COMPRESSION, HASHNAME, CACHESIZE, COMMIT_INTERVAL, SYNC_RELAX, REPLICATION_SECRET)`);
+    expect(r.stdout).toContain('nodes:          BLKSIZE 8192, HASHNAME blake2b512, COMPRESSION lz4, DEDUPLICATION on, CACHESIZE 1 MiB, commit interval 1000 ms, SYNC_RELAX 1');
+    const ignored = r.stderr.split('\n').filter((l) => l.includes('ignored in simulation'));
+    expect(ignored).toHaveLength(1);
+    expect(ignored[0]).toContain('BLOCKDATA_PATH, META_PATH (a path');
+    expect(ignored[0]).toContain('LISTEN_IP (an address or port');
+    expect(ignored[0]).toContain('ROTATE_REPLOG_SIZE, ROTATE_REPLOG_INTERVAL (batch mode only)');
+    const capsule = JSON.parse(readFileSync(join(dir, 'lessfs-sim-failure-2.json'), 'utf8'));
+    expect(capsule.options.config).toEqual({ name: cfg, text: CFG });
+    expect(capsule.command).toContain(`--config ${cfg}`);
+    rmSync(cfg);
+    const rep = await cli(['replay', join(dir, 'lessfs-sim-failure-2.json')], dir);
+    expect(rep.code, rep.stdout + rep.stderr).toBe(0);
+    expect(rep.stdout).toContain('nodes:          BLKSIZE 8192');
+    expect(rep.stdout).toContain('replay: reproduced exactly');
+  });
+
+  it('--config in batch mode: a campaign with the master rotating by itself passes', async () => {
+    const dir = tempDir();
+    const cfg = join(dir, 'sim.cfg');
+    writeFileSync(cfg, CFG);
+    const r = await cli(['run', '--seeds', '1..3', '--ops', '60', '--faults', 'all', '--mode', 'batch', '--config', cfg], dir);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain(`config ${cfg}`);
+    expect(r.stdout).toContain('all seeds passed');
+    expect(r.stderr).toContain('REPLICATION_SECRET (live mode only)');
+  });
+
+  it('a bad config exits 2 naming the key, the value and what is expected', async () => {
+    const dir = tempDir();
+    const cases: Array<[string, RegExp]> = [
+      ['BLKSIZE=5000\n', /BLKSIZE=5000 is invalid: expected a power of two between 4096 and 131072 \(.*bad\.cfg line 1\)/],
+      ['# ok\nCACHESIZE=lots\n', /CACHESIZE=lots is invalid: expected an integer between 1 and 65536 \(MiB\) \(.*bad\.cfg line 2\)/],
+      ['COMPRESSION=zstd\n', /COMPRESSION=zstd is invalid: expected/],
+    ];
+    for (const [text, msg] of cases) {
+      writeFileSync(join(dir, 'bad.cfg'), text);
+      for (const args of [['run', '--seed', '1'], ['check-determinism', '--seeds', '1..1']]) {
+        const r = await cli([...args, '--config', join(dir, 'bad.cfg')], dir);
+        expect(r.code, text).toBe(2);
+        expect(r.stderr).toMatch(msg);
+        expect(r.stderr).not.toContain('Usage:');
+      }
+    }
+    const missing = await cli(['run', '--seed', '1', '--config', join(dir, 'nope.cfg')], dir);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read --config .*nope\.cfg: no such file/);
   });
 
   it('a campaign with failures lists them and writes one capsule each', async () => {
@@ -113,7 +430,7 @@ describe('lessfs-sim CLI', () => {
     const r = await cli(['run', '--seeds', '7..8', '--ops', '20', '--mode', 'batch', '--test-break-invariant', '--capsule-dir', dir], dir);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('failing seeds: 7, 8');
-    expect(r.stdout).toContain('reproduce: lessfs-sim run --seed 8 --ops 20 --faults none --mode batch --test-break-invariant');
+    expect(r.stdout).toContain(`reproduce: lessfs-sim replay ${join(dir, 'lessfs-sim-failure-8.json')}`);
     expect(JSON.parse(readFileSync(join(dir, 'lessfs-sim-failure-7.json'), 'utf8')).seed).toBe(7);
   });
 
@@ -134,6 +451,11 @@ describe('lessfs-sim CLI', () => {
       [['run'], /run needs --seed S or --seeds A\.\.B/],
       [['replay'], /replay needs exactly one CAPSULE/],
       [['frobnicate'], /unknown command 'frobnicate'/],
+      [['replay', 'x.json', '--seed', '1'], /replay takes everything from the capsule: --seed is not allowed/],
+      [['replay', 'x.json', '--config', 'a.cfg'], /replay takes everything from the capsule: --config is not allowed/],
+      [['check-determinism', '--seeds', '1..2', '--shrink'], /check-determinism does not take --shrink/],
+      [['run', '--seed', '1', '--shrink-budget', '5'], /--shrink-budget needs --shrink/],
+      [['run', '--seed', '1', '--shrink', '--shrink-budget', '0'], /bad --shrink-budget '0'/],
     ];
     for (const [args, msg] of cases) {
       const r = await cli(args, dir);
@@ -144,6 +466,9 @@ describe('lessfs-sim CLI', () => {
     const h = await cli(['-h'], dir);
     expect(h.code).toBe(0);
     expect(h.stdout).toContain('lessfs-sim run --seed S');
-    expect(h.stdout).toContain('Not yet available');
+    expect(h.stdout).toContain('--shrink');
+    expect(h.stdout).toContain('--config CFG');
+    expect(h.stdout).toContain('lessfs-sim replay-trace FILE');
+    expect(h.stdout).not.toContain('Not yet available');
   });
 });

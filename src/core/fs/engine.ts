@@ -10,6 +10,7 @@
 //  3. A commit is one atomic store transaction; after power loss the node is at
 //     the last durable commit, never between two.
 
+import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
 import type { FileHandle, Store, StoreOp, TimerHandle } from '../drivers.ts';
 import { binaryKey, equalBytes, readU64, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError } from '../errors.ts';
@@ -163,6 +164,8 @@ export class FsEngine {
   /** Block buffers recycled between callers of write() and the data-file writer. */
   readonly buffers: BlockBufferPool;
   private readonly reader: ReadQueue;
+  /** Rare-path hooks (simulation only; BUGGIFY_OFF on a real mount). */
+  readonly buggify: Buggify;
 
   private constructor(
     private readonly drivers: EngineDrivers,
@@ -176,7 +179,8 @@ export class FsEngine {
     readonly recovered: boolean,
   ) {
     this.active = new TxLayer(store);
-    this.writer = new WriteQueue(dataFile);
+    this.buggify = options.buggify ?? BUGGIFY_OFF;
+    this.writer = new WriteQueue(dataFile, undefined, this.buggify, drivers.clock);
     this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor((16 << 20) / options.blockSizeBytes)));
     this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
   }
@@ -448,6 +452,8 @@ export class FsEngine {
     }
     if (logged.status === 'rejected') throw logged.reason;
     ops.push(...logged.value);
+    // Widens the window where the log holds a transaction the store has not (recovery drops it).
+    if (this.buggify.fires('slow-commit')) await buggifyDelay(this.buggify, 'slow-commit', clock, 2000);
     const t2 = clock.nowMs();
     await this.store.commit(ops, { durable: true });
     info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, storeMs: clock.nowMs() - t2 };
@@ -541,7 +547,7 @@ export class FsEngine {
       await this.commit('transaction size');
     }
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
-    if ((this.active.cacheBytes >= limit / 2 || bigTxn) && !this.commitRunning) {
+    if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || bigTxn || this.buggify.fires('early-commit'))) {
       this.commit('cache pressure').catch((err: unknown) => {
         this.drivers.logger.log(0, `commit on cache pressure failed: ${(err as Error).message}`);
       });

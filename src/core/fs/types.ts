@@ -1,3 +1,4 @@
+import type { Buggify } from '../buggify.ts';
 import type { Clock, Disk, Logger, Primitives, Store, StoreFactory, StoreOp } from '../drivers.ts';
 
 /** The drivers the filesystem engine needs. */
@@ -29,6 +30,8 @@ export interface EngineOptions {
    * engine changes only by applying the master's transactions.
    */
   replica?: boolean;
+  /** Rare-path hooks; only the simulator passes them (default BUGGIFY_OFF: never fire). */
+  buggify?: Buggify;
 }
 
 export interface Stat {

@@ -14,6 +14,7 @@
 //    a .next beside a replog.dta means the rotation did not happen (the trailer
 //    is cut as a torn tail); a .next alone means it must be finished.
 
+import { BUGGIFY_OFF, buggifyDelay, buggifySplitWrite, type Buggify } from '../buggify.ts';
 import type { Clock, Disk, FileHandle, Logger, Primitives, StoreOp, TimerHandle } from '../drivers.ts';
 import { FormatError } from '../errors.ts';
 import type { FsEngine } from '../fs/engine.ts';
@@ -57,6 +58,8 @@ export interface MasterLogOptions {
   rotateIntervalMs: number;
   /** Rotation by size and timer runs only while this says so (REPLICATION_ENABLED). */
   enabled: boolean;
+  /** Rare-path hooks (simulation only). */
+  buggify?: Buggify;
 }
 
 export interface MasterLogDrivers {
@@ -110,6 +113,10 @@ export class MasterLog implements CommitObserver {
     this.ends = ends;
     this.durableTxn = storeTxn;
     this.enabledFlag = options.enabled;
+  }
+
+  private get bug(): Buggify {
+    return this.options.buggify ?? BUGGIFY_OFF;
   }
 
   private get livePath(): string {
@@ -296,6 +303,7 @@ export class MasterLog implements CommitObserver {
       const before = this.writer.clone();
       await this.appendTransaction(ctx);
       this.beforeLast = before;
+      if (this.options.batch && this.enabledFlag && this.bug.fires('rotate-mid-commit')) this.rotateRequested = true;
     } catch (err) {
       this.dirtyTail = true;
       this.lastError = `append of txn ${ctx.txn}: ${(err as Error).message}`;
@@ -352,7 +360,8 @@ export class MasterLog implements CommitObserver {
     let batchBytes = 0;
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
-      await this.file.writev(position, batch);
+      if (this.bug.fires('short-append')) await buggifySplitWrite(this.bug, 'short-append', this.drivers.clock, this.file, position, batch);
+      else await this.file.writev(position, batch);
       position += batchBytes;
       batch = [];
       batchBytes = 0;
@@ -388,6 +397,7 @@ export class MasterLog implements CommitObserver {
     if (!this.options.batch) throw new FormatError('EFORMAT', 'only a batch-mode master (REPLICATION_PARTNER_IP=-1) rotates its log');
     const rotationsBefore = this.rotations;
     this.rotateRequested = true;
+    if (this.bug.fires('rotate-request-early')) await buggifyDelay(this.bug, 'rotate-request-early', this.drivers.clock, 3000);
     await this.engine.commit('rotate');
     // A commit already running when this was asked may have taken the request
     // and rotated before what was cached here got committed: rotate again then.

@@ -106,6 +106,7 @@ export class ReplicationNode {
       rotateSizeBytes: this.config.rotateReplogSizeBytes,
       rotateIntervalMs: this.config.rotateReplogIntervalS * 1000,
       enabled: this.config.replicationEnabled,
+      buggify: engine.buggify,
     }, engine);
     return this.log;
   }
@@ -127,6 +128,7 @@ export class ReplicationNode {
           enabled: this.config.replicationEnabled,
           maxBacklogBytes: this.config.maxBacklogSizeBytes ?? 0,
           timing: this.timing,
+          buggify: engine.buggify,
         },
       );
       this.sender = sender;
@@ -171,6 +173,7 @@ export class ReplicationNode {
           secret: this.secret,
           enabled: this.config.replicationEnabled,
           timing: this.timing,
+          buggify: engine.buggify,
         },
       );
       this.receiver = receiver;
@@ -230,7 +233,7 @@ export class ReplicationNode {
       this.applier = applier;
       const dir = this.config.replicationWatchdir;
       if (this.mode === 'slave-watchdir' && dir !== undefined) {
-        const watch = new WatchdirSlave(this.drivers, applier, dir, this.pollMs);
+        const watch = new WatchdirSlave(this.drivers, applier, dir, this.pollMs, engine.buggify);
         this.watch = watch;
         if (!this.slaveEnabled) watch.setEnabled(false);
         watch.start();

@@ -6,6 +6,7 @@
 // the master's RESYNC marker; garbage, foreign masters and wrong versions are
 // refused and logged without disturbing the slave.
 
+import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
 import type { Clock, Connection, Listener, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
 import type { FsEngine } from '../fs/engine.ts';
 import { ReplogError } from './errors.ts';
@@ -42,6 +43,8 @@ export interface ReceiverOptions {
   secret: Uint8Array | undefined;
   enabled: boolean;
   timing?: Partial<LiveTiming>;
+  /** Rare-path hooks (simulation only). */
+  buggify?: Buggify;
 }
 
 export interface ReceiverDrivers {
@@ -90,11 +93,14 @@ export class LiveReceiver {
   private wantCommitId = 0;
   private doneCommitId = 0;
   private commitLoop: Promise<void> | undefined;
+  /** The commit request the commit running now answers. */
+  servingCommitId: number | undefined;
   private sincePresyncBytes = 0;
   private presyncing = false;
   lastError: string | undefined;
   lastHeartbeatMasterMs = 0;
   stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0 };
+  private readonly bug: Buggify;
 
   constructor(
     private readonly drivers: ReceiverDrivers,
@@ -104,6 +110,7 @@ export class LiveReceiver {
   ) {
     this.timing = { ...LIVE_TIMING_DEFAULT, ...options.timing };
     this.enabledFlag = options.enabled;
+    this.bug = options.buggify ?? BUGGIFY_OFF;
   }
 
   async start(): Promise<void> {
@@ -364,6 +371,18 @@ export class LiveReceiver {
   }
 
   private ack(s: Session, committed: boolean): void {
+    if (this.bug.fires('ack-late')) {
+      s.sinceAckBytes = 0;
+      s.lastAckMs = this.drivers.clock.nowMs();
+      buggifyDelay(this.bug, 'ack-late', this.drivers.clock, 3000)
+        .then(() => this.ackNow(s, committed))
+        .catch((err: unknown) => this.note(`late acknowledgement failed: ${(err as Error).message}`));
+      return;
+    }
+    this.ackNow(s, committed);
+  }
+
+  private ackNow(s: Session, committed: boolean): void {
     s.sinceAckBytes = 0;
     s.lastAckMs = this.drivers.clock.nowMs();
     if (!s.closed) {
@@ -395,6 +414,7 @@ export class LiveReceiver {
         this.stats.transactions++;
         this.presyncMaybe(txnBytes);
         if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || s.in.buffered === 0) this.ack(s, false);
+        if (this.bug.fires('slave-drop')) this.close(s, `buggify: dropped right after applying txn ${tx.txn}`);
         return;
       }
       case FRAME_TYPE.COMMIT_NOW: {
@@ -442,15 +462,26 @@ export class LiveReceiver {
     if (this.commitLoop) return;
     this.commitLoop = (async () => {
       while (this.wantCommitId > this.doneCommitId) {
+        if (this.bug.fires('slave-commit-late')) await buggifyDelay(this.bug, 'slave-commit-late', this.drivers.clock, 3000);
+        // The connection that asked is gone (its master stopped waiting and
+        // dropped it, or the link failed): that master may be committing now.
+        // A new connection cannot be active yet (its HELLO waits for this loop); it asks again.
+        if (!this.active) {
+          this.drivers.logger.log(1, `replication: not starting commit request ${this.wantCommitId}: the connection that asked for it is closed`);
+          break;
+        }
         const id = this.wantCommitId;
         // Applying is synchronous and a commit freezes the cache at once: it covers this txn.
         const covered = this.appliedTxn;
+        this.servingCommitId = id;
         try {
           await this.engine.commit('master');
         } catch (err) {
           this.note(`commit asked by the master failed: ${(err as Error).message}`);
           if (this.active) this.close(this.active, 'commit failed');
           return;
+        } finally {
+          this.servingCommitId = undefined;
         }
         this.durableTxn = Math.max(this.durableTxn, covered);
         this.doneCommitId = id;

@@ -5,6 +5,7 @@
 // commit (never while the master commits), trims the log once everything is
 // acknowledged, and reconnects with capped backoff after any failure.
 
+import { BUGGIFY_OFF, type Buggify } from '../buggify.ts';
 import type { Clock, Connection, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
 import type { FsEngine } from '../fs/engine.ts';
 import { ReplogError } from './errors.ts';
@@ -72,6 +73,8 @@ export interface SenderOptions {
   /** 0: unlimited. */
   maxBacklogBytes: number;
   timing?: Partial<LiveTiming>;
+  /** Rare-path hooks (simulation only). */
+  buggify?: Buggify;
 }
 
 export interface SenderDrivers {
@@ -132,7 +135,10 @@ export class LiveSender {
   /** The master's clock when each unacknowledged txn was committed (lag). */
   private readonly committedAtMs = new Map<number, number>();
   private idleSeenChanges = -1;
+  private readonly bug: Buggify;
   stats = { connects: 0, naksReceived: 0, bytesSent: 0, slaveCommits: 0, trims: 0 };
+  /** The last slave commit request this master stopped waiting for (it then commits anyway). */
+  abandonedCommitId: number | undefined;
 
   constructor(
     private readonly drivers: SenderDrivers,
@@ -144,6 +150,7 @@ export class LiveSender {
     this.slaveCommitGapMs = Math.max(1000, Math.floor(engine.options.commitIntervalMs / 2));
     this.backoffMs = this.timing.backoffMinMs;
     this.enabledFlag = options.enabled;
+    this.bug = options.buggify ?? BUGGIFY_OFF;
     log.coordinator = {
       beforeMasterCommit: () => this.beforeMasterCommit(),
       afterMasterCommit: (txn) => this.afterMasterCommit(txn),
@@ -237,6 +244,7 @@ export class LiveSender {
       });
       if (!waited && this.slaveCommitting === c) {
         this.note(`the slave did not finish the commit it was asked for within ${this.timing.slaveCommitWaitMs} ms: dropping the connection`);
+        this.abandonedCommitId = c.id;
         this.closeSession('slave commit timeout');
         this.releaseSlaveCommit();
       }
@@ -428,6 +436,14 @@ export class LiveSender {
     this.onClosed(s);
   }
 
+  /** A buggify site dropped the connection: reconnect at once (a reconnect storm when it keeps firing). */
+  private buggifyDrop(s: Session, why: string): void {
+    this.drivers.logger.log(2, `replication: dropping the connection to the slave (buggify: ${why})`);
+    this.backoffMs = this.timing.backoffMinMs;
+    s.conn.destroy();
+    this.onClosed(s);
+  }
+
   private fail(s: Session, message: string): void {
     this.note(message);
     s.conn.destroy();
@@ -608,6 +624,7 @@ export class LiveSender {
       if (h.durableTxn > 0 && h.durableTxn >= this.log.committedTxn) this.acknowledge(h.durableTxn);
       void this.pump(s);
       this.maybeAskSlaveCommit(s);
+      if (this.bug.fires('drop-after-hello')) this.buggifyDrop(s, 'right after the handshake');
     }
   }
 
@@ -655,6 +672,10 @@ export class LiveSender {
           ok = s.conn.write(bytes.subarray(0, sent));
         }
         this.stats.bytesSent += sent;
+        if (this.bug.fires('drop-mid-stream')) {
+          this.buggifyDrop(s, `after sending ${sent} bytes from offset ${from}`);
+          return;
+        }
         const at = from + sent;
         while (s.sendTxn <= this.log.committedTxn && this.log.startOf(s.sendTxn + 1) <= at) s.sendTxn++;
         s.sendInTxn = at - this.log.startOf(s.sendTxn);

@@ -9,7 +9,9 @@
 // changes (a copy that was still running, a good copy put in its place; see
 // DiskStat.changeTag), so the log is not flooded.
 
+import { BUGGIFY_OFF, type Buggify } from '../buggify.ts';
 import type { Clock, Disk, Logger, TimerHandle } from '../drivers.ts';
+import { DiskError } from '../errors.ts';
 import { joinPath } from '../fs/engine.ts';
 import { ReplogError } from './errors.ts';
 import { parseRotatedLogName, processedLogName } from './master-log.ts';
@@ -45,6 +47,7 @@ export class WatchdirSlave {
     private readonly applier: SlaveApplier,
     private readonly dir: string,
     private readonly pollMs = WATCHDIR_POLL_MS,
+    private readonly buggify: Buggify = BUGGIFY_OFF,
   ) {}
 
   start(): void {
@@ -151,6 +154,7 @@ export class WatchdirSlave {
         logger.log(1, `applied ${f.name}: ${outcome.transactions} transactions (txn ${outcome.lastTxn} now), ${outcome.bytes} bytes`);
       }
       try {
+        if (this.buggify.fires('watchdir-rename-fails')) throw new DiskError('EIO', path, 'rename failed (buggify)');
         await disk.rename(path, joinPath(this.dir, processedLogName(f.sequence)));
         await disk.syncDir(this.dir);
       } catch (err) {
