@@ -30,9 +30,11 @@ import {
 } from '../sim/campaign.ts';
 import { describeSteps, ScheduleError, validateSchedule, type Schedule } from '../sim/schedule.ts';
 import { SHRINK_BUDGET_DEFAULT, shrinkSchedule } from '../sim/shrink.ts';
+import { loadTrace, TraceError, type ConvertedTrace } from '../sim/trace.ts';
+import { traceSchedule, traceReproduceCommand, type TraceReplayOptions } from '../sim/trace-replay.ts';
 import { describeIgnored } from '../sim/sim-config.ts';
 import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
-import { EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fileErrorReason, parseCommandLine, UsageError, type Command } from './common.ts';
+import { CliError, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fileErrorReason, parseCommandLine, UsageError, type Command } from './common.ts';
 
 /** The buggify sites for the usage text, a few per line. */
 function siteLines(): string {
@@ -50,6 +52,9 @@ const usage = `Usage:
   lessfs-sim replay CAPSULE [--shrink [--shrink-budget N]] [--capsule-dir DIR]
   lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
                  [--buggify on|off] [--buggify-sites LIST]
+  lessfs-sim replay-trace FILE [--seed S] [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
+                 [--buggify on|off] [--buggify-sites LIST]
+                 [--capsule-dir DIR] [--shrink [--shrink-budget N]]
 
 Deterministic simulation of a lessfs master and slave on one virtual clock: a
 seed yields a schedule (the faults of a profile, workload operations on the
@@ -102,11 +107,21 @@ check-determinism runs each seed twice (the second time from its schedule
 serialised to JSON) and compares trace hashes; on a mismatch it names the seed
 and the first trace event where the runs diverge.
 
-Not yet available: replay-trace (FUSE trace replay).
+replay-trace runs the operations of a FUSE trace (recorded by lessfs --trace
+FILE or TRACE_FILE) as the workload, at the trace's BLKSIZE: the seed's
+(default 0) schedule for that many operations, its op steps replaced in order
+by the trace's and a final commit (its faults, cuts, checks, rotations and idle
+times kept); --ops N replays the first N. A master crash or power loss loses
+the operations after the master's last durable commit and the run goes on from
+the recovered tree, so only a run without master faults ends with the recorded
+tree. Same report as run; a failure capsule lessfs-sim-failure-trace-SEED.json
+holds the schedule with the trace's operations (replay CAPSULE reruns it
+without the trace file; --shrink shrinks it).
 
-Exit status: run: 0 every seed passed, 1 an invariant failed; replay: 0 the rerun
-matches the capsule exactly, 1 it differs; check-determinism: 0 all equal, 1 a
-mismatch; 2 usage error, bad config or bad capsule.
+Exit status: run and replay-trace: 0 every seed passed, 1 an invariant failed
+(replay-trace: or a bad trace); replay: 0 the rerun matches the capsule
+exactly, 1 it differs; check-determinism: 0 all equal, 1 a mismatch; 2 usage
+error, bad config or bad capsule.
 `;
 
 /** A campaign's bound on seeds (each seed is a full simulation). */
@@ -308,13 +323,13 @@ function printRun(r: SimResult): void {
   else out(`result: FAILED (${r.problems.length} problems)\n${formatProblems(r.problems)}`);
 }
 
-function writeCapsule(r: SimResult, path: string, shrunk: Capsule['shrunk']): void {
+function writeCapsule(r: SimResult, path: string, shrunk: Capsule['shrunk'], command: string): void {
   const capsule: Capsule = {
     format: CAPSULE_FORMAT,
     seed: r.seed,
     options: r.options,
     commit: codeCommit(),
-    command: reproduceCommand(r.options),
+    command,
     problems: r.problems,
     traceHash: r.traceHash,
     ...(shrunk ? { shrunk } : {}),
@@ -346,18 +361,21 @@ async function shrink(r: SimResult, budget: number): Promise<{ result: SimResult
   return { result: s.result, shrunk: { fromSteps: s.originalSteps, runs: s.runs, kind: s.kind } };
 }
 
-/** Write the capsule of a failed run (shrunk first when asked) and print how to reproduce it. */
-async function reportFailure(r: SimResult, path: string, sh: ShrinkSettings): Promise<void> {
+/**
+ * Write the capsule of a failed run (shrunk first when asked) and print how to
+ * reproduce it. `command` regenerates the unshrunk schedule (default: run's).
+ */
+async function reportFailure(r: SimResult, path: string, sh: ShrinkSettings, command = reproduceCommand(r.options)): Promise<void> {
   let result = r;
   let shrunk: Capsule['shrunk'];
   if (sh.shrink) ({ result, shrunk } = await shrink(r, sh.budget));
-  writeCapsule(result, path, shrunk);
+  writeCapsule(result, path, shrunk, command);
   out(`failure capsule: ${path}\n`);
   out(`reproduce: lessfs-sim replay ${path}\n`);
 }
 
-function capsulePath(dir: string, seed: number, suffix = ''): string {
-  return join(dir, `lessfs-sim-failure-${seed}${suffix}.json`);
+function capsulePath(dir: string, seed: number, suffix = '', prefix = ''): string {
+  return join(dir, `lessfs-sim-failure-${prefix}${seed}${suffix}.json`);
 }
 
 // ------------------------------------------------------------------ run
@@ -488,7 +506,7 @@ async function replay(path: string, capsuleDir: string | undefined, sh: ShrinkSe
     if (r.ok) out('shrink: the run passes, nothing to shrink\n');
     else {
       const name = basename(path).replace(/(-shrunk)?\.json$/, '');
-      await reportFailure(r, join(capsuleDir ?? '.', `${name}-shrunk.json`), sh);
+      await reportFailure(r, join(capsuleDir ?? '.', `${name}-shrunk.json`), sh, c.command);
     }
   }
   return code;
@@ -525,6 +543,50 @@ async function checkDeterminism(first: number, last: number, c: CommonOptions): 
   }
   out(`check-determinism: seeds ${first}..${last} (${c.mode} mode, faults ${c.faults}, ${c.ops} ops): every trace hash equal on rerun\n`);
   return EXIT_OK;
+}
+
+// ------------------------------------------------------------------ replay-trace
+
+function readTrace(file: string): ConvertedTrace {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read trace ${file}: ${fileErrorReason(err)}`);
+  }
+  try {
+    return loadTrace(text, file);
+  } catch (err) {
+    if (err instanceof TraceError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+function printTrace(t: ConvertedTrace): void {
+  const skipped = Object.values(t.skipped).reduce((a, b) => a + b, 0);
+  out(`trace: ${t.name} (BLKSIZE ${t.blockSizeBytes}): ${t.recordedOps} operations recorded: ${t.ops.length} to replay, ${t.handleOps} open/release, ${skipped} skipped\n`);
+  for (const [why, n] of Object.entries(t.skipped).sort(([a], [b]) => (a < b ? -1 : 1))) out(`  skipped ${n}: ${why}\n`);
+  for (const w of t.warnings) out(`warning: ${w}\n`);
+}
+
+async function replayTraceFile(file: string, o: TraceReplayOptions, capsuleDir: string, sh: ShrinkSettings): Promise<number> {
+  const trace = readTrace(file);
+  let run: ReturnType<typeof traceSchedule>;
+  try {
+    run = traceSchedule(trace, o);
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
+  }
+  announceConfig(run.options);
+  printTrace(trace);
+  const r = await executeSchedule(run.options, run.schedule);
+  printRun(r);
+  if (r.ok) return EXIT_OK;
+  const command = traceReproduceCommand(file, o);
+  await reportFailure(r, capsulePath(capsuleDir, r.seed, '', 'trace-'), sh, command);
+  out(`regenerate: ${command}\n`);
+  return EXIT_RUNTIME;
 }
 
 // ------------------------------------------------------------------ subcommands
@@ -584,14 +646,21 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
     },
   },
   'replay-trace': {
-    options: [],
-    run() {
-      throw new UsageError('replay-trace is not yet available');
+    options: ['seed', ...RUN_OPTIONS, ...SHRINK_OPTIONS],
+    async run(v, args) {
+      if (args.length !== 1) throw new UsageError('replay-trace needs exactly one trace FILE');
+      // --ops counts trace operations here (0 allowed: only the final commit).
+      const opsText = str(v, 'ops');
+      if (opsText !== undefined && !/^\d+$/.test(opsText)) throw new UsageError(`bad --ops '${opsText}' (expected an integer >= 0)`);
+      const seed = str(v, 'seed');
+      const o: TraceReplayOptions = { ...commonOptions({ ...v, ops: undefined }), seed: seed === undefined ? 0 : parseSeed(seed) };
+      o.ops = opsText === undefined ? undefined : Number(opsText);
+      return replayTraceFile(args[0], o, str(v, 'capsule-dir') ?? '.', shrinkSettings(v));
     },
   },
 };
 
-const NAMES = Object.keys(SUBCOMMANDS).filter((n) => n !== 'replay-trace');
+const NAMES = Object.keys(SUBCOMMANDS);
 
 export const lessfsSim: Command = {
   name: 'lessfs-sim',

@@ -18,11 +18,12 @@ import { RealNet } from '../real/net.ts';
 import { RealRng } from '../real/rng.ts';
 import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { LessfsFuseOps } from '../real/fuse/ops.ts';
+import { TraceRecorder } from '../real/fuse/trace-recorder.ts';
 import { clearStaleMount, fuseCaller, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
 import { acquireLock, type FsLock } from '../real/lock.ts';
 import { CliError, EXIT_OK, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
 
-const usage = `Usage: lessfs CONFIG MOUNTPOINT [-o OPTIONS] [-f] [--log FILE]
+const usage = `Usage: lessfs CONFIG MOUNTPOINT [-o OPTIONS] [-f] [--log FILE] [--trace FILE]
 
 Mount the lessfs filesystem described by CONFIG (a lessfs.cfg) at MOUNTPOINT.
 
@@ -32,6 +33,9 @@ Mount the lessfs filesystem described by CONFIG (a lessfs.cfg) at MOUNTPOINT.
                      use_ino,default_permissions,allow_other,attr_timeout,...)
       --log FILE     append the log here (default as a daemon: META_PATH/lessfs.log;
                      in the foreground: standard error)
+      --trace FILE   record every completed FUSE operation to FILE (names, sizes,
+                     offsets, results; no file contents) for lessfs-sim
+                     replay-trace; overrides TRACE_FILE in CONFIG
   -h, --help         show this help
 
 Unmount with: fusermount -u MOUNTPOINT (or send SIGTERM/SIGINT to the process).
@@ -47,6 +51,7 @@ export const lessfs: Command = {
         foreground: { type: 'boolean', short: 'f' },
         options: { type: 'string', short: 'o', multiple: true },
         log: { type: 'string' },
+        trace: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         'daemon-child': { type: 'boolean' },
       },
@@ -63,7 +68,11 @@ export const lessfs: Command = {
     const extra = (values.options ?? []).flatMap((o) => o.split(',')).map((o) => o.trim()).filter((o) => o.length > 0);
     const config = loadConfig('lessfs', cfgPath);
     if (!values.foreground) return daemonize(argv, config, mnt, values.log);
-    return foreground(config, mnt, extra, values.log);
+    const tracePath = values.trace !== undefined ? resolve(values.trace) : config.traceFile;
+    if (tracePath !== undefined && (tracePath === mnt || tracePath.startsWith(`${mnt}/`))) {
+      throw new CliError(`the trace file ${tracePath} is inside the mount point ${mnt} (expected a path outside it: the mount would record its own trace writes)`);
+    }
+    return foreground(config, mnt, extra, values.log, tracePath);
   },
 };
 
@@ -99,7 +108,7 @@ async function daemonize(argv: string[], config: LessfsConfig, mnt: string, logP
   throw new CliError(`mount of ${mnt} did not appear within 30 s; see ${log}`);
 }
 
-async function foreground(config: LessfsConfig, mnt: string, extra: string[], logPath: string | undefined): Promise<number> {
+async function foreground(config: LessfsConfig, mnt: string, extra: string[], logPath: string | undefined, tracePath: string | undefined): Promise<number> {
   const logger = logPath ? new FileLogger(config.debug, resolve(logPath), 'lessfs') : new StderrLogger(config.debug, 'lessfs');
   let lock: FsLock & { stalePid?: number };
   try {
@@ -115,6 +124,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   let ioGate = new IoGate();
   let lessfsOps: LessfsFuseOps | undefined;
   let repl: ReplicationNode | undefined;
+  let trace: TraceRecorder | undefined;
   try {
     await clearStaleMount(mnt, (m) => logger.log(0, m));
     const options = engineOptionsFromConfig(config);
@@ -142,7 +152,15 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
       checkIntervalMs: 2000,
     });
     await space.start();
-    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller });
+    if (tracePath !== undefined) {
+      try {
+        trace = await TraceRecorder.open(tracePath, { blockSizeBytes: config.blockSizeBytes, rootEntries: engine.readdir(1).length, logger });
+      } catch (err) {
+        throw new CliError(`cannot record the trace to ${tracePath}: ${(err as Error).message}`);
+      }
+      logger.log(1, `recording FUSE operations to ${tracePath}`);
+    }
+    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller, trace });
     lessfsOps = ops;
     if (config.listenPort > 0) {
       mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate, () => ops.drainWrites()), {
@@ -166,6 +184,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   } catch (err) {
     space?.stop();
     await mgmt?.close();
+    await trace?.close().catch((e: unknown) => logger.log(0, `closing the trace after failed mount: ${(e as Error).message}`));
     await repl?.beforeEngineClose();
     await engine?.close().catch((e: unknown) => logger.log(0, `close after failed mount: ${(e as Error).message}`));
     await repl?.afterEngineClose().catch((e: unknown) => logger.log(0, `closing the replication log after failed mount: ${(e as Error).message}`));
@@ -178,6 +197,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   const mnted = mounted;
   const gate = ioGate;
   const replication = repl as ReplicationNode;
+  const recorder = trace;
   return new Promise<number>((resolveExit) => {
     let stopping = false;
     const stop = async (why: string, unmount: boolean): Promise<void> => {
@@ -197,6 +217,8 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
       }
       try {
         await fuseOps.drainWrites();
+        // Every write is stored and recorded now: the trace ends here.
+        await recorder?.close().catch((err: unknown) => logger.log(0, `closing the trace ${recorder.path}: ${(err as Error).message}`));
         await replication.beforeEngineClose();
         await eng.close();
         await replication.afterEngineClose();

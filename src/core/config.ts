@@ -37,6 +37,8 @@ export interface LessfsConfig {
   listenPort: number;
   minSpaceFreePercent: number;
   backgroundDelete: boolean;
+  /** TRACE_FILE: record FUSE operations here (absolute path); undefined = off. */
+  traceFile: string | undefined;
   replication: 'off' | 'masterslave';
   replicationRole: 'master' | 'slave';
   /** Undefined when unset or in batch mode (REPLICATION_PARTNER_IP=-1). */
@@ -622,6 +624,20 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
       'TCP port of the management interface; 0 disables it. The default 100 is lessfs\'s; ports below 1024 need root (or CAP_NET_BIND_SERVICE), so choose a higher port or 0 when running unprivileged.',
     parse: (raw) => parseIntegerIn(raw, 0, 65535, portAllowed(0)),
   }),
+  fieldKey({
+    name: 'TRACE_FILE',
+    field: 'traceFile',
+    group: 'management',
+    type: 'path',
+    allowed: PATH_ALLOWED,
+    emptyMeansUnset: true,
+    default: undefined,
+    sample: { active: false, value: '/var/log/lessfs.trace' },
+    description:
+      'Record every completed FUSE operation of the mount to this file, one JSON line each, for lessfs-sim replay-trace (see docs/lessfs-sim.md); unset: no recording. The trace holds names, sizes, offsets, modes, results and times, never file contents: a write records one keyed fingerprint per BLKSIZE-aligned piece, which shows only which pieces are equal. Recording is asynchronous with bounded memory; if it fails or falls behind it stops with one log message and the mount goes on. Each mount starts a new trace (an existing one is renamed to FILE.1). Must not be inside the mount point. The --trace FILE option of lessfs overrides it.',
+    lessfsNote: 'New in lessfs-ts.',
+    parse: parsePath,
+  }),
   // -- replication
   fieldKey({
     name: 'REPLICATION',
@@ -847,7 +863,7 @@ function emptyFieldSet(): Record<keyof LessfsConfig, true> {
     blockSizeBytes: true, blockDataPath: true, metaPath: true, compression: true, deduplication: true,
     hashName: true, cacheSizeMB: true, commitIntervalS: true, syncRelax: true, enableTransactions: true,
     lmdbMapSizeBytes: true, debug: true, listenIp: true, listenPort: true, minSpaceFreePercent: true,
-    backgroundDelete: true, replication: true, replicationRole: true, replicationPartnerIp: true,
+    backgroundDelete: true, traceFile: true, replication: true, replicationRole: true, replicationPartnerIp: true,
     replicationBatchMode: true, replicationPartnerPort: true, replicationListenIp: true,
     replicationListenPort: true, replicationWatchdir: true, replicationEnabled: true,
     rotateReplogSizeBytes: true, rotateReplogIntervalS: true, maxBacklogSizeBytes: true,
@@ -1299,7 +1315,7 @@ export function renderConfigDocs(): string {
     '  ` #`. Leading and trailing spaces are dropped, inside quotes too. There are no escapes.',
     '- Blank lines are ignored; CRLF line ends and a UTF-8 byte order mark are accepted.',
     '- An empty value (`KEY=`) unsets an optional key without a default value',
-    '  (REPLICATION_PARTNER_IP, REPLICATION_WATCHDIR, REPLICATION_SECRET); for any other key it is an error.',
+    `  (${CONFIG_KEYS.filter((k) => k.emptyMeansUnset).map((k) => k.name).join(', ')}); for any other key it is an error.`,
     '- A line without `=` is an error naming the line.',
     '- A key given twice: the last one wins, with a warning naming both lines.',
     '- An unknown key: a warning naming it and its line (suggesting the closest key when it looks',

@@ -109,9 +109,14 @@ export function simOptions(o: Partial<SimOptions> & { seed: number }): SimOption
 
 /** The command line that regenerates these options' schedule from the seed and runs it. */
 export function reproduceCommand(o: SimOptions): string {
+  return `lessfs-sim run --seed ${o.seed} --ops ${o.ops} ${runFlags(o)}`;
+}
+
+/** The command-line options of a run after --seed and --ops: "--faults P --mode M [--buggify ...] [--config CFG] [--test-break-invariant]". */
+export function runFlags(o: Omit<SimOptions, 'seed' | 'ops'>): string {
   const buggify = (o.buggify === undefined ? '' : ` --buggify ${o.buggify ? 'on' : 'off'}`) + (o.buggifySites ? ` --buggify-sites ${o.buggifySites.join(',')}` : '');
   const config = o.config ? ` --config ${o.config.name}` : '';
-  return `lessfs-sim run --seed ${o.seed} --ops ${o.ops} --faults ${o.faults} --mode ${o.mode}${buggify}${config}${o.breakInvariant ? ' --test-break-invariant' : ''}`;
+  return `--faults ${o.faults} --mode ${o.mode}${buggify}${config}${o.breakInvariant ? ' --test-break-invariant' : ''}`;
 }
 
 /** The config of a run, parsed for its mode (undefined without --config). Throws ConfigError for a bad one. */
@@ -119,7 +124,7 @@ export function runConfig(o: SimOptions): SimConfig | undefined {
   return o.config ? simConfig(o.config, o.mode) : undefined;
 }
 
-function blockSizeOf(cfg: SimConfig | undefined): number {
+export function blockSizeOf(cfg: SimConfig | undefined): number {
   return cfg?.engine.blockSizeBytes ?? SIM_BLOCK_SIZE_DEFAULT;
 }
 
@@ -399,6 +404,7 @@ interface Run {
   problems: string[];
   /** The master's engine options, once the cluster exists (the slave's are the same but for replica). */
   engine?: EngineOptions;
+  hooks: SimHooks;
 }
 
 function bump(run: Run, k: string): void {
@@ -407,7 +413,9 @@ function bump(run: Run, k: string): void {
 
 /** Engine options of both nodes: the schedule's, then what the config sets. */
 function engineOptions(run: Run): { commitIntervalMs: number; cacheSizeBytes: number } {
-  return { commitIntervalMs: run.schedule.setup.commitIntervalMs, cacheSizeBytes: 24 * run.bs, ...run.cfg?.engine };
+  // A schedule's own BLKSIZE (a replayed trace's) wins: its write fingerprints are cut by it.
+  const bs = run.schedule.setup.blockSizeBytes;
+  return { commitIntervalMs: run.schedule.setup.commitIntervalMs, cacheSizeBytes: 24 * run.bs, ...run.cfg?.engine, ...(bs === undefined ? {} : { blockSizeBytes: bs }) };
 }
 
 /** The `rogue` step: /rogue written on the master behind the oracle's back. */
@@ -487,6 +495,7 @@ async function runLive(run: Run): Promise<number> {
       await oracle.fault(f.who, f.kind, f.masterFirst);
     }
     await oracle.finish();
+    run.hooks.finalModel?.(oracle.model);
   } finally {
     run.problems.push(...oracle.problems);
   }
@@ -669,6 +678,7 @@ async function runBatch(run: Run): Promise<number> {
   if (last && (pos?.sequence !== last.sequence || pos.txn !== last.lastTxn)) {
     problem(`slave did not converge: at ${JSON.stringify(pos)}, the master's last file is ${rotatedLogName(last.sequence)} (txn ${last.lastTxn})`);
   }
+  run.hooks.finalModel?.(model);
   const md = await c.digest(c.master);
   const sd = await c.digest(c.slave);
   if (md !== sd) problem(`slave tree differs from the master's after convergence:\nmaster:\n${await c.listing(c.master)}\nslave:\n${await c.listing(c.slave)}`);
@@ -684,6 +694,8 @@ async function runBatch(run: Run): Promise<number> {
 export interface SimHooks {
   /** Every trace line of the run, in order (to find where two runs diverge). */
   traceLine?: (line: string) => void;
+  /** The reference model at the end of a run that got there: the tree the oracle checked the master against last. */
+  finalModel?: (model: ModelFs) => void;
 }
 
 /**
@@ -695,7 +707,7 @@ export async function executeSchedule(input: SimOptions, schedule: Schedule, hoo
   if (schedule.mode !== options.mode) throw new RangeError(`a ${schedule.mode} schedule cannot run in ${options.mode} mode`);
   const cfg = runConfig(options);
   const sched = new Scheduler({ seed: schedule.seed });
-  const run: Run = { schedule, cfg, bs: blockSizeOf(cfg), sched, faults: {}, problems: [] };
+  const run: Run = { schedule, cfg, bs: schedule.setup.blockSizeBytes ?? blockSizeOf(cfg), sched, faults: {}, problems: [], hooks };
   countTraceFaults(sched, run.faults, hooks.traceLine);
   const wallStart = performance.now();
   let ops = 0;

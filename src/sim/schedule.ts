@@ -13,6 +13,7 @@
 // step would have created simply gets the result the model gives, ENOENT.
 
 import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
+import { FINGERPRINT_RE, tracePieces, ZERO_FINGERPRINT } from '../core/trace-format.ts';
 import type { SimDiskOptions } from './disk.ts';
 import type { SimNetOptions, SimNetwork } from './net.ts';
 import type { SimRng } from './rng.ts';
@@ -38,7 +39,15 @@ export interface ScheduleSetup {
   buggify?: boolean;
   /** With buggify: exactly these sites are on, on both nodes. */
   buggifySites?: BuggifySite[];
+  /**
+   * BLKSIZE both nodes are formatted with and write fingerprints are cut by:
+   * a replayed FUSE trace's (trace-replay.ts). Absent: the config's, or 4096.
+   */
+  blockSizeBytes?: number;
 }
+
+/** BLKSIZE values a schedule may set (those lessfs formats and a trace may record). */
+export const SCHEDULE_BLOCK_SIZES = [4096, 8192, 16384, 32768, 65536, 131072] as const;
 
 export type NodeFaultWho = 'master' | 'slave' | 'both';
 export type NodeFaultKind = 'crash' | 'power';
@@ -245,7 +254,14 @@ function checkSetupPart(c: Checker, v: unknown, fields: Record<string, 'ms' | 'p
   }
 }
 
-function checkOp(c: Checker, v: unknown): void {
+/** Write fingerprints of a replayed trace: one per piece of the write cut at BLKSIZE (bs; undefined: the config's, not known here). */
+function checkFingerprints(c: Checker, v: unknown, o: Record<string, unknown>, bs: number | undefined): void {
+  const pieces = bs === undefined ? undefined : tracePieces(o.offsetBytes as number, o.lengthBytes as number, bs).length;
+  const want = `a list of ${pieces ?? 'N'} fingerprints (16 hex digits or "0", one per BLKSIZE-aligned piece${bs === undefined ? ', with setup.blockSizeBytes set' : ''})`;
+  if (bs === undefined || !Array.isArray(v) || v.length !== pieces || !v.every((f) => f === ZERO_FINGERPRINT || (typeof f === 'string' && FINGERPRINT_RE.test(f)))) c.fail(want, v);
+}
+
+function checkOp(c: Checker, v: unknown, bs: number | undefined): void {
   const kind = c.sub('op').oneOf((v as { op?: unknown } | null)?.op, OPS_ALLOWED);
   const end = (o: Record<string, unknown>, off: string, len: string): void => {
     const a = c.sub(off).int(o[off], 0, SCHEDULE_LIMITS.fileBytes);
@@ -253,10 +269,11 @@ function checkOp(c: Checker, v: unknown): void {
   };
   switch (kind) {
     case 'write': {
-      const o = c.object(v, ['op', 'path', 'offsetBytes', 'pool', 'lengthBytes']);
+      const o = c.object(v, ['op', 'path', 'offsetBytes', 'pool', 'lengthBytes', 'fingerprints'], ['op', 'path', 'offsetBytes', 'pool', 'lengthBytes']);
       c.sub('path').path(o.path);
       c.sub('pool').int(o.pool, 0, POOL_PATTERNS - 1);
       end(o, 'offsetBytes', 'lengthBytes');
+      if (o.fingerprints !== undefined) checkFingerprints(c.sub('fingerprints'), o.fingerprints, o, bs);
       return;
     }
     case 'read': {
@@ -309,14 +326,14 @@ function checkShip(c: Checker, v: unknown): void {
   if (o.duplicate !== undefined) c.sub('duplicate').int(o.duplicate, 0, 2 ** 31);
 }
 
-function checkStep(c: Checker, v: unknown, mode: SimMode): void {
+function checkStep(c: Checker, v: unknown, mode: SimMode, bs: number | undefined): void {
   const kinds = Object.keys(STEP_MODES) as StepKind[];
   const kind = c.sub('step').oneOf((v as { step?: unknown } | null)?.step, kinds);
   if (!STEP_MODES[kind].includes(mode)) c.sub('step').fail(`a step of a ${mode} schedule (${kinds.filter((k) => STEP_MODES[k].includes(mode)).join(', ')})`, kind);
   switch (kind) {
     case 'op': {
       const o = c.object(v, ['step', 'op', 'idleMs']);
-      checkOp(c.sub('op'), o.op);
+      checkOp(c.sub('op'), o.op, bs);
       c.sub('idleMs').int(o.idleMs, 0, SCHEDULE_LIMITS.idleMs);
       return;
     }
@@ -357,7 +374,7 @@ export function validateSchedule(v: unknown, at = 'schedule'): Schedule {
   c.sub('seed').int(o.seed, 0, Number.MAX_SAFE_INTEGER);
   const mode = c.sub('mode').oneOf(o.mode, SIM_MODES);
   const sc = c.sub('setup');
-  const setup = sc.object(o.setup, ['net', 'disk', 'store', 'commitIntervalMs', 'secret', 'buggify', 'buggifySites'], ['net', 'disk', 'store', 'commitIntervalMs']);
+  const setup = sc.object(o.setup, ['net', 'disk', 'store', 'commitIntervalMs', 'secret', 'buggify', 'buggifySites', 'blockSizeBytes'], ['net', 'disk', 'store', 'commitIntervalMs']);
   for (const part of ['net', 'disk', 'store'] as const) checkSetupPart(sc.sub(part), setup[part], SETUP_FIELDS[part]);
   sc.sub('commitIntervalMs').int(setup.commitIntervalMs, 1, MS_MAX);
   if (setup.secret !== undefined && (typeof setup.secret !== 'string' || setup.secret.length === 0 || setup.secret.length > 1024)) {
@@ -368,9 +385,11 @@ export function validateSchedule(v: unknown, at = 'schedule'): Schedule {
     const sites = setup.buggifySites;
     if (!Array.isArray(sites) || sites.some((x) => typeof x !== 'string' || !(x in BUGGIFY_SITES))) sc.sub('buggifySites').fail(`a list of buggify sites (${Object.keys(BUGGIFY_SITES).join(', ')})`, sites);
   }
+  const bs = setup.blockSizeBytes;
+  if (bs !== undefined && !(SCHEDULE_BLOCK_SIZES as readonly unknown[]).includes(bs)) sc.sub('blockSizeBytes').fail(`one of ${SCHEDULE_BLOCK_SIZES.join(', ')}`, bs);
   if (!Array.isArray(o.steps) || o.steps.length > SCHEDULE_LIMITS.steps) c.sub('steps').fail(`a list of at most ${SCHEDULE_LIMITS.steps} steps`, o.steps);
   const steps = o.steps as unknown[];
-  for (let i = 0; i < steps.length; i++) checkStep(c.sub('steps').sub(i), steps[i], mode);
+  for (let i = 0; i < steps.length; i++) checkStep(c.sub('steps').sub(i), steps[i], mode, bs as number | undefined);
   return v as Schedule;
 }
 

@@ -3,6 +3,7 @@
 // patterns so the same blocks appear in many files and dedup is exercised.
 
 import { FsError } from '../core/errors.ts';
+import { fingerprintData } from '../core/trace-format.ts';
 import type { PathFs } from '../core/fs/path-fs.ts';
 import { isDir, isLnk, isReg } from '../core/fs/schema.ts';
 import { ModelError, type ModelFs } from './model.ts';
@@ -12,7 +13,12 @@ import { contentHash, dirEntry, dirHash, fileEntry, symlinkEntry } from './tree-
 export type Op =
   | { op: 'create'; path: string }
   | { op: 'mkdir'; path: string }
-  | { op: 'write'; path: string; offsetBytes: number; pool: number; lengthBytes: number }
+  /**
+   * Content from the block pool starting at `pool`; or, for a replayed FUSE
+   * trace, `fingerprints`: one per BLKSIZE-aligned piece, expanded into
+   * deterministic bytes (core/trace-format.ts), and `pool` is unused.
+   */
+  | { op: 'write'; path: string; offsetBytes: number; pool: number; lengthBytes: number; fingerprints?: readonly string[] }
   | { op: 'truncate'; path: string; sizeBytes: number }
   | { op: 'read'; path: string; offsetBytes: number; lengthBytes: number }
   | { op: 'unlink'; path: string }
@@ -75,6 +81,11 @@ export function poolData(blockSizeBytes: number, pool: number, lengthBytes: numb
   return out;
 }
 
+/** The bytes a write op stores. */
+export function writeData(op: Extract<Op, { op: 'write' }>, blockSizeBytes: number): Uint8Array {
+  return op.fingerprints ? fingerprintData(op.offsetBytes, op.lengthBytes, op.fingerprints, blockSizeBytes) : poolData(blockSizeBytes, op.pool, op.lengthBytes);
+}
+
 /** What a read result is compared by: its length and a hash of its bytes. */
 function digest(bytes: Uint8Array): string {
   return `${bytes.length}:${contentHash(bytes)}`;
@@ -91,7 +102,7 @@ export async function applyToFs(fs: PathFs, op: Op, blockSizeBytes: number): Pro
     switch (op.op) {
       case 'create': fs.create(op.path); return { ok: '' };
       case 'mkdir': fs.mkdir(op.path); return { ok: '' };
-      case 'write': await fs.write(op.path, op.offsetBytes, poolData(blockSizeBytes, op.pool, op.lengthBytes)); return { ok: '' };
+      case 'write': await fs.write(op.path, op.offsetBytes, writeData(op, blockSizeBytes)); return { ok: '' };
       case 'truncate': await fs.truncate(op.path, op.sizeBytes); return { ok: '' };
       case 'read': return { ok: digest(await fs.read(op.path, op.offsetBytes, op.lengthBytes)) };
       case 'unlink': fs.unlink(op.path); return { ok: '' };
@@ -121,7 +132,7 @@ export function applyToModel(model: ModelFs, op: Op, blockSizeBytes: number): Op
     switch (op.op) {
       case 'create': model.create(op.path); return { ok: '' };
       case 'mkdir': model.mkdir(op.path); return { ok: '' };
-      case 'write': model.write(op.path, op.offsetBytes, poolData(blockSizeBytes, op.pool, op.lengthBytes)); return { ok: '' };
+      case 'write': model.write(op.path, op.offsetBytes, writeData(op, blockSizeBytes)); return { ok: '' };
       case 'truncate': model.truncate(op.path, op.sizeBytes); return { ok: '' };
       case 'read': return { ok: digest(model.read(op.path, op.offsetBytes, op.lengthBytes)) };
       case 'unlink': model.unlink(op.path); return { ok: '' };

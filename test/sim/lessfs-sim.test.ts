@@ -8,39 +8,18 @@
 // validates capsules and configs, checks determinism, and rejects bad usage
 // with exit 2.
 
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { executeSchedule, FAULT_PROFILES, generateSchedule, problemKind, reproduceCommand, runSimulation, simOptions } from '../../src/sim/campaign.ts';
 import { SimRng } from '../../src/sim/rng.ts';
 import { ScheduleError, validateSchedule, type Schedule } from '../../src/sim/schedule.ts';
 import { shrinkSchedule } from '../../src/sim/shrink.ts';
+import { simCli as cli, tempDirs } from '../support/sim-cli.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'lessfs-sim.js');
-const dirs: string[] = [];
-
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'lessfs-sim-test-'));
-  dirs.push(d);
-  return d;
-}
-
-function cli(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, timeout: 60_000, env: { ...process.env, LESSFS_DEBUG_STACK: '1' } }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: unknown }).code as number) : 0;
-      resolve({ code: typeof code === 'number' ? code : -1, stdout, stderr });
-    });
-  });
-}
+const temp = tempDirs('lessfs-sim-test-');
+const tempDir = temp.make;
+afterAll(temp.removeAll);
 
 describe('runSimulation', () => {
   it('is deterministic: the same options give the same trace hash, another seed another', async () => {
@@ -489,6 +468,7 @@ describe('lessfs-sim CLI', () => {
     expect(h.stdout).toContain('lessfs-sim run --seed S');
     expect(h.stdout).toContain('--shrink');
     expect(h.stdout).toContain('--config CFG');
-    expect(h.stdout).toContain('Not yet available: replay-trace');
+    expect(h.stdout).toContain('lessfs-sim replay-trace FILE');
+    expect(h.stdout).not.toContain('Not yet available');
   });
 });

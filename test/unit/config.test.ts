@@ -80,6 +80,7 @@ describe('parseConfig: keys and defaults', () => {
       rotateReplogIntervalS: 900,
       maxBacklogSizeBytes: 0,
       replicationSecret: undefined,
+      traceFile: undefined,
     } satisfies LessfsConfig);
   });
 
@@ -101,6 +102,7 @@ describe('parseConfig: keys and defaults', () => {
       'LISTEN_PORT=8100',
       'MIN_SPACE_FREE=25',
       'BACKGROUND_DELETE=on',
+      'TRACE_FILE=/var/log/lessfs trace',
       'REPLICATION=masterslave',
       'REPLICATION_ROLE=master',
       'REPLICATION_PARTNER_IP=slave.example.com',
@@ -132,6 +134,7 @@ describe('parseConfig: keys and defaults', () => {
       listenPort: 8100,
       minSpaceFreePercent: 25,
       backgroundDelete: true,
+      traceFile: '/var/log/lessfs trace',
       replication: 'masterslave',
       replicationRole: 'master',
       replicationPartnerIp: 'slave.example.com',
@@ -447,6 +450,7 @@ describe('parseConfig: errors name the key, the value and what is allowed', () =
     ['LISTEN_PORT=65536', 'LISTEN_PORT=65536 is invalid: expected an integer between 0 (off) and 65535'],
     ['MIN_SPACE_FREE=100', 'MIN_SPACE_FREE=100 is invalid: expected an integer between 0 and 99 (percent)'],
     ['BACKGROUND_DELETE=2', 'BACKGROUND_DELETE=2 is invalid: expected on or off'],
+    ['TRACE_FILE=lessfs.trace', 'TRACE_FILE=lessfs.trace is invalid: expected an absolute path (starting with /)'],
     ['REPLICATION=dualmaster', 'REPLICATION=dualmaster is invalid: expected off or masterslave'],
     ['REPLICATION_ROLE=primary', 'REPLICATION_ROLE=primary is invalid: expected master or slave'],
     ['REPLICATION_PARTNER_IP=999.1.1.1', 'REPLICATION_PARTNER_IP=999.1.1.1 is invalid: expected an IPv4 or IPv6 address, a host name, or -1 for batch mode'],
@@ -647,6 +651,7 @@ const arbitraryConfig: fc.Arbitrary<LessfsConfig> = fc
     listenPort: port,
     minSpaceFreePercent: fc.integer({ min: 0, max: 99 }),
     backgroundDelete: fc.boolean(),
+    traceFile: fc.option(path, { nil: undefined }),
     replication: fc.constantFrom('off', 'masterslave'),
     replicationRole: fc.constantFrom('master', 'slave'),
     partner: fc.oneof(fc.constant(undefined), fc.constant('-1'), ip, fc.domain()),

@@ -12,6 +12,8 @@ import { S_IFMT, S_IFREG } from '../../core/fs/schema.ts';
 import type { Stat } from '../../core/fs/types.ts';
 import type { IoGate } from '../../core/gate.ts';
 import type { SpaceGuard } from '../../core/space-guard.ts';
+import type { TraceOp } from '../../core/trace-format.ts';
+import type { TraceRecorder } from './trace-recorder.ts';
 
 interface Handle {
   ino: number;
@@ -36,6 +38,8 @@ export interface FuseOpsOptions {
   traceLevel?: number;
   /** Who made the FUSE request being handled; valid only synchronously at handler entry. */
   caller?: () => Caller;
+  /** Record completed operations here (lessfs --trace); control files are not recorded. */
+  trace?: TraceRecorder;
 }
 
 const ROOT_CALLER: Caller = { uid: 0, gid: 0 };
@@ -58,12 +62,25 @@ export function toFuseStat(st: Stat): FuseStat {
   };
 }
 
-export function errnoOf(err: unknown, logger: Logger, op: string, path: string): number {
+/** The negative errno of an error we expect (FsError, a full disk), else undefined. */
+function knownErrno(err: unknown): number | undefined {
   if (err instanceof FsError) return -err.errno;
-  const code = (err as { code?: string }).code;
-  if (code === 'ENOSPC') return -ERRNO.ENOSPC;
+  return (err as { code?: string }).code === 'ENOSPC' ? -ERRNO.ENOSPC : undefined;
+}
+
+export function errnoOf(err: unknown, logger: Logger, op: string, path: string): number {
+  const errno = knownErrno(err);
+  if (errno !== undefined) return errno;
   logger.log(0, `${op} ${path}: unexpected error: ${(err as Error).stack ?? String(err)}`);
   return -ERRNO.EIO;
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, n]) => [n, name]));
+
+/** A FUSE result as a trace records it: 0, or the errno name. */
+function traceResult(err: number): number | string {
+  if (err >= 0) return 0;
+  return ERRNO_NAMES.get(-err) ?? `errno ${-err}`;
 }
 
 /**
@@ -157,6 +174,7 @@ export class LessfsFuseOps {
   private readonly space: SpaceGuard | undefined;
   private readonly caller: () => Caller;
   private readonly writes: WriteBehind;
+  private readonly trace: TraceRecorder | undefined;
 
   constructor(options: FuseOpsOptions) {
     this.engine = options.engine;
@@ -168,6 +186,48 @@ export class LessfsFuseOps {
     this.caller = options.caller ?? (() => ROOT_CALLER);
     this.writes = new WriteBehind(this.logger);
     this.fs = new PathFs(this.engine);
+    this.trace = options.trace;
+  }
+
+  /**
+   * done, recording the completed operation first when tracing (skip: a
+   * control file's operation, which is not recorded). `entry` sees the value
+   * the operation returned (a new handle for open and create).
+   */
+  private traced<T>(skip: boolean, entry: (value: T | undefined) => TraceOp, done: (err: number, value?: T) => void): (err: number, value?: T) => void {
+    const trace = this.trace;
+    if (!trace || skip) return done;
+    return (err, value) => {
+      trace.record(entry(value), traceResult(err));
+      done(err, value);
+    };
+  }
+
+  /** Is fd a control file's handle (its operations are not traced)? */
+  private controlHandle(fd: number): boolean {
+    return this.handles.get(fd)?.control !== undefined;
+  }
+
+  /**
+   * The write-behind store of one write. When tracing, the write is recorded
+   * here, in the order the engine applies writes, with the store's result; its
+   * fingerprints are taken before the engine owns the buffer, and after the
+   * reply went out, so the hashing does not delay it.
+   */
+  private async storeWrite(fd: number, ino: number, pos: number, data: Uint8Array): Promise<void> {
+    const trace = this.trace;
+    if (!trace?.recording) {
+      await this.engine.write(ino, pos, data);
+      return;
+    }
+    const op: TraceOp = { op: 'write', fh: fd, off: pos, len: data.length, fp: trace.fingerprints(pos, data) };
+    try {
+      await this.engine.write(ino, pos, data);
+    } catch (err) {
+      trace.record(op, traceResult(knownErrno(err) ?? -ERRNO.EIO));
+      throw err;
+    }
+    trace.record(op, 0);
   }
 
   /** Run an operation: wait at the gate, map errors, never throw. */
@@ -270,7 +330,7 @@ export class LessfsFuseOps {
           const names = this.fs.readdir(path).map((e) => e.name);
           if (path === '/') names.unshift(CONTROL_NAME);
           return ['.', '..', ...names];
-        }, (e, v) => cb(e, v)),
+        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'readdir', path }), (e, v) => cb(e, v))),
       create: (path, mode, cb) => {
         const who = this.caller();
         this.run('create', path, () => {
@@ -279,7 +339,7 @@ export class LessfsFuseOps {
           const st = this.fs.create(path, (mode & 0o7777) | S_IFREG, who);
           this.engine.open(st.ino);
           return this.newHandle({ ino: st.ino });
-        }, (e, v) => cb(e, v));
+        }, this.traced(ControlFiles.isControl(path), (fh) => ({ op: 'create', path, mode, fh }), (e, v) => cb(e, v)));
       },
       mknod: (path, mode, dev, cb) => {
         const who = this.caller();
@@ -287,7 +347,7 @@ export class LessfsFuseOps {
           this.refuseControl(path, 'mknod');
           this.checkSpace('mknod');
           this.fs.mknod(path, (mode & S_IFMT) === 0 ? mode | S_IFREG : mode, dev, who);
-        }, (e) => cb(e));
+        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mknod', path, mode }), (e) => cb(e)));
       },
       open: (path, flags, cb) =>
         this.run('open', path, () => {
@@ -301,7 +361,7 @@ export class LessfsFuseOps {
           }
           this.engine.open(ino);
           return this.newHandle({ ino });
-        }, (e, v) => cb(e, v)),
+        }, this.traced(ControlFiles.isControl(path), (fh) => ({ op: 'open', path, flags, fh }), (e, v) => cb(e, v))),
       release: (path, fd, cb) =>
         this.run('release', path, async () => {
           const h = this.handles.get(fd);
@@ -313,7 +373,7 @@ export class LessfsFuseOps {
               this.engine.release(h.ino);
             }
           }
-        }, (e) => cb(e)),
+        }, this.traced(this.controlHandle(fd), () => ({ op: 'release', fh: fd }), (e) => cb(e))),
       read: (path, fd, buf, len, pos, cb) =>
         this.run('read', path, async () => {
           const h = this.handle(fd);
@@ -324,7 +384,7 @@ export class LessfsFuseOps {
           }
           await this.writes.settled(h.ino);
           return this.engine.readInto(h.ino, pos, buf.subarray(0, len));
-        }, (e, n) => cb(e < 0 ? e : (n ?? 0))),
+        }, this.traced(this.controlHandle(fd), () => ({ op: 'read', fh: fd, off: pos, len }), (e, n) => cb(e < 0 ? e : (n ?? 0)))),
       write: (path, fd, buf, len, pos, cb) => {
         // The buffer belongs to fuse-native only until we call back: copy first.
         // Whole blocks go into a recycled block buffer (the engine gives it back
@@ -341,7 +401,7 @@ export class LessfsFuseOps {
           this.checkSpace('write');
           // Reply first, store after (see WriteBehind): the error of a failed
           // store comes back on the next write, fsync, flush or release.
-          await this.writes.submit(h.ino, () => this.engine.write(h.ino, pos, copy), len, pos + len);
+          await this.writes.submit(h.ino, () => this.storeWrite(fd, h.ino, pos, copy), len, pos + len);
           return len;
         }, (e, n) => cb(e < 0 ? e : (n ?? 0)));
       },
@@ -351,42 +411,42 @@ export class LessfsFuseOps {
           const ino = this.fs.resolve(path);
           await this.writes.settled(ino, true);
           await this.engine.truncate(ino, size);
-        }, (e) => cb(e)),
+        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'truncate', path, size }), (e) => cb(e))),
       ftruncate: (path, fd, size, cb) =>
         this.run('ftruncate', path, async () => {
           const h = this.handle(fd);
           if (h.control) return this.control.truncate(h.control.path);
           await this.writes.settled(h.ino, true);
           await this.engine.truncate(h.ino, size);
-        }, (e) => cb(e)),
-      unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); }, (e) => cb(e)),
-      rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); }, (e) => cb(e)),
+        }, this.traced(this.controlHandle(fd), () => ({ op: 'ftruncate', fh: fd, size }), (e) => cb(e))),
+      unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'unlink', path }), (e) => cb(e))),
+      rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'rmdir', path }), (e) => cb(e))),
       mkdir: (path, mode, cb) => {
         const who = this.caller();
-        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); }, (e) => cb(e));
+        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mkdir', path, mode }), (e) => cb(e)));
       },
       rename: (src, dest, cb) =>
         this.run('rename', src, () => {
           this.refuseControl(src, 'rename');
           this.refuseControl(dest, 'rename');
           this.fs.rename(src, dest);
-        }, (e) => cb(e)),
+        }, this.traced(ControlFiles.isControl(src) || ControlFiles.isControl(dest), () => ({ op: 'rename', path: src, to: dest }), (e) => cb(e))),
       link: (src, dest, cb) =>
         this.run('link', dest, () => {
           this.refuseControl(src, 'link');
           this.refuseControl(dest, 'link');
           this.fs.link(src, dest);
-        }, (e) => cb(e)),
+        }, this.traced(ControlFiles.isControl(src) || ControlFiles.isControl(dest), () => ({ op: 'link', path: src, to: dest }), (e) => cb(e))),
       symlink: (target, path, cb) => {
         const who = this.caller();
-        this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.checkSpace('symlink'); this.fs.symlink(target, path, who); }, (e) => cb(e));
+        this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.checkSpace('symlink'); this.fs.symlink(target, path, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'symlink', target, path }), (e) => cb(e)));
       },
-      readlink: (path, cb) => this.run('readlink', path, () => this.fs.readlink(path), (e, v) => cb(e, v)),
+      readlink: (path, cb) => this.run('readlink', path, () => this.fs.readlink(path), this.traced(ControlFiles.isControl(path), () => ({ op: 'readlink', path }), (e, v) => cb(e, v))),
       chmod: (path, mode, cb) =>
         this.run('chmod', path, async () => {
           this.refuseControl(path, 'chmod');
           await this.fs.setattr(path, { mode: mode & 0o7777 });
-        }, (e) => cb(e)),
+        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'chmod', path, mode }), (e) => cb(e))),
       chown: (path, uid, gid, cb) =>
         this.run('chown', path, async () => {
           this.refuseControl(path, 'chown');
@@ -394,14 +454,14 @@ export class LessfsFuseOps {
             uid: uid === UID_UNCHANGED || uid === -1 ? undefined : uid,
             gid: gid === UID_UNCHANGED || gid === -1 ? undefined : gid,
           });
-        }, (e) => cb(e)),
+        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'chown', path, uid, gid }), (e) => cb(e))),
       utimens: (path, atime, mtime, cb) =>
         this.run('utimens', path, async () => {
           this.refuseControl(path, 'utimens');
           // 2^64-1 is UTIME_OMIT (see scripts/build-fuse-native.mjs): leave that time alone.
           const given = (ms: number): number | undefined => (ms >= UTIME_OMIT_MS ? undefined : ms);
           await this.fs.setattr(path, { atimeMs: given(atime), mtimeMs: given(mtime) });
-        }, (e) => cb(e)),
+        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'utimens', path }), (e) => cb(e))),
       flush: (path, fd, cb) =>
         this.run('flush', path, async () => {
           const h = this.handles.get(fd);
@@ -414,12 +474,12 @@ export class LessfsFuseOps {
           const ino = h?.ino ?? this.fs.resolve(path);
           await this.writes.settled(ino, true);
           await this.engine.fsync(ino);
-        }, (e) => cb(e)),
+        }, this.traced(this.controlHandle(fd) || ControlFiles.isControl(path), this.handles.has(fd) ? () => ({ op: 'fsync', fh: fd }) : () => ({ op: 'fsync', path }), (e) => cb(e))),
       fsyncdir: (path, _dataSync, _fd, cb) =>
         this.run('fsyncdir', path, async () => {
           await this.writes.all();
           await this.engine.fsync();
-        }, (e) => cb(e)),
+        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'fsyncdir', path }), (e) => cb(e))),
       // ENOSYS makes the kernel answer EOPNOTSUPP (ENOTSUP) itself from then on,
       // instead of asking on every write (it checks security.capability) —
       // except getxattr: after ENOSYS the kernel answers ENODATA for POSIX ACL
