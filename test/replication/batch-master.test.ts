@@ -94,8 +94,8 @@ describe('batch master log', () => {
         const sched = new Scheduler({ seed });
         const c = new BatchCluster(sched, seed, { master: { rotateReplogSizeBytes: 6 * BS } });
         await c.format();
-        const m = await c.open(c.master);
-        const fs = new PathFs(m);
+        let m = await c.open(c.master);
+        let fs = new PathFs(m);
         const rng = new SimRng(seed).split('ops');
         c.master.machine.store.setOptions({ commitErrorProbability: 0.25 });
         c.master.machine.disk.setOptions({ writeErrorProbability: 0.03 });
@@ -112,6 +112,14 @@ describe('batch master log', () => {
         }
         c.master.machine.store.setOptions({ commitErrorProbability: 0 });
         c.master.machine.disk.setOptions({ writeErrorProbability: 0 });
+        if (m.stopped) {
+          // A failed data sync stops the filesystem (EIO on every call): the operator restarts the mount,
+          // which recovers from the last durable commit. The log must hold together across that too.
+          c.master.machine.crash();
+          c.dropped(c.master);
+          m = await c.open(c.master);
+          fs = new PathFs(m);
+        }
         await c.run(m.commit('healed'));
         await c.run(c.master.node!.control.rotate!());
         const files = await checkedFiles(c);

@@ -569,6 +569,11 @@ export class FsEngine {
 
   // ------------------------------------------------------------ inodes
 
+  /** True once a failed data sync stopped the filesystem (every call fails with EIO; remount to recover). */
+  get stopped(): boolean {
+    return this.failure !== undefined;
+  }
+
   private checkOpen(): void {
     if (this.closed) throw new FsError('EIO', 'filesystem is closed');
     if (this.failure !== undefined) throw new FsError('EIO', `filesystem stopped after a failed data sync: ${(this.failure as Error).message}`);
