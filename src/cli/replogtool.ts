@@ -74,7 +74,9 @@ const SLAVE_MODES: readonly ReplicationMode[] = ['slave-watchdir', 'slave-replog
 
 export type DumpRecord =
   | { type: 'KV'; offsetBytes: number; table: string; keyHex: string; keyBytes: number; op: 'put' | 'delete'; valueBytes: number | null }
-  | { type: 'BLOCK'; offsetBytes: number; keyHex: string; keyBytes: number; codec: string; codecId: number; rawBytes: number; storedBytes: number };
+  | { type: 'BLOCK'; offsetBytes: number; keyHex: string; keyBytes: number; codec: string; codecId: number; rawBytes: number; storedBytes: number }
+  /** A live master's block whose stored bytes stay in blockdata.dta at extentOffsetBytes. */
+  | { type: 'BLOCKREF'; offsetBytes: number; keyHex: string; keyBytes: number; codec: string; codecId: number; rawBytes: number; storedBytes: number; extentOffsetBytes: number };
 
 export interface DumpTransaction {
   txn: number;
@@ -122,6 +124,10 @@ function dumpRecord(p: Primitives, r: ReplRecord, offsetBytes: number): DumpReco
   if (r.type === FRAME_TYPE.KV) {
     const put = r.kv.value !== undefined;
     return { type: 'KV', offsetBytes, table: r.kv.table, keyHex: toHex(r.kv.key), keyBytes: r.kv.key.length, op: put ? 'put' : 'delete', valueBytes: put ? (r.kv.value as Uint8Array).length : null };
+  }
+  if (r.type === FRAME_TYPE.BLOCKREF) {
+    const f = r.ref;
+    return { type: 'BLOCKREF', offsetBytes, keyHex: toHex(f.key), keyBytes: f.key.length, codec: codecNameOf(p, f.codec), codecId: f.codec, rawBytes: f.rawLength, storedBytes: f.storedLength, extentOffsetBytes: f.extentOffsetBytes };
   }
   const b = r.block;
   return { type: 'BLOCK', offsetBytes, keyHex: toHex(b.key), keyBytes: b.key.length, codec: codecNameOf(p, b.codec), codecId: b.codec, rawBytes: b.rawLength, storedBytes: b.stored.length };
@@ -235,6 +241,7 @@ function recordText(r: DumpRecord): string {
     const what = r.op === 'put' ? `put    key ${keyText(r.keyHex, r.keyBytes)}, value ${r.valueBytes} bytes` : `delete key ${keyText(r.keyHex, r.keyBytes)}`;
     return `  KV    ${r.table.padEnd(9)} ${what}`;
   }
+  if (r.type === 'BLOCKREF') return `  BLOCKREF key ${keyText(r.keyHex, r.keyBytes)}, codec ${r.codec}, raw ${r.rawBytes} bytes, stored ${r.storedBytes} bytes at blockdata.dta offset ${r.extentOffsetBytes}`;
   return `  BLOCK key ${keyText(r.keyHex, r.keyBytes)}, codec ${r.codec}, raw ${r.rawBytes} bytes, stored ${r.storedBytes} bytes`;
 }
 

@@ -14,11 +14,14 @@ import {
   ALL_FRAME_TYPES,
   type BlockPayload,
   type CommitPayload,
+  blockFrameCrc,
   decodeBlock,
+  decodeBlockRef,
   decodeCommit,
   decodeKv,
   decodeRecord,
   encodeBlock,
+  encodeBlockRefFrame,
   encodeCommit,
   encodeCommitFrame,
   encodeFrame,
@@ -28,6 +31,7 @@ import {
   type Frame,
   FRAME_BYTES_MAX,
   FRAME_HEADER_BYTES,
+  writeBlockFrameFromRef,
   FRAME_TYPE,
   FrameDecoder,
   type KvPayload,
@@ -88,6 +92,7 @@ function plain(record: ReplRecord): unknown {
   if (record.type === FRAME_TYPE.KV) {
     return { t: 'kv', table: record.kv.table, key: Array.from(record.kv.key), value: record.kv.value && Array.from(record.kv.value) };
   }
+  if (record.type === FRAME_TYPE.BLOCKREF) return { t: 'blockref', ...record.ref, key: Array.from(record.ref.key) };
   const b = record.block;
   return { t: 'block', key: Array.from(b.key), codec: b.codec, rawLength: b.rawLength, stored: Array.from(b.stored) };
 }
@@ -175,7 +180,7 @@ const sampleTxns: ReplRecord[][] = [
 
 describe('stable numbers', () => {
   it('frame types and table ids never change', () => {
-    expect(FRAME_TYPE).toEqual({ KV: 1, BLOCK: 2, COMMIT: 3, HELLO: 16, ACK: 17, NAK: 18, HEARTBEAT: 19, COMMIT_NOW: 20 });
+    expect(FRAME_TYPE).toEqual({ KV: 1, BLOCK: 2, COMMIT: 3, BLOCKREF: 4, HELLO: 16, ACK: 17, NAK: 18, HEARTBEAT: 19, COMMIT_NOW: 20 });
     expect(REPL_TABLE_IDS).toEqual({ inode: 1, dirent: 2, blockmap: 3, symlink: 4, orphan: 5, meta: 6 });
   });
 
@@ -219,7 +224,7 @@ describe('frame encoding', () => {
   });
 
   it('refuses to encode nonsense (writer bugs are assertions)', () => {
-    expect(errorCode(thrown(() => encodeFrame(P, 4, 1, new Uint8Array(0))))).toBe('EASSERT');
+    expect(errorCode(thrown(() => encodeFrame(P, 5, 1, new Uint8Array(0))))).toBe('EASSERT');
     expect(errorCode(thrown(() => encodeFrame(P, 1, -1, new Uint8Array(0))))).toBe('EASSERT');
     expect(errorCode(thrown(() => encodeKv({ table: 'inode', key: new Uint8Array(0), value: undefined })))).toBe('EASSERT');
     expect(errorCode(thrown(() => encodeKv({ table: 'inode', key: new Uint8Array(1979), value: undefined })))).toBe('EASSERT');
@@ -241,6 +246,28 @@ describe('records', () => {
     fc.assert(
       fc.property(blockArb, (block) => {
         expect(plain({ type: FRAME_TYPE.BLOCK, block: decodeBlock(encodeBlock(block)) })).toEqual(plain({ type: FRAME_TYPE.BLOCK, block }));
+      }),
+    );
+  });
+
+  it('a BLOCKREF rebuilds exactly the BLOCK frame it stands for, and notices changed bytes', () => {
+    fc.assert(
+      fc.property(blockArb, fc.integer({ min: 1, max: 2 ** 40 }), fc.integer({ min: 0, max: 2 ** 45 }), fc.nat(), (block, txn, extent, flip) => {
+        const frame = encodeRecordFrame(P, txn, { type: FRAME_TYPE.BLOCK, block });
+        const refFrame = encodeBlockRefFrame(P, txn, block, extent);
+        const ref = decodeBlockRef(refFrame.subarray(FRAME_HEADER_BYTES));
+        expect(ref.extentOffsetBytes).toBe(extent);
+        expect(ref.blockFrameBytes).toBe(frame.length);
+        expect(ref.blockFrameCrc32).toBe(new DataView(frame.buffer, frame.byteOffset).getUint32(4));
+        expect(blockFrameCrc(P, txn, block)).toBe(ref.blockFrameCrc32);
+        const out = new Uint8Array(frame.length + 3);
+        expect(writeBlockFrameFromRef(P, txn, ref, block.stored, out, 3)).toBe(true);
+        expect(Buffer.from(out.subarray(3)).equals(Buffer.from(frame))).toBe(true);
+        if (block.stored.length > 0) {
+          const bad = block.stored.slice();
+          bad[flip % bad.length] ^= 1 << (flip % 8);
+          expect(writeBlockFrameFromRef(P, txn, ref, bad, new Uint8Array(frame.length), 0)).toBe(false);
+        }
       }),
     );
   });

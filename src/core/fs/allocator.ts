@@ -6,6 +6,12 @@
 // Space freed in transaction N is quarantined until N is durable: before that, a
 // crash could bring back a durable pointer to it, so its bytes must not be
 // overwritten.
+//
+// Pins: a live master's replication log refers to the extents of new blocks
+// instead of copying their bytes (BLOCKREF, see replication/master-log.ts), so an
+// extent it still needs to send must not be reused even once freed. The log
+// installs a predicate; a freed extent it matches waits in `held` (durably free
+// in the freespace table all along) until `unpin` finds it no longer needed.
 
 import { assert } from '../errors.ts';
 import type { Layer } from './layers.ts';
@@ -22,6 +28,10 @@ export class Allocator {
   /** Distinct free lengths, ascending (for best fit). */
   private lengths: number[] = [];
   private freeBytesTotal = 0;
+  private pinned: ((extent: Extent) => boolean) | undefined;
+  /** Freed extents still pinned: free on disk, not allocatable yet. */
+  private held: Extent[] = [];
+  private heldBytesTotal = 0;
 
   constructor(public dataEndBytes: number) {}
 
@@ -38,6 +48,53 @@ export class Allocator {
 
   get freeBytes(): number {
     return this.freeBytesTotal;
+  }
+
+  /** Free extents kept from reuse by pins. */
+  get heldBytes(): number {
+    return this.heldBytesTotal;
+  }
+  get heldExtents(): number {
+    return this.held.length;
+  }
+
+  /**
+   * Install the pin predicate and move every free extent it matches (or that
+   * overlaps what it matches: the caller decides) out of the free list.
+   */
+  setPins(pinned: (extent: Extent) => boolean): void {
+    this.pinned = pinned;
+    for (const len of [...this.lengths]) {
+      const offsets = this.free.get(len) as number[];
+      const keep: number[] = [];
+      for (const offsetBytes of offsets) {
+        if (pinned({ offsetBytes, lengthBytes: len })) this.hold({ offsetBytes, lengthBytes: len });
+        else keep.push(offsetBytes);
+      }
+      this.freeBytesTotal -= (offsets.length - keep.length) * len;
+      offsets.length = 0;
+      offsets.push(...keep);
+      this.removeLengthIfEmpty(len);
+    }
+  }
+
+  /** Pins were dropped: held extents no longer pinned become allocatable. */
+  unpin(): void {
+    if (this.held.length === 0) return;
+    const still: Extent[] = [];
+    for (const e of this.held) {
+      if (this.pinned?.(e)) still.push(e);
+      else {
+        this.heldBytesTotal -= e.lengthBytes;
+        this.addFree(e.offsetBytes, e.lengthBytes);
+      }
+    }
+    this.held = still;
+  }
+
+  private hold(e: Extent): void {
+    this.held.push(e);
+    this.heldBytesTotal += e.lengthBytes;
   }
 
   /** Allocate space for `storedBytes`, recording the change in `layer`. */
@@ -74,7 +131,10 @@ export class Allocator {
 
   /** The transaction that freed these extents is durable: reuse them. */
   release(quarantine: readonly Extent[]): void {
-    for (const e of quarantine) this.addFree(e.offsetBytes, e.lengthBytes);
+    for (const e of quarantine) {
+      if (this.pinned?.(e)) this.hold(e);
+      else this.addFree(e.offsetBytes, e.lengthBytes);
+    }
   }
 
   private addFree(offsetBytes: number, lengthBytes: number): void {

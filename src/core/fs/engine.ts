@@ -140,6 +140,8 @@ export class FsEngine {
   private active: TxLayer;
   private frozen: TxLayer | undefined;
   private commitRunning: Promise<void> | undefined;
+  /** Writers waiting for the next freeze (or the running commit's end). */
+  private freezeWaiters: Array<() => void> = [];
   private timer: TimerHandle | undefined;
   private closed = false;
   /** A data sync failed: nothing more is committed (see runCommit). */
@@ -387,7 +389,15 @@ export class FsEngine {
       await run;
     } finally {
       this.commitRunning = undefined;
+      this.wakeFreezeWaiters();
     }
+  }
+
+  private wakeFreezeWaiters(): void {
+    const waiters = this.freezeWaiters;
+    if (waiters.length === 0) return;
+    this.freezeWaiters = [];
+    for (const w of waiters) w();
   }
 
   private async runCommit(reason: string): Promise<void> {
@@ -488,6 +498,7 @@ export class FsEngine {
       return await run;
     } finally {
       if (this.commitRunning === done) this.commitRunning = undefined;
+      this.wakeFreezeWaiters();
     }
   }
 
@@ -499,6 +510,28 @@ export class FsEngine {
       if (!released) this.commitHolds--;
       released = true;
     };
+  }
+
+  /** Bytes of the data file: committed blocks' extents (a live master's sender resolving BLOCKREFs). */
+  async readExtent(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+    const bytes = await this.reader.read(offsetBytes, lengthBytes);
+    if (bytes.length !== lengthBytes) throw new FsError('EIO', `short read of the data file: ${bytes.length} of ${lengthBytes} bytes at ${offsetBytes}`);
+    return bytes;
+  }
+
+  /** Keep freed extents that `pinned` matches from reuse (Allocator pins); also applied to the free list now. */
+  pinExtents(pinned: (extent: Extent) => boolean): void {
+    this.allocator.setPins(pinned);
+  }
+
+  /** Pins were dropped: release held extents no longer pinned. */
+  unpinExtents(): void {
+    this.allocator.unpin();
+  }
+
+  /** Freed extents kept from reuse by pins: count and bytes. */
+  get pinnedFree(): { extents: number; bytes: number } {
+    return { extents: this.allocator.heldExtents, bytes: this.allocator.heldBytes };
   }
 
   /** Stored bytes of an extent, from memory while its write is in flight, else the data file. */
@@ -518,6 +551,7 @@ export class FsEngine {
     this.active.put(T.meta, metaKey(META.state), encodeJson(this.state));
     this.frozen = this.active;
     this.active = new TxLayer(this.frozen);
+    this.wakeFreezeWaiters();
   }
 
   /** Hash and store every partially written block of a layer. */
@@ -540,11 +574,18 @@ export class FsEngine {
       await this.commit('cache full');
     }
     // A replicating master also bounds what one transaction carries in new
-    // blocks (its log record, and what a slave holds until the COMMIT): at
-    // CACHESIZE of them a writer waits for the commit, as for a full cache.
+    // blocks (what a slave holds until the COMMIT): at CACHESIZE of them a
+    // writer waits until a commit has taken the transaction (frozen it), not
+    // for the commit to end — writes go on into the next one meanwhile.
     for (let i = 0; this.observer !== undefined && this.active.newStoredBytes >= limit; i++) {
       assert(i < 1000, `transaction did not shrink: ${this.active.newStoredBytes} bytes of new blocks, limit ${limit}`);
-      await this.commit('transaction size');
+      const frozenOrDone = new Promise<void>((resolve) => this.freezeWaiters.push(resolve));
+      if (!this.commitRunning) {
+        this.commit('transaction size').catch((err: unknown) => {
+          this.drivers.logger.log(0, `commit on transaction size failed: ${(err as Error).message}`);
+        });
+      }
+      await frozenOrDone;
     }
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
     if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || bigTxn || this.buggify.fires('early-commit'))) {

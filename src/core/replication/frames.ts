@@ -41,6 +41,9 @@ export const FRAME_TYPE = {
   KV: 1,
   BLOCK: 2,
   COMMIT: 3,
+  // Only in a live master's replog.dta, never in a rotated file or on the wire:
+  // a BLOCK whose stored bytes stay in blockdata.dta (the sender puts them back).
+  BLOCKREF: 4,
   // Wire-only, reserved for live replication; never valid in a log file.
   HELLO: 16,
   ACK: 17,
@@ -53,6 +56,8 @@ export type FrameTypeName = keyof typeof FRAME_TYPE;
 
 /** Types a log file may hold. */
 export const RECORD_FRAME_TYPES: readonly number[] = Object.freeze([FRAME_TYPE.KV, FRAME_TYPE.BLOCK, FRAME_TYPE.COMMIT]);
+/** Types a live master's replog.dta may hold (BLOCKREF stands for a BLOCK; see master-log.ts). */
+export const LIVE_LOG_FRAME_TYPES: readonly number[] = Object.freeze([...RECORD_FRAME_TYPES, FRAME_TYPE.BLOCKREF]);
 /** Types only the live protocol uses. */
 export const WIRE_FRAME_TYPES: readonly number[] = Object.freeze([
   FRAME_TYPE.HELLO,
@@ -61,7 +66,7 @@ export const WIRE_FRAME_TYPES: readonly number[] = Object.freeze([
   FRAME_TYPE.HEARTBEAT,
   FRAME_TYPE.COMMIT_NOW,
 ]);
-export const ALL_FRAME_TYPES: readonly number[] = Object.freeze([...RECORD_FRAME_TYPES, ...WIRE_FRAME_TYPES]);
+export const ALL_FRAME_TYPES: readonly number[] = Object.freeze([...LIVE_LOG_FRAME_TYPES, ...WIRE_FRAME_TYPES]);
 
 const TYPE_NAMES = new Map<number, FrameTypeName>(
   (Object.entries(FRAME_TYPE) as Array<[FrameTypeName, number]>).map(([name, id]) => [id, name]),
@@ -142,7 +147,26 @@ export interface CommitPayload {
   timeMs: number;
 }
 
-export type ReplRecord = { type: typeof FRAME_TYPE.KV; kv: KvPayload } | { type: typeof FRAME_TYPE.BLOCK; block: BlockPayload };
+/**
+ * BLOCKREF: the BLOCK frame the wire carries, with its stored bytes left where
+ * the engine wrote them (blockdata.dta at `extentOffsetBytes`). `blockFrameBytes`
+ * and `blockFrameCrc32` are the size and CRC-32 of that BLOCK frame: the CRC is
+ * what the COMMIT binds, and what the sender checks the extent's bytes against.
+ */
+export interface BlockRefPayload {
+  key: Uint8Array;
+  codec: number;
+  rawLength: number;
+  storedLength: number;
+  extentOffsetBytes: number;
+  blockFrameBytes: number;
+  blockFrameCrc32: number;
+}
+
+export type ReplRecord =
+  | { type: typeof FRAME_TYPE.KV; kv: KvPayload }
+  | { type: typeof FRAME_TYPE.BLOCK; block: BlockPayload }
+  | { type: typeof FRAME_TYPE.BLOCKREF; ref: BlockRefPayload };
 
 // ---------------------------------------------------------------- byte helpers
 
@@ -466,15 +490,19 @@ function checkBlock(block: BlockPayload): void {
   assert(block.stored.length <= BLOCK_STORED_BYTES_MAX, `BLOCK stored length ${block.stored.length} exceeds ${BLOCK_STORED_BYTES_MAX}`);
 }
 
+/** The fields a BLOCK and a BLOCKREF start with; returns the offset after them. */
+function writeBlockHead(key: Uint8Array, codec: number, rawLength: number, storedLength: number, out: Uint8Array, view: DataView, offset: number): number {
+  view.setUint16(offset, key.length);
+  out.set(key, offset + 2);
+  const o = offset + 2 + key.length;
+  view.setUint8(o, codec);
+  view.setUint32(o + 1, rawLength);
+  view.setUint32(o + 5, storedLength);
+  return o + 9;
+}
+
 function writeBlock(block: BlockPayload, out: Uint8Array, view: DataView, offset: number): void {
-  let o = offset;
-  view.setUint16(o, block.key.length);
-  out.set(block.key, o + 2);
-  o += 2 + block.key.length;
-  view.setUint8(o, block.codec);
-  view.setUint32(o + 1, block.rawLength);
-  view.setUint32(o + 5, block.stored.length);
-  out.set(block.stored, o + 9);
+  out.set(block.stored, writeBlockHead(block.key, block.codec, block.rawLength, block.stored.length, out, view, offset));
 }
 
 export function encodeBlock(block: BlockPayload): Uint8Array {
@@ -484,9 +512,8 @@ export function encodeBlock(block: BlockPayload): Uint8Array {
   return out;
 }
 
-/** Key and stored bytes are views of `payload`. The codec id is checked against Primitives by the assembler. */
-export function decodeBlock(payload: Uint8Array, offsetBytes?: number): BlockPayload {
-  const r = new PayloadReader(payload, 'BLOCK', offsetBytes);
+/** The fields a BLOCK and a BLOCKREF start with. */
+function readBlockHead(r: PayloadReader): { key: Uint8Array; codec: number; rawLength: number; storedLength: number } {
   const keyLength = r.u16('key length');
   if (keyLength < 1 || keyLength > RECORD_KEY_BYTES_MAX) throw r.fail(`key length ${keyLength} outside 1..${RECORD_KEY_BYTES_MAX}`);
   const key = r.bytesOf(keyLength, 'key');
@@ -495,9 +522,90 @@ export function decodeBlock(payload: Uint8Array, offsetBytes?: number): BlockPay
   if (rawLength < 1 || rawLength > BLOCK_RAW_BYTES_MAX) throw r.fail(`raw length ${rawLength} outside 1..${BLOCK_RAW_BYTES_MAX}`);
   const storedLength = r.u32('stored length');
   if (storedLength > BLOCK_STORED_BYTES_MAX) throw r.fail(`stored length ${storedLength} exceeds ${BLOCK_STORED_BYTES_MAX}`);
+  return { key, codec, rawLength, storedLength };
+}
+
+/** Key and stored bytes are views of `payload`. The codec id is checked against Primitives by the assembler. */
+export function decodeBlock(payload: Uint8Array, offsetBytes?: number): BlockPayload {
+  const r = new PayloadReader(payload, 'BLOCK', offsetBytes);
+  const { key, codec, rawLength, storedLength } = readBlockHead(r);
   const stored = r.bytesOf(storedLength, 'stored bytes');
   r.end();
   return { key, codec, rawLength, stored };
+}
+
+// ---------------------------------------------------------------- BLOCKREF
+
+/** Bytes of a BLOCK frame's header and payload before its stored bytes. */
+function blockPrefixBytes(keyBytes: number): number {
+  return FRAME_HEADER_BYTES + 2 + keyBytes + 1 + 4 + 4;
+}
+
+/** Size of the BLOCK frame for `block` (prefix included). */
+export function blockFrameBytes(keyBytes: number, storedBytes: number): number {
+  return blockPrefixBytes(keyBytes) + storedBytes;
+}
+
+/** The BLOCK frame's header and payload up to its stored bytes; its CRC field is left 0. */
+function blockFramePrefix(txn: number, key: Uint8Array, codec: number, rawLength: number, storedLength: number): Uint8Array {
+  const out = new Uint8Array(blockPrefixBytes(key.length));
+  const view = viewOf(out);
+  view.setUint32(0, out.length - FRAME_PREFIX_BYTES + storedLength);
+  view.setUint8(8, FRAME_TYPE.BLOCK);
+  putU64(view, 9, txn);
+  writeBlockHead(key, codec, rawLength, storedLength, out, view, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** CRC-32 of the BLOCK frame `encodeRecordFrame` would build, without building it. */
+export function blockFrameCrc(p: Primitives, txn: number, block: BlockPayload): number {
+  checkBlock(block);
+  const prefix = blockFramePrefix(txn, block.key, block.codec, block.rawLength, block.stored.length);
+  return p.crc32(block.stored, p.crc32(prefix.subarray(FRAME_PREFIX_BYTES)));
+}
+
+const BLOCKREF_FIXED_BYTES = 2 + 1 + 4 + 4 + 8 + 4 + 4;
+
+/** The BLOCKREF frame standing for `block` (whose bytes lie at `extentOffsetBytes`) in txn. */
+export function encodeBlockRefFrame(p: Primitives, txn: number, block: BlockPayload, extentOffsetBytes: number): Uint8Array {
+  checkBlock(block);
+  assert(isU64(extentOffsetBytes), `BLOCKREF extent offset ${extentOffsetBytes} invalid`);
+  const crc = blockFrameCrc(p, txn, block);
+  return buildFrame(p, FRAME_TYPE.BLOCKREF, txn, BLOCKREF_FIXED_BYTES + block.key.length, (out, view, offset) => {
+    const o = writeBlockHead(block.key, block.codec, block.rawLength, block.stored.length, out, view, offset);
+    putU64(view, o, extentOffsetBytes);
+    view.setUint32(o + 8, blockFrameBytes(block.key.length, block.stored.length));
+    view.setUint32(o + 12, crc);
+  });
+}
+
+/** Key is a view of `payload`. */
+export function decodeBlockRef(payload: Uint8Array, offsetBytes?: number): BlockRefPayload {
+  const r = new PayloadReader(payload, 'BLOCKREF', offsetBytes);
+  const { key, codec, rawLength, storedLength } = readBlockHead(r);
+  const keyLength = key.length;
+  const extentOffsetBytes = r.u64('extent offset');
+  const frameBytes = r.u32('BLOCK frame size');
+  if (frameBytes !== blockFrameBytes(keyLength, storedLength)) throw r.fail(`BLOCK frame size ${frameBytes} does not match a ${keyLength}-byte key and ${storedLength} stored bytes (${blockFrameBytes(keyLength, storedLength)})`);
+  const blockFrameCrc32 = r.u32('BLOCK frame CRC-32');
+  r.end();
+  return { key, codec, rawLength, storedLength, extentOffsetBytes, blockFrameBytes: frameBytes, blockFrameCrc32 };
+}
+
+/**
+ * Write into `out` at `offset` the BLOCK frame `ref` stands for, with `stored`
+ * (read from the extent) as its bytes, and check it against the CRC the
+ * BLOCKREF recorded: false when the extent no longer holds what was logged.
+ */
+export function writeBlockFrameFromRef(p: Primitives, txn: number, ref: BlockRefPayload, stored: Uint8Array, out: Uint8Array, offset: number): boolean {
+  assert(stored.length === ref.storedLength, `extent bytes ${stored.length} for a BLOCKREF of ${ref.storedLength}`);
+  const prefix = blockFramePrefix(txn, ref.key, ref.codec, ref.rawLength, ref.storedLength);
+  const crc = p.crc32(stored, p.crc32(prefix.subarray(FRAME_PREFIX_BYTES)));
+  if (crc !== ref.blockFrameCrc32) return false;
+  viewOf(prefix).setUint32(4, crc);
+  out.set(prefix, offset);
+  out.set(stored, offset + prefix.length);
+  return true;
 }
 
 // ---------------------------------------------------------------- COMMIT
@@ -584,6 +692,7 @@ export function encodeTransaction(
 export function decodeRecord(frame: Frame): ReplRecord {
   if (frame.type === FRAME_TYPE.KV) return { type: FRAME_TYPE.KV, kv: decodeKv(frame.payload, frame.offsetBytes) };
   if (frame.type === FRAME_TYPE.BLOCK) return { type: FRAME_TYPE.BLOCK, block: decodeBlock(frame.payload, frame.offsetBytes) };
+  if (frame.type === FRAME_TYPE.BLOCKREF) return { type: FRAME_TYPE.BLOCKREF, ref: decodeBlockRef(frame.payload, frame.offsetBytes) };
   throw new ReplogError('EFRAME', `frame type ${frame.type} (${frameTypeName(frame.type)}) is not a KV or BLOCK record`, { offsetBytes: frame.offsetBytes });
 }
 
@@ -605,6 +714,8 @@ export interface AssemblerOptions {
   blockSizeBytes?: number;
   /** Named in errors. */
   fileName?: string;
+  /** A live master's replog.dta: BLOCKREF records stand for BLOCKs (never in a rotated file or on the wire). */
+  allowBlockRefs?: boolean;
 }
 
 /**
@@ -651,8 +762,9 @@ export class TransactionAssembler {
 
   /** Take the next frame; returns the transaction it completes, if any. */
   accept(frame: Frame): Transaction | undefined {
-    if (!RECORD_FRAME_TYPES.includes(frame.type)) {
-      throw this.fail('EFRAME', `frame type ${frame.type} (${frameTypeName(frame.type)}) is not a log record; expected KV, BLOCK or COMMIT`, frame);
+    if (!RECORD_FRAME_TYPES.includes(frame.type) && !(frame.type === FRAME_TYPE.BLOCKREF && this.options.allowBlockRefs)) {
+      const where = frame.type === FRAME_TYPE.BLOCKREF ? ' (BLOCKREF belongs only in a live master\'s replog.dta)' : '';
+      throw this.fail('EFRAME', `frame type ${frame.type} (${frameTypeName(frame.type)}) is not a log record here${where}; expected KV, BLOCK or COMMIT`, frame);
     }
     if (frame.txn !== this.expected) {
       const detail =
@@ -671,8 +783,8 @@ export class TransactionAssembler {
       } catch (err) {
         throw this.tag(err);
       }
-      if (record.type === FRAME_TYPE.BLOCK) {
-        const b = record.block;
+      if (record.type === FRAME_TYPE.BLOCK || record.type === FRAME_TYPE.BLOCKREF) {
+        const b = record.type === FRAME_TYPE.BLOCK ? record.block : record.ref;
         if (!this.codecIds.has(b.codec)) {
           throw this.fail('ERECORD', `BLOCK record: unknown codec id ${b.codec}; expected one of ${this.p.codecs.map((c) => `${c.id}=${c.name}`).join(', ')}`, frame);
         }
@@ -683,7 +795,8 @@ export class TransactionAssembler {
       }
       this.pending.push(frame);
       this.pendingDecoded.push(record);
-      this.pendingCrc = foldFrameCrc(this.p, this.pendingCrc, frame.crc32);
+      // A BLOCKREF counts as the BLOCK it stands for: the COMMIT binds that frame's CRC.
+      this.pendingCrc = foldFrameCrc(this.p, this.pendingCrc, record.type === FRAME_TYPE.BLOCKREF ? record.ref.blockFrameCrc32 : frame.crc32);
       return undefined;
     }
     let commit: CommitPayload;

@@ -9,6 +9,7 @@ import { assert } from '../errors.ts';
 import type { Primitives } from '../drivers.ts';
 import { ReplogError } from './errors.ts';
 import {
+  decodeBlockRef,
   decodeCommit,
   type Frame,
   FRAME_BYTES_MAX,
@@ -17,6 +18,7 @@ import {
   foldFrameCrc,
   hex32,
   inspectFrameAt,
+  LIVE_LOG_FRAME_TYPES,
   RECORD_FRAME_TYPES,
   type Transaction,
   TransactionAssembler,
@@ -323,7 +325,7 @@ export class LogWriterState {
     const view = viewOf(frame);
     assert(view.getUint32(0) + 8 === frame.length, `frame length field ${view.getUint32(0)} does not match ${frame.length} bytes`);
     const type = frame[8];
-    assert(RECORD_FRAME_TYPES.includes(type), `frame type ${type} does not belong in a log file`);
+    assert(LIVE_LOG_FRAME_TYPES.includes(type), `frame type ${type} does not belong in a log file`);
     const txn = getU64(view, 9);
     assert(txn === this.last + 1, `frame txn ${txn} appended after committed txn ${this.last} (expected ${this.last + 1})`);
     if (type === FRAME_TYPE.COMMIT) {
@@ -335,7 +337,9 @@ export class LogWriterState {
       this.openCrc = 0;
     } else {
       this.openRecords++;
-      this.openCrc = foldFrameCrc(this.p, this.openCrc, view.getUint32(4));
+      // A BLOCKREF counts as the BLOCK it stands for (see frames.ts).
+      const bound = type === FRAME_TYPE.BLOCKREF ? decodeBlockRef(frame.subarray(FRAME_HEADER_BYTES)).blockFrameCrc32 : view.getUint32(4);
+      this.openCrc = foldFrameCrc(this.p, this.openCrc, bound);
     }
     this.crc = this.p.crc32(frame, this.crc);
     this.size += frame.length;
@@ -495,8 +499,8 @@ export function scanLiveLog(p: Primitives, bytes: Uint8Array, options: { fileNam
     return none({ code: 'ETRUNCATED', offsetBytes: 0, detail: `file of ${bytes.length} bytes ends inside its header (needs ${seenHeader.neededBytes})` });
   }
   const header = seenHeader.header;
-  const assembler = new TransactionAssembler(p, header.firstTxn, { blockSizeBytes: header.blockSizeBytes, fileName });
-  const frameOptions = { maxFrameBytes: options.maxFrameBytes ?? FRAME_BYTES_MAX, allowedTypes: RECORD_FRAME_TYPES };
+  const assembler = new TransactionAssembler(p, header.firstTxn, { blockSizeBytes: header.blockSizeBytes, fileName, allowBlockRefs: true });
+  const frameOptions = { maxFrameBytes: options.maxFrameBytes ?? FRAME_BYTES_MAX, allowedTypes: LIVE_LOG_FRAME_TYPES };
   const transactions: Transaction[] = [];
   let committedEndBytes = header.sizeBytes;
   let framesTotal = 0;

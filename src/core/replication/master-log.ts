@@ -19,10 +19,23 @@ import type { Clock, Disk, FileHandle, Logger, Primitives, StoreOp, TimerHandle 
 import { FormatError } from '../errors.ts';
 import type { FsEngine } from '../fs/engine.ts';
 import { joinPath } from '../fs/engine.ts';
-import { decodeBlock as decodeBlockRecord, encodeJson, META, metaKey, T } from '../fs/schema.ts';
+import type { Extent } from '../fs/allocator.ts';
+import { alignExtent, decodeBlock as decodeBlockRecord, encodeJson, META, metaKey, T } from '../fs/schema.ts';
 import type { CommitContext, CommitObserver } from '../fs/types.ts';
 import { ReplogError } from './errors.ts';
-import { encodeCommitFrame, encodeRecordFrame, FRAME_TYPE, foldFrameCrc, isReplTable, type ReplRecord } from './frames.ts';
+import {
+  blockFrameBytes,
+  decodeBlockRef,
+  encodeBlockRefFrame,
+  encodeCommitFrame,
+  encodeRecordFrame,
+  FRAME_HEADER_BYTES,
+  FRAME_TYPE,
+  foldFrameCrc,
+  isReplTable,
+  writeBlockFrameFromRef,
+  type ReplRecord,
+} from './frames.ts';
 import { LogWriterState, scanLiveLog, type LiveLogScan } from './log-file.ts';
 
 export const LIVE_LOG_NAME = 'replog.dta';
@@ -75,6 +88,26 @@ const APPEND_BATCH_BYTES = 4 * 1024 * 1024;
 const READ_SPAN_BYTES = 4 * 1024 * 1024;
 /** Extents are aligned to 512 bytes: blocks closer than this are read in one span. */
 const READ_GAP_BYTES = 512;
+/** A live log refers to blocks of at least this many stored bytes (BLOCKREF); smaller ones are copied. */
+export const BLOCKREF_MIN_STORED_BYTES = 256;
+
+/**
+ * A BLOCKREF in the live log: where it lies in the file, where the BLOCK it
+ * stands for lies in the stream the sender reads (wire offsets), and the extent
+ * of blockdata.dta that holds the block's bytes.
+ */
+interface LogRef {
+  txn: number;
+  logOffset: number;
+  logBytes: number;
+  wireOffset: number;
+  wireBytes: number;
+  extent: Extent;
+  /** Stored bytes of the block at extent.offsetBytes (the extent is rounded up). */
+  storedBytes: number;
+  /** Wire bytes minus file bytes of the log up to the end of this frame. */
+  deltaAfter: number;
+}
 
 export class MasterLog implements CommitObserver {
   private writer: LogWriterState;
@@ -93,8 +126,20 @@ export class MasterLog implements CommitObserver {
   /** The last error of an append, rotation or timer, for the status file. */
   lastError: string | undefined;
   rotations = 0;
-  /** End offset of each transaction in the live log, txn firstTxn first (a sender finds txns by it). */
+  /** End offset of each transaction in the stream the sender reads (BLOCKREFs counted as their BLOCKs), txn firstTxn first. */
   private ends: number[];
+  /**
+   * A live master's log refers to new blocks' extents instead of copying their
+   * bytes (docs/replication-log.md, "Block references"): the BLOCKREFs of the
+   * live log, in order. Their extents are pinned (never reused, even freed)
+   * until the slave has acknowledged their transaction.
+   */
+  private refs: LogRef[] = [];
+  /** refs[pinFrom..] are pinned: their txn is not acknowledged yet. */
+  private pinFrom = 0;
+  /** Extent offset -> the pinned extent and the txn of the newest BLOCKREF to it (an extent reused after an ack is referred to again). */
+  private readonly pins = new Map<number, { extent: Extent; txn: number }>();
+  private pinsSorted: Extent[] | undefined;
   /** After a trim the file is empty: this header is written before the next append. */
   private pendingHeader: Uint8Array | undefined;
   /** A live sender: sees every commit of the master (commit coordination, streaming). */
@@ -107,12 +152,123 @@ export class MasterLog implements CommitObserver {
     private file: FileHandle,
     writer: LogWriterState,
     storeTxn: number,
-    ends: number[] = [],
   ) {
     this.writer = writer;
-    this.ends = ends;
+    this.ends = [];
     this.durableTxn = storeTxn;
     this.enabledFlag = options.enabled;
+  }
+
+  /** A live master's log refers to block extents; a batch master's files carry the bytes. */
+  private get useRefs(): boolean {
+    return !this.options.batch;
+  }
+
+  private get wireDelta(): number {
+    return this.refs.length > 0 ? this.refs[this.refs.length - 1].deltaAfter : 0;
+  }
+
+  /** Size of the live log as the sender streams it (BLOCKREFs counted as the BLOCKs they stand for). */
+  private get wireSizeBytes(): number {
+    return this.writer.sizeBytes + this.wireDelta;
+  }
+
+  /** Transaction ends and BLOCKREFs (in stream offsets) of a scanned live log. */
+  private adoptScan(scan: LiveLogScan): void {
+    const header = scan.header as NonNullable<LiveLogScan['header']>;
+    let wire = header.sizeBytes;
+    let delta = 0;
+    const ends: number[] = [];
+    const refs: LogRef[] = [];
+    for (const t of scan.transactions) {
+      t.records.forEach((f, i) => {
+        const r = t.decoded[i];
+        if (r.type === FRAME_TYPE.BLOCKREF) {
+          delta += r.ref.blockFrameBytes - f.sizeBytes;
+          refs.push({
+            txn: t.txn,
+            logOffset: f.offsetBytes,
+            logBytes: f.sizeBytes,
+            wireOffset: wire,
+            wireBytes: r.ref.blockFrameBytes,
+            extent: { offsetBytes: r.ref.extentOffsetBytes, lengthBytes: alignExtent(Math.max(1, r.ref.storedLength)) },
+            storedBytes: r.ref.storedLength,
+            deltaAfter: delta,
+          });
+          wire += r.ref.blockFrameBytes;
+        } else {
+          wire += f.sizeBytes;
+        }
+      });
+      wire += t.commitFrame.sizeBytes;
+      ends.push(wire);
+    }
+    this.ends = ends;
+    this.refs = refs;
+    this.pinFrom = 0;
+    this.pins.clear();
+    for (const r of refs) this.pin(r);
+    this.pinsSorted = undefined;
+  }
+
+  /** Pins are non-overlapping extents: does `e` overlap one? */
+  private isPinned(e: Extent): boolean {
+    if (this.pins.size === 0) return false;
+    if (this.pins.has(e.offsetBytes)) return true;
+    if (!this.pinsSorted) this.pinsSorted = [...this.pins.values()].map((p) => p.extent).sort((a, b) => a.offsetBytes - b.offsetBytes);
+    const sorted = this.pinsSorted;
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid].offsetBytes < e.offsetBytes + e.lengthBytes) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && sorted[lo - 1].offsetBytes + sorted[lo - 1].lengthBytes > e.offsetBytes;
+  }
+
+  /** Drop the BLOCKREFs at or past file offset `logSize` (a rolled-back append). */
+  private dropRefsFrom(logSize: number): void {
+    let changed = false;
+    while (this.refs.length > 0 && this.refs[this.refs.length - 1].logOffset >= logSize) {
+      const r = this.refs.pop() as LogRef;
+      if (this.refs.length >= this.pinFrom) this.unpin(r);
+      changed = true;
+    }
+    this.pinFrom = Math.min(this.pinFrom, this.refs.length);
+    if (changed) this.unpinned();
+  }
+
+  private pin(r: LogRef): void {
+    this.pins.set(r.extent.offsetBytes, { extent: r.extent, txn: r.txn });
+  }
+
+  /** Only the newest reference to an extent holds its pin. */
+  private unpin(r: LogRef): void {
+    if (this.pins.get(r.extent.offsetBytes)?.txn === r.txn) this.pins.delete(r.extent.offsetBytes);
+  }
+
+  private unpinned(): void {
+    this.pinsSorted = undefined;
+    this.engine.unpinExtents();
+  }
+
+  /**
+   * The slave has acknowledged everything up to txn as durable: the sender
+   * will never read those BLOCKREFs again, so their extents may be reused once freed.
+   */
+  acknowledged(txn: number): void {
+    const from = this.pinFrom;
+    while (this.pinFrom < this.refs.length && this.refs[this.pinFrom].txn <= txn) {
+      this.unpin(this.refs[this.pinFrom]);
+      this.pinFrom++;
+    }
+    if (this.pinFrom !== from) this.unpinned();
+  }
+
+  /** Extents the log still needs and the freed ones among them kept from reuse (status). */
+  get pinnedExtents(): number {
+    return this.pins.size;
   }
 
   private get bug(): Buggify {
@@ -170,7 +326,7 @@ export class MasterLog implements CommitObserver {
         }
       }
       const made = await create(sequence);
-      return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+      return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
     }
     const file = await disk.open(livePath);
     try {
@@ -193,7 +349,7 @@ export class MasterLog implements CommitObserver {
         await file.close();
         logger.log(1, `replication log: ${LIVE_LOG_NAME} ends inside its header; starting it again`);
         const made = await create(meta?.sequence ?? 1);
-        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
       }
       if (scan.tail) logger.log(1, `replication log: cutting a torn tail of ${bytes.length - scan.tail.offsetBytes} bytes at offset ${scan.tail.offsetBytes} (${scan.tail.detail})`);
       if (scan.uncommitted) logger.log(1, `replication log: dropping ${scan.uncommitted.records.length} records of txn ${scan.uncommitted.txn}, which has no COMMIT`);
@@ -218,6 +374,15 @@ export class MasterLog implements CommitObserver {
         // and start a new sequence after them; a slave refuses the gap.
         logger.log(0, `replication log: ${LIVE_LOG_NAME} ends at txn ${writer.lastTxn} but the database is at txn ${storeTxn} (mounted without replication?): transactions ${writer.lastTxn + 1}..${storeTxn} cannot be replicated; a slave must be re-seeded`);
         let sequence = writer.header.sequence;
+        if (scan.transactions.some((t) => t.decoded.some((r) => r.type === FRAME_TYPE.BLOCKREF))) {
+          // Its BLOCKREFs name extents that mount may have reused: nothing in it can be trusted to send.
+          logger.log(0, `replication log: ${LIVE_LOG_NAME} refers to blockdata.dta extents that a mount without replication may have reused; discarding it (txns ${writer.header.firstTxn}..${writer.lastTxn})`);
+          await file.close();
+          await disk.unlink(livePath);
+          await disk.syncDir(dir);
+          const made = await create(sequence + 1);
+          return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
+        }
         if (writer.transactionCount > 0) {
           const old = new MasterLog(drivers, options, engine, file, writer, storeTxn);
           await old.closeAndRename();
@@ -227,14 +392,67 @@ export class MasterLog implements CommitObserver {
           await file.close();
         }
         const made = await create(sequence);
-        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
       }
       writer = writer.clone();
-      return new MasterLog(drivers, options, engine, file, writer, storeTxn, scan.transactions.map((t) => t.endOffsetBytes));
+      return await new MasterLog(drivers, options, engine, file, writer, storeTxn).ready(scan);
     } catch (err) {
       await file.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Last step of open: take the scanned log's transactions and BLOCKREFs; a
+   * live master pins their extents, a batch master (mounted live before)
+   * rewrites the log with the blocks' bytes, as rotated files must carry them.
+   */
+  private async ready(scan: LiveLogScan | undefined): Promise<MasterLog> {
+    if (scan) this.adoptScan(scan);
+    if (this.useRefs) this.engine.pinExtents((e) => this.isPinned(e));
+    else if (this.refs.length > 0) await this.materialize();
+    return this;
+  }
+
+  /**
+   * Rewrite the live log with every BLOCKREF replaced by its BLOCK: written
+   * whole under replog.dta.next, synced, renamed over replog.dta (a crash
+   * before the rename leaves the old log, which open then rewrites again).
+   */
+  private async materialize(): Promise<void> {
+    const { disk, logger, primitives } = this.drivers;
+    const dir = this.options.dir;
+    const nextPath = joinPath(dir, NEXT_LOG_NAME);
+    const count = this.refs.length;
+    const headerBytes = await this.read(0, this.writer.header.sizeBytes);
+    const out = await disk.open(nextPath, { create: true });
+    try {
+      await out.truncate(0);
+      await out.write(0, headerBytes);
+      const end = this.wireSizeBytes;
+      for (let at = headerBytes.length; at < end; ) {
+        const bytes = await this.read(at, Math.min(end, at + READ_SPAN_BYTES));
+        await out.write(at, bytes);
+        at += bytes.length;
+      }
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    await disk.rename(nextPath, this.livePath);
+    await disk.syncDir(dir);
+    await this.file.close();
+    this.file = await disk.open(this.livePath);
+    const st = await disk.stat(this.livePath);
+    const bytes = await this.file.read(0, st?.sizeBytes ?? 0);
+    const scan = scanLiveLog(primitives, bytes, { fileName: LIVE_LOG_NAME });
+    if (scan.tail || scan.uncommitted || scan.lastTxn !== this.writer.lastTxn) {
+      throw new FormatError('ECORRUPT', `replication log: rewriting ${LIVE_LOG_NAME} with its blocks' bytes gave a log ending at txn ${scan.lastTxn}${scan.tail ? ` (${scan.tail.detail})` : ''}, expected txn ${this.writer.lastTxn}`);
+    }
+    this.writer = LogWriterState.resume(primitives, scan).clone();
+    this.beforeLast = undefined;
+    this.adoptScan(scan);
+    logger.log(1, `replication log: ${LIVE_LOG_NAME} of a live master rewritten for batch mode: ${count} block references replaced by the blocks' bytes (${this.writer.sizeBytes} bytes)`);
   }
 
   /** Start the rotation timer (after open: the engine is ready). */
@@ -284,6 +502,7 @@ export class MasterLog implements CommitObserver {
       }
       this.writer = this.beforeLast;
       this.ends.pop();
+      this.dropRefsFrom(this.writer.sizeBytes);
       this.dirtyTail = true;
     }
     if (this.writer.lastTxn !== ctx.txn - 1) {
@@ -322,7 +541,7 @@ export class MasterLog implements CommitObserver {
   }
 
   /** Records of one transaction, block records (read back in file order) first, then KV changes. */
-  private async *records(ctx: CommitContext): AsyncGenerator<ReplRecord> {
+  private async *records(ctx: CommitContext): AsyncGenerator<{ record: ReplRecord; extentOffsetBytes: number }> {
     const fresh: { key: Uint8Array; codec: number; rawLength: number; offsetBytes: number; storedBytes: number }[] = [];
     for (const op of ctx.ops) {
       if (op.table !== T.block || op.value === undefined) continue;
@@ -342,12 +561,13 @@ export class MasterLog implements CommitObserver {
       const span = await ctx.readStored(start, end - start);
       for (; i < j; i++) {
         const b = fresh[i];
-        yield { type: FRAME_TYPE.BLOCK, block: { key: b.key, codec: b.codec, rawLength: b.rawLength, stored: span.subarray(b.offsetBytes - start, b.offsetBytes - start + b.storedBytes) } };
+        const stored = span.subarray(b.offsetBytes - start, b.offsetBytes - start + b.storedBytes);
+        yield { record: { type: FRAME_TYPE.BLOCK, block: { key: b.key, codec: b.codec, rawLength: b.rawLength, stored } }, extentOffsetBytes: b.offsetBytes };
       }
     }
     for (const op of ctx.ops) {
       if (op.table === T.meta || !isReplTable(op.table)) continue;
-      yield { type: FRAME_TYPE.KV, kv: { table: op.table, key: op.key, value: op.value } };
+      yield { record: { type: FRAME_TYPE.KV, kv: { table: op.table, key: op.key, value: op.value } }, extentOffsetBytes: -1 };
     }
   }
 
@@ -374,9 +594,35 @@ export class MasterLog implements CommitObserver {
       batchBytes += frame.length;
       if (batchBytes >= APPEND_BATCH_BYTES) await flush();
     };
-    for await (const record of this.records(ctx)) {
-      const frame = encodeRecordFrame(p, ctx.txn, record);
-      framesCrc32 = foldFrameCrc(p, framesCrc32, new DataView(frame.buffer, frame.byteOffset + 4, 4).getUint32(0));
+    // A live log refers to each new block's extent (BLOCKREF) instead of
+    // copying its bytes: the frame binds the CRC of the BLOCK it stands for.
+    const refs: LogRef[] = [];
+    let delta = this.wireDelta;
+    for await (const { record, extentOffsetBytes } of this.records(ctx)) {
+      let frame: Uint8Array;
+      let bound: number;
+      if (this.useRefs && record.type === FRAME_TYPE.BLOCK && record.block.stored.length >= BLOCKREF_MIN_STORED_BYTES) {
+        const b = record.block;
+        frame = encodeBlockRefFrame(p, ctx.txn, b, extentOffsetBytes);
+        bound = decodeBlockRef(frame.subarray(FRAME_HEADER_BYTES)).blockFrameCrc32;
+        const wireBytes = blockFrameBytes(b.key.length, b.stored.length);
+        const logOffset = staged.sizeBytes;
+        delta += wireBytes - frame.length;
+        refs.push({
+          txn: ctx.txn,
+          logOffset,
+          logBytes: frame.length,
+          wireOffset: logOffset + delta - (wireBytes - frame.length),
+          wireBytes,
+          extent: { offsetBytes: extentOffsetBytes, lengthBytes: alignExtent(Math.max(1, b.stored.length)) },
+          storedBytes: b.stored.length,
+          deltaAfter: delta,
+        });
+      } else {
+        frame = encodeRecordFrame(p, ctx.txn, record);
+        bound = new DataView(frame.buffer, frame.byteOffset + 4, 4).getUint32(0);
+      }
+      framesCrc32 = foldFrameCrc(p, framesCrc32, bound);
       count++;
       await add(frame);
     }
@@ -384,7 +630,12 @@ export class MasterLog implements CommitObserver {
     await flush();
     await this.file.sync();
     this.writer = staged;
-    this.ends.push(staged.sizeBytes);
+    for (const r of refs) {
+      this.refs.push(r);
+      this.pin(r);
+    }
+    if (refs.length > 0) this.pinsSorted = undefined;
+    this.ends.push(staged.sizeBytes + delta);
   }
 
   // ------------------------------------------------------------ rotation
@@ -418,6 +669,7 @@ export class MasterLog implements CommitObserver {
       }
       this.writer = this.beforeLast;
       this.ends.pop();
+      this.dropRefsFrom(this.writer.sizeBytes);
       await this.file.truncate(this.writer.sizeBytes);
     }
     const sequence = this.writer.header.sequence;
@@ -540,13 +792,87 @@ export class MasterLog implements CommitObserver {
   /** Bytes of the transactions after txn (what a slave at txn still needs). */
   bytesAfter(txn: number): number {
     if (txn >= this.writer.lastTxn) return 0;
-    return this.writer.sizeBytes - this.startOf(Math.max(txn + 1, this.writer.header.firstTxn));
+    return this.wireSizeBytes - this.startOf(Math.max(txn + 1, this.writer.header.firstTxn));
   }
 
+  /**
+   * Bytes [startBytes, endBytes) of the log as the sender streams it: every
+   * BLOCKREF replaced by its BLOCK frame, the stored bytes read from
+   * blockdata.dta and checked against the CRC the BLOCKREF recorded. The range
+   * may come back shorter (it stops before a BLOCK it would cut) or, when it
+   * starts at a BLOCK longer than the range, longer (that whole BLOCK).
+   * startBytes must not lie inside a BLOCK that stands for a BLOCKREF.
+   */
   async read(startBytes: number, endBytes: number): Promise<Uint8Array> {
-    const bytes = await this.file.read(startBytes, endBytes - startBytes);
-    if (bytes.length !== endBytes - startBytes) throw new FormatError('ECORRUPT', `replication log: short read of ${bytes.length} of ${endBytes - startBytes} bytes at ${startBytes}`);
-    return bytes;
+    const refs = this.refs;
+    let lo = 0;
+    let hi = refs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (refs[mid].wireOffset + refs[mid].wireBytes <= startBytes) lo = mid + 1;
+      else hi = mid;
+    }
+    const first = lo;
+    if (first < refs.length && refs[first].wireOffset < startBytes) {
+      throw new FormatError('ECORRUPT', `replication log: read from offset ${startBytes}, inside the BLOCK of txn ${refs[first].txn} at ${refs[first].wireOffset}`);
+    }
+    let end = endBytes;
+    let last = first;
+    while (last < refs.length && refs[last].wireOffset < end) {
+      const r = refs[last];
+      if (r.wireOffset + r.wireBytes > end) {
+        if (r.wireOffset > startBytes) {
+          end = r.wireOffset;
+          break;
+        }
+        end = r.wireOffset + r.wireBytes;
+      }
+      last++;
+    }
+    const deltaBefore = first > 0 ? refs[first - 1].deltaAfter : 0;
+    const deltaEnd = last > first ? refs[last - 1].deltaAfter : deltaBefore;
+    const logStart = startBytes - deltaBefore;
+    const logEnd = end - deltaEnd;
+    const logBytes = await this.file.read(logStart, logEnd - logStart);
+    if (logBytes.length !== logEnd - logStart) throw new FormatError('ECORRUPT', `replication log: short read of ${logBytes.length} of ${logEnd - logStart} bytes at ${logStart}`);
+    if (last === first) return logBytes;
+    const out = new Uint8Array(end - startBytes);
+    let w = 0;
+    let l = 0;
+    for (let i = first; i < last; ) {
+      // Extents written one after another are read in one span.
+      let j = i + 1;
+      let spanEnd = refs[i].extent.offsetBytes + refs[i].storedBytes;
+      while (
+        j < last &&
+        refs[j].extent.offsetBytes >= spanEnd &&
+        refs[j].extent.offsetBytes - spanEnd < READ_GAP_BYTES &&
+        refs[j].extent.offsetBytes + refs[j].storedBytes - refs[i].extent.offsetBytes <= READ_SPAN_BYTES
+      ) {
+        spanEnd = refs[j].extent.offsetBytes + refs[j].storedBytes;
+        j++;
+      }
+      const spanStart = refs[i].extent.offsetBytes;
+      const span = await this.engine.readExtent(spanStart, spanEnd - spanStart);
+      for (; i < j; i++) {
+        const r = refs[i];
+        const at = r.logOffset - logStart;
+        out.set(logBytes.subarray(l, at), w);
+        w += at - l;
+        const ref = decodeBlockRef(logBytes.subarray(at + FRAME_HEADER_BYTES, at + r.logBytes), r.logOffset);
+        const from = ref.extentOffsetBytes - spanStart;
+        if (!writeBlockFrameFromRef(this.drivers.primitives, r.txn, ref, span.subarray(from, from + ref.storedLength), out, w)) {
+          throw new FormatError(
+            'ECORRUPT',
+            `blockdata.dta at ${ref.extentOffsetBytes} (${ref.storedLength} bytes) no longer holds the block txn ${r.txn} logged there (CRC-32 mismatch): the data file is damaged; run lessfsck -t, and re-seed the slave if blocks are lost`,
+          );
+        }
+        w += r.wireBytes;
+        l = at + r.logBytes;
+      }
+    }
+    out.set(logBytes.subarray(l), w);
+    return out;
   }
 
   /**
@@ -564,6 +890,12 @@ export class MasterLog implements CommitObserver {
     this.beforeLast = undefined;
     this.dirtyTail = false;
     this.ends = [];
+    this.refs = [];
+    this.pinFrom = 0;
+    if (this.pins.size > 0) {
+      this.pins.clear();
+      this.unpinned();
+    }
     return true;
   }
 

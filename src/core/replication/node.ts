@@ -153,6 +153,8 @@ export class ReplicationNode {
             backlog_bytes: sender.backlogBytes,
             lag_seconds: sender.lagSeconds().toFixed(1),
             log_bytes: log.sizeBytes,
+            pinned_extents: log.pinnedExtents,
+            pinned_free_bytes: engine.pinnedFree.bytes,
             last_error: sender.lastError ?? log.lastError ?? '-',
           }),
       };

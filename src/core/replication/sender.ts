@@ -547,6 +547,7 @@ export class LiveSender {
   private acknowledge(txn: number): void {
     for (let t = this.ackedTxn + 1; t <= txn; t++) this.committedAtMs.delete(t);
     this.ackedTxn = txn;
+    this.log.acknowledged(txn);
     this.backoffMs = this.timing.backoffMinMs;
     this.releaseBacklog(false);
     if (txn >= this.log.committedTxn) {
@@ -615,6 +616,7 @@ export class LiveSender {
       this.releaseSlaveCommit();
       for (const t of [...this.committedAtMs.keys()]) if (t <= h.durableTxn) this.committedAtMs.delete(t);
       this.ackedTxn = h.durableTxn;
+      this.log.acknowledged(h.durableTxn);
       s.appliedTxn = h.appliedTxn;
       s.sendTxn = h.appliedTxn + 1;
       s.sendInTxn = 0;

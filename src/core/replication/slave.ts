@@ -32,7 +32,8 @@ export function toReplicatedTxn(tx: Transaction): ReplicatedTxn {
   const blocks: ReplicatedTxn['blocks'][number][] = [];
   for (const r of tx.decoded) {
     if (r.type === FRAME_TYPE.KV) kvs.push(r.kv);
-    else blocks.push({ key: r.block.key, codec: r.block.codec, rawLength: r.block.rawLength, stored: r.block.stored });
+    else if (r.type === FRAME_TYPE.BLOCK) blocks.push({ key: r.block.key, codec: r.block.codec, rawLength: r.block.rawLength, stored: r.block.stored });
+    else throw new ReplogError('EFRAME', `txn ${tx.txn} holds a BLOCKREF, which only a live master's replog.dta may hold`);
   }
   return { txn: tx.txn, nextIno: tx.commit.nextIno, kvs, blocks };
 }
