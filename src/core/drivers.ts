@@ -154,8 +154,12 @@ export interface Disk {
 
 export interface Connection {
   readonly remote: string;
-  /** Queue bytes; false when the send buffer is over its high-water mark. */
-  write(data: Uint8Array): boolean;
+  /**
+   * Queue bytes; false when the send buffer is over its high-water mark.
+   * `owned`: the caller hands the bytes over and never touches them again, so
+   * the driver may keep them without a copy.
+   */
+  write(data: Uint8Array, owned?: boolean): boolean;
   /** Close after queued bytes are sent. */
   end(): void;
   /** Close at once, dropping queued bytes. */

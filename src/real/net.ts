@@ -4,7 +4,8 @@
 //   (Node ignores SIGPIPE, so a write to a closed peer is an EPIPE error here);
 // - errors are NetError with the Node code (ECONNREFUSED, ETIMEDOUT, ...);
 // - connect has a timeout; Nagle is off (replication frames are latency-bound);
-// - write() copies, so callers may reuse their buffers (as in the sim).
+// - write() copies, so callers may reuse their buffers (as in the sim), unless
+//   the caller hands them over (`owned`).
 
 import * as net from 'node:net';
 import type { Connection, Listener, Net } from '../core/drivers.ts';
@@ -56,11 +57,11 @@ class RealConnection implements Connection {
     });
   }
 
-  write(data: Uint8Array): boolean {
+  write(data: Uint8Array, owned = false): boolean {
     if (this.appClosed) throw new NetError('EPIPE', `write after end/destroy on connection ${this.remote}`);
     // Closed or closing under us: the cause reaches onClose.
     if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
-    return this.socket.write(Buffer.from(data));
+    return this.socket.write(owned ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data));
   }
 
   end(): void {

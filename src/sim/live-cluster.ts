@@ -168,7 +168,7 @@ export class LiveCluster {
       get remote() {
         return conn.remote;
       },
-      write: (data) => conn.write(this.tamper ? this.tamper(n.name, data.slice()) : data),
+      write: (data, owned) => conn.write(this.tamper ? this.tamper(n.name, data.slice()) : data, owned),
       end: () => conn.end(),
       destroy: () => conn.destroy(),
       onData: (h) => conn.onData(h),

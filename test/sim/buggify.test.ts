@@ -148,8 +148,10 @@ describe('slave commits and the master\'s bounded wait', () => {
   // as its master. Now a commit asked by a connection that is gone is not
   // started. (A slave that cannot know yet, its connection's close still in
   // flight, still may: the oracle files that under overlapsAfterWaitExpired.)
-  it('a slave whose commit starts after the master stopped waiting does not start it (seed 7)', async () => {
-    const seed = 7;
+  // (Seed 3 since the live log refers to block extents: the timing moved, and
+  // seed 7 now also meets the in-flight close case above, which is allowed.)
+  it('a slave whose commit starts after the master stopped waiting does not start it (seed 3)', async () => {
+    const seed = 3;
     const sched = new Scheduler({ seed });
     const c = new LiveCluster(sched, seed, {
       engine: { commitIntervalMs: 300, cacheSizeBytes: 24 * 4096 },

@@ -31,6 +31,7 @@ import {
   type Frame,
   FRAME_BYTES_MAX,
   FRAME_HEADER_BYTES,
+  inspectFrameAt,
   writeBlockFrameFromRef,
   FRAME_TYPE,
   FrameDecoder,
@@ -267,6 +268,11 @@ describe('records', () => {
           const bad = block.stored.slice();
           bad[flip % bad.length] ^= 1 << (flip % 8);
           expect(writeBlockFrameFromRef(P, txn, ref, bad, new Uint8Array(frame.length), 0)).toBe(false);
+          // Unverified (a sender before any NAK), the frame carries the logged CRC: every reader refuses it.
+          const unchecked = new Uint8Array(frame.length);
+          expect(writeBlockFrameFromRef(P, txn, ref, bad, unchecked, 0, false)).toBe(true);
+          const seen = inspectFrameAt(P, unchecked, 0, { maxFrameBytes: FRAME_BYTES_MAX, allowedTypes: ALL_FRAME_TYPES });
+          expect(seen.kind === 'bad' && seen.error.code).toBe('ECRC');
         }
       }),
     );

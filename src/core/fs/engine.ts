@@ -121,6 +121,8 @@ class TxLayer extends Layer {
   newBlockCount = 0;
   /** Their stored bytes. */
   newStoredBytes = 0;
+  /** CRC-32 of their stored bytes by extent offset (when the observer wants them). */
+  readonly storedCrc32 = new Map<number, number>();
   /** Inodes changed in this transaction (SYNC_RELAX=1). */
   readonly touched = new Set<number>();
   /** Bytes of dirty buffers and of new blocks not yet written. */
@@ -447,10 +449,13 @@ export class FsEngine {
         nextIno: (decodeJson<NodeState>(layer.own(T.meta, metaKey(META.state)) as Uint8Array, 'state')).nextIno,
         timeMs: t1,
         readStored: (offsetBytes, storedBytes) => this.readStoredExact(offsetBytes, storedBytes),
+        storedCrc32: (offsetBytes) => layer.storedCrc32.get(offsetBytes),
       };
       observed = this.observer.beforeCommit(ctx);
     }
-    const [synced, logged] = await Promise.allSettled([dataSync, observed]);
+    let syncEnd = t1;
+    let logEnd = t1;
+    const [synced, logged] = await Promise.allSettled([dataSync.then(() => (syncEnd = clock.nowMs())), observed.then((v) => ((logEnd = clock.nowMs()), v))]);
     if (synced.status === 'rejected') {
       // After a failed fsync the kernel may have dropped the dirty pages, and
       // their bytes are no longer in memory: stop rather than commit pointers
@@ -461,12 +466,12 @@ export class FsEngine {
       throw err;
     }
     if (logged.status === 'rejected') throw logged.reason;
-    ops.push(...logged.value);
+    ops.push(...(logged.value as StoreOp[]));
     // Widens the window where the log holds a transaction the store has not (recovery drops it).
     if (this.buggify.fires('slow-commit')) await buggifyDelay(this.buggify, 'slow-commit', clock, 2000);
     const t2 = clock.nowMs();
     await this.store.commit(ops, { durable: true });
-    info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, storeMs: clock.nowMs() - t2 };
+    info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, syncOnlyMs: syncEnd - t1, logOnlyMs: logEnd - t1, storeMs: clock.nowMs() - t2 };
     // Durable: reads fall through to the store now, freed space may be reused.
     this.active.below = this.store;
     this.frozen = undefined;
@@ -480,7 +485,7 @@ export class FsEngine {
       });
     }
     const tm = info.timing;
-    this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks; waited ${tm?.writesMs} ms for data writes, ${tm?.dataSyncMs} ms data sync (with the replication log), ${tm?.storeMs} ms store commit`);
+    this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks; waited ${tm?.writesMs} ms for data writes, ${tm?.dataSyncMs} ms data sync with the replication log (sync ${tm?.syncOnlyMs} ms, log ${tm?.logOnlyMs} ms), ${tm?.storeMs} ms store commit`);
   }
 
   /**
@@ -1016,6 +1021,7 @@ export class FsEngine {
     const layer = this.active;
     layer.newBlockCount++;
     layer.newStoredBytes += stored.length;
+    if (this.observer?.wantsStoredCrc32) layer.storedCrc32.set(extent.offsetBytes, this.drivers.primitives.crc32(stored));
     this.issueWrite(layer, extent.offsetBytes, stored);
     this.state = {
       ...this.state,

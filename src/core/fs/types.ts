@@ -90,6 +90,8 @@ export interface CommitContext {
   timeMs: number;
   /** Stored bytes of a block record's extent (its bytes are durable in the data file). */
   readStored(offsetBytes: number, storedBytes: number): Promise<Uint8Array>;
+  /** CRC-32 of the stored bytes of a block new in this transaction, by extent offset, when the observer asked for them. */
+  storedCrc32(offsetBytes: number): number | undefined;
 }
 
 /**
@@ -109,6 +111,8 @@ export interface CommitObserver {
   commitStarting?(): Promise<void>;
   /** A commit ended, committed or failed. */
   commitEnded?(): void;
+  /** Compute the CRC-32 of every new block's stored bytes when it is stored (CommitContext.storedCrc32). */
+  readonly wantsStoredCrc32?: boolean;
 }
 
 export interface CommitInfo {
@@ -116,5 +120,5 @@ export interface CommitInfo {
   reason: string;
   ops: number;
   newBlocks: number;
-  timing?: { writesMs: number; dataSyncMs: number; storeMs: number };
+  timing?: { writesMs: number; dataSyncMs: number; syncOnlyMs: number; logOnlyMs: number; storeMs: number };
 }

@@ -11,6 +11,7 @@
 
 import { assert } from '../errors.ts';
 import type { Primitives } from '../drivers.ts';
+import { crc32Combine } from '../crc32-combine.ts';
 import { ReplogError } from './errors.ts';
 
 // ---------------------------------------------------------------- limits
@@ -560,8 +561,21 @@ function blockFramePrefix(txn: number, key: Uint8Array, codec: number, rawLength
 /** CRC-32 of the BLOCK frame `encodeRecordFrame` would build, without building it. */
 export function blockFrameCrc(p: Primitives, txn: number, block: BlockPayload): number {
   checkBlock(block);
-  const prefix = blockFramePrefix(txn, block.key, block.codec, block.rawLength, block.stored.length);
-  return p.crc32(block.stored, p.crc32(prefix.subarray(FRAME_PREFIX_BYTES)));
+  return blockFrameCrcOf(p, txn, { ...block, storedLength: block.stored.length }, p.crc32(block.stored));
+}
+
+/** What a BLOCK says of its block besides the stored bytes. */
+export interface BlockHead {
+  key: Uint8Array;
+  codec: number;
+  rawLength: number;
+  storedLength: number;
+}
+
+/** CRC-32 of the BLOCK frame of `head` whose stored bytes have CRC-32 `storedCrc32` (no pass over them). */
+export function blockFrameCrcOf(p: Primitives, txn: number, head: BlockHead, storedCrc32: number): number {
+  const prefix = blockFramePrefix(txn, head.key, head.codec, head.rawLength, head.storedLength);
+  return crc32Combine(p.crc32(prefix.subarray(FRAME_PREFIX_BYTES)), storedCrc32, head.storedLength);
 }
 
 const BLOCKREF_FIXED_BYTES = 2 + 1 + 4 + 4 + 8 + 4 + 4;
@@ -569,13 +583,19 @@ const BLOCKREF_FIXED_BYTES = 2 + 1 + 4 + 4 + 8 + 4 + 4;
 /** The BLOCKREF frame standing for `block` (whose bytes lie at `extentOffsetBytes`) in txn. */
 export function encodeBlockRefFrame(p: Primitives, txn: number, block: BlockPayload, extentOffsetBytes: number): Uint8Array {
   checkBlock(block);
+  return encodeBlockRefFrameOf(p, txn, { ...block, storedLength: block.stored.length }, extentOffsetBytes, blockFrameCrc(p, txn, block));
+}
+
+/** The BLOCKREF frame of `head` at `extentOffsetBytes`, whose BLOCK frame has CRC-32 `blockFrameCrc32`. */
+export function encodeBlockRefFrameOf(p: Primitives, txn: number, head: BlockHead, extentOffsetBytes: number, blockFrameCrc32: number): Uint8Array {
+  assert(head.key.length >= 1 && head.key.length <= RECORD_KEY_BYTES_MAX, `BLOCKREF key of ${head.key.length} bytes outside 1..${RECORD_KEY_BYTES_MAX}`);
+  assert(head.rawLength >= 1 && head.rawLength <= BLOCK_RAW_BYTES_MAX && head.storedLength <= BLOCK_STORED_BYTES_MAX, `BLOCKREF lengths ${head.rawLength}/${head.storedLength} out of range`);
   assert(isU64(extentOffsetBytes), `BLOCKREF extent offset ${extentOffsetBytes} invalid`);
-  const crc = blockFrameCrc(p, txn, block);
-  return buildFrame(p, FRAME_TYPE.BLOCKREF, txn, BLOCKREF_FIXED_BYTES + block.key.length, (out, view, offset) => {
-    const o = writeBlockHead(block.key, block.codec, block.rawLength, block.stored.length, out, view, offset);
+  return buildFrame(p, FRAME_TYPE.BLOCKREF, txn, BLOCKREF_FIXED_BYTES + head.key.length, (out, view, offset) => {
+    const o = writeBlockHead(head.key, head.codec, head.rawLength, head.storedLength, out, view, offset);
     putU64(view, o, extentOffsetBytes);
-    view.setUint32(o + 8, blockFrameBytes(block.key.length, block.stored.length));
-    view.setUint32(o + 12, crc);
+    view.setUint32(o + 8, blockFrameBytes(head.key.length, head.storedLength));
+    view.setUint32(o + 12, blockFrameCrc32);
   });
 }
 
@@ -594,15 +614,16 @@ export function decodeBlockRef(payload: Uint8Array, offsetBytes?: number): Block
 
 /**
  * Write into `out` at `offset` the BLOCK frame `ref` stands for, with `stored`
- * (read from the extent) as its bytes, and check it against the CRC the
- * BLOCKREF recorded: false when the extent no longer holds what was logged.
+ * (read from the extent) as its bytes and the CRC the BLOCKREF recorded; with
+ * `verify`, check the bytes against it first: false when the extent no longer
+ * holds what was logged. Unverified, a changed extent makes a frame whose CRC
+ * does not match: every reader refuses it (ECRC).
  */
-export function writeBlockFrameFromRef(p: Primitives, txn: number, ref: BlockRefPayload, stored: Uint8Array, out: Uint8Array, offset: number): boolean {
+export function writeBlockFrameFromRef(p: Primitives, txn: number, ref: BlockRefPayload, stored: Uint8Array, out: Uint8Array, offset: number, verify = true): boolean {
   assert(stored.length === ref.storedLength, `extent bytes ${stored.length} for a BLOCKREF of ${ref.storedLength}`);
   const prefix = blockFramePrefix(txn, ref.key, ref.codec, ref.rawLength, ref.storedLength);
-  const crc = p.crc32(stored, p.crc32(prefix.subarray(FRAME_PREFIX_BYTES)));
-  if (crc !== ref.blockFrameCrc32) return false;
-  viewOf(prefix).setUint32(4, crc);
+  if (verify && p.crc32(stored, p.crc32(prefix.subarray(FRAME_PREFIX_BYTES))) !== ref.blockFrameCrc32) return false;
+  viewOf(prefix).setUint32(4, ref.blockFrameCrc32);
   out.set(prefix, offset);
   out.set(stored, offset + prefix.length);
   return true;

@@ -25,8 +25,10 @@ import type { CommitContext, CommitObserver } from '../fs/types.ts';
 import { ReplogError } from './errors.ts';
 import {
   blockFrameBytes,
+  blockFrameCrc,
+  blockFrameCrcOf,
   decodeBlockRef,
-  encodeBlockRefFrame,
+  encodeBlockRefFrameOf,
   encodeCommitFrame,
   encodeRecordFrame,
   FRAME_HEADER_BYTES,
@@ -34,6 +36,8 @@ import {
   foldFrameCrc,
   isReplTable,
   writeBlockFrameFromRef,
+  type BlockHead,
+  type BlockPayload,
   type ReplRecord,
 } from './frames.ts';
 import { LogWriterState, scanLiveLog, type LiveLogScan } from './log-file.ts';
@@ -96,6 +100,11 @@ export const BLOCKREF_MIN_STORED_BYTES = 256;
  * stands for lies in the stream the sender reads (wire offsets), and the extent
  * of blockdata.dta that holds the block's bytes.
  */
+/** What a transaction's records are built from: a record, or a block to refer to whose stored bytes' CRC-32 is known. */
+type LogItem =
+  | { kind: 'record'; record: ReplRecord; extentOffsetBytes: number }
+  | { kind: 'ref'; head: BlockHead; extentOffsetBytes: number; storedCrc32: number };
+
 interface LogRef {
   txn: number;
   logOffset: number;
@@ -162,6 +171,11 @@ export class MasterLog implements CommitObserver {
   /** A live master's log refers to block extents; a batch master's files carry the bytes. */
   private get useRefs(): boolean {
     return !this.options.batch;
+  }
+
+  /** The engine computes each new block's stored-bytes CRC as it stores it, so BLOCKREFs need no read-back. */
+  get wantsStoredCrc32(): boolean {
+    return this.useRefs;
   }
 
   private get wireDelta(): number {
@@ -541,13 +555,17 @@ export class MasterLog implements CommitObserver {
   }
 
   /** Records of one transaction, block records (read back in file order) first, then KV changes. */
-  private async *records(ctx: CommitContext): AsyncGenerator<{ record: ReplRecord; extentOffsetBytes: number }> {
+  private async *records(ctx: CommitContext): AsyncGenerator<LogItem> {
     const fresh: { key: Uint8Array; codec: number; rawLength: number; offsetBytes: number; storedBytes: number }[] = [];
     for (const op of ctx.ops) {
       if (op.table !== T.block || op.value === undefined) continue;
       if (ctx.before.get(T.block, op.key) !== undefined) continue; // a refcount change: the slave derives it
       const rec = decodeBlockRecord(op.value);
-      fresh.push({ key: op.key, codec: rec.codec, rawLength: rec.rawBytes, offsetBytes: rec.offsetBytes, storedBytes: rec.storedBytes });
+      const b = { key: op.key, codec: rec.codec, rawLength: rec.rawBytes, offsetBytes: rec.offsetBytes, storedBytes: rec.storedBytes };
+      // A reference whose CRC the engine computed when it stored the block: nothing to read back.
+      const storedCrc32 = this.useRefs && b.storedBytes >= BLOCKREF_MIN_STORED_BYTES ? ctx.storedCrc32(b.offsetBytes) : undefined;
+      if (storedCrc32 === undefined) fresh.push(b);
+      else yield { kind: 'ref', head: { key: b.key, codec: b.codec, rawLength: b.rawLength, storedLength: b.storedBytes }, extentOffsetBytes: b.offsetBytes, storedCrc32 };
     }
     fresh.sort((a, b) => a.offsetBytes - b.offsetBytes);
     for (let i = 0; i < fresh.length; ) {
@@ -562,12 +580,12 @@ export class MasterLog implements CommitObserver {
       for (; i < j; i++) {
         const b = fresh[i];
         const stored = span.subarray(b.offsetBytes - start, b.offsetBytes - start + b.storedBytes);
-        yield { record: { type: FRAME_TYPE.BLOCK, block: { key: b.key, codec: b.codec, rawLength: b.rawLength, stored } }, extentOffsetBytes: b.offsetBytes };
+        yield { kind: 'record', record: { type: FRAME_TYPE.BLOCK, block: { key: b.key, codec: b.codec, rawLength: b.rawLength, stored } }, extentOffsetBytes: b.offsetBytes };
       }
     }
     for (const op of ctx.ops) {
       if (op.table === T.meta || !isReplTable(op.table)) continue;
-      yield { record: { type: FRAME_TYPE.KV, kv: { table: op.table, key: op.key, value: op.value } }, extentOffsetBytes: -1 };
+      yield { kind: 'record', record: { type: FRAME_TYPE.KV, kv: { table: op.table, key: op.key, value: op.value } }, extentOffsetBytes: -1 };
     }
   }
 
@@ -598,14 +616,19 @@ export class MasterLog implements CommitObserver {
     // copying its bytes: the frame binds the CRC of the BLOCK it stands for.
     const refs: LogRef[] = [];
     let delta = this.wireDelta;
-    for await (const { record, extentOffsetBytes } of this.records(ctx)) {
+    for await (const item of this.records(ctx)) {
       let frame: Uint8Array;
       let bound: number;
-      if (this.useRefs && record.type === FRAME_TYPE.BLOCK && record.block.stored.length >= BLOCKREF_MIN_STORED_BYTES) {
-        const b = record.block;
-        frame = encodeBlockRefFrame(p, ctx.txn, b, extentOffsetBytes);
-        bound = decodeBlockRef(frame.subarray(FRAME_HEADER_BYTES)).blockFrameCrc32;
-        const wireBytes = blockFrameBytes(b.key.length, b.stored.length);
+      const head: BlockHead | undefined =
+        item.kind === 'ref'
+          ? item.head
+          : this.useRefs && item.record.type === FRAME_TYPE.BLOCK && item.record.block.stored.length >= BLOCKREF_MIN_STORED_BYTES
+            ? { ...item.record.block, storedLength: item.record.block.stored.length }
+            : undefined;
+      if (head) {
+        bound = item.kind === 'ref' ? blockFrameCrcOf(p, ctx.txn, head, item.storedCrc32) : blockFrameCrc(p, ctx.txn, (item.record as { block: BlockPayload }).block);
+        frame = encodeBlockRefFrameOf(p, ctx.txn, head, item.extentOffsetBytes, bound);
+        const wireBytes = blockFrameBytes(head.key.length, head.storedLength);
         const logOffset = staged.sizeBytes;
         delta += wireBytes - frame.length;
         refs.push({
@@ -614,12 +637,12 @@ export class MasterLog implements CommitObserver {
           logBytes: frame.length,
           wireOffset: logOffset + delta - (wireBytes - frame.length),
           wireBytes,
-          extent: { offsetBytes: extentOffsetBytes, lengthBytes: alignExtent(Math.max(1, b.stored.length)) },
-          storedBytes: b.stored.length,
+          extent: { offsetBytes: item.extentOffsetBytes, lengthBytes: alignExtent(Math.max(1, head.storedLength)) },
+          storedBytes: head.storedLength,
           deltaAfter: delta,
         });
       } else {
-        frame = encodeRecordFrame(p, ctx.txn, record);
+        frame = encodeRecordFrame(p, ctx.txn, (item as { record: ReplRecord }).record);
         bound = new DataView(frame.buffer, frame.byteOffset + 4, 4).getUint32(0);
       }
       framesCrc32 = foldFrameCrc(p, framesCrc32, bound);
@@ -801,9 +824,11 @@ export class MasterLog implements CommitObserver {
    * blockdata.dta and checked against the CRC the BLOCKREF recorded. The range
    * may come back shorter (it stops before a BLOCK it would cut) or, when it
    * starts at a BLOCK longer than the range, longer (that whole BLOCK).
+   * `verify` false: the extents' CRCs are not computed here (the frames carry
+   * the logged CRC, which the slave checks: a sender verifies after a NAK).
    * startBytes must not lie inside a BLOCK that stands for a BLOCKREF.
    */
-  async read(startBytes: number, endBytes: number): Promise<Uint8Array> {
+  async read(startBytes: number, endBytes: number, verify = true): Promise<Uint8Array> {
     const refs = this.refs;
     let lo = 0;
     let hi = refs.length;
@@ -861,7 +886,7 @@ export class MasterLog implements CommitObserver {
         w += at - l;
         const ref = decodeBlockRef(logBytes.subarray(at + FRAME_HEADER_BYTES, at + r.logBytes), r.logOffset);
         const from = ref.extentOffsetBytes - spanStart;
-        if (!writeBlockFrameFromRef(this.drivers.primitives, r.txn, ref, span.subarray(from, from + ref.storedLength), out, w)) {
+        if (!writeBlockFrameFromRef(this.drivers.primitives, r.txn, ref, span.subarray(from, from + ref.storedLength), out, w, verify)) {
           throw new FormatError(
             'ECORRUPT',
             `blockdata.dta at ${ref.extentOffsetBytes} (${ref.storedLength} bytes) no longer holds the block txn ${r.txn} logged there (CRC-32 mismatch): the data file is damaged; run lessfsck -t, and re-seed the slave if blocks are lost`,

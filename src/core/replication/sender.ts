@@ -101,6 +101,8 @@ interface Session {
   pendingBytes: number;
   epoch: number;
   naks: number;
+  /** Set by a NAK: check referenced extents against their logged CRCs from now on. */
+  verifyExtents: boolean;
   draining: Promise<void> | undefined;
   pumping: boolean;
   heartbeat: TimerHandle | undefined;
@@ -391,6 +393,7 @@ export class LiveSender {
       pendingBytes: 0,
       epoch: 0,
       naks: 0,
+      verifyExtents: false,
       draining: undefined,
       pumping: false,
       heartbeat: undefined,
@@ -530,6 +533,7 @@ export class LiveSender {
         }
         this.drivers.logger.log(1, `replication: the slave refused a frame (${why}); resending from txn ${f.txn}`);
         s.epoch++;
+        s.verifyExtents = true;
         s.sendTxn = f.txn;
         s.sendInTxn = 0;
         s.appliedTxn = Math.min(s.appliedTxn, f.txn - 1);
@@ -646,7 +650,10 @@ export class LiveSender {
         const end = this.log.startOf(this.log.committedTxn + 1);
         const to = Math.min(end, from + SEND_CHUNK_BYTES);
         const epoch = s.epoch;
-        const bytes = await this.log.read(from, to);
+        // After a NAK the stream is resent with every referenced extent checked
+        // against its logged CRC: the slave refused it, so tell a damaged data
+        // file (an error here) from a damaged link (the slave accepts it now).
+        const bytes = await this.log.read(from, to, s.verifyExtents);
         if (s.closed) return;
         // A NAK during the read restarted the stream behind a RESYNC marker: what was read is stale.
         if (epoch !== s.epoch) continue;
@@ -671,7 +678,8 @@ export class LiveSender {
             o = e;
           }
         } else {
-          ok = s.conn.write(bytes.subarray(0, sent));
+          // Bytes read for this send only: handed over without a copy.
+          ok = s.conn.write(bytes.subarray(0, sent), true);
         }
         this.stats.bytesSent += sent;
         if (this.bug.fires('drop-mid-stream')) {
