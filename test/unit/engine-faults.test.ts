@@ -2,6 +2,7 @@
 // failing commits, and determinism of the whole stack under one seed.
 
 import { describe, expect, it } from 'vitest';
+import { FsEngine } from '../../src/core/fs/engine.ts';
 import { fsck } from '../../src/core/fs/fsck.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { SimRng } from '../../src/sim/rng.ts';
@@ -138,3 +139,61 @@ describe('writes continue while a commit is in flight (seed 3)', () => {
   });
 });
 
+
+describe('background data sync (seed 12)', () => {
+  it('syncs the data file every 32 MiB written; a failed one stops the filesystem before any commit points at the lost pages', async () => {
+    const h = new SimHarness(12, { blockSizeBytes: 131072, cacheSizeBytes: 256 << 20, commitIntervalMs: 3_600_000 });
+    await h.format();
+    const d = h.drivers();
+    let syncs = 0;
+    let failSyncs = false;
+    // The data file's handle counts its syncs, and fails them on demand (EIO after writeback trouble).
+    const open = async (path: string, options?: { create?: boolean; readOnly?: boolean }) => {
+        const f = await d.disk.open(path, options);
+        if (!path.endsWith('/blockdata.dta')) return f;
+        return new Proxy(f, {
+          get(target, prop, receiver) {
+            if (prop === 'sync') {
+              return async () => {
+                syncs++;
+                if (failSyncs) throw Object.assign(new Error('EIO: writeback failed'), { code: 'EIO' });
+                return target.sync();
+              };
+            }
+            const v = Reflect.get(target, prop, receiver);
+            return typeof v === 'function' ? v.bind(target) : v;
+          },
+        });
+    };
+    const disk = new Proxy(d.disk, {
+      get(target, prop) {
+        if (prop === 'open') return open;
+        const v = Reflect.get(target, prop);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const drivers = { ...d, disk };
+    const engine = await h.run(FsEngine.open(drivers, h.options));
+    const fs = new PathFs(engine);
+    fs.create('/a');
+    const chunk = 1 << 20;
+    // Unique blocks (no two deduplicate).
+    const bytes = (i: number): Uint8Array => {
+      const out = new Uint8Array(chunk);
+      const view = new DataView(out.buffer);
+      for (let j = 0; j < chunk; j += 4) view.setUint32(j, Math.imul(i * chunk + j + 1, 0x9e3779b1) >>> 0);
+      return out;
+    };
+    for (let i = 0; i < 40; i++) await h.run(fs.write('/a', i * chunk, bytes(i)));
+    await h.run(h.scheduler.run({ untilMs: h.scheduler.nowMs() + 30_000 }));
+    // 40 MiB of new blocks, nothing committed yet: at least one sync ran on its own.
+    expect(syncs).toBeGreaterThanOrEqual(1);
+    failSyncs = true;
+    // Writes go on until the stop (then every call fails with EIO).
+    for (let i = 40; i < 80 && !engine.stopped; i++) await h.run(Promise.resolve().then(() => fs.write('/a', i * chunk, bytes(i))).catch(() => undefined));
+    await h.run(h.scheduler.run({ untilMs: h.scheduler.nowMs() + 30_000 }));
+    expect(engine.stopped).toBe(true);
+    expect(await h.run(codeOf(Promise.resolve().then(() => fs.fsync('/a'))))).toBe('EIO');
+    expect(h.machine.logger.lines.some((l) => /background fsync of the block data file failed \(EIO: writeback failed\): the filesystem stops/.test(l))).toBe(true);
+  });
+});

@@ -83,6 +83,13 @@ const READ_AHEAD_BLOCKS = 8;
 /** Data-file reads in flight (in order, so the kernel's read-ahead follows them). */
 const READS_INFLIGHT_MAX = 2;
 const CODEC_NONE = 0;
+/**
+ * Data-file bytes written since the last sync after which a sync starts in the
+ * background: the disk writes them back while the cache fills, so a commit's
+ * own sync finds little left (measured: the final fsync of a 1 GiB ingest was a
+ * third of its time).
+ */
+const DATA_PRESYNC_BYTES = 32 * 1024 * 1024;
 
 /** The write cache of one transaction. */
 class TxLayer extends Layer {
@@ -148,6 +155,9 @@ export class FsEngine {
   private closed = false;
   /** A data sync failed: nothing more is committed (see runCommit). */
   private failure: unknown = undefined;
+  /** Data-file bytes written since the last background sync started. */
+  private unsyncedDataBytes = 0;
+  private presyncRunning: Promise<void> | undefined;
   private readonly openCounts = new Map<number, number>();
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
@@ -350,6 +360,7 @@ export class FsEngine {
       }
     } finally {
       this.closed = true;
+      await this.presyncRunning?.catch(() => undefined);
       await this.dataFile.close();
       await this.store.close();
     }
@@ -1048,6 +1059,8 @@ export class FsEngine {
           // (reads of new blocks get copies): it can carry the next write.
           this.buffers.give(stored);
         }
+        this.unsyncedDataBytes += stored.length;
+        this.presyncMaybe();
         layer.writeDone();
       },
       (err: unknown) => {
@@ -1081,7 +1094,26 @@ export class FsEngine {
    */
   async presyncData(): Promise<void> {
     this.checkOpen();
-    await this.dataFile.sync();
+    try {
+      await this.dataFile.sync();
+    } catch (err) {
+      // As for a commit's sync: the kernel may have dropped the dirty pages,
+      // and a later fsync would not say so. Stop before any commit points at them.
+      this.failure ??= err;
+      this.drivers.logger.log(0, `background fsync of the block data file failed (${(err as Error).message}): the filesystem stops; remount to recover from transaction ${this.state.txn}`);
+      throw err;
+    }
+  }
+
+  /** Past DATA_PRESYNC_BYTES written since the last one, start a background sync of the data file. */
+  private presyncMaybe(): void {
+    if (this.unsyncedDataBytes < DATA_PRESYNC_BYTES || this.presyncRunning || this.closed || this.failure !== undefined) return;
+    this.unsyncedDataBytes = 0;
+    this.presyncRunning = this.presyncData()
+      .catch(() => undefined) // presyncData stopped the engine and said so
+      .finally(() => {
+        this.presyncRunning = undefined;
+      });
   }
 
   /** Changes in the write cache not yet committed (a live master commits soon after writes stop). */
