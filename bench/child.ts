@@ -4,13 +4,15 @@
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withLessfsNodeFlags } from '../src/cli/runtime-flags.ts';
 import type { BenchContext } from './section.ts';
 
 export const REPO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export function runScript(ctx: BenchContext, scriptPath: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', scriptPath, ...args], {
+    // With lessfs's own node flags: a child that runs the engine runs it as lessfs does.
+    const child = spawn(process.execPath, [...withLessfsNodeFlags(['--expose-gc', '--import', 'tsx']), scriptPath, ...args], {
       cwd: REPO_DIR,
       stdio: ['ignore', 'pipe', 'inherit'],
     });

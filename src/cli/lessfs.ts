@@ -22,6 +22,7 @@ import { TraceRecorder } from '../real/fuse/trace-recorder.ts';
 import { clearStaleMount, fuseCaller, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
 import { acquireLock, type FsLock } from '../real/lock.ts';
 import { CliError, EXIT_OK, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
+import { withLessfsNodeFlags } from './runtime-flags.ts';
 
 const usage = `Usage: lessfs CONFIG MOUNTPOINT [-o OPTIONS] [-f] [--log FILE] [--trace FILE]
 
@@ -81,7 +82,7 @@ async function daemonize(argv: string[], config: LessfsConfig, mnt: string, logP
   const log = resolve(logPath ?? `${config.metaPath}/lessfs.log`);
   const fd = openSync(log, 'a');
   const script = process.argv[1];
-  const child = spawn(process.execPath, [...process.execArgv, script, ...argv, '--foreground', '--daemon-child'], {
+  const child = spawn(process.execPath, [...withLessfsNodeFlags(process.execArgv), script, ...argv, '--foreground', '--daemon-child'], {
     detached: true,
     stdio: ['ignore', fd, fd, 'ipc'],
   });
