@@ -605,7 +605,17 @@ export interface AssemblerOptions {
   blockSizeBytes?: number;
   /** Named in errors. */
   fileName?: string;
+  /**
+   * For frames whose payload is borrowed (a view of a receive buffer that is
+   * reused): called with each record once it is decoded and checked, returns
+   * the record to keep, whose bytes must not be views of the payload. The
+   * frames kept (pendingRecords, Transaction.records and commitFrame) then
+   * carry an empty payload.
+   */
+  ownRecord?: (record: ReplRecord) => ReplRecord;
 }
+
+const NO_PAYLOAD = new Uint8Array(0);
 
 /**
  * Groups a sequence of valid frames into transactions and checks their
@@ -681,8 +691,9 @@ export class TransactionAssembler {
           throw this.fail('ERECORD', `BLOCK record: raw length ${b.rawLength} exceeds the block size ${bs}`, frame);
         }
       }
-      this.pending.push(frame);
-      this.pendingDecoded.push(record);
+      const own = this.options.ownRecord;
+      this.pending.push(own ? { ...frame, payload: NO_PAYLOAD } : frame);
+      this.pendingDecoded.push(own ? own(record) : record);
       this.pendingCrc = foldFrameCrc(this.p, this.pendingCrc, frame.crc32);
       return undefined;
     }
@@ -707,7 +718,7 @@ export class TransactionAssembler {
       records: this.pending,
       decoded: this.pendingDecoded,
       commit,
-      commitFrame: frame,
+      commitFrame: this.options.ownRecord ? { ...frame, payload: NO_PAYLOAD } : frame,
       endOffsetBytes: frame.offsetBytes + frame.sizeBytes,
     };
     this.pending = [];
