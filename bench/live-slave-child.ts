@@ -56,6 +56,11 @@ process.on('SIGTERM', () => {
     await repl.beforeEngineClose();
     await engine.close();
     await repl.afterEngineClose();
+    // LESSFS_BENCH_SLAVE_CPU=1: the slave's CPU time over its whole life (all phases), on stderr.
+    if (process.env.LESSFS_BENCH_SLAVE_CPU === '1') {
+      const u = process.cpuUsage();
+      process.stderr.write(`slave cpu: user ${(u.user / 1e6).toFixed(2)} s, system ${(u.system / 1e6).toFixed(2)} s\n`);
+    }
     process.stdout.write('CLOSED\n');
     process.exit(0);
   })();

@@ -164,7 +164,11 @@ export interface Connection {
   end(): void;
   /** Close at once, dropping queued bytes. */
   destroy(): void;
-  onData(handler: (chunk: Uint8Array) => void): void;
+  /**
+   * Bytes as they arrive. With `borrow`, a chunk may be a view of a buffer the
+   * driver reuses after the handler returns: the handler copies what it keeps.
+   */
+  onData(handler: (chunk: Uint8Array) => void, options?: { borrow?: boolean }): void;
   /** Called once when the queued bytes drain below the high-water mark. */
   onDrain(handler: () => void): void;
   /** Called exactly once when the connection is closed for any reason. */

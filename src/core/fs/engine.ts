@@ -195,7 +195,11 @@ export class FsEngine {
     this.active = new TxLayer(store);
     this.buggify = options.buggify ?? BUGGIFY_OFF;
     this.writer = new WriteQueue(dataFile, undefined, this.buggify, drivers.clock);
-    this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor((16 << 20) / options.blockSizeBytes)));
+    // A slave holds each master transaction's new blocks in these buffers
+    // until its COMMIT arrives (up to the master's cache size): keeping as
+    // many idle spares means it never allocates fresh ones once warm.
+    const keepBytes = options.replica === true ? Math.max(16 << 20, options.cacheSizeBytes) : 16 << 20;
+    this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor(keepBytes / options.blockSizeBytes)));
     this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
   }
 
@@ -1092,6 +1096,20 @@ export class FsEngine {
    * commit's sync need not wait for (a live slave keeps its commits short,
    * since its master waits for them).
    */
+  /**
+   * Slave: whether new blocks' data-file writes are backed up (the data file
+   * is slower than the link); dataWritesRoom() resolves when they are not.
+   * The receiver then holds back its progress acknowledgements, so the
+   * master's send window, not the slave's memory, absorbs the difference.
+   */
+  get dataWritesBacklogged(): boolean {
+    return this.writer.backlogged;
+  }
+
+  dataWritesRoom(): Promise<void> {
+    return this.writer.room();
+  }
+
   async presyncData(): Promise<void> {
     this.checkOpen();
     try {

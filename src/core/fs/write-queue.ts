@@ -53,6 +53,11 @@ export class WriteQueue {
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
+  /** More than QUEUED_BYTES_MAX queued and not yet issued: room() would wait. */
+  get backlogged(): boolean {
+    return this.queuedBytes > QUEUED_BYTES_MAX;
+  }
+
   private pump(): void {
     while (this.inflight < this.inflightMax && this.head < this.queue.length) {
       const group = [this.queue[this.head++]];

@@ -737,7 +737,17 @@ export interface AssemblerOptions {
   fileName?: string;
   /** A live master's replog.dta: BLOCKREF records stand for BLOCKs (never in a rotated file or on the wire). */
   allowBlockRefs?: boolean;
+  /**
+   * For frames whose payload is borrowed (a view of a receive buffer that is
+   * reused): called with each record once it is decoded and checked, returns
+   * the record to keep, whose bytes must not be views of the payload. The
+   * frames kept (pendingRecords, Transaction.records and commitFrame) then
+   * carry an empty payload.
+   */
+  ownRecord?: (record: ReplRecord) => ReplRecord;
 }
+
+const NO_PAYLOAD = new Uint8Array(0);
 
 /**
  * Groups a sequence of valid frames into transactions and checks their
@@ -814,10 +824,11 @@ export class TransactionAssembler {
           throw this.fail('ERECORD', `BLOCK record: raw length ${b.rawLength} exceeds the block size ${bs}`, frame);
         }
       }
-      this.pending.push(frame);
-      this.pendingDecoded.push(record);
       // A BLOCKREF counts as the BLOCK it stands for: the COMMIT binds that frame's CRC.
       this.pendingCrc = foldFrameCrc(this.p, this.pendingCrc, record.type === FRAME_TYPE.BLOCKREF ? record.ref.blockFrameCrc32 : frame.crc32);
+      const own = this.options.ownRecord;
+      this.pending.push(own ? { ...frame, payload: NO_PAYLOAD } : frame);
+      this.pendingDecoded.push(own ? own(record) : record);
       return undefined;
     }
     let commit: CommitPayload;
@@ -841,7 +852,7 @@ export class TransactionAssembler {
       records: this.pending,
       decoded: this.pendingDecoded,
       commit,
-      commitFrame: frame,
+      commitFrame: this.options.ownRecord ? { ...frame, payload: NO_PAYLOAD } : frame,
       endOffsetBytes: frame.offsetBytes + frame.sizeBytes,
     };
     this.pending = [];

@@ -73,6 +73,8 @@ interface Session {
   sinceAckBytes: number;
   /** Bytes received of the transaction being assembled. */
   pendingBytes: number;
+  /** A progress ACK waits for the engine's data writes to catch up. */
+  ackAfterWrites: boolean;
 }
 
 export class LiveReceiver {
@@ -190,10 +192,12 @@ export class LiveReceiver {
       epoch: 0,
       sinceAckBytes: 0,
       pendingBytes: 0,
+      ackAfterWrites: false,
     };
     this.pending.add(s);
     conn.onClose((err) => this.closed(s, err));
-    conn.onData((chunk) => this.onData(s, chunk));
+    // WireIn.push copies each chunk: the driver may reuse its read buffer.
+    conn.onData((chunk) => this.onData(s, chunk), { borrow: true });
     this.armTimer(s);
   }
 
@@ -257,7 +261,8 @@ export class LiveReceiver {
     for (;;) {
       let f: Frame | undefined;
       try {
-        f = s.in.next();
+        // Its payload is valid until the next push: everything below is synchronous.
+        f = s.in.nextBorrowed();
       } catch (err) {
         if (s.handshaking || !(err instanceof ReplogError)) {
           this.refuse(s, `refusing ${s.conn.remote}: ${(err as Error).message} (not a lessfs master speaking protocol 1?)`);
@@ -290,13 +295,41 @@ export class LiveReceiver {
     }
   }
 
+  /**
+   * Frames come with payloads borrowed from the receive buffer (no copy per
+   * frame); what a transaction keeps until it is applied is copied here, a
+   * block's bytes into one of the engine's recycled block buffers (which the
+   * engine takes back once they are in the data file). Fresh buffers per
+   * frame cost more than the copy: page faults and garbage collection.
+   */
+  private assembler(): TransactionAssembler {
+    const buffers = this.engine.buffers;
+    return new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, {
+      blockSizeBytes: this.options.blockSizeBytes,
+      ownRecord: (r) => {
+        if (r.type === FRAME_TYPE.KV) return { type: r.type, kv: { table: r.kv.table, key: r.kv.key.slice(), value: r.kv.value?.slice() } };
+        // Never a BLOCKREF: without allowBlockRefs the assembler refuses it before this.
+        if (r.type !== FRAME_TYPE.BLOCK) throw new ReplogError('EFRAME', `record type ${r.type} is not allowed on the wire`);
+        const b = r.block;
+        let stored: Uint8Array;
+        if (b.stored.length <= buffers.blockSizeBytes) {
+          stored = buffers.take().subarray(0, b.stored.length);
+          stored.set(b.stored);
+        } else {
+          stored = b.stored.slice();
+        }
+        return { type: FRAME_TYPE.BLOCK, block: { key: b.key.slice(), codec: b.codec, rawLength: b.rawLength, stored } };
+      },
+    });
+  }
+
   /** Refuse what came since the last whole transaction; the master resends it after a RESYNC marker. */
   private nak(s: Session, why: string): void {
     this.stats.naksSent++;
     this.drivers.logger.log(1, `replication: refusing a frame from the master (${why}); asking for txn ${this.appliedTxn + 1} again`);
     s.epoch++;
     s.in.resync(s.epoch);
-    s.assembler = new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, { blockSizeBytes: this.options.blockSizeBytes });
+    s.assembler = this.assembler();
     s.pendingBytes = 0;
     s.conn.write(s.out.frame(FRAME_TYPE.NAK, this.appliedTxn + 1, encodeText(why)));
   }
@@ -348,7 +381,7 @@ export class LiveReceiver {
     this.doneCommitId = 0;
     if (this.active) this.close(this.active, `replaced by a new connection from ${s.conn.remote}`);
     this.active = s;
-    s.assembler = new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, { blockSizeBytes: this.options.blockSizeBytes });
+    s.assembler = this.assembler();
     this.drivers.logger.log(1, `replication: master ${s.masterFsId} connected from ${s.conn.remote} (${secret ? 'authenticated' : 'unauthenticated: no REPLICATION_SECRET'}); slave at txn ${this.appliedTxn}`);
     this.ack(s, false);
   }
@@ -382,6 +415,28 @@ export class LiveReceiver {
     this.ackNow(s, committed);
   }
 
+  /**
+   * An ACK of progress (it moves the master's send window), held back while
+   * the engine's data writes are backed up: a slave whose disk is slower than
+   * its link then has the master wait instead of queueing the difference in
+   * memory (fresh buffers, page faults, garbage collection).
+   */
+  private progressAck(s: Session): void {
+    if (!this.engine.dataWritesBacklogged) {
+      this.ack(s, false);
+      return;
+    }
+    if (s.ackAfterWrites) return;
+    s.ackAfterWrites = true;
+    this.engine.dataWritesRoom().then(
+      () => {
+        s.ackAfterWrites = false;
+        if (!s.closed) this.ack(s, false);
+      },
+      (err: unknown) => this.note(`waiting for data writes failed: ${(err as Error).message}`),
+    );
+  }
+
   private ackNow(s: Session, committed: boolean): void {
     s.sinceAckBytes = 0;
     s.lastAckMs = this.drivers.clock.nowMs();
@@ -401,7 +456,7 @@ export class LiveReceiver {
           s.pendingBytes += f.sizeBytes;
           // Progress inside a large transaction moves the master's window, and
           // tells it (on a slow link) that the slave is alive.
-          if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || this.drivers.clock.nowMs() - s.lastAckMs >= this.timing.heartbeatMs) this.ack(s, false);
+          if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || this.drivers.clock.nowMs() - s.lastAckMs >= this.timing.heartbeatMs) this.progressAck(s);
           return;
         }
         const txnBytes = s.pendingBytes + f.sizeBytes;
@@ -413,7 +468,7 @@ export class LiveReceiver {
         this.appliedTxn = tx.txn;
         this.stats.transactions++;
         this.presyncMaybe(txnBytes);
-        if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || s.in.buffered === 0) this.ack(s, false);
+        if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || s.in.buffered === 0) this.progressAck(s);
         if (this.bug.fires('slave-drop')) this.close(s, `buggify: dropped right after applying txn ${tx.txn}`);
         return;
       }

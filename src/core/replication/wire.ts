@@ -406,8 +406,18 @@ export class WireIn {
     return false;
   }
 
-  /** The next whole (and authentic) frame, or undefined until more bytes arrive. */
+  /** The next whole (and authentic) frame, or undefined until more bytes arrive. Its payload is the frame's own copy. */
   next(): Frame | undefined {
+    const f = this.nextBorrowed();
+    return f && { ...f, payload: f.payload.slice() };
+  }
+
+  /**
+   * As next(), but the payload is a view of this stream's receive buffer,
+   * valid only until the next push(): a caller that keeps any of it copies
+   * that part (the slave copies a block's bytes once, into a recycled buffer).
+   */
+  nextBorrowed(): Frame | undefined {
     if (this.awaitingEpoch !== undefined && !this.findMarker()) return undefined;
     const window = this.buf.subarray(this.start, this.end);
     const seen = inspectFrameAt(this.p, window, 0, { maxFrameBytes: this.maxFrameBytes, allowedTypes: this.allowedTypes });
@@ -424,10 +434,9 @@ export class WireIn {
       this.seq++;
       size += MAC_BYTES;
     }
-    const frame: Frame = { ...f, payload: f.payload.slice() };
     this.start += size;
     if (this.start === this.end) this.start = this.end = 0;
-    return frame;
+    return f;
   }
 }
 
