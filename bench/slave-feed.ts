@@ -46,9 +46,10 @@ const src = new BlockSource(BS);
 const blocks = mib * 8;
 const frames: Uint8Array[] = [];
 let txn = 0;
-for (let b = 0; b < blocks; b += 64) {
+const PER_TXN = Number(process.env.FEED_TXN_BLOCKS ?? 64);
+for (let b = 0; b < blocks; b += PER_TXN) {
   const recs: ReplRecord[] = [];
-  for (let i = b; i < Math.min(blocks, b + 64); i++) {
+  for (let i = b; i < Math.min(blocks, b + PER_TXN); i++) {
     const key = p.hash('sha256', src.block(i)).subarray(0, 24);
     const mk = new Uint8Array(16); new DataView(mk.buffer).setUint32(12, i); new DataView(mk.buffer).setUint32(4, 2);
     recs.push({ type: FRAME_TYPE.KV, kv: { table: 'blockmap', key: mk, value: key } });

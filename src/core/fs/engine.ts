@@ -1092,11 +1092,6 @@ export class FsEngine {
   // ------------------------------------------------------------ replica
 
   /**
-   * fsync the data file now, outside any commit: what it writes early a later
-   * commit's sync need not wait for (a live slave keeps its commits short,
-   * since its master waits for them).
-   */
-  /**
    * Slave: whether new blocks' data-file writes are backed up (the data file
    * is slower than the link); dataWritesRoom() resolves when they are not.
    * The receiver then holds back its progress acknowledgements, so the
@@ -1110,6 +1105,11 @@ export class FsEngine {
     return this.writer.room();
   }
 
+  /**
+   * fsync the data file now, outside any commit: what it writes early a later
+   * commit's sync need not wait for (a live slave keeps its commits short,
+   * since its master waits for them).
+   */
   async presyncData(): Promise<void> {
     this.checkOpen();
     try {
