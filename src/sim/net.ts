@@ -31,7 +31,7 @@ export interface SimNetOptions {
   bitFlipProbability: number;
   /** Per delivered data chunk: reset the connection instead (ECONNRESET on both sides). */
   resetProbability: number;
-  /** Per sent data chunk: pause that direction for 1..stallMsMax ms. */
+  /** Per sent data chunk: hold that direction until the chunk's arrival + 1..stallMsMax ms (overlapping stalls do not add up). */
   stallProbability: number;
   stallMsMax: number;
   /** Per-direction bandwidth; 0 = unlimited. */
@@ -653,7 +653,11 @@ export class SimNetwork {
     if (item.kind === 'data' && flow.rng.chance(o.stallProbability)) {
       const stallMs = 1 + flow.rng.int(o.stallMsMax);
       this.scheduler.trace(`net stall ${flow.label} ${stallMs}ms`);
-      flow.wireTailMs = Math.max(flow.wireTailMs, arriveAtMs) + stallMs;
+      // The direction is held until this chunk's arrival + stallMs: everything
+      // behind it waits, but stalls that overlap do not add up (summed per
+      // chunk, a fast sender's stalls outgrew the clock and the link never
+      // drained: seed 23 with every buggify site on, 1000 ops).
+      flow.wireTailMs = Math.max(flow.wireTailMs, arriveAtMs + stallMs);
     }
     arriveAtMs = Math.max(arriveAtMs, flow.wireTailMs);
     flow.wireTailMs = arriveAtMs;
