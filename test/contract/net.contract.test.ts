@@ -231,6 +231,17 @@ function netContract(name: string, makeHarness: () => NetHarness): void {
       expectSameBytes(client.data(), down, 'server to client');
     });
 
+    it('write(data, owned): bytes handed over (views into one buffer) arrive complete and in order', async () => {
+      env = makeHarness();
+      const sizeBytes = 1024 * 1024;
+      const whole = pattern(sizeBytes, 3);
+      const { client, server } = await pair();
+      // Views of one buffer, as the live sender hands over the pieces it read.
+      for (let o = 0; o < sizeBytes; o += 100_000) client.conn.write(whole.subarray(o, Math.min(sizeBytes, o + 100_000)), true);
+      await env.until(() => server.bytes() >= sizeBytes, '1 MiB handed over');
+      expectSameBytes(server.data(), whole, 'owned writes');
+    });
+
     it('buffers bytes that arrive before onData is registered', async () => {
       env = makeHarness();
       const greeting = pattern(100 * 1024, 3);
