@@ -554,7 +554,11 @@ export class MasterLog implements CommitObserver {
     if (this.rotateRequested || bySize) await this.rotateNow(this.rotateRequested ? 'requested' : `size ${this.writer.sizeBytes} >= ROTATE_REPLOG_SIZE`);
   }
 
-  /** Records of one transaction, block records (read back in file order) first, then KV changes. */
+  /**
+   * Records of one transaction: first the blocks a live log refers to by the
+   * CRC the engine computed when storing them (nothing read back), then the
+   * other new blocks (read back in file order), then KV changes.
+   */
   private async *records(ctx: CommitContext): AsyncGenerator<LogItem> {
     const fresh: { key: Uint8Array; codec: number; rawLength: number; offsetBytes: number; storedBytes: number }[] = [];
     for (const op of ctx.ops) {
