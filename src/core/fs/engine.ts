@@ -1107,10 +1107,10 @@ export class FsEngine {
 
   /**
    * fsync the data file now, outside any commit: what it writes early a later
-   * commit's sync need not wait for (a live slave keeps its commits short,
-   * since its master waits for them).
+   * commit's sync need not wait for (masters and slaves alike; a live slave so
+   * keeps the commits its master waits for short).
    */
-  async presyncData(): Promise<void> {
+  private async presyncData(): Promise<void> {
     this.checkOpen();
     try {
       await this.dataFile.sync();

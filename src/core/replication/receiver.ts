@@ -31,8 +31,6 @@ import {
 
 /** Applied bytes between progress ACKs (the master's send window moves with them). */
 const PROGRESS_ACK_BYTES = 4 * 1024 * 1024;
-/** Applied bytes between background syncs of the data file. */
-const PRESYNC_BYTES = 32 * 1024 * 1024;
 /** Connections waiting for their handshake at once; more are refused. */
 const PENDING_CONNECTIONS_MAX = 8;
 
@@ -97,8 +95,6 @@ export class LiveReceiver {
   private commitLoop: Promise<void> | undefined;
   /** The commit request the commit running now answers. */
   servingCommitId: number | undefined;
-  private sincePresyncBytes = 0;
-  private presyncing = false;
   lastError: string | undefined;
   lastHeartbeatMasterMs = 0;
   stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0 };
@@ -459,7 +455,6 @@ export class LiveReceiver {
           if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || this.drivers.clock.nowMs() - s.lastAckMs >= this.timing.heartbeatMs) this.progressAck(s);
           return;
         }
-        const txnBytes = s.pendingBytes + f.sizeBytes;
         s.pendingBytes = 0;
         const pos = this.applier.position();
         const meta: SlaveReplicationMeta = { role: 'slave', fsId: s.masterFsId, txn: tx.txn, sequence: pos.sequence };
@@ -467,7 +462,6 @@ export class LiveReceiver {
         if (pos.fsId === undefined) this.drivers.logger.log(1, `slave adopted master filesystem id ${s.masterFsId}`);
         this.appliedTxn = tx.txn;
         this.stats.transactions++;
-        this.presyncMaybe(txnBytes);
         if (s.sinceAckBytes >= PROGRESS_ACK_BYTES || s.in.buffered === 0) this.progressAck(s);
         if (this.bug.fires('slave-drop')) this.close(s, `buggify: dropped right after applying txn ${tx.txn}`);
         return;
@@ -489,24 +483,6 @@ export class LiveReceiver {
       default:
         throw new ReplogError('EFRAME', `frame type ${f.type} is not expected from a master`);
     }
-  }
-
-  /**
-   * Every PRESYNC_BYTES applied, fsync the data file in the background, so
-   * the commit the master asks for later has little left to sync (the master
-   * waits for that commit before its own).
-   */
-  private presyncMaybe(bytes: number): void {
-    this.sincePresyncBytes += bytes;
-    if (this.sincePresyncBytes < PRESYNC_BYTES || this.presyncing) return;
-    this.sincePresyncBytes = 0;
-    this.presyncing = true;
-    this.engine
-      .presyncData()
-      .catch((err: unknown) => this.note(`background sync of the data file failed: ${(err as Error).message}`))
-      .finally(() => {
-        this.presyncing = false;
-      });
   }
 
   /**
