@@ -35,6 +35,7 @@ import {
   encodeInode,
   encodeJson,
   FORMAT_VERSION,
+  freeKey,
   inoKey,
   isDir,
   isLnk,
@@ -65,7 +66,26 @@ export interface ReplicatedBlock {
   key: Uint8Array;
   codec: number;
   rawLength: number;
-  stored: Uint8Array;
+  /** The stored bytes; undefined when they were handed to stageReplicatedBlock as they arrived. */
+  stored: Uint8Array | undefined;
+}
+
+/**
+ * A live slave's block of a transaction still arriving: its bytes are already
+ * on their way to the data file (stageReplicatedBlock), its record waits for
+ * the COMMIT (applyReplicated).
+ */
+interface StagedBlock {
+  key: Uint8Array;
+  extent: Extent;
+  storedBytes: number;
+  /**
+   * Whether the freespace table, seen through the active layer, lists the
+   * extent as free: a freeze records every staged extent as free (the state it
+   * commits moves the data end past it, and nothing points at it yet), so a
+   * crash before the COMMIT leaves it free, not lost.
+   */
+  listed: boolean;
 }
 
 /** One master transaction as a slave applies it. */
@@ -163,6 +183,8 @@ export class FsEngine {
   private readonly truncating = new Set<number>();
   /** Per inode: where its last read ended and how far blocks are fetched ahead. */
   private readonly readAhead = new Map<number, { endBytes: number; fetchedTo: number }>();
+  /** Slave: blocks of the transaction arriving, written ahead of its COMMIT (by binary key). */
+  private readonly staged = new Map<string, StagedBlock>();
   /** Recently read blocks by key; a quarter of CACHESIZE. */
   private readonly readCache = new Map<string, Promise<Uint8Array>>();
   /** Sees every transaction (the replication log); set before the mount commit by open(). */
@@ -569,6 +591,11 @@ export class FsEngine {
     this.flushDirty(this.active);
     this.state = { ...this.state, txn: this.state.txn + 1, dataEndBytes: this.allocator.dataEndBytes };
     this.active.put(T.meta, metaKey(META.state), encodeJson(this.state));
+    for (const st of this.staged.values()) {
+      if (st.listed) continue;
+      this.active.put(T.freespace, freeKey(st.extent.lengthBytes, st.extent.offsetBytes), EMPTY);
+      st.listed = true;
+    }
     this.frozen = this.active;
     this.active = new TxLayer(this.frozen);
     this.wakeFreezeWaiters();
@@ -1169,6 +1196,49 @@ export class FsEngine {
    * does not fit this node's state (a slave that diverged) throws
    * ECORRUPT and leaves the cache as it was.
    */
+  /**
+   * Live slave: write a block of the transaction still arriving to the data
+   * file now, so only its records wait for the COMMIT (applyReplicated) and
+   * receiving overlaps writing. Returns whether the engine took `stored` (then
+   * it is the engine's: a buffer of `buffers` goes back to the pool once
+   * written); false when the bytes are not needed (this node holds the block,
+   * or it is staged already) or cannot be right (applyReplicated refuses them).
+   *
+   * The extent is allocated as for any new block. Until the transaction
+   * applies it is free in every state a commit makes durable (freeze lists
+   * it), so a crash, a lost connection or a refused transaction loses no
+   * space; dropStagedBlocks() frees what the transaction did not use.
+   */
+  stageReplicatedBlock(key: Uint8Array, rawLength: number, stored: Uint8Array): boolean {
+    this.checkOpen();
+    assert(this.options.replica === true, 'stageReplicatedBlock on a node that is not a replica');
+    if (rawLength > this.options.blockSizeBytes || rawLength < 1) return false;
+    const k = binaryKey(key);
+    if (this.staged.has(k) || this.active.get(T.block, key)) return false;
+    const extent = this.allocator.allocate(stored.length, this.active);
+    this.staged.set(k, { key, extent, storedBytes: stored.length, listed: false });
+    this.issueWrite(this.active, extent.offsetBytes, stored);
+    return true;
+  }
+
+  /** Staged blocks (stageReplicatedBlock) no transaction applied: free their extents. */
+  dropStagedBlocks(): void {
+    if (this.staged.size === 0 || this.closed) return;
+    for (const st of this.staged.values()) this.releaseStaged(st);
+    this.staged.clear();
+  }
+
+  /**
+   * Free a staged extent in the active layer's transaction. Reused only once
+   * that transaction is durable (quarantine): by then the write of its bytes,
+   * issued in this layer or an older one, has finished (each commit drains
+   * its layer's writes, retrying failed ones), so no stale write can land on
+   * the extent's next owner.
+   */
+  private releaseStaged(st: StagedBlock): void {
+    this.allocator.freeInto(st.extent, this.active, this.active.quarantine);
+  }
+
   applyReplicated(tx: ReplicatedTxn, replicationMeta: unknown): void {
     this.checkOpen();
     assert(this.options.replica === true, 'applyReplicated on a node that is not a replica');
@@ -1179,7 +1249,9 @@ export class FsEngine {
     for (const b of tx.blocks) {
       if (b.rawLength > this.options.blockSizeBytes || b.rawLength < 1) throw diverged(`block ${toHex(b.key)} of ${b.rawLength} bytes (BLKSIZE ${this.options.blockSizeBytes})`);
       const k = binaryKey(b.key);
-      if (!added.has(k) && !this.active.get(T.block, b.key)) added.set(k, b);
+      if (added.has(k) || this.active.get(T.block, b.key)) continue;
+      if (b.stored === undefined && !this.staged.has(k)) throw diverged(`block ${toHex(b.key)} arrived without its bytes`);
+      added.set(k, b);
     }
     const deltas = new Map<string, { key: Uint8Array; delta: number }>();
     const bump = (key: Uint8Array, d: number): void => {
@@ -1218,12 +1290,27 @@ export class FsEngine {
         this.drivers.logger.log(4, `master txn ${tx.txn}: block ${toHex(b.key)} arrived without a reference; not stored`);
         continue;
       }
-      const extent = this.allocator.allocate(b.stored.length, layer);
-      layer.put(T.block, b.key, encodeBlock({ refcount: count, codec: b.codec, storedBytes: b.stored.length, rawBytes: b.rawLength, offsetBytes: extent.offsetBytes }));
+      const st = this.staged.get(k);
+      let extent: Extent;
+      let storedBytes: number;
+      if (st) {
+        // Its bytes are written (or being written) already; it stops being free.
+        this.staged.delete(k);
+        extent = st.extent;
+        storedBytes = st.storedBytes;
+        if (st.listed) layer.del(T.freespace, freeKey(extent.lengthBytes, extent.offsetBytes));
+      } else {
+        const stored = b.stored as Uint8Array;
+        storedBytes = stored.length;
+        extent = this.allocator.allocate(storedBytes, layer);
+        this.issueWrite(layer, extent.offsetBytes, stored);
+      }
+      layer.put(T.block, b.key, encodeBlock({ refcount: count, codec: b.codec, storedBytes, rawBytes: b.rawLength, offsetBytes: extent.offsetBytes }));
       layer.newBlockCount++;
-      this.issueWrite(layer, extent.offsetBytes, b.stored);
       this.state = { ...this.state, storedBytes: this.state.storedBytes + extent.lengthBytes, blockCount: this.state.blockCount + 1 };
     }
+    // What the transaction staged and did not use (a block without a reference).
+    this.dropStagedBlocks();
     for (const [k, { key, rec, count }] of counts) {
       if (!rec || added.has(k)) continue;
       if (count > 0) {

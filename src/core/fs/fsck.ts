@@ -6,7 +6,8 @@
 //  - every inode is reachable (or listed as an orphan with nlink 0);
 //  - file size covers the block map;
 //  - block extents lie inside the data file's allocated region and never
-//    overlap each other or a free extent; the saved counters match;
+//    overlap each other or a free extent, and together with the free extents
+//    cover it (no leaked space); the saved counters match;
 //  - thorough: every stored block decompresses and hashes to its key.
 // Repair never drops referenced data: unreachable inodes go to /lost+found,
 // sizes grow to cover their blocks, refcounts and counters are recomputed.
@@ -243,12 +244,14 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
 
     // Blocks, extents, counters.
     const extents: Array<{ start: number; end: number; what: string }> = [];
+    const unreferenced: typeof extents = [];
     let storedBytes = 0;
     let uniqueBlocks = 0;
     for (const [hk, { key, rec }] of blocks) {
       const n = refs.get(hk) ?? 0;
       const len = alignExtent(Math.max(1, rec.storedBytes));
       if (n === 0) {
+        unreferenced.push({ start: rec.offsetBytes, end: rec.offsetBytes + len, what: `block ${hk}` });
         problem('EUNREFERENCED', `block ${hk} has refcount ${rec.refcount} but no references`, () => {
           ops.push({ table: T.block, key, value: undefined });
           if (rec.offsetBytes + len <= state.dataEndBytes) ops.push({ table: T.freespace, key: freeKey(len, rec.offsetBytes), value: EMPTY });
@@ -279,6 +282,20 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       if (extents[i].start < extents[i - 1].end) {
         problem('EOVERLAP', `${extents[i - 1].what} overlaps ${extents[i].what}`);
       }
+    }
+    // Every byte below the data end is a block's or free: anything else is
+    // space no allocation can reach again (leaked).
+    let covered = 0;
+    const gaps: Array<{ start: number; end: number }> = [];
+    for (const e of [...extents, ...unreferenced].sort((a, b) => a.start - b.start)) {
+      if (e.start > covered) gaps.push({ start: covered, end: Math.min(e.start, state.dataEndBytes) });
+      covered = Math.max(covered, e.end);
+    }
+    if (covered < state.dataEndBytes) gaps.push({ start: covered, end: state.dataEndBytes });
+    for (const g of gaps) {
+      if (g.end <= g.start) continue;
+      problem('ELEAK', `data file bytes ${g.start}+${g.end - g.start} belong to no block and are not free (leaked space)`, () =>
+        ops.push({ table: T.freespace, key: freeKey(g.end - g.start, g.start), value: EMPTY }));
     }
     if (state.blockCount !== uniqueBlocks || state.storedBytes !== storedBytes) {
       problem('ECOUNTERS', `saved counters say ${state.blockCount} blocks / ${state.storedBytes} bytes, found ${uniqueBlocks} / ${storedBytes}`, () => {

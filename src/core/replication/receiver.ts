@@ -31,6 +31,8 @@ import {
 
 /** Applied bytes between progress ACKs (the master's send window moves with them). */
 const PROGRESS_ACK_BYTES = 4 * 1024 * 1024;
+/** A staged block's bytes in its record (they went to the engine when it arrived). */
+const STAGED = new Uint8Array(0);
 /** Connections waiting for their handshake at once; more are refused. */
 const PENDING_CONNECTIONS_MAX = 8;
 
@@ -221,6 +223,8 @@ export class LiveReceiver {
     }
     if (this.active === s) {
       this.active = undefined;
+      // The transaction it was sending will come again, from its start.
+      this.engine.dropStagedBlocks();
       this.drivers.logger.log(1, `replication: master ${s.conn.remote} disconnected${err ? ` (${err.message})` : ''}; applied txn ${this.appliedTxn}`);
     }
   }
@@ -293,13 +297,17 @@ export class LiveReceiver {
 
   /**
    * Frames come with payloads borrowed from the receive buffer (no copy per
-   * frame); what a transaction keeps until it is applied is copied here, a
-   * block's bytes into one of the engine's recycled block buffers (which the
-   * engine takes back once they are in the data file). Fresh buffers per
-   * frame cost more than the copy: page faults and garbage collection.
+   * frame); what a transaction keeps until it is applied is copied here. A
+   * block's bytes are copied into one of the engine's recycled block buffers
+   * and handed to the engine at once (stageReplicatedBlock), which writes them
+   * to the data file while the rest of the transaction arrives: only the
+   * records wait for the COMMIT. Fresh buffers per frame cost more than the
+   * copy (page faults, garbage collection). A new assembler (a handshake, a
+   * NAK) starts a new transaction: what the last one staged is freed.
    */
   private assembler(): TransactionAssembler {
     const buffers = this.engine.buffers;
+    this.engine.dropStagedBlocks();
     return new TransactionAssembler(this.drivers.primitives, this.appliedTxn + 1, {
       blockSizeBytes: this.options.blockSizeBytes,
       ownRecord: (r) => {
@@ -307,6 +315,7 @@ export class LiveReceiver {
         // Never a BLOCKREF: without allowBlockRefs the assembler refuses it before this.
         if (r.type !== FRAME_TYPE.BLOCK) throw new ReplogError('EFRAME', `record type ${r.type} is not allowed on the wire`);
         const b = r.block;
+        const key = b.key.slice();
         let stored: Uint8Array;
         if (b.stored.length <= buffers.blockSizeBytes) {
           stored = buffers.take().subarray(0, b.stored.length);
@@ -314,7 +323,8 @@ export class LiveReceiver {
         } else {
           stored = b.stored.slice();
         }
-        return { type: FRAME_TYPE.BLOCK, block: { key: b.key.slice(), codec: b.codec, rawLength: b.rawLength, stored } };
+        if (!this.engine.stageReplicatedBlock(key, b.rawLength, stored)) buffers.give(stored);
+        return { type: FRAME_TYPE.BLOCK, block: { key, codec: b.codec, rawLength: b.rawLength, stored: STAGED } };
       },
     });
   }
@@ -458,7 +468,7 @@ export class LiveReceiver {
         s.pendingBytes = 0;
         const pos = this.applier.position();
         const meta: SlaveReplicationMeta = { role: 'slave', fsId: s.masterFsId, txn: tx.txn, sequence: pos.sequence };
-        this.engine.applyReplicated(toReplicatedTxn(tx), meta);
+        this.engine.applyReplicated(toReplicatedTxn(tx, true), meta);
         if (pos.fsId === undefined) this.drivers.logger.log(1, `slave adopted master filesystem id ${s.masterFsId}`);
         this.appliedTxn = tx.txn;
         this.stats.transactions++;

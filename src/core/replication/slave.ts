@@ -26,13 +26,16 @@ export type ApplyOutcome =
   | { kind: 'applied'; header: LogHeader; firstTxn: number; lastTxn: number; transactions: number; bytes: number }
   | { kind: 'duplicate'; header: LogHeader; appliedTxn: number; appliedSequence: number };
 
-/** A master transaction as the engine applies it. */
-export function toReplicatedTxn(tx: Transaction): ReplicatedTxn {
+/**
+ * A master transaction as the engine applies it. `staged`: its blocks' bytes
+ * went to FsEngine.stageReplicatedBlock as they arrived (a live slave).
+ */
+export function toReplicatedTxn(tx: Transaction, staged = false): ReplicatedTxn {
   const kvs: { table: string; key: Uint8Array; value: Uint8Array | undefined }[] = [];
   const blocks: ReplicatedTxn['blocks'][number][] = [];
   for (const r of tx.decoded) {
     if (r.type === FRAME_TYPE.KV) kvs.push(r.kv);
-    else if (r.type === FRAME_TYPE.BLOCK) blocks.push({ key: r.block.key, codec: r.block.codec, rawLength: r.block.rawLength, stored: r.block.stored });
+    else if (r.type === FRAME_TYPE.BLOCK) blocks.push({ key: r.block.key, codec: r.block.codec, rawLength: r.block.rawLength, stored: staged ? undefined : r.block.stored });
     else throw new ReplogError('EFRAME', `txn ${tx.txn} holds a BLOCKREF, which only a live master's replog.dta may hold`);
   }
   return { txn: tx.txn, nextIno: tx.commit.nextIno, kvs, blocks };
