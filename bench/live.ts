@@ -3,9 +3,10 @@
 // backlog (unique and duplicate data), and loopback TCP bandwidth measured in
 // the same run. The slave runs in a child process, as it would on its own
 // machine; the master is the engine driven in this process (no FUSE).
+// LIVE_CPU=1 also logs where the CPU went during the unique catch-up.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parseConfig } from '../src/core/config.ts';
@@ -26,6 +27,13 @@ const BLOCK_BYTES = 128 * 1024;
 const CACHE_MB = 128;
 const WAIT_MS_MAX = 10 * 60_000;
 const TCP_CHUNK_BYTES = 1024 * 1024;
+
+/** User and system CPU seconds of a process so far (Linux /proc). */
+function processCpuS(pid: number | undefined): { user: number; sys: number } {
+  if (pid === undefined) return { user: 0, sys: 0 };
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 };
+}
 
 interface SlaveChild {
   child: ChildProcess;
@@ -206,9 +214,17 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
       await writeFileOf(m.b, '/backlog-unique', new BlockSource(BLOCK_BYTES), bytes);
       const uniqueBacklogBytes = m.sender.backlogBytes;
       let t0 = performance.now();
+      const elu0 = performance.eventLoopUtilization(); const cpu0 = process.cpuUsage();
+      const sc0 = processCpuS(slave.child.pid);
       m.sender.setEnabled(true);
       await waitSlave(m, false);
       const catchUpUniqueMbS = mbPerS(bytes, performance.now() - t0);
+      if (process.env.LIVE_CPU) {
+        const e = performance.eventLoopUtilization(elu0);
+        const c = process.cpuUsage(cpu0);
+        const sc1 = processCpuS(slave.child.pid);
+        ctx.log(`live: catch-up CPU: master event loop ${(e.utilization * 100).toFixed(0)}% busy, user ${(c.user / 1e6).toFixed(2)} sys ${(c.system / 1e6).toFixed(2)} s; slave user ${(sc1.user - sc0.user).toFixed(2)} sys ${(sc1.sys - sc0.sys).toFixed(2)} s; in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+      }
       await waitSlave(m, true);
       m.sender.setEnabled(false);
       await writeFileOf(m.b, '/backlog-dup', source, bytes);

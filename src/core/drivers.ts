@@ -109,8 +109,12 @@ export interface DiskSpace {
 
 export interface FileHandle {
   readonly path: string;
-  /** Read up to length bytes at position; shorter only at end of file. */
-  read(positionBytes: number, length: number): Promise<Uint8Array>;
+  /**
+   * Read up to length bytes at position; shorter only at end of file. With
+   * `into` (at least length bytes) the bytes land there and the result is a
+   * view of it: a caller that reuses its buffers touches no fresh memory.
+   */
+  read(positionBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Write all of data at position (extending the file as needed). */
   write(positionBytes: number, data: Uint8Array): Promise<void>;
   /** Write the chunks back to back from position (one gathered write where the OS has it). */
@@ -157,9 +161,11 @@ export interface Connection {
   /**
    * Queue bytes; false when the send buffer is over its high-water mark.
    * `owned`: the caller hands the bytes over and never touches them again, so
-   * the driver may keep them without a copy.
+   * the driver may keep them without a copy. `onSent` (with owned): called
+   * once the driver no longer needs them (handed to the OS, copied, or the
+   * connection gone): then the caller may reuse the buffer.
    */
-  write(data: Uint8Array, owned?: boolean): boolean;
+  write(data: Uint8Array, owned?: boolean, onSent?: () => void): boolean;
   /** Close after queued bytes are sent. */
   end(): void;
   /** Close at once, dropping queued bytes. */

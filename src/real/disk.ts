@@ -114,18 +114,19 @@ class RealFileHandle implements FileHandle {
     private readonly readOnly: boolean,
   ) {}
 
-  async read(positionBytes: number, length: number): Promise<Uint8Array> {
+  async read(positionBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.checkOpen('read', false);
     checkInteger(positionBytes, 'read position', this.path, Number.MAX_SAFE_INTEGER);
     checkInteger(length, 'read length', this.path, REAL_DISK_IO_LENGTH_MAX_BYTES);
-    const out = new Uint8Array(length);
+    if (into && into.length < length) throw new RangeError(`read of ${length} bytes into a buffer of ${into.length}`);
+    const out = into ? into.subarray(0, length) : new Uint8Array(length);
     let got = 0;
     while (got < length) {
       const { bytesRead } = await wrap(this.path, () => this.fh.read(out, got, length - got, positionBytes + got));
       if (bytesRead === 0) break;
       got += bytesRead;
     }
-    return got === length ? out : out.slice(0, got);
+    return got === length ? out : into ? out.subarray(0, got) : out.slice(0, got);
   }
 
   async write(positionBytes: number, data: Uint8Array): Promise<void> {

@@ -59,11 +59,21 @@ class RealConnection implements Connection {
     });
   }
 
-  write(data: Uint8Array, owned = false): boolean {
+  write(data: Uint8Array, owned = false, onSent?: () => void): boolean {
     if (this.appClosed) throw new NetError('EPIPE', `write after end/destroy on connection ${this.remote}`);
     // Closed or closing under us: the cause reaches onClose.
-    if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
-    return this.socket.write(owned ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data));
+    if (this.closed || this.socket.destroyed || !this.socket.writable) {
+      onSent?.();
+      return false;
+    }
+    if (!owned) {
+      const ok = this.socket.write(Buffer.from(data));
+      onSent?.();
+      return ok;
+    }
+    // The stream calls back once the bytes are written to the socket, or with
+    // an error when it is destroyed first: either way it has let go of them.
+    return this.socket.write(Buffer.from(data.buffer, data.byteOffset, data.byteLength), onSent ? () => onSent() : undefined);
   }
 
   end(): void {

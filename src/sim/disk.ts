@@ -900,13 +900,17 @@ class SimFileHandle implements FileHandle {
     this.epoch = medium.epoch;
   }
 
-  read(positionBytes: number, length: number): Promise<Uint8Array> {
+  read(positionBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const m = this.medium;
     return this.issue('read', false, () => {
       checkPosition(positionBytes, 'read position', this.path, Number.MAX_SAFE_INTEGER);
       checkPosition(length, 'read length', this.path, m.options.ioLengthMaxBytes);
+      if (into && into.length < length) throw new RangeError(`read of ${length} bytes into a buffer of ${into.length}`);
       m.maybeFault('read', 'read', this.path);
-      return this.inode.data.read(positionBytes, length);
+      const got = this.inode.data.read(positionBytes, length);
+      if (!into) return got;
+      into.set(got);
+      return into.subarray(0, got.length);
     });
   }
 

@@ -274,7 +274,14 @@ class SimConnection implements Connection {
     this.ownsLocalPort = !established;
   }
 
-  write(data: Uint8Array): boolean {
+  write(data: Uint8Array, _owned?: boolean, onSent?: () => void): boolean {
+    const ok = this.writeCopy(data);
+    // Copied (or dropped): the caller may reuse its buffer now.
+    onSent?.();
+    return ok;
+  }
+
+  private writeCopy(data: Uint8Array): boolean {
     if (this.appClosed) throw new NetError('EPIPE', `write after end/destroy on ${this.local}>${this.remote}`);
     assert(this.established, `write on connection ${this.connId} before it is established`);
     // Closed under us (reset, timeout, peer close): the cause reaches onClose.

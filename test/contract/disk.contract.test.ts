@@ -134,6 +134,14 @@ function diskContract(name: string, factory: DiskFactory): void {
         expect((await fh.read(10_000, 10)).length).toBe(0);
         expect((await fh.read(20_000, 10)).length).toBe(0);
         expect((await fh.read(0, 0)).length).toBe(0);
+        // Into a caller's buffer: a view of it, short only at end of file.
+        const into = new Uint8Array(200).fill(0xee);
+        const got = await fh.read(100, 50, into);
+        expect(got.buffer).toBe(into.buffer);
+        expect(got).toEqual(data.slice(100, 150));
+        expect(into[50]).toBe(0xee);
+        expect(await fh.read(9_990, 100, into)).toEqual(data.slice(9_990));
+        await expect(fh.read(0, 300, into)).rejects.toThrow(RangeError);
         await fh.close();
       });
 

@@ -40,7 +40,7 @@ export function drivenHandle(raw: FileHandle, run: Runner): DrivenFileHandle {
   return {
     raw,
     path: raw.path,
-    read: (positionBytes, length) => run(raw.read(positionBytes, length)),
+    read: (positionBytes, length, into) => run(raw.read(positionBytes, length, into)),
     write: (positionBytes, data) => run(raw.write(positionBytes, data)),
     writev: (positionBytes, chunks) => run(raw.writev(positionBytes, chunks)),
     append: (data) => run(raw.append(data)),

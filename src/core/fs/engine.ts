@@ -217,10 +217,10 @@ export class FsEngine {
     this.active = new TxLayer(store);
     this.buggify = options.buggify ?? BUGGIFY_OFF;
     this.writer = new WriteQueue(dataFile, undefined, this.buggify, drivers.clock);
-    // A slave holds each master transaction's new blocks in these buffers
-    // until its COMMIT arrives (up to the master's cache size): keeping as
-    // many idle spares means it never allocates fresh ones once warm.
-    const keepBytes = options.replica === true ? Math.max(16 << 20, options.cacheSizeBytes) : 16 << 20;
+    // A live slave holds arriving blocks in these buffers until their data-file
+    // writes finish (stageReplicatedBlock): the master's send window plus the
+    // write queue's backlog, when the disk is slower than the link.
+    const keepBytes = options.replica === true ? 48 << 20 : 16 << 20;
     this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor(keepBytes / options.blockSizeBytes)));
     this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
   }
@@ -554,9 +554,12 @@ export class FsEngine {
     };
   }
 
-  /** Bytes of the data file: committed blocks' extents (a live master's sender resolving BLOCKREFs). */
-  async readExtent(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
-    const bytes = await this.reader.read(offsetBytes, lengthBytes);
+  /**
+   * Bytes of the data file: committed blocks' extents (a live master's sender
+   * resolving BLOCKREFs); into `into` when given (then a view of it).
+   */
+  async readExtent(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Promise<Uint8Array> {
+    const bytes = await this.reader.read(offsetBytes, lengthBytes, into);
     if (bytes.length !== lengthBytes) throw new FsError('EIO', `short read of the data file: ${bytes.length} of ${lengthBytes} bytes at ${offsetBytes}`);
     return bytes;
   }

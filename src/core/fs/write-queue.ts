@@ -115,7 +115,7 @@ export class WriteQueue {
  * offsets defeat that read-ahead.
  */
 export class ReadQueue {
-  private readonly queue: Array<{ offsetBytes: number; length: number; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }> = [];
+  private readonly queue: Array<{ offsetBytes: number; length: number; into: Uint8Array | undefined; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }> = [];
   private inflight = 0;
 
   constructor(
@@ -123,9 +123,9 @@ export class ReadQueue {
     private readonly inflightMax: number,
   ) {}
 
-  read(offsetBytes: number, length: number): Promise<Uint8Array> {
+  read(offsetBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ offsetBytes, length, resolve, reject });
+      this.queue.push({ offsetBytes, length, into, resolve, reject });
       this.pump();
     });
   }
@@ -134,7 +134,7 @@ export class ReadQueue {
     while (this.inflight < this.inflightMax && this.queue.length > 0) {
       const r = this.queue.shift() as (typeof this.queue)[number];
       this.inflight++;
-      this.file.read(r.offsetBytes, r.length).then(
+      this.file.read(r.offsetBytes, r.length, r.into).then(
         (b) => {
           this.inflight--;
           r.resolve(b);
