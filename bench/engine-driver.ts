@@ -49,6 +49,13 @@ export async function writeFileOf(
   source: BlockSource,
   bytes: number,
   onBlock?: (index: number) => void,
+  /**
+   * Give the event loop a turn after each block, as a mount does: FUSE hands
+   * over each write in its own callback, so I/O completions (a live sender's
+   * reads) run between writes. Without it the writes chain through resolved
+   * promises and starve every other task of the process.
+   */
+  yieldPerBlock = false,
 ): Promise<{ writeMs: number; fsyncMs: number }> {
   const bs = source.blockBytes;
   if (bs !== b.options.blockSizeBytes || bytes % bs !== 0) throw new Error(`size ${bytes} is not whole blocks of ${b.options.blockSizeBytes}`);
@@ -61,6 +68,7 @@ export async function writeFileOf(
     const n = await b.engine.write(ino, i * bs, source.blockInto(i, b.engine.buffers.take()));
     if (n !== bs) throw new Error(`short write at block ${i}: ${n} of ${bs} bytes`);
     onBlock?.(i);
+    if (yieldPerBlock) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   const t1 = performance.now();
   await b.engine.fsync(ino);

@@ -187,7 +187,7 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
   const offDir = join(dir, 'off');
   mkdirSync(offDir);
   const off = await formatAndOpen(offDir, BLOCK_BYTES, CACHE_MB * MiB);
-  const w0 = await writeFileOf(off, '/f', source, bytes);
+  const w0 = await writeFileOf(off, '/f', source, bytes, undefined, true);
   await off.engine.close();
   rmSync(offDir, { recursive: true, force: true });
   const offMbS = mbPerS(bytes, w0.writeMs + w0.fsyncMs);
@@ -205,9 +205,21 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
     const m = await openMaster(mDir, slave.port, true);
     try {
       // Streaming while writing; then how long until the slave has it.
-      const w1 = await writeFileOf(m.b, '/live', source, bytes);
+      const cpuW0 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), slave: processCpuS(slave.child.pid) };
+      const w1 = await writeFileOf(m.b, '/live', source, bytes, undefined, true);
       const onMbS = mbPerS(bytes, w1.writeMs + w1.fsyncMs);
+      const cpuW1 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), slave: processCpuS(slave.child.pid) };
       const appliedLagMs = await waitSlave(m, false);
+      if (process.env.LIVE_CPU) {
+        const e1 = performance.eventLoopUtilization(cpuW1.elu, cpuW0.elu);
+        const m1 = { user: (cpuW1.master.user - cpuW0.master.user) / 1e6, sys: (cpuW1.master.system - cpuW0.master.system) / 1e6 };
+        const s1 = { user: cpuW1.slave.user - cpuW0.slave.user, sys: cpuW1.slave.sys - cpuW0.slave.sys };
+        const e2 = performance.eventLoopUtilization(cpuW1.elu);
+        const c2 = process.cpuUsage(cpuW1.master);
+        const s2 = processCpuS(slave.child.pid);
+        ctx.log(`live: CPU during the write: master event loop ${(e1.utilization * 100).toFixed(0)}% busy, user ${m1.user.toFixed(2)} sys ${m1.sys.toFixed(2)} s; slave user ${s1.user.toFixed(2)} sys ${s1.sys.toFixed(2)} s`);
+        ctx.log(`live: CPU during the lag: master event loop ${(e2.utilization * 100).toFixed(0)}% busy, user ${(c2.user / 1e6).toFixed(2)} sys ${(c2.system / 1e6).toFixed(2)} s; slave user ${(s2.user - cpuW1.slave.user).toFixed(2)} sys ${(s2.sys - cpuW1.slave.sys).toFixed(2)} s`);
+      }
       const durableLagMs = appliedLagMs + (await waitSlave(m, true));
       // A backlog of unique data, then of duplicates, each drained at once.
       m.sender.setEnabled(false);
