@@ -15,13 +15,24 @@ export class Domain {
   }
 }
 
-interface SimEvent {
-  timeMs: number;
-  seq: number;
-  label: string;
-  fn: () => void;
-  domain: Domain | undefined;
-  cancelled: boolean;
+/** A scheduled event; it is its own cancel handle (no closure per event). */
+class SimEvent implements TimerHandle {
+  cancelled = false;
+  constructor(
+    readonly timeMs: number,
+    readonly seq: number,
+    readonly label: string,
+    readonly fn: () => void,
+    readonly domain: Domain | undefined,
+  ) {}
+
+  cancel(): void {
+    this.cancelled = true;
+  }
+}
+
+function less(x: SimEvent, y: SimEvent): boolean {
+  return x.timeMs < y.timeMs || (x.timeMs === y.timeMs && x.seq < y.seq);
 }
 
 export interface SchedulerOptions {
@@ -51,8 +62,13 @@ export class Scheduler {
   stepsRun = 0;
   readonly rng: SimRng;
   readonly stepsMax: number;
-  /** Optional sink for the event trace (for divergence reports). */
+  /** Optional sink for the event trace (for divergence reports): every line. */
   traceSink: ((line: string) => void) | undefined;
+  /**
+   * Optional sink for the lines components record with trace() (what
+   * happened: faults, commits...), without the line of each event run.
+   */
+  noteSink: ((line: string) => void) | undefined;
 
   constructor(options: SchedulerOptions) {
     this.rng = new SimRng(options.seed);
@@ -65,15 +81,20 @@ export class Scheduler {
 
   schedule(delayMs: number, label: string, fn: () => void, domain?: Domain): TimerHandle {
     if (!(delayMs >= 0) || !Number.isFinite(delayMs)) throw new RangeError(`schedule: bad delay ${delayMs} for ${label}`);
-    const ev: SimEvent = { timeMs: this.now + delayMs, seq: this.seq++, label, fn, domain, cancelled: false };
+    const ev = new SimEvent(this.now + delayMs, this.seq++, label, fn, domain);
     this.push(ev);
-    return { cancel: () => { ev.cancelled = true; } };
+    return ev;
   }
 
   /** Record something that happened in the trace hash. */
   trace(line: string): void {
+    this.traceLine(line);
+    this.noteSink?.(line);
+  }
+
+  private traceLine(line: string): void {
     this.traceEvents++;
-    this.traceText += `${line}\n`;
+    this.traceText += line + '\n';
     if (this.traceText.length >= TRACE_FLUSH_CHARS) this.flushTrace();
     this.traceSink?.(line);
   }
@@ -108,7 +129,7 @@ export class Scheduler {
       if (ev.cancelled || (ev.domain && !ev.domain.alive)) continue;
       this.now = ev.timeMs;
       this.stepsRun++;
-      this.trace(`${ev.timeMs} ${ev.label}`);
+      this.traceLine(`${ev.timeMs} ${ev.label}`);
       ev.fn();
       return true;
     }
@@ -117,25 +138,41 @@ export class Scheduler {
   /**
    * Run events (letting promise continuations settle after each) until `done()`
    * holds, the queue empties, or virtual time passes untilMs.
+   *
+   * Driven by callbacks, not an async loop: after an event, a microtask queues
+   * a tick that runs the next one, so the next event starts once the event's
+   * promise continuations, chains included, have all run (what drain() waits
+   * for), without a promise per event. Now and then a real turn of the event
+   * loop instead (signals, timers, I/O of the host: nothing of the simulation
+   * runs there).
    */
-  async run(options: { untilMs?: number; done?: () => boolean } = {}): Promise<void> {
-    let steps = 0;
-    await settle();
-    for (;;) {
-      if (options.done?.()) return;
-      const next = this.peek();
-      if (!next) return;
-      if (options.untilMs !== undefined && next.timeMs > options.untilMs) {
-        this.now = Math.max(this.now, options.untilMs);
-        return;
-      }
-      this.stepSync();
-      // The event's promise continuations run before the next event; now and
-      // then a real turn of the event loop too (signals, timers, I/O of the
-      // host: nothing of the simulation runs there).
-      await (++steps % EVENT_LOOP_TURN_STEPS === 0 ? settle() : drain());
-      if (steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
-    }
+  run(options: { untilMs?: number; done?: () => boolean } = {}): Promise<void> {
+    const { untilMs, done } = options;
+    return new Promise<void>((resolve, reject) => {
+      let steps = 0;
+      const afterTick = (): void => {
+        nextTick(next);
+      };
+      const next = (): void => {
+        try {
+          if (steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
+          if (done?.()) return resolve();
+          const ev = this.peek();
+          if (!ev) return resolve();
+          if (untilMs !== undefined && ev.timeMs > untilMs) {
+            this.now = Math.max(this.now, untilMs);
+            return resolve();
+          }
+          this.stepSync();
+          if (++steps % EVENT_LOOP_TURN_STEPS === 0) setImmediate(next);
+          else queueMicrotask(afterTick);
+        } catch (err) {
+          reject(err);
+        }
+      };
+      // Let what is pending settle first (a macrotask boundary, as settle()).
+      setImmediate(next);
+    });
   }
 
   /** Run until the promise settles; fails if the queue empties first. */
@@ -166,20 +203,18 @@ export class Scheduler {
     return undefined;
   }
 
-  private less(x: SimEvent, y: SimEvent): boolean {
-    return x.timeMs < y.timeMs || (x.timeMs === y.timeMs && x.seq < y.seq);
-  }
-
   private push(ev: SimEvent): void {
     const h = this.heap;
+    let i = h.length;
     h.push(ev);
-    let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.less(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
+      const parent = h[p];
+      if (!less(ev, parent)) break;
+      h[i] = parent;
       i = p;
     }
+    h[i] = ev;
   }
 
   private pop(): SimEvent | undefined {
@@ -187,19 +222,19 @@ export class Scheduler {
     if (h.length === 0) return undefined;
     const top = h[0];
     const last = h.pop() as SimEvent;
-    if (h.length > 0) {
-      h[0] = last;
+    const n = h.length;
+    if (n > 0) {
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < h.length && this.less(h[l], h[m])) m = l;
-        if (r < h.length && this.less(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
+        const m = r < n && less(h[r], h[l]) ? r : l;
+        if (!less(h[m], last)) break;
+        h[i] = h[m];
         i = m;
       }
+      h[i] = last;
     }
     return top;
   }
