@@ -911,9 +911,13 @@ class SimFileHandle implements FileHandle {
   }
 
   write(positionBytes: number, data: Uint8Array): Promise<void> {
-    const m = this.medium;
     // Copied at issue: the caller may reuse its buffer once the call returns.
-    const copy = data.slice();
+    return this.writeOwned(positionBytes, data.slice());
+  }
+
+  /** A write of bytes nobody else holds (kept as they are, no copy). */
+  private writeOwned(positionBytes: number, copy: Uint8Array): Promise<void> {
+    const m = this.medium;
     return this.issue('write', true, () => {
       checkPosition(positionBytes, 'write position', this.path, Number.MAX_SAFE_INTEGER - copy.length);
       checkPosition(copy.length, 'write length', this.path, m.options.ioLengthMaxBytes);
@@ -932,7 +936,7 @@ class SimFileHandle implements FileHandle {
       joined.set(c, o);
       o += c.length;
     }
-    return this.write(positionBytes, joined);
+    return this.writeOwned(positionBytes, joined);
   }
 
   append(data: Uint8Array): Promise<number> {
