@@ -2,7 +2,7 @@
 // node:zlib. Every function is a pure function of its arguments, so the simulator
 // uses this same object and stays deterministic.
 
-import { createHash, createHmac, type Hash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import type { CodecInfo, Primitives } from '../core/drivers.ts';
 import { errorCode, FormatError, FsError } from '../core/errors.ts';
@@ -85,35 +85,6 @@ function inflate(data: Uint8Array, rawLength: number): Uint8Array {
   return view(out);
 }
 
-/** HMAC block sizes (bytes) of the hashes HMAC is computed with here (RFC 2104's B). */
-const HMAC_BLOCK_BYTES: Readonly<Record<string, number>> = { sha256: 64, sha1: 64, sha512: 128 };
-const HMAC_KEYS_KEPT = 64;
-/** Per hash and key: the hash states after (K ^ ipad) and (K ^ opad), copied for each message. */
-const hmacPads = new Map<string, { inner: Hash; outer: Hash }>();
-
-/**
- * HMAC (RFC 2104) from hash states keyed once per key: a replication link
- * MACs every frame with one session key, and createHmac would hash the two
- * key pads again for each. Same bytes as createHmac.
- */
-function hmacOf(name: string, key: Uint8Array, data: Uint8Array): Uint8Array {
-  const blockBytes = HMAC_BLOCK_BYTES[name];
-  if (blockBytes === undefined) return view(createHmac(name, key).update(data).digest());
-  const id = `${name}:${Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')}`;
-  let pads = hmacPads.get(id);
-  if (!pads) {
-    const k0 = new Uint8Array(blockBytes);
-    k0.set(key.length > blockBytes ? createHash(name).update(key).digest() : key);
-    const ipad = k0.map((b) => b ^ 0x36);
-    const opad = k0.map((b) => b ^ 0x5c);
-    pads = { inner: createHash(name).update(ipad), outer: createHash(name).update(opad) };
-    if (hmacPads.size >= HMAC_KEYS_KEPT) hmacPads.clear();
-    hmacPads.set(id, pads);
-  }
-  const inner = pads.inner.copy().update(data).digest();
-  return view(pads.outer.copy().update(inner).digest());
-}
-
 export const nodePrimitives: Primitives = Object.freeze({
   hashNames: HASH_NAMES,
 
@@ -124,7 +95,7 @@ export const nodePrimitives: Primitives = Object.freeze({
 
   hmac(name: string, key: Uint8Array, data: Uint8Array): Uint8Array {
     checkHashName(name);
-    return hmacOf(name, key, data);
+    return view(createHmac(name, key).update(data).digest());
   },
 
   crc32(data: Uint8Array, seed = 0): number {
