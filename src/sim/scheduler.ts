@@ -58,6 +58,9 @@ export class Scheduler {
   /** Trace text not yet hashed: hashing it in large pieces gives the same hash as line by line, faster. */
   private traceText = '';
   private traceEvents = 0;
+  /** The time of the last event traced, and its text with the space after it. */
+  private traceTimeMs = Number.NaN;
+  private traceTimeText = '';
   /** Events run so far (crash points are counted in these). */
   stepsRun = 0;
   readonly rng: SimRng;
@@ -129,7 +132,12 @@ export class Scheduler {
       if (ev.cancelled || (ev.domain && !ev.domain.alive)) continue;
       this.now = ev.timeMs;
       this.stepsRun++;
-      this.traceLine(`${ev.timeMs} ${ev.label}`);
+      // Events often share an instant: its text is made once.
+      if (ev.timeMs !== this.traceTimeMs) {
+        this.traceTimeMs = ev.timeMs;
+        this.traceTimeText = `${ev.timeMs} `;
+      }
+      this.traceLine(this.traceTimeText + ev.label);
       ev.fn();
       return true;
     }
