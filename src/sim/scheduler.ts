@@ -42,7 +42,7 @@ export interface SchedulerOptions {
 }
 
 const TRACE_FLUSH_CHARS = 1 << 16;
-/** Events between two real turns of the event loop in run(). */
+/** Steps of run() (events, and the start of each call) between two real turns of the event loop. */
 const EVENT_LOOP_TURN_STEPS = 1024;
 
 /**
@@ -61,6 +61,8 @@ export class Scheduler {
   /** The time of the last event traced, and its text with the space after it. */
   private traceTimeMs = Number.NaN;
   private traceTimeText = '';
+  /** Steps of run() since its last real turn of the event loop. */
+  private sinceLoopTurn = 0;
   /** Events run so far (crash points are counted in these). */
   stepsRun = 0;
   readonly rng: SimRng;
@@ -150,9 +152,10 @@ export class Scheduler {
    * Driven by callbacks, not an async loop: after an event, a microtask queues
    * a tick that runs the next one, so the next event starts once the event's
    * promise continuations, chains included, have all run (what drain() waits
-   * for), without a promise per event. Now and then a real turn of the event
-   * loop instead (signals, timers, I/O of the host: nothing of the simulation
-   * runs there).
+   * for), without a promise per event. Every EVENT_LOOP_TURN_STEPS events
+   * (counted across calls: a campaign makes thousands of short ones) a real
+   * turn of the event loop instead, for the host's signals, timers and I/O
+   * (nothing of the simulation runs there).
    */
   run(options: { untilMs?: number; done?: () => boolean } = {}): Promise<void> {
     const { untilMs, done } = options;
@@ -160,6 +163,14 @@ export class Scheduler {
       let steps = 0;
       const afterTick = (): void => {
         nextTick(next);
+      };
+      const later = (): void => {
+        if (++this.sinceLoopTurn >= EVENT_LOOP_TURN_STEPS) {
+          this.sinceLoopTurn = 0;
+          setImmediate(next);
+        } else {
+          queueMicrotask(afterTick);
+        }
       };
       const next = (): void => {
         try {
@@ -172,14 +183,14 @@ export class Scheduler {
             return resolve();
           }
           this.stepSync();
-          if (++steps % EVENT_LOOP_TURN_STEPS === 0) setImmediate(next);
-          else queueMicrotask(afterTick);
+          steps++;
+          later();
         } catch (err) {
           reject(err);
         }
       };
-      // Let what is pending settle first (a macrotask boundary, as settle()).
-      setImmediate(next);
+      // What is pending settles first.
+      later();
     });
   }
 
