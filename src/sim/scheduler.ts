@@ -15,6 +15,19 @@ export class Domain {
   }
 }
 
+/** One run() call in progress. */
+interface RunLoop {
+  untilMs: number | undefined;
+  done: (() => boolean) | undefined;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  steps: number;
+  next: () => void;
+  afterTick: () => void;
+}
+
+const NOOP = (): void => undefined;
+
 /** A scheduled event; it is its own cancel handle (no closure per event). */
 class SimEvent implements TimerHandle {
   cancelled = false;
@@ -158,40 +171,42 @@ export class Scheduler {
    * (nothing of the simulation runs there).
    */
   run(options: { untilMs?: number; done?: () => boolean } = {}): Promise<void> {
-    const { untilMs, done } = options;
     return new Promise<void>((resolve, reject) => {
-      let steps = 0;
-      const afterTick = (): void => {
-        nextTick(next);
-      };
-      const later = (): void => {
-        if (++this.sinceLoopTurn >= EVENT_LOOP_TURN_STEPS) {
-          this.sinceLoopTurn = 0;
-          setImmediate(next);
-        } else {
-          queueMicrotask(afterTick);
-        }
-      };
-      const next = (): void => {
-        try {
-          if (steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
-          if (done?.()) return resolve();
-          const ev = this.peek();
-          if (!ev) return resolve();
-          if (untilMs !== undefined && ev.timeMs > untilMs) {
-            this.now = Math.max(this.now, untilMs);
-            return resolve();
-          }
-          this.stepSync();
-          steps++;
-          later();
-        } catch (err) {
-          reject(err);
-        }
-      };
+      const loop: RunLoop = { untilMs: options.untilMs, done: options.done, resolve, reject, steps: 0, next: NOOP, afterTick: NOOP };
+      // Bound methods, not named closures: cheaper to make per call.
+      loop.next = this.runStep.bind(this, loop);
+      loop.afterTick = nextTick.bind(null, loop.next);
       // What is pending settles first.
-      later();
+      this.runLater(loop);
     });
+  }
+
+  /** After a step of run(): the next one once continuations settled (now and then after a loop turn). */
+  private runLater(loop: RunLoop): void {
+    if (++this.sinceLoopTurn >= EVENT_LOOP_TURN_STEPS) {
+      this.sinceLoopTurn = 0;
+      setImmediate(loop.next);
+    } else {
+      queueMicrotask(loop.afterTick);
+    }
+  }
+
+  private runStep(loop: RunLoop): void {
+    try {
+      if (loop.steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
+      if (loop.done?.()) return loop.resolve();
+      const ev = this.peek();
+      if (!ev) return loop.resolve();
+      if (loop.untilMs !== undefined && ev.timeMs > loop.untilMs) {
+        this.now = Math.max(this.now, loop.untilMs);
+        return loop.resolve();
+      }
+      this.stepSync();
+      loop.steps++;
+      this.runLater(loop);
+    } catch (err) {
+      loop.reject(err);
+    }
   }
 
   /** Run until the promise settles; fails if the queue empties first. */
