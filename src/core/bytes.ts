@@ -22,7 +22,23 @@ export function toHex(bytes: Uint8Array): string {
 
 /** A string with one char per byte: a cheap Map key for short byte keys. */
 export function binaryKey(bytes: Uint8Array): string {
-  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  // The usual key lengths (inode and group keys, block map keys, SHA-256
+  // block keys) with the bytes as plain arguments: several times cheaper than
+  // apply() over a typed array.
+  switch (bytes.length) {
+    case 8:
+      return String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]);
+    case 16:
+      return chars16(bytes, 0);
+    case 32:
+      return chars16(bytes, 0) + chars16(bytes, 16);
+    default:
+      return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
+}
+
+function chars16(b: Uint8Array, o: number): string {
+  return String.fromCharCode(b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7], b[o + 8], b[o + 9], b[o + 10], b[o + 11], b[o + 12], b[o + 13], b[o + 14], b[o + 15]);
 }
 
 export function fromHex(hex: string): Uint8Array {
