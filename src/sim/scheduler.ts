@@ -22,6 +22,10 @@ interface RunLoop {
   resolve: () => void;
   reject: (err: unknown) => void;
   steps: number;
+  /** Stopped at another run()'s untilMs: resumed when one ends. */
+  waiting: boolean;
+  /** Another run() ended while this one's next step was queued. */
+  stale: boolean;
   next: () => void;
   afterTick: () => void;
 }
@@ -76,6 +80,10 @@ export class Scheduler {
   private traceTimeText = '';
   /** Steps of run() since its last real turn of the event loop. */
   private sinceLoopTurn = 0;
+  /** run() calls in progress, in the order they started. */
+  private readonly loops: RunLoop[] = [];
+  /** While a turn of the event loop is due: the run() calls waiting for it, in order. */
+  private parked: RunLoop[] | undefined;
   /** Events run so far (crash points are counted in these). */
   stepsRun = 0;
   readonly rng: SimRng;
@@ -172,40 +180,89 @@ export class Scheduler {
    */
   run(options: { untilMs?: number; done?: () => boolean } = {}): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const loop: RunLoop = { untilMs: options.untilMs, done: options.done, resolve, reject, steps: 0, next: NOOP, afterTick: NOOP };
+      const loop: RunLoop = { untilMs: options.untilMs, done: options.done, resolve, reject, steps: 0, waiting: false, stale: false, next: NOOP, afterTick: NOOP };
       // Bound methods, not named closures: cheaper to make per call.
       loop.next = this.runStep.bind(this, loop);
       loop.afterTick = nextTick.bind(null, loop.next);
+      this.loops.push(loop);
       // What is pending settles first.
       this.runLater(loop);
     });
   }
 
-  /** After a step of run(): the next one once continuations settled (now and then after a loop turn). */
+  /**
+   * After a step of run(): the next one once continuations settled. Now and
+   * then every run() in progress waits for a turn of the event loop, all
+   * together.
+   */
   private runLater(loop: RunLoop): void {
-    if (++this.sinceLoopTurn >= EVENT_LOOP_TURN_STEPS) {
+    if (this.parked === undefined && ++this.sinceLoopTurn >= EVENT_LOOP_TURN_STEPS) {
       this.sinceLoopTurn = 0;
-      setImmediate(loop.next);
-    } else {
-      queueMicrotask(loop.afterTick);
+      this.parked = [];
+      setImmediate(() => {
+        const parked = this.parked ?? [];
+        this.parked = undefined;
+        for (const l of parked) queueMicrotask(l.afterTick);
+      });
     }
+    if (this.parked !== undefined) this.parked.push(loop);
+    else queueMicrotask(loop.afterTick);
   }
 
+  /**
+   * One step of a run() call. Calls can be in progress together (a run()
+   * awaited through runUntilSettled(), as tests do): they take turns, and
+   * none runs an event past the untilMs of another (it waits until that one
+   * has returned), so a bounded run stops exactly where it says.
+   */
   private runStep(loop: RunLoop): void {
+    if (loop.stale) {
+      // Another run() returned since this one was queued: let what awaits it
+      // settle (its done() may hold now) before looking at the queue again.
+      loop.stale = false;
+      this.runLater(loop);
+      return;
+    }
     try {
       if (loop.steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
-      if (loop.done?.()) return loop.resolve();
+      if (loop.done?.()) return this.runEnd(loop);
       const ev = this.peek();
-      if (!ev) return loop.resolve();
+      if (!ev) return this.runEnd(loop);
       if (loop.untilMs !== undefined && ev.timeMs > loop.untilMs) {
         this.now = Math.max(this.now, loop.untilMs);
-        return loop.resolve();
+        return this.runEnd(loop);
+      }
+      if (this.loops.length > 1 && ev.timeMs > this.untilMin(loop)) {
+        loop.waiting = true;
+        return;
       }
       this.stepSync();
       loop.steps++;
       this.runLater(loop);
     } catch (err) {
-      loop.reject(err);
+      this.runEnd(loop, err);
+    }
+  }
+
+  /** The earliest untilMs of the other run() calls in progress. */
+  private untilMin(except: RunLoop): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (const l of this.loops) if (l !== except && l.untilMs !== undefined && l.untilMs < min) min = l.untilMs;
+    return min;
+  }
+
+  private runEnd(loop: RunLoop, err?: unknown): void {
+    const i = this.loops.indexOf(loop);
+    if (i >= 0) this.loops.splice(i, 1);
+    if (err === undefined) loop.resolve();
+    else loop.reject(err);
+    for (const l of this.loops) {
+      if (l.waiting) {
+        l.waiting = false;
+        this.runLater(l);
+      } else {
+        l.stale = true;
+      }
     }
   }
 
