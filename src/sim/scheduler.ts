@@ -15,22 +15,14 @@ export class Domain {
   }
 }
 
-/** One run() call in progress. */
+/** One run() call in progress: what ends it, and its promise. */
 interface RunLoop {
   untilMs: number | undefined;
   done: (() => boolean) | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
   steps: number;
-  /** Stopped at another run()'s untilMs: resumed when one ends. */
-  waiting: boolean;
-  /** Another run() ended while this one's next step was queued. */
-  stale: boolean;
-  next: () => void;
-  afterTick: () => void;
 }
-
-const NOOP = (): void => undefined;
 
 /** A scheduled event; it is its own cancel handle (no closure per event). */
 class SimEvent implements TimerHandle {
@@ -78,12 +70,16 @@ export class Scheduler {
   /** The time of the last event traced, and its text with the space after it. */
   private traceTimeMs = Number.NaN;
   private traceTimeText = '';
-  /** Steps of run() since its last real turn of the event loop. */
+  /** Pumps since the last real turn of the event loop. */
   private sinceLoopTurn = 0;
   /** run() calls in progress, in the order they started. */
   private readonly loops: RunLoop[] = [];
-  /** While a turn of the event loop is due: the run() calls waiting for it, in order. */
-  private parked: RunLoop[] | undefined;
+  /** A pump is queued. */
+  private pumpQueued = false;
+  private readonly pumpNow = (): void => this.pump();
+  private readonly pumpAfterTick = (): void => {
+    nextTick(this.pumpNow);
+  };
   /** Events run so far (crash points are counted in these). */
   stepsRun = 0;
   readonly rng: SimRng;
@@ -170,100 +166,85 @@ export class Scheduler {
    * Run events (letting promise continuations settle after each) until `done()`
    * holds, the queue empties, or virtual time passes untilMs.
    *
-   * Driven by callbacks, not an async loop: after an event, a microtask queues
-   * a tick that runs the next one, so the next event starts once the event's
-   * promise continuations, chains included, have all run (what drain() waits
-   * for), without a promise per event. Every EVENT_LOOP_TURN_STEPS events
-   * (counted across calls: a campaign makes thousands of short ones) a real
-   * turn of the event loop instead, for the host's signals, timers and I/O
-   * (nothing of the simulation runs there).
+   * One pump serves every run() in progress (a run() awaited through
+   * runUntilSettled(), as tests do, makes two): after each event, a microtask
+   * queues a tick that looks at every caller's end condition and then runs the
+   * next event, so each check sees the previous event's promise continuations,
+   * chains included, all run (what drain() waits for), without a promise per
+   * event; a caller whose run() ended gets its continuations settled before
+   * the next event too. No event runs past any caller's untilMs. Every
+   * EVENT_LOOP_TURN_STEPS pumps (counted across calls: a campaign makes
+   * thousands of short ones) a real turn of the event loop instead, for the
+   * host's signals, timers and I/O (nothing of the simulation runs there).
    */
   run(options: { untilMs?: number; done?: () => boolean } = {}): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const loop: RunLoop = { untilMs: options.untilMs, done: options.done, resolve, reject, steps: 0, waiting: false, stale: false, next: NOOP, afterTick: NOOP };
-      // Bound methods, not named closures: cheaper to make per call.
-      loop.next = this.runStep.bind(this, loop);
-      loop.afterTick = nextTick.bind(null, loop.next);
-      this.loops.push(loop);
+      this.loops.push({ untilMs: options.untilMs, done: options.done, resolve, reject, steps: 0 });
       // What is pending settles first.
-      this.runLater(loop);
+      this.queuePump();
     });
   }
 
-  /**
-   * After a step of run(): the next one once continuations settled. Now and
-   * then every run() in progress waits for a turn of the event loop, all
-   * together.
-   */
-  private runLater(loop: RunLoop): void {
-    if (this.parked === undefined && ++this.sinceLoopTurn >= EVENT_LOOP_TURN_STEPS) {
+  private queuePump(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    if (++this.sinceLoopTurn >= EVENT_LOOP_TURN_STEPS) {
       this.sinceLoopTurn = 0;
-      this.parked = [];
-      setImmediate(() => {
-        const parked = this.parked ?? [];
-        this.parked = undefined;
-        for (const l of parked) queueMicrotask(l.afterTick);
-      });
+      setImmediate(this.pumpNow);
+    } else {
+      queueMicrotask(this.pumpAfterTick);
     }
-    if (this.parked !== undefined) this.parked.push(loop);
-    else queueMicrotask(loop.afterTick);
   }
 
-  /**
-   * One step of a run() call. Calls can be in progress together (a run()
-   * awaited through runUntilSettled(), as tests do): they take turns, and
-   * none runs an event past the untilMs of another (it waits until that one
-   * has returned), so a bounded run stops exactly where it says.
-   */
-  private runStep(loop: RunLoop): void {
-    if (loop.stale) {
-      // Another run() returned since this one was queued: let what awaits it
-      // settle (its done() may hold now) before looking at the queue again.
-      loop.stale = false;
-      this.runLater(loop);
+  private endLoop(i: number, err?: unknown): void {
+    const [loop] = this.loops.splice(i, 1);
+    if (err === undefined) loop.resolve();
+    else loop.reject(err);
+  }
+
+  private pump(): void {
+    this.pumpQueued = false;
+    if (this.loops.length === 0) return;
+    let ended = false;
+    const ev = this.peek();
+    for (let i = this.loops.length - 1; i >= 0; i--) {
+      const loop = this.loops[i];
+      try {
+        if (loop.steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
+        if (!(loop.done?.() || !ev)) continue;
+      } catch (err) {
+        this.endLoop(i, err);
+        ended = true;
+        continue;
+      }
+      this.endLoop(i);
+      ended = true;
+    }
+    if (!ended && ev) {
+      // Callers whose untilMs the next event passes: the earliest ends (virtual time moves to it).
+      let until = Number.POSITIVE_INFINITY;
+      for (const l of this.loops) if (l.untilMs !== undefined && ev.timeMs > l.untilMs && l.untilMs < until) until = l.untilMs;
+      if (until !== Number.POSITIVE_INFINITY) {
+        this.now = Math.max(this.now, until);
+        for (let i = this.loops.length - 1; i >= 0; i--) if (this.loops[i].untilMs === until) this.endLoop(i);
+        ended = true;
+      }
+    }
+    if (this.loops.length === 0) return;
+    if (ended) {
+      // What awaited the ended calls runs before anything else is decided.
+      this.queuePump();
       return;
     }
     try {
-      if (loop.steps > this.stepsMax) throw new Error(`scheduler: more than ${this.stepsMax} events (livelock?)`);
-      if (loop.done?.()) return this.runEnd(loop);
-      const ev = this.peek();
-      if (!ev) return this.runEnd(loop);
-      if (loop.untilMs !== undefined && ev.timeMs > loop.untilMs) {
-        this.now = Math.max(this.now, loop.untilMs);
-        return this.runEnd(loop);
-      }
-      if (this.loops.length > 1 && ev.timeMs > this.untilMin(loop)) {
-        loop.waiting = true;
-        return;
-      }
       this.stepSync();
-      loop.steps++;
-      this.runLater(loop);
     } catch (err) {
-      this.runEnd(loop, err);
+      // An event threw: every caller hears it.
+      while (this.loops.length > 0) this.endLoop(this.loops.length - 1, err);
+      return;
     }
-  }
-
-  /** The earliest untilMs of the other run() calls in progress. */
-  private untilMin(except: RunLoop): number {
-    let min = Number.POSITIVE_INFINITY;
-    for (const l of this.loops) if (l !== except && l.untilMs !== undefined && l.untilMs < min) min = l.untilMs;
-    return min;
-  }
-
-  private runEnd(loop: RunLoop, err?: unknown): void {
-    const i = this.loops.indexOf(loop);
-    if (i >= 0) this.loops.splice(i, 1);
-    if (err === undefined) loop.resolve();
-    else loop.reject(err);
-    for (const l of this.loops) {
-      if (l.waiting) {
-        l.waiting = false;
-        this.runLater(l);
-      } else {
-        l.stale = true;
-      }
-    }
+    for (const l of this.loops) l.steps++;
+    this.queuePump();
   }
 
   /** Run until the promise settles; fails if the queue empties first. */
