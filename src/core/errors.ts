@@ -33,11 +33,25 @@ export const ERRNO = {
 
 export type ErrnoName = keyof typeof ERRNO;
 
+/**
+ * Errnos that are an ordinary answer about the tree (a lookup that misses, a
+ * name that exists...), thrown on every such call: their FsError captures no
+ * stack trace (its cost showed in profiles; the errno says everything).
+ */
+const ANSWER_ERRNOS: ReadonlySet<string> = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ENOTEMPTY']);
+
 /** A filesystem operation failed with a POSIX error. */
 export class FsError extends Error {
   readonly code: ErrnoName;
   constructor(code: ErrnoName, message: string) {
-    super(`${code}: ${message}`);
+    if (ANSWER_ERRNOS.has(code)) {
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      super(`${code}: ${message}`);
+      Error.stackTraceLimit = limit;
+    } else {
+      super(`${code}: ${message}`);
+    }
     this.name = 'FsError';
     this.code = code;
   }

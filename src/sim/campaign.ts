@@ -381,8 +381,9 @@ function countTraceFaults(sched: Scheduler, faults: Record<string, number>, trac
   const bump = (k: string): void => {
     faults[k] = (faults[k] ?? 0) + 1;
   };
-  sched.traceSink = (line) => {
-    traceLine?.(line);
+  // Fault lines are recorded by components (trace()), never an event's own line.
+  sched.traceSink = traceLine;
+  sched.noteSink = (line) => {
     const net = /^net (bitflip|reset|stall|partition|hold) /.exec(line);
     const bug = /^buggify (\S+) /.exec(line);
     if (net) bump(`net ${net[1]}`);
@@ -718,6 +719,7 @@ export async function executeSchedule(input: SimOptions, schedule: Schedule, hoo
     run.problems.push(`${sched.nowMs()} ms: the run failed with ${e.code ?? e.name}: ${e.message}`);
   } finally {
     sched.traceSink = undefined;
+    sched.noteSink = undefined;
   }
   const sorted: Record<string, number> = {};
   for (const k of Object.keys(run.faults).sort()) sorted[k] = run.faults[k];

@@ -1,6 +1,6 @@
 import { posix } from 'node:path';
 import type { Disk, DiskSpace, DiskStat, FileHandle, OpenFileOptions, TimerHandle } from '../core/drivers.ts';
-import { assert, DiskError } from '../core/errors.ts';
+import { assert, DiskError, AssertionError } from '../core/errors.ts';
 import type { Domain, Scheduler } from './scheduler.ts';
 import type { SimRng } from './rng.ts';
 
@@ -475,7 +475,7 @@ export class SimDiskMedium {
   submit<T>(domain: Domain, what: string, path: string, effect: () => T, notBeforeMs = 0): Promise<T> {
     if (!domain.alive) return Promise.reject(new DiskError('EBADF', path, `${what}: domain ${domain.name} is dead`));
     if (this.inflight.size >= this.options.inflightOpsMax) this.pruneInflight();
-    assert(this.inflight.size < this.options.inflightOpsMax, `${this.options.label}: more than ${this.options.inflightOpsMax} operations in flight`);
+    if (!(this.inflight.size < this.options.inflightOpsMax)) throw new AssertionError(`${this.options.label}: more than ${this.options.inflightOpsMax} operations in flight`);
     const delayMs = Math.max(this.drawLatencyMs(), notBeforeMs - this.scheduler.nowMs());
     this.lastScheduledAtMs = this.scheduler.nowMs() + delayMs;
     return new Promise<T>((resolve, reject) => {
@@ -522,7 +522,7 @@ export class SimDiskMedium {
 
   file(ino: number): FileInode {
     const f = this.files.get(ino);
-    assert(f !== undefined, `${this.options.label}: no file inode ${ino}`);
+    if (!(f !== undefined)) throw new AssertionError(`${this.options.label}: no file inode ${ino}`);
     return f;
   }
 
@@ -585,7 +585,7 @@ export class SimDiskMedium {
   changeOpen(f: FileInode, delta: 1 | -1): void {
     const wasLive = f.linked || f.openCount > 0;
     f.openCount += delta;
-    assert(f.openCount >= 0, `${this.options.label}: open count of inode ${f.ino} below zero`);
+    if (!(f.openCount >= 0)) throw new AssertionError(`${this.options.label}: open count of inode ${f.ino} below zero`);
     this.liveChanged(f, wasLive);
   }
 
@@ -600,7 +600,7 @@ export class SimDiskMedium {
     }
     applyPending(f.data, op);
     f.version++;
-    assert(f.data.length === newLength, `${this.options.label}: ${what} left length ${f.data.length}, expected ${newLength}`);
+    if (!(f.data.length === newLength)) throw new AssertionError(`${this.options.label}: ${what} left length ${f.data.length}, expected ${newLength}`);
     if (live) this.used += growth;
     f.pending.push(op);
     if (f.pending.length > this.options.pendingOpsPerFileMax) {
@@ -611,7 +611,7 @@ export class SimDiskMedium {
   syncFile(f: FileInode): void {
     for (const op of f.pending) applyPending(f.durable, op);
     f.pending = [];
-    assert(f.durable.length === f.data.length, `${this.options.label}: inode ${f.ino} durable length ${f.durable.length} != ${f.data.length} after sync`);
+    if (!(f.durable.length === f.data.length)) throw new AssertionError(`${this.options.label}: inode ${f.ino} durable length ${f.durable.length} != ${f.data.length} after sync`);
   }
 
   // -------------------------------------------------------------- private
@@ -644,7 +644,7 @@ export class SimDiskMedium {
 
   private dirOp(op: DirOp): void {
     const ok = this.current.apply(op);
-    assert(ok, `${this.options.label}: directory operation failed after validation: ${describeDirOp(op)}`);
+    if (!(ok)) throw new AssertionError(`${this.options.label}: directory operation failed after validation: ${describeDirOp(op)}`);
     const dirs = op.kind === 'rename' ? [op.fromDir, op.toDir] : [op.dir];
     this.dirLog.push({ op, unsyncedDirs: new Set(dirs) });
     if (this.dirLog.length > this.options.pendingDirOpsMax) this.dirLog[0].unsyncedDirs.clear();
@@ -657,7 +657,7 @@ export class SimDiskMedium {
     while (folded < this.dirLog.length && this.dirLog[folded].unsyncedDirs.size === 0) {
       const op = this.dirLog[folded].op;
       // base equals current as it was just before op, so op's preconditions hold.
-      assert(this.base.apply(op), `${this.options.label}: durable directory operation does not apply: ${describeDirOp(op)}`);
+      if (!(this.base.apply(op))) throw new AssertionError(`${this.options.label}: durable directory operation does not apply: ${describeDirOp(op)}`);
       folded++;
     }
     if (folded === 0) return;
@@ -685,7 +685,7 @@ export class SimDiskMedium {
     const live = f.linked || f.openCount > 0;
     if (live && !wasLive) this.used += f.data.length;
     if (!live && wasLive) this.used -= f.data.length;
-    assert(this.used >= 0, `${this.options.label}: used bytes below zero`);
+    if (!(this.used >= 0)) throw new AssertionError(`${this.options.label}: used bytes below zero`);
   }
 
   private recount(): void {
@@ -915,9 +915,13 @@ class SimFileHandle implements FileHandle {
   }
 
   write(positionBytes: number, data: Uint8Array): Promise<void> {
-    const m = this.medium;
     // Copied at issue: the caller may reuse its buffer once the call returns.
-    const copy = data.slice();
+    return this.writeOwned(positionBytes, data.slice());
+  }
+
+  /** A write of bytes nobody else holds (kept as they are, no copy). */
+  private writeOwned(positionBytes: number, copy: Uint8Array): Promise<void> {
+    const m = this.medium;
     return this.issue('write', true, () => {
       checkPosition(positionBytes, 'write position', this.path, Number.MAX_SAFE_INTEGER - copy.length);
       checkPosition(copy.length, 'write length', this.path, m.options.ioLengthMaxBytes);
@@ -936,7 +940,7 @@ class SimFileHandle implements FileHandle {
       joined.set(c, o);
       o += c.length;
     }
-    return this.write(positionBytes, joined);
+    return this.writeOwned(positionBytes, joined);
   }
 
   append(data: Uint8Array): Promise<number> {

@@ -42,7 +42,12 @@ export interface ModelLink {
 
 export class ModelError extends Error {
   constructor(readonly code: string) {
+    // An expected outcome (the errno an operation must fail with), thrown and
+    // caught on every failing operation: no stack trace to capture.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(code);
+    Error.stackTraceLimit = limit;
   }
 }
 

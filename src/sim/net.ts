@@ -18,7 +18,7 @@
 //   scheduler events, never inline inside a call the application made.
 
 import type { Connection, Listener, Net } from '../core/drivers.ts';
-import { assert, NetError } from '../core/errors.ts';
+import { assert, NetError, AssertionError } from '../core/errors.ts';
 import type { SimRng } from './rng.ts';
 import type { Domain, Scheduler } from './scheduler.ts';
 
@@ -229,7 +229,7 @@ class SimHost implements Net {
   private assertUp(what: string): void {
     // A crashed incarnation's code never runs again (its domain is dead), so
     // reaching here is a harness bug, not a network condition.
-    assert(!this.crashed, `${what} on crashed host ${this.address}`);
+    if (this.crashed) throw new AssertionError(`${what} on crashed host ${this.address}`);
   }
 }
 
@@ -283,7 +283,7 @@ class SimConnection implements Connection {
 
   private writeCopy(data: Uint8Array): boolean {
     if (this.appClosed) throw new NetError('EPIPE', `write after end/destroy on ${this.local}>${this.remote}`);
-    assert(this.established, `write on connection ${this.connId} before it is established`);
+    if (!(this.established)) throw new AssertionError(`write on connection ${this.connId} before it is established`);
     // Closed under us (reset, timeout, peer close): the cause reaches onClose.
     if (this.closed) return false;
     const opts = this.network.options;
@@ -330,18 +330,18 @@ class SimConnection implements Connection {
   }
 
   onData(handler: (chunk: Uint8Array) => void): void {
-    assert(this.dataHandler === undefined, `onData registered twice on ${this.connId}`);
+    if (!(this.dataHandler === undefined)) throw new AssertionError(`onData registered twice on ${this.connId}`);
     this.dataHandler = handler;
     if (this.inbox.length > 0 || this.remoteEnded) this.scheduleFlush();
   }
 
   onDrain(handler: () => void): void {
-    assert(this.drainHandler === undefined, `onDrain registered twice on ${this.connId}`);
+    if (!(this.drainHandler === undefined)) throw new AssertionError(`onDrain registered twice on ${this.connId}`);
     this.drainHandler = handler;
   }
 
   onClose(handler: (error?: Error) => void): void {
-    assert(this.closeHandler === undefined, `onClose registered twice on ${this.connId}`);
+    if (!(this.closeHandler === undefined)) throw new AssertionError(`onClose registered twice on ${this.connId}`);
     this.closeHandler = handler;
     if (this.closed && !this.closeNotified) this.scheduleCloseNotify(0);
   }
@@ -381,7 +381,7 @@ class SimConnection implements Connection {
   /** The peer consumed n of our bytes. */
   acknowledged(n: number): void {
     this.bufferedBytes -= n;
-    assert(this.bufferedBytes >= 0, `send buffer of ${this.connId} went negative`);
+    if (!(this.bufferedBytes >= 0)) throw new AssertionError(`send buffer of ${this.connId} went negative`);
     if (this.closed || !this.needDrain) return;
     if (this.bufferedBytes < this.network.options.sendBufferHighWaterBytes) {
       this.needDrain = false;
@@ -461,11 +461,11 @@ export class SimNetwork {
     if (typeof address !== 'string' || address.length === 0 || address.includes(':') || address.includes('|')) {
       throw new RangeError(`SimNetwork.host: bad address ${JSON.stringify(address)}`);
     }
-    assert(domain.alive, `SimNetwork.host(${address}): domain ${domain.name} is dead`);
+    if (!(domain.alive)) throw new AssertionError(`SimNetwork.host(${address}): domain ${domain.name} is dead`);
     const existing = this.hosts.get(address);
     if (existing && !existing.crashed) {
       // The caller killed the old incarnation's domain without crashHost: do it now.
-      assert(!existing.domain.alive, `SimNetwork.host(${address}): host is already up in domain ${existing.domain.name}`);
+      if (existing.domain.alive) throw new AssertionError(`SimNetwork.host(${address}): host is already up in domain ${existing.domain.name}`);
       this.crashHost(address);
     }
     const host = new SimHost(this, address, domain);
@@ -476,7 +476,7 @@ export class SimNetwork {
 
   /** Sever a and b: nothing crosses until repair; connects time out; long partitions break connections. */
   partition(a: string, b: string): void {
-    assert(a !== b, `partition(${a}, ${b}): a host cannot be partitioned from itself`);
+    if (!(a !== b)) throw new AssertionError(`partition(${a}, ${b}): a host cannot be partitioned from itself`);
     const key = pairKey(a, b);
     const epoch = ++this.partitionEpoch;
     this.partitions.set(key, epoch);
@@ -504,7 +504,7 @@ export class SimNetwork {
 
   /** Delay everything between a and b (without loss, without timeouts) until release. */
   hold(a: string, b: string): void {
-    assert(a !== b, `hold(${a}, ${b}): a host cannot be held from itself`);
+    if (!(a !== b)) throw new AssertionError(`hold(${a}, ${b}): a host cannot be held from itself`);
     const key = pairKey(a, b);
     this.holds.add(key);
     this.scheduler.trace(`net hold ${key}`);
@@ -523,7 +523,7 @@ export class SimNetwork {
    */
   crashHost(address: string): void {
     const host = this.hosts.get(address);
-    assert(host !== undefined, `crashHost(${address}): no such host`);
+    if (!(host !== undefined)) throw new AssertionError(`crashHost(${address}): no such host`);
     if (host.crashed) return;
     host.crashed = true;
     host.domain.kill();

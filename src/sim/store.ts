@@ -147,7 +147,7 @@ class SimEnv {
         );
       }
     }
-    assert(seq > this.committedSeq, `store ${this.path}: commit #${seq} applied after #${this.committedSeq}`);
+    if (!(seq > this.committedSeq)) throw new AssertionError(`store ${this.path}: commit #${seq} applied after #${this.committedSeq}`);
     this.committed = next;
     this.committedSeq = seq;
     return undefined;
@@ -155,7 +155,7 @@ class SimEnv {
 
   /** Commit `seq` has applied or failed: keep the state if a durable event will want it. */
   done(seq: number): void {
-    assert(seq === this.lastDoneSeq + 1, `store ${this.path}: commit #${seq} done after #${this.lastDoneSeq}`);
+    if (!(seq === this.lastDoneSeq + 1)) throw new AssertionError(`store ${this.path}: commit #${seq} done after #${this.lastDoneSeq}`);
     this.lastDoneSeq = seq;
     if (this.targets.delete(seq)) this.record(seq);
   }

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import CRC32 from 'crc-32';
@@ -97,6 +98,28 @@ describe('hashes and hmac', () => {
   it('computes HMAC (RFC 4231 test case 2)', () => {
     const mac = P.hmac('sha256', utf8('Jefe'), utf8('what do ya want for nothing?'));
     expect(hex(mac)).toBe('5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843');
+  });
+
+  it('HMAC equals node:crypto createHmac for every hash, key length (short, block-sized, longer than a block) and key view', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('sha256', 'sha512', 'sha1', 'blake2b512'),
+        fc.uint8Array({ maxLength: 200 }),
+        fc.uint8Array({ maxLength: 5000 }),
+        fc.nat(3),
+        (name, key, data, skew) => {
+          // The key as a view into a larger buffer, as wire session keys are.
+          const backing = new Uint8Array(key.length + skew);
+          backing.set(key, skew);
+          const k = backing.subarray(skew);
+          const want = createHmac(name, key).update(data).digest('hex');
+          expect(hex(P.hmac(name, k, data))).toBe(want);
+          // Again with the key's pads kept from the first call.
+          expect(hex(P.hmac(name, k, data))).toBe(want);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('returns plain Uint8Arrays of the digest length', () => {

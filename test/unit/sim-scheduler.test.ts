@@ -50,6 +50,24 @@ describe('Scheduler.run', () => {
     expect(s.stepsRun).toBe(42);
   });
 
+  it('a bounded run awaited through runUntilSettled stops at its untilMs: the loop around it runs nothing past it', async () => {
+    const s = new Scheduler({ seed: 3 });
+    const ran: number[] = [];
+    const tick = (): void => {
+      ran.push(s.nowMs());
+      if (s.nowMs() < 10_000) s.schedule(100, 'tick', tick);
+    };
+    s.schedule(0, 'tick', tick);
+    for (let round = 1; round <= 5; round++) {
+      await s.runUntilSettled(s.run({ untilMs: round * 1000 + 50 }));
+      expect(s.nowMs()).toBe(round * 1000 + 50);
+      expect(ran[ran.length - 1]).toBe(round * 1000);
+    }
+    // A campaign makes thousands of short runs: each still sees every event once, in order.
+    for (let i = 0; i < 4000 && s.pending() > 0; i++) await s.run({ untilMs: s.nowMs() + 2 });
+    expect(ran).toEqual(Array.from({ length: 101 }, (_, i) => i * 100));
+  });
+
   it('trace hash is the SHA-256 of every line, whatever the number of lines (flushed in pieces)', () => {
     const s = new Scheduler({ seed: 2 });
     const h = createHash('sha256');

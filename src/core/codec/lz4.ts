@@ -10,7 +10,7 @@
 // LZ4 decoder accepts its output; the decoder is stricter than it needs to be only
 // where safety demands it and accepts any stream that decodes within bounds.
 
-import { assert, FormatError } from '../errors.ts';
+import { assert, FormatError, AssertionError } from '../errors.ts';
 
 const MIN_MATCH = 4;
 /** The last match must start at least this many bytes before the end of input. */
@@ -47,7 +47,7 @@ function hash32(v: number): number {
  */
 export function lz4CompressBlock(src: Uint8Array): Uint8Array {
   const n = src.length;
-  assert(n <= LZ4_BLOCK_BYTES_MAX, `lz4 compress: input ${n} bytes exceeds ${LZ4_BLOCK_BYTES_MAX}`);
+  if (!(n <= LZ4_BLOCK_BYTES_MAX)) throw new AssertionError(`lz4 compress: input ${n} bytes exceeds ${LZ4_BLOCK_BYTES_MAX}`);
   const bound = lz4CompressBound(n);
   let out = scratch;
   if (out.length < bound) {
@@ -177,7 +177,7 @@ export function lz4CompressBlock(src: Uint8Array): Uint8Array {
   }
   out.set(src.subarray(anchor, n), op);
   op += lastLen;
-  assert(op <= bound, `lz4 compress: wrote ${op} bytes, bound ${bound}`);
+  if (!(op <= bound)) throw new AssertionError(`lz4 compress: wrote ${op} bytes, bound ${bound}`);
   return out.slice(0, op);
 }
 

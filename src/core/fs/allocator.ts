@@ -13,7 +13,7 @@
 // installs a predicate; a freed extent it matches waits in `held` (durably free
 // in the freespace table all along) until `unpin` finds it no longer needed.
 
-import { assert } from '../errors.ts';
+import { assert, AssertionError } from '../errors.ts';
 import type { Layer } from './layers.ts';
 import { alignExtent, decodeFreeKey, EMPTY, freeKey, T } from './schema.ts';
 
@@ -40,7 +40,7 @@ export class Allocator {
     const a = new Allocator(dataEndBytes);
     for (const { key } of entries) {
       const { lengthBytes, offsetBytes } = decodeFreeKey(key);
-      assert(offsetBytes + lengthBytes <= dataEndBytes, `free extent ${offsetBytes}+${lengthBytes} past data end ${dataEndBytes}`);
+      if (!(offsetBytes + lengthBytes <= dataEndBytes)) throw new AssertionError(`free extent ${offsetBytes}+${lengthBytes} past data end ${dataEndBytes}`);
       a.addFree(offsetBytes, lengthBytes);
     }
     return a;
@@ -124,7 +124,7 @@ export class Allocator {
    * only when `release` is called after that transaction is durable.
    */
   freeInto(extent: Extent, layer: Layer, quarantine: Extent[]): void {
-    assert(extent.offsetBytes + extent.lengthBytes <= this.dataEndBytes, `freeing ${extent.offsetBytes}+${extent.lengthBytes} past data end`);
+    if (!(extent.offsetBytes + extent.lengthBytes <= this.dataEndBytes)) throw new AssertionError(`freeing ${extent.offsetBytes}+${extent.lengthBytes} past data end`);
     layer.put(T.freespace, freeKey(extent.lengthBytes, extent.offsetBytes), EMPTY);
     quarantine.push(extent);
   }

@@ -13,7 +13,7 @@
 import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
 import type { FileHandle, Store, StoreOp, TimerHandle } from '../drivers.ts';
 import { binaryKey, equalBytes, readU64, toHex, u64 } from '../bytes.ts';
-import { assert, FormatError, FsError } from '../errors.ts';
+import { assert, FormatError, FsError, AssertionError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
 import { BlockBufferPool } from './buffer-pool.ts';
@@ -620,7 +620,7 @@ export class FsEngine {
   private async cacheRoom(): Promise<void> {
     const limit = this.options.cacheSizeBytes;
     for (let i = 0; this.cacheBytesTotal() >= limit; i++) {
-      assert(i < 1000, `write cache did not drain: active ${this.active.cacheBytes} frozen ${this.frozen?.cacheBytes} changes ${this.active.changes} dirty ${this.active.dirty.size} limit ${limit}`);
+      if (!(i < 1000)) throw new AssertionError(`write cache did not drain: active ${this.active.cacheBytes} frozen ${this.frozen?.cacheBytes} changes ${this.active.changes} dirty ${this.active.dirty.size} limit ${limit}`);
       await this.commit('cache full');
     }
     // A replicating master also bounds what one transaction carries in new
@@ -628,7 +628,7 @@ export class FsEngine {
     // writer waits until a commit has taken the transaction (frozen it), not
     // for the commit to end — writes go on into the next one meanwhile.
     for (let i = 0; this.observer !== undefined && this.active.newStoredBytes >= limit; i++) {
-      assert(i < 1000, `transaction did not shrink: ${this.active.newStoredBytes} bytes of new blocks, limit ${limit}`);
+      if (!(i < 1000)) throw new AssertionError(`transaction did not shrink: ${this.active.newStoredBytes} bytes of new blocks, limit ${limit}`);
       const frozenOrDone = new Promise<void>((resolve) => this.freezeWaiters.push(resolve));
       if (!this.commitRunning) {
         this.commit('transaction size').catch((err: unknown) => {
@@ -845,7 +845,7 @@ export class FsEngine {
   /** One name of inode is gone: decrement nlink, delete when unreferenced. */
   private dropLink(inode: Inode): void {
     const nlink = inode.nlink - 1;
-    assert(nlink >= 0, `nlink of ${inode.ino} below zero`);
+    if (!(nlink >= 0)) throw new AssertionError(`nlink of ${inode.ino} below zero`);
     if (nlink === 0 && !this.openCounts.has(inode.ino)) {
       this.destroyInode(inode);
       return;
@@ -1011,7 +1011,7 @@ export class FsEngine {
 
   /** Point block `bno` of `ino` at these bytes (a full block), deduplicating. */
   private storeBlock(ino: number, bno: number, bytes: Uint8Array): void {
-    assert(bytes.length <= this.options.blockSizeBytes, `block of ${bytes.length} bytes`);
+    if (!(bytes.length <= this.options.blockSizeBytes)) throw new AssertionError(`block of ${bytes.length} bytes`);
     const mapKey = blockmapKey(ino, bno);
     const old = this.active.get(T.blockmap, mapKey);
     // Trailing zeros are not stored (a file's short last block, sparse tails):
@@ -1036,7 +1036,7 @@ export class FsEngine {
     const recBytes = this.active.get(T.block, key);
     if (recBytes) {
       const rec = decodeBlock(recBytes);
-      assert(rec.refcount > 0, `block ${toHex(key)} with refcount 0`);
+      if (!(rec.refcount > 0)) throw new AssertionError(`block ${toHex(key)} with refcount 0`);
       this.active.put(T.block, key, encodeBlock({ ...rec, refcount: rec.refcount + 1 }));
       this.buffers.give(bytes); // deduplicated: these bytes are not kept
     } else {
@@ -1106,9 +1106,9 @@ export class FsEngine {
 
   private derefBlock(key: Uint8Array): void {
     const recBytes = this.active.get(T.block, key);
-    assert(recBytes, `block map points at missing block ${toHex(key)}`);
+    if (!(recBytes)) throw new AssertionError(`block map points at missing block ${toHex(key)}`);
     const rec = decodeBlock(recBytes);
-    assert(rec.refcount > 0, `refcount of ${toHex(key)} already 0`);
+    if (!(rec.refcount > 0)) throw new AssertionError(`refcount of ${toHex(key)} already 0`);
     if (rec.refcount > 1) {
       this.active.put(T.block, key, encodeBlock({ ...rec, refcount: rec.refcount - 1 }));
       return;
@@ -1525,7 +1525,7 @@ export class FsEngine {
         let buf = blocks?.get(bno);
         if (!buf) {
           buf = edges.get(bno);
-          assert(buf, `edge block ${bno} not loaded`);
+          if (!(buf)) throw new AssertionError(`edge block ${bno} not loaded`);
           if (!blocks) {
             blocks = new Map();
             this.active.dirty.set(ino, blocks);

@@ -53,11 +53,19 @@ export class Layer {
   }
 
   get(table: string, key: Uint8Array): Uint8Array | undefined {
+    // The map keys are made once, for whichever layers have the table and group.
+    let gk: string | undefined;
+    let hk: string | undefined;
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     let layer: Layer | Store = this;
     while (layer instanceof Layer) {
-      const v = layer.own(table, key);
-      if (v !== undefined) return v ?? undefined;
+      const groups = layer.tables.get(table);
+      if (groups) {
+        gk ??= binaryKey(key.subarray(0, GROUP_BYTES));
+        const e = groups.get(gk)?.get((hk ??= binaryKey(key)));
+        // A deleted entry (value undefined) hides what is below.
+        if (e) return e.value;
+      }
       layer = layer.below;
     }
     return layer.get(table, key);

@@ -1,7 +1,7 @@
 // On-disk schema: table names and the binary encoding of every record.
 // Integers are big-endian so keys sort numerically (LMDB compares bytewise).
 
-import { concat, fromUtf8, getU64, putU64, u64, utf8, viewOf } from '../bytes.ts';
+import { fromUtf8, getU64, putU64, readU64, setU64, u64, utf8, viewOf } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
 
 export const FORMAT_VERSION = 1;
@@ -94,7 +94,11 @@ export function decodeInode(bytes: Uint8Array): Inode {
 export const inoKey = (ino: number): Uint8Array => u64(ino);
 
 export function direntKey(parent: number, name: string): Uint8Array {
-  return concat(u64(parent), utf8(name));
+  const nameBytes = utf8(name);
+  const out = new Uint8Array(8 + nameBytes.length);
+  setU64(out, 0, parent);
+  out.set(nameBytes, 8);
+  return out;
 }
 
 export function direntName(key: Uint8Array): string {
@@ -109,26 +113,25 @@ export interface Dirent {
 
 export function encodeDirent(d: Dirent): Uint8Array {
   const out = new Uint8Array(9);
-  putU64(viewOf(out), 0, d.ino);
+  setU64(out, 0, d.ino);
   out[8] = d.type;
   return out;
 }
 
 export function decodeDirent(bytes: Uint8Array): Dirent {
   if (bytes.length !== 9) throw new FormatError('ECORRUPT', `dirent record of ${bytes.length} bytes: expected 9`);
-  return { ino: getU64(viewOf(bytes), 0), type: bytes[8] };
+  return { ino: readU64(bytes, 0), type: bytes[8] };
 }
 
 export function blockmapKey(ino: number, blockNo: number): Uint8Array {
   const out = new Uint8Array(16);
-  const v = viewOf(out);
-  putU64(v, 0, ino);
-  putU64(v, 8, blockNo);
+  setU64(out, 0, ino);
+  setU64(out, 8, blockNo);
   return out;
 }
 
 export function blockmapBlockNo(key: Uint8Array): number {
-  return getU64(viewOf(key), 8);
+  return readU64(key, 8);
 }
 
 /** Where and how one unique block is stored. */
@@ -170,15 +173,13 @@ export function decodeBlock(bytes: Uint8Array): BlockRecord {
 
 export function freeKey(lengthBytes: number, offsetBytes: number): Uint8Array {
   const out = new Uint8Array(16);
-  const v = viewOf(out);
-  putU64(v, 0, lengthBytes);
-  putU64(v, 8, offsetBytes);
+  setU64(out, 0, lengthBytes);
+  setU64(out, 8, offsetBytes);
   return out;
 }
 
 export function decodeFreeKey(key: Uint8Array): { lengthBytes: number; offsetBytes: number } {
-  const v = viewOf(key);
-  return { lengthBytes: getU64(v, 0), offsetBytes: getU64(v, 8) };
+  return { lengthBytes: readU64(key, 0), offsetBytes: readU64(key, 8) };
 }
 
 export const EMPTY = new Uint8Array(0);

@@ -9,7 +9,7 @@
 // path and a slave must parse exactly what the master meant. See
 // docs/replication-log.md for the byte layouts and the invariants.
 
-import { assert } from '../errors.ts';
+import { assert, AssertionError } from '../errors.ts';
 import type { Primitives } from '../drivers.ts';
 import { crc32Combine } from '../crc32-combine.ts';
 import { ReplogError } from './errors.ts';
@@ -99,7 +99,7 @@ export function isReplTable(name: string): name is ReplTableName {
 
 /** The id of a replicated table; asking for a local table is a bug. */
 export function replTableId(name: string): number {
-  assert(isReplTable(name), `table '${name}' is not replicated (replicated: ${Object.keys(REPL_TABLE_IDS).join(', ')})`);
+  if (!(isReplTable(name))) throw new AssertionError(`table '${name}' is not replicated (replicated: ${Object.keys(REPL_TABLE_IDS).join(', ')})`);
   return REPL_TABLE_IDS[name];
 }
 
@@ -180,7 +180,7 @@ function isU32(n: number): boolean {
 }
 
 function putU64(view: DataView, offset: number, value: number): void {
-  assert(isU64(value), `u64 field ${value} is not a safe non-negative integer`);
+  if (!(isU64(value))) throw new AssertionError(`u64 field ${value} is not a safe non-negative integer`);
   view.setUint32(offset, Math.floor(value / 0x100000000));
   view.setUint32(offset + 4, value >>> 0);
 }
@@ -259,9 +259,9 @@ class PayloadReader {
 
 /** Encode one frame of `payloadBytes` bytes whose payload `fill` writes in place (no intermediate copy). */
 function buildFrame(p: Primitives, type: number, txn: number, payloadBytes: number, fill: (out: Uint8Array, view: DataView, offset: number) => void): Uint8Array {
-  assert(ALL_FRAME_TYPES.includes(type), `frame type ${type} is not defined`);
-  assert(isU64(txn), `frame txn ${txn} is not a safe non-negative integer`);
-  assert(Number.isInteger(payloadBytes) && payloadBytes >= 0 && payloadBytes <= FRAME_PAYLOAD_BYTES_MAX, `frame payload of ${payloadBytes} bytes exceeds ${FRAME_PAYLOAD_BYTES_MAX}`);
+  if (!(ALL_FRAME_TYPES.includes(type))) throw new AssertionError(`frame type ${type} is not defined`);
+  if (!(isU64(txn))) throw new AssertionError(`frame txn ${txn} is not a safe non-negative integer`);
+  if (!(Number.isInteger(payloadBytes) && payloadBytes >= 0 && payloadBytes <= FRAME_PAYLOAD_BYTES_MAX)) throw new AssertionError(`frame payload of ${payloadBytes} bytes exceeds ${FRAME_PAYLOAD_BYTES_MAX}`);
   const out = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes);
   const view = viewOf(out);
   view.setUint32(0, FRAME_HEADER_BYTES - FRAME_PREFIX_BYTES + payloadBytes);
@@ -298,7 +298,7 @@ export interface InspectOptions {
  * makes a reader wait for 4 GiB. The returned payload is a view of `bytes`.
  */
 export function inspectFrameAt(p: Primitives, bytes: Uint8Array, offset: number, options: InspectOptions): FrameInspection {
-  assert(Number.isInteger(offset) && offset >= 0 && offset <= bytes.length, `frame offset ${offset} outside 0..${bytes.length}`);
+  if (!(Number.isInteger(offset) && offset >= 0 && offset <= bytes.length)) throw new AssertionError(`frame offset ${offset} outside 0..${bytes.length}`);
   const at = (options.baseOffsetBytes ?? 0) + offset;
   const available = bytes.length - offset;
   if (available < 4) return { kind: 'incomplete', neededBytes: FRAME_HEADER_BYTES };
@@ -369,7 +369,7 @@ export class FrameDecoder {
     const allowedTypes = options.allowedTypes ?? ALL_FRAME_TYPES;
     for (const t of allowedTypes) assert(ALL_FRAME_TYPES.includes(t), `allowed frame type ${t} is not defined`);
     this.consumedBytes = options.baseOffsetBytes ?? 0;
-    assert(isU64(this.consumedBytes), `baseOffsetBytes ${this.consumedBytes} invalid`);
+    if (!(isU64(this.consumedBytes))) throw new AssertionError(`baseOffsetBytes ${this.consumedBytes} invalid`);
     this.options = { maxFrameBytes, allowedTypes, baseOffsetBytes: 0 };
   }
 
@@ -432,9 +432,9 @@ function kvBytes(kv: KvPayload): number {
 }
 
 function checkKv(kv: KvPayload): void {
-  assert(isReplTable(kv.table), `KV table '${kv.table}' is not replicated`);
-  assert(kv.key.length >= 1 && kv.key.length <= RECORD_KEY_BYTES_MAX, `KV key of ${kv.key.length} bytes outside 1..${RECORD_KEY_BYTES_MAX}`);
-  assert(kvBytes(kv) <= FRAME_PAYLOAD_BYTES_MAX, `KV record of ${kvBytes(kv)} bytes exceeds a frame`);
+  if (!(isReplTable(kv.table))) throw new AssertionError(`KV table '${kv.table}' is not replicated`);
+  if (!(kv.key.length >= 1 && kv.key.length <= RECORD_KEY_BYTES_MAX)) throw new AssertionError(`KV key of ${kv.key.length} bytes outside 1..${RECORD_KEY_BYTES_MAX}`);
+  if (!(kvBytes(kv) <= FRAME_PAYLOAD_BYTES_MAX)) throw new AssertionError(`KV record of ${kvBytes(kv)} bytes exceeds a frame`);
 }
 
 function writeKv(kv: KvPayload, out: Uint8Array, view: DataView, offset: number): void {
@@ -482,13 +482,13 @@ function blockBytes(block: BlockPayload): number {
 }
 
 function checkBlock(block: BlockPayload): void {
-  assert(block.key.length >= 1 && block.key.length <= RECORD_KEY_BYTES_MAX, `BLOCK key of ${block.key.length} bytes outside 1..${RECORD_KEY_BYTES_MAX}`);
-  assert(Number.isInteger(block.codec) && block.codec >= 0 && block.codec <= 0xff, `BLOCK codec ${block.codec} is not a u8`);
+  if (!(block.key.length >= 1 && block.key.length <= RECORD_KEY_BYTES_MAX)) throw new AssertionError(`BLOCK key of ${block.key.length} bytes outside 1..${RECORD_KEY_BYTES_MAX}`);
+  if (!(Number.isInteger(block.codec) && block.codec >= 0 && block.codec <= 0xff)) throw new AssertionError(`BLOCK codec ${block.codec} is not a u8`);
   assert(
     Number.isInteger(block.rawLength) && block.rawLength >= 1 && block.rawLength <= BLOCK_RAW_BYTES_MAX,
     `BLOCK raw length ${block.rawLength} outside 1..${BLOCK_RAW_BYTES_MAX}`,
   );
-  assert(block.stored.length <= BLOCK_STORED_BYTES_MAX, `BLOCK stored length ${block.stored.length} exceeds ${BLOCK_STORED_BYTES_MAX}`);
+  if (!(block.stored.length <= BLOCK_STORED_BYTES_MAX)) throw new AssertionError(`BLOCK stored length ${block.stored.length} exceeds ${BLOCK_STORED_BYTES_MAX}`);
 }
 
 /** The fields a BLOCK and a BLOCKREF start with; returns the offset after them. */
@@ -588,9 +588,9 @@ export function encodeBlockRefFrame(p: Primitives, txn: number, block: BlockPayl
 
 /** The BLOCKREF frame of `head` at `extentOffsetBytes`, whose BLOCK frame has CRC-32 `blockFrameCrc32`. */
 export function encodeBlockRefFrameOf(p: Primitives, txn: number, head: BlockHead, extentOffsetBytes: number, blockFrameCrc32: number): Uint8Array {
-  assert(head.key.length >= 1 && head.key.length <= RECORD_KEY_BYTES_MAX, `BLOCKREF key of ${head.key.length} bytes outside 1..${RECORD_KEY_BYTES_MAX}`);
-  assert(head.rawLength >= 1 && head.rawLength <= BLOCK_RAW_BYTES_MAX && head.storedLength <= BLOCK_STORED_BYTES_MAX, `BLOCKREF lengths ${head.rawLength}/${head.storedLength} out of range`);
-  assert(isU64(extentOffsetBytes), `BLOCKREF extent offset ${extentOffsetBytes} invalid`);
+  if (!(head.key.length >= 1 && head.key.length <= RECORD_KEY_BYTES_MAX)) throw new AssertionError(`BLOCKREF key of ${head.key.length} bytes outside 1..${RECORD_KEY_BYTES_MAX}`);
+  if (!(head.rawLength >= 1 && head.rawLength <= BLOCK_RAW_BYTES_MAX && head.storedLength <= BLOCK_STORED_BYTES_MAX)) throw new AssertionError(`BLOCKREF lengths ${head.rawLength}/${head.storedLength} out of range`);
+  if (!(isU64(extentOffsetBytes))) throw new AssertionError(`BLOCKREF extent offset ${extentOffsetBytes} invalid`);
   return buildFrame(p, FRAME_TYPE.BLOCKREF, txn, BLOCKREF_FIXED_BYTES + head.key.length, (out, view, offset) => {
     const o = writeBlockHead(head.key, head.codec, head.rawLength, head.storedLength, out, view, offset);
     putU64(view, o, extentOffsetBytes);
@@ -620,7 +620,7 @@ export function decodeBlockRef(payload: Uint8Array, offsetBytes?: number): Block
  * does not match: every reader refuses it (ECRC).
  */
 export function writeBlockFrameFromRef(p: Primitives, txn: number, ref: BlockRefPayload, stored: Uint8Array, out: Uint8Array, offset: number, verify = true): boolean {
-  assert(stored.length === ref.storedLength, `extent bytes ${stored.length} for a BLOCKREF of ${ref.storedLength}`);
+  if (!(stored.length === ref.storedLength)) throw new AssertionError(`extent bytes ${stored.length} for a BLOCKREF of ${ref.storedLength}`);
   const prefix = blockFramePrefix(txn, ref.key, ref.codec, ref.rawLength, ref.storedLength);
   if (verify && p.crc32(stored, p.crc32(prefix.subarray(FRAME_PREFIX_BYTES))) !== ref.blockFrameCrc32) return false;
   viewOf(prefix).setUint32(4, ref.blockFrameCrc32);
@@ -634,10 +634,10 @@ export function writeBlockFrameFromRef(p: Primitives, txn: number, ref: BlockRef
 export const COMMIT_PAYLOAD_BYTES = 4 + 8 + 4 + 8;
 
 function checkCommit(c: CommitPayload): void {
-  assert(Number.isInteger(c.recordCount) && c.recordCount >= 0 && c.recordCount <= TXN_RECORDS_MAX, `COMMIT record count ${c.recordCount} outside 0..${TXN_RECORDS_MAX}`);
-  assert(isU64(c.nextIno), `COMMIT nextIno ${c.nextIno} invalid`);
-  assert(isU32(c.framesCrc32), `COMMIT framesCrc32 ${c.framesCrc32} is not a u32`);
-  assert(isU64(c.timeMs), `COMMIT timeMs ${c.timeMs} invalid`);
+  if (!(Number.isInteger(c.recordCount) && c.recordCount >= 0 && c.recordCount <= TXN_RECORDS_MAX)) throw new AssertionError(`COMMIT record count ${c.recordCount} outside 0..${TXN_RECORDS_MAX}`);
+  if (!(isU64(c.nextIno))) throw new AssertionError(`COMMIT nextIno ${c.nextIno} invalid`);
+  if (!(isU32(c.framesCrc32))) throw new AssertionError(`COMMIT framesCrc32 ${c.framesCrc32} is not a u32`);
+  if (!(isU64(c.timeMs))) throw new AssertionError(`COMMIT timeMs ${c.timeMs} invalid`);
 }
 
 function writeCommit(c: CommitPayload, view: DataView, offset: number): void {
@@ -672,7 +672,7 @@ export function encodeRecordFrame(p: Primitives, txn: number, record: ReplRecord
     checkKv(record.kv);
     return buildFrame(p, FRAME_TYPE.KV, txn, kvBytes(record.kv), (out, view, offset) => writeKv(record.kv, out, view, offset));
   }
-  assert(record.type === FRAME_TYPE.BLOCK, `record type ${(record as { type: number }).type} is not KV or BLOCK`);
+  if (!(record.type === FRAME_TYPE.BLOCK)) throw new AssertionError(`record type ${(record as { type: number }).type} is not KV or BLOCK`);
   checkBlock(record.block);
   return buildFrame(p, FRAME_TYPE.BLOCK, txn, blockBytes(record.block), (out, view, offset) => writeBlock(record.block, out, view, offset));
 }
@@ -683,10 +683,29 @@ export function encodeCommitFrame(p: Primitives, txn: number, commit: CommitPayl
 }
 
 /** Folds one record frame's CRC into a transaction's framesCrc32 (start from 0). */
-export function foldFrameCrc(p: Primitives, accumulator: number, frameCrc32: number): number {
-  const b = new Uint8Array(4);
-  viewOf(b).setUint32(0, frameCrc32);
-  return p.crc32(b, accumulator);
+/** CRC-32 (IEEE, reflected) byte table, for folding 4-byte values without a call into zlib. */
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/**
+ * p.crc32 of frameCrc32's 4 big-endian bytes, seeded with accumulator (as
+ * zlib.crc32(bytes, seed)), computed here: a table step per byte costs less
+ * than a buffer and a call per frame.
+ */
+export function foldFrameCrc(_p: Primitives, accumulator: number, frameCrc32: number): number {
+  let c = ~accumulator >>> 0;
+  c = CRC_TABLE[(c ^ (frameCrc32 >>> 24)) & 0xff] ^ (c >>> 8);
+  c = CRC_TABLE[(c ^ (frameCrc32 >>> 16)) & 0xff] ^ (c >>> 8);
+  c = CRC_TABLE[(c ^ (frameCrc32 >>> 8)) & 0xff] ^ (c >>> 8);
+  c = CRC_TABLE[(c ^ frameCrc32) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
 }
 
 /** All frames of one transaction, COMMIT last, ready to append or send. */
@@ -696,8 +715,8 @@ export function encodeTransaction(
   records: readonly ReplRecord[],
   commit: { nextIno: number; timeMs: number },
 ): Uint8Array[] {
-  assert(txn >= 1 && isU64(txn), `txn ${txn} must be a safe integer >= 1`);
-  assert(records.length <= TXN_RECORDS_MAX, `transaction of ${records.length} records exceeds ${TXN_RECORDS_MAX}`);
+  if (!(txn >= 1 && isU64(txn))) throw new AssertionError(`txn ${txn} must be a safe integer >= 1`);
+  if (!(records.length <= TXN_RECORDS_MAX)) throw new AssertionError(`transaction of ${records.length} records exceeds ${TXN_RECORDS_MAX}`);
   const frames: Uint8Array[] = [];
   let framesCrc32 = 0;
   for (const record of records) {
@@ -767,7 +786,7 @@ export class TransactionAssembler {
     firstTxn: number,
     private readonly options: AssemblerOptions = {},
   ) {
-    assert(firstTxn >= 1 && isU64(firstTxn), `first txn ${firstTxn} must be a safe integer >= 1`);
+    if (!(firstTxn >= 1 && isU64(firstTxn))) throw new AssertionError(`first txn ${firstTxn} must be a safe integer >= 1`);
     this.expected = firstTxn;
     this.codecIds = new Set(p.codecs.map((c) => c.id));
   }

@@ -5,7 +5,7 @@
 // file to one filesystem, block size and sequence. Layouts and invariants:
 // docs/replication-log.md.
 
-import { assert } from '../errors.ts';
+import { assert, AssertionError } from '../errors.ts';
 import type { Primitives } from '../drivers.ts';
 import { ReplogError } from './errors.ts';
 import {
@@ -83,7 +83,7 @@ function viewOf(bytes: Uint8Array): DataView {
 }
 
 function putU64(view: DataView, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 field ${value} is not a safe non-negative integer`);
+  if (!(Number.isSafeInteger(value) && value >= 0)) throw new AssertionError(`u64 field ${value} is not a safe non-negative integer`);
   view.setUint32(offset, Math.floor(value / 0x100000000));
   view.setUint32(offset + 4, value >>> 0);
 }
@@ -113,10 +113,10 @@ function isBlockSize(n: number): boolean {
 
 export function encodeHeader(p: Primitives, fields: LogHeaderFields): Uint8Array {
   const fsId = new TextEncoder().encode(fields.fsId);
-  assert(fsId.length >= 1 && fsId.length <= FS_ID_BYTES_MAX, `fs id of ${fsId.length} bytes outside 1..${FS_ID_BYTES_MAX}`);
-  assert(strictUtf8.decode(fsId) === fields.fsId, `fs id '${fields.fsId}' does not survive UTF-8 (lone surrogate?)`);
-  assert(isBlockSize(fields.blockSizeBytes), `block size ${fields.blockSizeBytes} is not a power of two in ${BLOCK_SIZE_BYTES_MIN}..${BLOCK_SIZE_BYTES_MAX}`);
-  assert(fields.firstTxn >= 1, `first txn ${fields.firstTxn} must be >= 1`);
+  if (!(fsId.length >= 1 && fsId.length <= FS_ID_BYTES_MAX)) throw new AssertionError(`fs id of ${fsId.length} bytes outside 1..${FS_ID_BYTES_MAX}`);
+  if (!(strictUtf8.decode(fsId) === fields.fsId)) throw new AssertionError(`fs id '${fields.fsId}' does not survive UTF-8 (lone surrogate?)`);
+  if (!(isBlockSize(fields.blockSizeBytes))) throw new AssertionError(`block size ${fields.blockSizeBytes} is not a power of two in ${BLOCK_SIZE_BYTES_MIN}..${BLOCK_SIZE_BYTES_MAX}`);
+  if (!(fields.firstTxn >= 1)) throw new AssertionError(`first txn ${fields.firstTxn} must be >= 1`);
   const n = fsId.length;
   const out = new Uint8Array(HEADER_FIXED_BYTES + n);
   const view = viewOf(out);
@@ -205,7 +205,7 @@ export function checkHeader(header: LogHeader, expect: LogExpectation, fileName?
 // ---------------------------------------------------------------- trailer
 
 export function encodeTrailer(p: Primitives, trailer: LogTrailer): Uint8Array {
-  assert(Number.isInteger(trailer.fileCrc32) && trailer.fileCrc32 >= 0 && trailer.fileCrc32 <= 0xffffffff, `file CRC ${trailer.fileCrc32} is not a u32`);
+  if (!(Number.isInteger(trailer.fileCrc32) && trailer.fileCrc32 >= 0 && trailer.fileCrc32 <= 0xffffffff)) throw new AssertionError(`file CRC ${trailer.fileCrc32} is not a u32`);
   const out = new Uint8Array(TRAILER_BYTES);
   const view = viewOf(out);
   out.set(TRAILER_MAGIC_BYTES, 0);
@@ -274,8 +274,8 @@ export class LogWriterState {
     this.crc = resume.fileCrc32;
     this.frames = resume.frameCount;
     this.last = resume.lastTxn;
-    assert(this.size >= header.sizeBytes, `writer size ${this.size} below the header's ${header.sizeBytes}`);
-    assert(this.last >= header.firstTxn - 1, `writer last txn ${this.last} before the file's first txn ${header.firstTxn}`);
+    if (!(this.size >= header.sizeBytes)) throw new AssertionError(`writer size ${this.size} below the header's ${header.sizeBytes}`);
+    if (!(this.last >= header.firstTxn - 1)) throw new AssertionError(`writer last txn ${this.last} before the file's first txn ${header.firstTxn}`);
   }
 
   /** A new file: write `headerBytes` (and make them durable) before any frame. */
@@ -321,17 +321,17 @@ export class LogWriterState {
 
   /** Account for one encoded frame just written at `sizeBytes`. */
   append(frame: Uint8Array): void {
-    assert(frame.length >= FRAME_HEADER_BYTES, `frame of ${frame.length} bytes is shorter than a frame header`);
+    if (!(frame.length >= FRAME_HEADER_BYTES)) throw new AssertionError(`frame of ${frame.length} bytes is shorter than a frame header`);
     const view = viewOf(frame);
-    assert(view.getUint32(0) + 8 === frame.length, `frame length field ${view.getUint32(0)} does not match ${frame.length} bytes`);
+    if (!(view.getUint32(0) + 8 === frame.length)) throw new AssertionError(`frame length field ${view.getUint32(0)} does not match ${frame.length} bytes`);
     const type = frame[8];
-    assert(LIVE_LOG_FRAME_TYPES.includes(type), `frame type ${type} does not belong in a log file`);
+    if (!(LIVE_LOG_FRAME_TYPES.includes(type))) throw new AssertionError(`frame type ${type} does not belong in a log file`);
     const txn = getU64(view, 9);
-    assert(txn === this.last + 1, `frame txn ${txn} appended after committed txn ${this.last} (expected ${this.last + 1})`);
+    if (!(txn === this.last + 1)) throw new AssertionError(`frame txn ${txn} appended after committed txn ${this.last} (expected ${this.last + 1})`);
     if (type === FRAME_TYPE.COMMIT) {
       const commit = decodeCommit(frame.subarray(FRAME_HEADER_BYTES));
-      assert(commit.recordCount === this.openRecords, `COMMIT of txn ${txn} counts ${commit.recordCount} records, ${this.openRecords} were appended`);
-      assert(commit.framesCrc32 === this.openCrc, `COMMIT of txn ${txn} frames CRC ${hex32(commit.framesCrc32)} differs from appended ${hex32(this.openCrc)}`);
+      if (!(commit.recordCount === this.openRecords)) throw new AssertionError(`COMMIT of txn ${txn} counts ${commit.recordCount} records, ${this.openRecords} were appended`);
+      if (!(commit.framesCrc32 === this.openCrc)) throw new AssertionError(`COMMIT of txn ${txn} frames CRC ${hex32(commit.framesCrc32)} differs from appended ${hex32(this.openCrc)}`);
       this.last = txn;
       this.openRecords = 0;
       this.openCrc = 0;
@@ -358,7 +358,7 @@ export class LogWriterState {
 
   /** The trailer that closes this file; only between transactions. */
   trailer(): LogTrailer {
-    assert(!this.inTransaction, `cannot close a log file inside txn ${this.last + 1} (${this.openRecords} records without COMMIT)`);
+    if (this.inTransaction) throw new AssertionError(`cannot close a log file inside txn ${this.last + 1} (${this.openRecords} records without COMMIT)`);
     return { lastTxn: this.last, frameCount: this.frames, fileCrc32: this.crc };
   }
 

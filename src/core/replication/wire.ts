@@ -8,7 +8,7 @@
 
 import { concat, equalBytes, utf8 } from '../bytes.ts';
 import type { Primitives } from '../drivers.ts';
-import { assert } from '../errors.ts';
+import { assert, AssertionError } from '../errors.ts';
 import { ReplogError } from './errors.ts';
 import { ALL_FRAME_TYPES, encodeFrame, FRAME_TYPE, inspectFrameAt, type Frame } from './frames.ts';
 
@@ -46,7 +46,7 @@ class Writer {
     return this;
   }
   u64(v: number): this {
-    assert(Number.isSafeInteger(v) && v >= 0, `u64 ${v}`);
+    if (!(Number.isSafeInteger(v) && v >= 0)) throw new AssertionError(`u64 ${v}`);
     const b = new Uint8Array(8);
     const dv = new DataView(b.buffer);
     dv.setUint32(0, Math.floor(v / 0x100000000));
@@ -55,7 +55,7 @@ class Writer {
     return this;
   }
   bytes8(b: Uint8Array): this {
-    assert(b.length <= 255, `field of ${b.length} bytes`);
+    if (!(b.length <= 255)) throw new AssertionError(`field of ${b.length} bytes`);
     this.u8(b.length);
     this.parts.push(b);
     return this;
