@@ -714,6 +714,27 @@ export class FsEngine {
     return this.getattr(d.ino);
   }
 
+  /**
+   * lookup's inode number, or undefined where lookup throws ENOENT; other
+   * errors throw as from lookup. The common case reads one directory entry.
+   */
+  lookupIno(parent: number, name: string): number | undefined {
+    this.checkOpen();
+    if (name !== '.' && name !== '..' && name.length <= NAME_MAX_BYTES / 3) {
+      // Only directories hold entries: a hit proves parent is one.
+      const d = this.findDirent(parent, name);
+      if (d) return d.ino;
+      const dir = this.findInode(parent);
+      if (dir && isDir(dir.mode)) return undefined;
+    }
+    try {
+      return this.lookup(parent, name).ino;
+    } catch (err) {
+      if (err instanceof FsError && err.code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   private findDirent(parent: number, name: string): { ino: number; type: number } | undefined {
     const bytes = this.active.get(T.dirent, direntKey(parent, name));
     return bytes ? decodeDirent(bytes) : undefined;

@@ -1,7 +1,7 @@
 // On-disk schema: table names and the binary encoding of every record.
 // Integers are big-endian so keys sort numerically (LMDB compares bytewise).
 
-import { concat, fromUtf8, getU64, putU64, u64, utf8, viewOf } from '../bytes.ts';
+import { fromUtf8, getU64, putU64, readU32, readU64, u64, utf8, viewOf, writeU32, writeU64 } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
 
 export const FORMAT_VERSION = 1;
@@ -94,7 +94,11 @@ export function decodeInode(bytes: Uint8Array): Inode {
 export const inoKey = (ino: number): Uint8Array => u64(ino);
 
 export function direntKey(parent: number, name: string): Uint8Array {
-  return concat(u64(parent), utf8(name));
+  const n = utf8(name);
+  const out = new Uint8Array(8 + n.length);
+  writeU64(out, 0, parent);
+  out.set(n, 8);
+  return out;
 }
 
 export function direntName(key: Uint8Array): string {
@@ -109,26 +113,25 @@ export interface Dirent {
 
 export function encodeDirent(d: Dirent): Uint8Array {
   const out = new Uint8Array(9);
-  putU64(viewOf(out), 0, d.ino);
+  writeU64(out, 0, d.ino);
   out[8] = d.type;
   return out;
 }
 
 export function decodeDirent(bytes: Uint8Array): Dirent {
   if (bytes.length !== 9) throw new FormatError('ECORRUPT', `dirent record of ${bytes.length} bytes: expected 9`);
-  return { ino: getU64(viewOf(bytes), 0), type: bytes[8] };
+  return { ino: readU64(bytes, 0), type: bytes[8] };
 }
 
 export function blockmapKey(ino: number, blockNo: number): Uint8Array {
   const out = new Uint8Array(16);
-  const v = viewOf(out);
-  putU64(v, 0, ino);
-  putU64(v, 8, blockNo);
+  writeU64(out, 0, ino);
+  writeU64(out, 8, blockNo);
   return out;
 }
 
 export function blockmapBlockNo(key: Uint8Array): number {
-  return getU64(viewOf(key), 8);
+  return readU64(key, 8);
 }
 
 /** Where and how one unique block is stored. */
@@ -144,13 +147,12 @@ const BLOCK_BYTES = 1 + 4 + 1 + 4 + 4 + 8;
 
 export function encodeBlock(b: BlockRecord): Uint8Array {
   const out = new Uint8Array(BLOCK_BYTES);
-  const v = viewOf(out);
-  v.setUint8(0, 1);
-  v.setUint32(1, b.refcount);
-  v.setUint8(5, b.codec);
-  v.setUint32(6, b.storedBytes);
-  v.setUint32(10, b.rawBytes);
-  putU64(v, 14, b.offsetBytes);
+  out[0] = 1;
+  writeU32(out, 1, b.refcount);
+  out[5] = b.codec;
+  writeU32(out, 6, b.storedBytes);
+  writeU32(out, 10, b.rawBytes);
+  writeU64(out, 14, b.offsetBytes);
   return out;
 }
 
@@ -158,27 +160,24 @@ export function decodeBlock(bytes: Uint8Array): BlockRecord {
   if (bytes.length !== BLOCK_BYTES || bytes[0] !== 1) {
     throw new FormatError('ECORRUPT', `block record of ${bytes.length} bytes: expected ${BLOCK_BYTES}, version 1`);
   }
-  const v = viewOf(bytes);
   return {
-    refcount: v.getUint32(1),
-    codec: v.getUint8(5),
-    storedBytes: v.getUint32(6),
-    rawBytes: v.getUint32(10),
-    offsetBytes: getU64(v, 14),
+    refcount: readU32(bytes, 1),
+    codec: bytes[5],
+    storedBytes: readU32(bytes, 6),
+    rawBytes: readU32(bytes, 10),
+    offsetBytes: readU64(bytes, 14),
   };
 }
 
 export function freeKey(lengthBytes: number, offsetBytes: number): Uint8Array {
   const out = new Uint8Array(16);
-  const v = viewOf(out);
-  putU64(v, 0, lengthBytes);
-  putU64(v, 8, offsetBytes);
+  writeU64(out, 0, lengthBytes);
+  writeU64(out, 8, offsetBytes);
   return out;
 }
 
 export function decodeFreeKey(key: Uint8Array): { lengthBytes: number; offsetBytes: number } {
-  const v = viewOf(key);
-  return { lengthBytes: getU64(v, 0), offsetBytes: getU64(v, 8) };
+  return { lengthBytes: readU64(key, 0), offsetBytes: readU64(key, 8) };
 }
 
 export const EMPTY = new Uint8Array(0);
