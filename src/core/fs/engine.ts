@@ -213,7 +213,7 @@ export class FsEngine {
     this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
     const cacheBlocks = Math.max(2, Math.floor(options.cacheSizeBytes / 4 / options.blockSizeBytes));
     this.readAheadBlocks = Math.min(READ_AHEAD_BLOCKS, Math.floor(cacheBlocks / 4));
-    this.readCache = new BlockReadCache(options.blockSizeBytes, cacheBlocks, Math.min(cacheBlocks, 2 * READ_SPAN_BLOCKS));
+    this.readCache = new BlockReadCache(options.blockSizeBytes, cacheBlocks, Math.min(cacheBlocks, READ_SPAN_BLOCKS));
   }
 
   // ------------------------------------------------------------ lifecycle
