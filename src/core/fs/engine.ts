@@ -91,6 +91,19 @@ const READ_SPAN_BLOCKS = 32;
 /** Data-file reads in flight (in order, so the kernel's read-ahead follows them). */
 const READS_INFLIGHT_MAX = 2;
 const CODEC_NONE = 0;
+/** readyBlockContent: the block must be loaded first. */
+const NOT_READY = Symbol('not ready');
+
+/**
+ * Bytes [from, to) of the file, which fall in the block starting at blockStart
+ * with this content (undefined: a hole), into target (file offset targetStart).
+ */
+function copyPart(target: Uint8Array, targetStart: number, content: Uint8Array | undefined, blockStart: number, from: number, to: number): void {
+  // Content may be shorter than the block (a short dirty buffer): zeros after it.
+  const part = content ? content.subarray(Math.min(from - blockStart, content.length), Math.min(to - blockStart, content.length)) : undefined;
+  if (part) target.set(part, from - targetStart);
+  target.fill(0, from - targetStart + (part?.length ?? 0), to - targetStart);
+}
 /**
  * Data-file bytes written since the last sync after which a sync starts in the
  * background: the disk writes them back while the cache fills, so a commit's
@@ -1305,6 +1318,15 @@ export class FsEngine {
     return full;
   }
 
+  /** Block bno's content if it can be had without waiting (undefined: a hole), else NOT_READY. */
+  private readyBlockContent(ino: number, bno: number): Uint8Array | undefined | typeof NOT_READY {
+    const dirty = this.active.dirty.get(ino)?.get(bno);
+    if (dirty) return dirty;
+    const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
+    if (!key) return undefined;
+    return this.readCache.get(binaryKey(key))?.ready ?? NOT_READY;
+  }
+
   /**
    * `use` the current content of block bno of ino (undefined: a hole) and
    * resolve with its result. The bytes are valid only during `use` (a cached
@@ -1372,14 +1394,10 @@ export class FsEngine {
       const blockStart = bno * bs;
       const from = Math.max(offsetBytes, blockStart);
       const to = Math.min(end, blockStart + bs);
-      parts.push(
-        this.withBlockContent(ino, bno, (content) => {
-          // Content may be shorter than the block (a short dirty buffer): zeros after it.
-          const part = content ? content.subarray(Math.min(from - blockStart, content.length), Math.min(to - blockStart, content.length)) : undefined;
-          if (part) target.set(part, from - offsetBytes);
-          target.fill(0, from - offsetBytes + (part?.length ?? 0), to - offsetBytes);
-        }),
-      );
+      // A block already in the cache (a read-ahead hit) is copied at once.
+      const ready = this.readyBlockContent(ino, bno);
+      if (ready !== NOT_READY) copyPart(target, offsetBytes, ready, blockStart, from, to);
+      else parts.push(this.withBlockContent(ino, bno, (content) => copyPart(target, offsetBytes, content, blockStart, from, to)));
     }
     // Sequential reader (the kernel's read-ahead may reorder it a little): keep
     // readAheadBlocks fetched ahead of it, topping up a span at a time.
@@ -1397,7 +1415,8 @@ export class FsEngine {
       this.readAhead.set(ino, { endBytes: end, fetchedTo: bno });
       if (this.readAhead.size > 1024) this.readAhead.delete(this.readAhead.keys().next().value as number);
     }
-    await Promise.all(parts);
+    if (parts.length === 1) await parts[0];
+    else if (parts.length > 1) await Promise.all(parts);
     return end - offsetBytes;
   }
 

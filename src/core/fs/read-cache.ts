@@ -20,6 +20,8 @@ export interface CachedBlock {
   gone: boolean;
   /** The recycled buffer under bytes, if any. */
   readonly pooled: Uint8Array | undefined;
+  /** The bytes once loaded: a reader copying at once needs no pin and no await. */
+  ready: Uint8Array | undefined;
 }
 
 export class BlockReadCache {
@@ -63,7 +65,13 @@ export class BlockReadCache {
    * given (1 for a load still writing into pooled).
    */
   add(k: string, bytes: Promise<Uint8Array>, pooled: Uint8Array | undefined, pins: number): CachedBlock {
-    const e: CachedBlock = { bytes, pins, gone: false, pooled };
+    const e: CachedBlock = { bytes, pins, gone: false, pooled, ready: undefined };
+    bytes.then(
+      (b) => {
+        e.ready = b;
+      },
+      () => undefined, // the load's owner and the readers handle the error
+    );
     const old = this.entries.get(k);
     if (old) this.leave(k, old);
     this.entries.set(k, e);

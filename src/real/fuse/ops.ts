@@ -401,7 +401,7 @@ export class LessfsFuseOps {
             buf.set(data, 0);
             return data.length;
           }
-          await this.writes.settled(h.ino);
+          if (this.writes.busy) await this.writes.settled(h.ino);
           return this.engine.readInto(h.ino, pos, buf.subarray(0, len));
         }, this.traced(this.controlHandle(fd), () => ({ op: 'read', fh: fd, off: pos, len }), (e, n) => cb(e < 0 ? e : (n ?? 0)))),
       write: (path, fd, buf, len, pos, cb) => {
