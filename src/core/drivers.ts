@@ -115,6 +115,12 @@ export interface FileHandle {
    * view of it: a caller that reuses its buffers touches no fresh memory.
    */
   read(positionBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Read into the targets back to back from position (one scattered read where
+   * the OS has it); resolves with the bytes read, short only at end of file.
+   * The targets must not be touched until it settles.
+   */
+  readv(positionBytes: number, targets: readonly Uint8Array[]): Promise<number>;
   /** Write all of data at position (extending the file as needed). */
   write(positionBytes: number, data: Uint8Array): Promise<void>;
   /** Write the chunks back to back from position (one gathered write where the OS has it). */

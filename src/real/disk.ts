@@ -129,6 +129,28 @@ class RealFileHandle implements FileHandle {
     return got === length ? out : into ? out.subarray(0, got) : out.slice(0, got);
   }
 
+  async readv(positionBytes: number, targets: readonly Uint8Array[]): Promise<number> {
+    this.checkOpen('read', false);
+    checkInteger(positionBytes, 'read position', this.path, Number.MAX_SAFE_INTEGER);
+    let total = 0;
+    for (const t of targets) total += t.length;
+    checkInteger(total, 'read length', this.path, REAL_DISK_IO_LENGTH_MAX_BYTES);
+    let rest: readonly Uint8Array[] = targets.filter((t) => t.length > 0);
+    let got = 0;
+    while (rest.length > 0) {
+      const parts = rest;
+      const { bytesRead } = await wrap(this.path, () => this.fh.readv(parts as Uint8Array[], positionBytes + got));
+      if (bytesRead === 0) break;
+      got += bytesRead;
+      // A short read (a signal, a huge span): go on from where it stopped.
+      let skip = bytesRead;
+      let i = 0;
+      while (i < parts.length && skip >= parts[i].length) skip -= parts[i++].length;
+      rest = i < parts.length ? [parts[i].subarray(skip), ...parts.slice(i + 1)] : [];
+    }
+    return got;
+  }
+
   async write(positionBytes: number, data: Uint8Array): Promise<void> {
     this.checkOpen('write', true);
     checkInteger(positionBytes, 'write position', this.path, Number.MAX_SAFE_INTEGER - data.length);

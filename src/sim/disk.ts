@@ -914,6 +914,21 @@ class SimFileHandle implements FileHandle {
     });
   }
 
+  async readv(positionBytes: number, targets: readonly Uint8Array[]): Promise<number> {
+    // One read of the whole span (one fault draw), copied into the targets.
+    let total = 0;
+    for (const t of targets) total += t.length;
+    const bytes = await this.read(positionBytes, total);
+    let o = 0;
+    for (const t of targets) {
+      if (o >= bytes.length) break;
+      const part = bytes.subarray(o, Math.min(bytes.length, o + t.length));
+      t.set(part);
+      o += part.length;
+    }
+    return bytes.length;
+  }
+
   write(positionBytes: number, data: Uint8Array): Promise<void> {
     // Copied at issue: the caller may reuse its buffer once the call returns.
     return this.writeOwned(positionBytes, data.slice());

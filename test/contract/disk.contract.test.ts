@@ -169,6 +169,29 @@ function diskContract(name: string, factory: DiskFactory): void {
         await fh.close();
       });
 
+      it('readv reads into its targets back to back, short only at end of file', async () => {
+        const fh = await d.open(p('f'), { create: true });
+        await fh.write(0, text('0123456789'));
+        const a = new Uint8Array(3);
+        const b = new Uint8Array(0);
+        const c = new Uint8Array(4);
+        expect(await fh.readv(1, [a, b, c])).toBe(7);
+        expect(a).toEqual(text('123'));
+        expect(c).toEqual(text('4567'));
+        const e = new Uint8Array(4).fill(9);
+        const f = new Uint8Array(4).fill(9);
+        expect(await fh.readv(6, [e, f])).toBe(4);
+        expect(e).toEqual(text('6789'));
+        expect(f).toEqual(new Uint8Array(4).fill(9));
+        expect(await fh.readv(20, [new Uint8Array(2)])).toBe(0);
+        const big = [new Uint8Array(200_000), new Uint8Array(100_000)];
+        await fh.write(10, new Uint8Array(300_000).fill(5));
+        expect(await fh.readv(10, big)).toBe(300_000);
+        expect(big[0][199_999]).toBe(5);
+        expect(big[1][99_999]).toBe(5);
+        await fh.close();
+      });
+
       it('zero-fills a hole when writing past the end', async () => {
         const fh = await d.open(p('f'), { create: true });
         await fh.write(0, bytes(1, 2));

@@ -41,6 +41,7 @@ export function drivenHandle(raw: FileHandle, run: Runner): DrivenFileHandle {
     raw,
     path: raw.path,
     read: (positionBytes, length, into) => run(raw.read(positionBytes, length, into)),
+    readv: (positionBytes, targets) => run(raw.readv(positionBytes, targets)),
     write: (positionBytes, data) => run(raw.write(positionBytes, data)),
     writev: (positionBytes, chunks) => run(raw.writev(positionBytes, chunks)),
     append: (data) => run(raw.append(data)),

@@ -18,6 +18,7 @@ import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
 import { BlockBufferPool } from './buffer-pool.ts';
 import { ReadQueue, WriteQueue } from './write-queue.ts';
+import { BlockReadCache, type CachedBlock } from './read-cache.ts';
 import {
   alignExtent,
   blockmapBlockNo,
@@ -98,11 +99,31 @@ export interface ReplicatedTxn {
 /** Write-cache cost charged per metadata entry of a layer (key, value, maps). */
 const LAYER_ENTRY_BYTES = 256;
 const S_ISGID = 0o2000;
-/** Blocks fetched ahead of a sequential reader. */
-const READ_AHEAD_BLOCKS = 8;
+/**
+ * Blocks fetched ahead of a sequential reader (at most a quarter of the read
+ * cache). The kernel sends a FUSE mount's reads one at a time (128 KiB each,
+ * its read-ahead window), so the data file must be ahead by more than one
+ * read of READ_SPAN_BLOCKS for the disk's latency to hide behind the round trips.
+ */
+const READ_AHEAD_BLOCKS = 64;
+/** Blocks adjacent in the data file are read ahead together, up to this many per read. */
+const READ_SPAN_BLOCKS = 32;
 /** Data-file reads in flight (in order, so the kernel's read-ahead follows them). */
 const READS_INFLIGHT_MAX = 2;
 const CODEC_NONE = 0;
+/** readyBlockContent: the block must be loaded first. */
+const NOT_READY = Symbol('not ready');
+
+/**
+ * Bytes [from, to) of the file, which fall in the block starting at blockStart
+ * with this content (undefined: a hole), into target (file offset targetStart).
+ */
+function copyPart(target: Uint8Array, targetStart: number, content: Uint8Array | undefined, blockStart: number, from: number, to: number): void {
+  // Content may be shorter than the block (a short dirty buffer): zeros after it.
+  const part = content ? content.subarray(Math.min(from - blockStart, content.length), Math.min(to - blockStart, content.length)) : undefined;
+  if (part) target.set(part, from - targetStart);
+  target.fill(0, from - targetStart + (part?.length ?? 0), to - targetStart);
+}
 /**
  * Data-file bytes written since the last sync after which a sync starts in the
  * background: the disk writes them back while the cache fills, so a commit's
@@ -186,7 +207,9 @@ export class FsEngine {
   /** Slave: blocks of the transaction arriving, written ahead of its COMMIT (by binary key). */
   private readonly staged = new Map<string, StagedBlock>();
   /** Recently read blocks by key; a quarter of CACHESIZE. */
-  private readonly readCache = new Map<string, Promise<Uint8Array>>();
+  private readonly readCache: BlockReadCache;
+  /** READ_AHEAD_BLOCKS, or less with a small cache. */
+  private readonly readAheadBlocks: number;
   /** Sees every transaction (the replication log); set before the mount commit by open(). */
   private observer: CommitObserver | undefined;
   /** While > 0 the commit timer does not start commits (a live slave commits when its master says). */
@@ -223,6 +246,9 @@ export class FsEngine {
     const keepBytes = options.replica === true ? 48 << 20 : 16 << 20;
     this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor(keepBytes / options.blockSizeBytes)));
     this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
+    const cacheBlocks = Math.max(2, Math.floor(options.cacheSizeBytes / 4 / options.blockSizeBytes));
+    this.readAheadBlocks = Math.min(READ_AHEAD_BLOCKS, Math.floor(cacheBlocks / 4));
+    this.readCache = new BlockReadCache(options.blockSizeBytes, cacheBlocks, Math.min(cacheBlocks, READ_SPAN_BLOCKS));
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -731,6 +757,27 @@ export class FsEngine {
     return this.getattr(d.ino);
   }
 
+  /**
+   * lookup's inode number, or undefined where lookup throws ENOENT; other
+   * errors throw as from lookup. The common case reads one directory entry.
+   */
+  lookupIno(parent: number, name: string): number | undefined {
+    this.checkOpen();
+    if (name !== '.' && name !== '..' && name.length <= NAME_MAX_BYTES / 3) {
+      // Only directories hold entries: a hit proves parent is one.
+      const d = this.findDirent(parent, name);
+      if (d) return d.ino;
+      const dir = this.findInode(parent);
+      if (dir && isDir(dir.mode)) return undefined;
+    }
+    try {
+      return this.lookup(parent, name).ino;
+    } catch (err) {
+      if (err instanceof FsError && err.code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   private findDirent(parent: number, name: string): { ino: number; type: number } | undefined {
     const bytes = this.active.get(T.dirent, direntKey(parent, name));
     return bytes ? decodeDirent(bytes) : undefined;
@@ -1114,6 +1161,8 @@ export class FsEngine {
       return;
     }
     this.active.del(T.block, key);
+    // Its extent may be reused: no cached copy may outlive the block.
+    this.readCache.drop(binaryKey(key));
     const lengthBytes = alignExtent(Math.max(1, rec.storedBytes));
     this.allocator.freeInto({ offsetBytes: rec.offsetBytes, lengthBytes }, this.active, this.active.quarantine);
     this.state = { ...this.state, storedBytes: this.state.storedBytes - lengthBytes, blockCount: this.state.blockCount - 1 };
@@ -1321,6 +1370,7 @@ export class FsEngine {
         continue;
       }
       layer.del(T.block, key);
+      this.readCache.drop(k);
       const lengthBytes = alignExtent(Math.max(1, rec.storedBytes));
       this.allocator.freeInto({ offsetBytes: rec.offsetBytes, lengthBytes }, layer, layer.quarantine);
       this.state = { ...this.state, storedBytes: this.state.storedBytes - lengthBytes, blockCount: this.state.blockCount - 1 };
@@ -1358,13 +1408,32 @@ export class FsEngine {
     return full;
   }
 
-  /** Current content of block bno of ino (zeros for a hole), as a fresh buffer when `copy`. */
-  private async blockContent(ino: number, bno: number): Promise<Uint8Array | undefined> {
+  /** Block bno's content if it can be had without waiting (undefined: a hole), else NOT_READY. */
+  private readyBlockContent(ino: number, bno: number): Uint8Array | undefined | typeof NOT_READY {
     const dirty = this.active.dirty.get(ino)?.get(bno);
     if (dirty) return dirty;
     const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
     if (!key) return undefined;
-    return this.cachedBlock(key);
+    return this.readCache.get(binaryKey(key))?.ready ?? NOT_READY;
+  }
+
+  /**
+   * `use` the current content of block bno of ino (undefined: a hole) and
+   * resolve with its result. The bytes are valid only during `use` (a cached
+   * block's buffer is recycled after), which must copy what it keeps.
+   */
+  private async withBlockContent<R>(ino: number, bno: number, use: (content: Uint8Array | undefined) => R): Promise<R> {
+    const dirty = this.active.dirty.get(ino)?.get(bno);
+    if (dirty) return use(dirty);
+    const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
+    if (!key) return use(undefined);
+    const e = this.cachedBlock(key);
+    e.pins++;
+    try {
+      return use(await e.bytes);
+    } finally {
+      this.readCache.unpin(e);
+    }
   }
 
   // ------------------------------------------------------------ data
@@ -1415,23 +1484,19 @@ export class FsEngine {
       const blockStart = bno * bs;
       const from = Math.max(offsetBytes, blockStart);
       const to = Math.min(end, blockStart + bs);
-      parts.push(
-        this.blockContent(ino, bno).then((content) => {
-          // Content may be shorter than the block (a short dirty buffer): zeros after it.
-          const part = content ? content.subarray(Math.min(from - blockStart, content.length), Math.min(to - blockStart, content.length)) : undefined;
-          if (part) target.set(part, from - offsetBytes);
-          target.fill(0, from - offsetBytes + (part?.length ?? 0), to - offsetBytes);
-        }),
-      );
+      // A block already in the cache (a read-ahead hit) is copied at once.
+      const ready = this.readyBlockContent(ino, bno);
+      if (ready !== NOT_READY) copyPart(target, offsetBytes, ready, blockStart, from, to);
+      else parts.push(this.withBlockContent(ino, bno, (content) => copyPart(target, offsetBytes, content, blockStart, from, to)));
     }
-    // Sequential reader: fetch the next blocks while this one is handed out.
     // Sequential reader (the kernel's read-ahead may reorder it a little): keep
-    // READ_AHEAD_BLOCKS in flight ahead of it, topping up only what is new.
+    // readAheadBlocks fetched ahead of it, topping up a span at a time.
     const ra = this.readAhead.get(ino);
-    if (ra && Math.abs(offsetBytes - ra.endBytes) <= READ_AHEAD_BLOCKS * bs) {
+    const ahead = this.readAheadBlocks;
+    if (ra && Math.abs(offsetBytes - ra.endBytes) <= Math.max(ahead, 1) * bs) {
       const from = Math.max(bno, ra.fetchedTo);
-      const to = bno + READ_AHEAD_BLOCKS;
-      if (to - from >= READ_AHEAD_BLOCKS / 4) {
+      const to = bno + ahead;
+      if (ahead > 0 && to - from >= Math.min(READ_SPAN_BLOCKS, ahead)) {
         this.prefetch(ino, from, to, inode.sizeBytes);
         ra.fetchedTo = to;
       }
@@ -1440,35 +1505,85 @@ export class FsEngine {
       this.readAhead.set(ino, { endBytes: end, fetchedTo: bno });
       if (this.readAhead.size > 1024) this.readAhead.delete(this.readAhead.keys().next().value as number);
     }
-    await Promise.all(parts);
+    if (parts.length === 1) await parts[0];
+    else if (parts.length > 1) await Promise.all(parts);
     return end - offsetBytes;
   }
 
   private prefetch(ino: number, fromBlock: number, toBlock: number, sizeBytes: number): void {
     const bs = this.options.blockSizeBytes;
     const dirty = this.active.dirty.get(ino);
+    const keys: Uint8Array[] = [];
     for (let bno = fromBlock; bno < toBlock && bno * bs < sizeBytes; bno++) {
       if (dirty?.has(bno)) continue;
       const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
-      if (key) this.cachedBlock(key).catch(() => undefined); // a real read reports the error
+      if (key && !this.readCache.has(binaryKey(key))) keys.push(key);
     }
+    this.loadBlocks(keys);
   }
 
-  /** Block bytes through a small LRU cache (content-addressed: entries never go stale). */
-  private cachedBlock(key: Uint8Array): Promise<Uint8Array> {
-    const k = binaryKey(key);
-    const hit = this.readCache.get(k);
-    if (hit) {
-      this.readCache.delete(k);
-      this.readCache.set(k, hit);
-      return hit;
+  /** The read-cache entry of a block, loading it if it is not cached. */
+  private cachedBlock(key: Uint8Array): CachedBlock {
+    const e = this.readCache.get(binaryKey(key));
+    if (e) return e;
+    this.loadBlocks([key]);
+    return this.readCache.get(binaryKey(key)) as CachedBlock;
+  }
+
+  /**
+   * Start loading blocks (not cached) into the read cache. Uncompressed blocks
+   * on disk go into recycled buffers, and runs of them adjacent in the data
+   * file (as a sequentially written file's blocks are) share one read. A
+   * failed load leaves the cache; its readers see the error.
+   */
+  private loadBlocks(keys: readonly Uint8Array[]): void {
+    const bs = this.options.blockSizeBytes;
+    let run: Array<{ rec: BlockRecord; buf: Uint8Array; settle: (p: Promise<Uint8Array>) => void }> = [];
+    const flush = (): void => {
+      if (run.length === 0) return;
+      const blocks = run;
+      run = [];
+      const read = this.reader.readv(blocks[0].rec.offsetBytes, blocks.map((b) => b.buf.subarray(0, b.rec.storedBytes)));
+      // Each block's bytes settle with the shared read; a short read fails the blocks it cut.
+      let end = 0;
+      for (const b of blocks) {
+        const blockEnd = (end += b.rec.storedBytes);
+        b.settle(read.then((got) => {
+          if (got < blockEnd) throw new FsError('EIO', `short read of a stored block: ${Math.max(0, got - blockEnd + b.rec.storedBytes)} of ${b.rec.storedBytes} bytes at ${b.rec.offsetBytes}`);
+          b.buf.fill(0, b.rec.storedBytes);
+          return b.buf;
+        }));
+      }
+    };
+    for (const key of keys) {
+      const k = binaryKey(key);
+      if (this.readCache.has(k)) continue;
+      const recBytes = this.active.get(T.block, key);
+      const rec = recBytes ? decodeBlock(recBytes) : undefined;
+      const inMemory = rec !== undefined && (this.active.newBlocks.has(rec.offsetBytes) || this.frozen?.newBlocks.has(rec.offsetBytes) === true);
+      if (!rec || inMemory || rec.codec !== CODEC_NONE || rec.storedBytes > bs) {
+        const p = this.readBlock(key);
+        const entry = this.readCache.add(k, p, undefined, 0);
+        p.catch(() => this.readCache.drop(k, entry));
+        continue;
+      }
+      const last = run[run.length - 1];
+      if (last && (last.rec.offsetBytes + last.rec.storedBytes !== rec.offsetBytes || run.length >= READ_SPAN_BLOCKS)) flush();
+      // The entry exists (pinned by its load, which writes into buf) before its bytes do.
+      const buf = this.readCache.buffer();
+      let settle!: (p: Promise<Uint8Array>) => void;
+      const bytes = new Promise<Uint8Array>((r) => { settle = r; });
+      const entry = this.readCache.add(k, bytes, buf, 1);
+      bytes.then(
+        () => this.readCache.unpin(entry),
+        () => {
+          this.readCache.drop(k, entry);
+          this.readCache.unpin(entry);
+        },
+      );
+      run.push({ rec, buf, settle });
     }
-    const p = this.readBlock(key);
-    this.readCache.set(k, p);
-    p.catch(() => this.readCache.delete(k));
-    const max = Math.max(2, Math.floor(this.options.cacheSizeBytes / 4 / this.options.blockSizeBytes));
-    while (this.readCache.size > max) this.readCache.delete(this.readCache.keys().next().value as string);
-    return p;
+    flush();
   }
 
   /**
@@ -1502,12 +1617,14 @@ export class FsEngine {
         if (missing.length === 0) break;
         for (const bno of missing) {
           const s = bno * bs;
-          const content = s < this.inode(ino).sizeBytes ? await this.blockContent(ino, bno) : undefined;
           // A dirty buffer is only as long as its content (a small file's
           // block does not cost BLKSIZE of cache); it grows as writes extend it.
-          const buf = new Uint8Array(dirtyLength(Math.max(content?.length ?? 0, Math.min(end, s + bs) - s), bs));
-          if (content) buf.set(content);
-          edges.set(bno, buf);
+          const fill = (content: Uint8Array | undefined): Uint8Array => {
+            const buf = new Uint8Array(dirtyLength(Math.max(content?.length ?? 0, Math.min(end, s + bs) - s), bs));
+            if (content) buf.set(content);
+            return buf;
+          };
+          edges.set(bno, s < this.inode(ino).sizeBytes ? await this.withBlockContent(ino, bno, fill) : fill(undefined));
         }
       }
       const current = this.inode(ino); // may have changed while loading (setattr)
@@ -1561,11 +1678,12 @@ export class FsEngine {
         let tail: Uint8Array | undefined;
         const tailBno = Math.floor(sizeBytes / bs);
         if (sizeBytes < inode.sizeBytes && sizeBytes % bs !== 0) {
-          const content = await this.blockContent(ino, tailBno);
-          if (content) {
-            tail = new Uint8Array(bs);
-            tail.set(content.subarray(0, sizeBytes % bs));
-          }
+          tail = await this.withBlockContent(ino, tailBno, (content) => {
+            if (!content) return undefined;
+            const t = new Uint8Array(bs);
+            t.set(content.subarray(0, sizeBytes % bs));
+            return t;
+          });
         }
         const current = this.inode(ino);
         if (sizeBytes < current.sizeBytes) {

@@ -24,8 +24,25 @@ export class PathFs {
 
   /** Inode of a path (symlinks are not followed: the kernel does that). */
   resolve(path: string): number {
-    let ino = ROOT_INO;
-    for (const name of splitPath(path)) ino = this.engine.lookup(ino, name).ino;
+    const ino = this.tryResolve(path);
+    if (ino !== undefined) return ino;
+    // Missing: walk again for the exact error (which component, ENOENT or ENOTDIR).
+    let at = ROOT_INO;
+    for (const name of splitPath(path)) at = this.engine.lookup(at, name).ino;
+    return at;
+  }
+
+  /**
+   * Inode of a path, or undefined when a component does not exist (a FUSE
+   * lookup of a name about to be created: no error object is built). Other
+   * failures (ENOTDIR, ENAMETOOLONG, EINVAL) throw as resolve does.
+   */
+  tryResolve(path: string): number | undefined {
+    let ino: number | undefined = ROOT_INO;
+    for (const name of splitPath(path)) {
+      ino = this.engine.lookupIno(ino, name);
+      if (ino === undefined) return undefined;
+    }
     return ino;
   }
 
@@ -35,7 +52,10 @@ export class PathFs {
     const name = parts.pop();
     if (name === undefined) throw new FsError('EINVAL', 'the root has no parent');
     let parent = ROOT_INO;
-    for (const c of parts) parent = this.engine.lookup(parent, c).ino;
+    for (const c of parts) {
+      const next = this.engine.lookupIno(parent, c);
+      parent = next ?? this.engine.lookup(parent, c).ino; // missing: lookup throws the exact error
+    }
     if (!isDir(this.engine.getattr(parent).mode)) throw new FsError('ENOTDIR', `'/${parts.join('/')}' is not a directory`);
     return { parent, name };
   }

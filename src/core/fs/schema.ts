@@ -1,7 +1,7 @@
 // On-disk schema: table names and the binary encoding of every record.
 // Integers are big-endian so keys sort numerically (LMDB compares bytewise).
 
-import { fromUtf8, getU64, putU64, readU64, setU64, u64, utf8, viewOf } from '../bytes.ts';
+import { fromUtf8, getU64, putU64, readU32, readU64, u64, utf8, viewOf, writeU32, writeU64 } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
 
 export const FORMAT_VERSION = 1;
@@ -94,10 +94,10 @@ export function decodeInode(bytes: Uint8Array): Inode {
 export const inoKey = (ino: number): Uint8Array => u64(ino);
 
 export function direntKey(parent: number, name: string): Uint8Array {
-  const nameBytes = utf8(name);
-  const out = new Uint8Array(8 + nameBytes.length);
-  setU64(out, 0, parent);
-  out.set(nameBytes, 8);
+  const n = utf8(name);
+  const out = new Uint8Array(8 + n.length);
+  writeU64(out, 0, parent);
+  out.set(n, 8);
   return out;
 }
 
@@ -113,7 +113,7 @@ export interface Dirent {
 
 export function encodeDirent(d: Dirent): Uint8Array {
   const out = new Uint8Array(9);
-  setU64(out, 0, d.ino);
+  writeU64(out, 0, d.ino);
   out[8] = d.type;
   return out;
 }
@@ -125,8 +125,8 @@ export function decodeDirent(bytes: Uint8Array): Dirent {
 
 export function blockmapKey(ino: number, blockNo: number): Uint8Array {
   const out = new Uint8Array(16);
-  setU64(out, 0, ino);
-  setU64(out, 8, blockNo);
+  writeU64(out, 0, ino);
+  writeU64(out, 8, blockNo);
   return out;
 }
 
@@ -147,13 +147,12 @@ const BLOCK_BYTES = 1 + 4 + 1 + 4 + 4 + 8;
 
 export function encodeBlock(b: BlockRecord): Uint8Array {
   const out = new Uint8Array(BLOCK_BYTES);
-  const v = viewOf(out);
-  v.setUint8(0, 1);
-  v.setUint32(1, b.refcount);
-  v.setUint8(5, b.codec);
-  v.setUint32(6, b.storedBytes);
-  v.setUint32(10, b.rawBytes);
-  putU64(v, 14, b.offsetBytes);
+  out[0] = 1;
+  writeU32(out, 1, b.refcount);
+  out[5] = b.codec;
+  writeU32(out, 6, b.storedBytes);
+  writeU32(out, 10, b.rawBytes);
+  writeU64(out, 14, b.offsetBytes);
   return out;
 }
 
@@ -161,20 +160,19 @@ export function decodeBlock(bytes: Uint8Array): BlockRecord {
   if (bytes.length !== BLOCK_BYTES || bytes[0] !== 1) {
     throw new FormatError('ECORRUPT', `block record of ${bytes.length} bytes: expected ${BLOCK_BYTES}, version 1`);
   }
-  const v = viewOf(bytes);
   return {
-    refcount: v.getUint32(1),
-    codec: v.getUint8(5),
-    storedBytes: v.getUint32(6),
-    rawBytes: v.getUint32(10),
-    offsetBytes: getU64(v, 14),
+    refcount: readU32(bytes, 1),
+    codec: bytes[5],
+    storedBytes: readU32(bytes, 6),
+    rawBytes: readU32(bytes, 10),
+    offsetBytes: readU64(bytes, 14),
   };
 }
 
 export function freeKey(lengthBytes: number, offsetBytes: number): Uint8Array {
   const out = new Uint8Array(16);
-  setU64(out, 0, lengthBytes);
-  setU64(out, 8, offsetBytes);
+  writeU64(out, 0, lengthBytes);
+  writeU64(out, 8, offsetBytes);
   return out;
 }
 

@@ -115,7 +115,7 @@ export class WriteQueue {
  * offsets defeat that read-ahead.
  */
 export class ReadQueue {
-  private readonly queue: Array<{ offsetBytes: number; length: number; into: Uint8Array | undefined; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }> = [];
+  private readonly queue: Array<{ offsetBytes: number; length: number; targets: readonly Uint8Array[] | undefined; resolve: (r: Uint8Array | number) => void; reject: (e: unknown) => void }> = [];
   private inflight = 0;
 
   constructor(
@@ -123,9 +123,22 @@ export class ReadQueue {
     private readonly inflightMax: number,
   ) {}
 
+  /** `into`: read there (a view of it comes back), as FileHandle.read. */
   read(offsetBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    if (into) {
+      if (into.length < length) return Promise.reject(new RangeError(`read of ${length} bytes into a buffer of ${into.length}`));
+      return this.readv(offsetBytes, [into.subarray(0, length)]).then((n) => into.subarray(0, n));
+    }
     return new Promise((resolve, reject) => {
-      this.queue.push({ offsetBytes, length, into, resolve, reject });
+      this.queue.push({ offsetBytes, length, targets: undefined, resolve: resolve as (r: Uint8Array | number) => void, reject });
+      this.pump();
+    });
+  }
+
+  /** Read into the targets back to back (FileHandle.readv); resolves with the bytes read. */
+  readv(offsetBytes: number, targets: readonly Uint8Array[]): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ offsetBytes, length: 0, targets, resolve: resolve as (r: Uint8Array | number) => void, reject });
       this.pump();
     });
   }
@@ -134,7 +147,8 @@ export class ReadQueue {
     while (this.inflight < this.inflightMax && this.queue.length > 0) {
       const r = this.queue.shift() as (typeof this.queue)[number];
       this.inflight++;
-      this.file.read(r.offsetBytes, r.length, r.into).then(
+      const io: Promise<Uint8Array | number> = r.targets ? this.file.readv(r.offsetBytes, r.targets) : this.file.read(r.offsetBytes, r.length);
+      io.then(
         (b) => {
           this.inflight--;
           r.resolve(b);
