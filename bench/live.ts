@@ -27,6 +27,7 @@ const BLOCK_BYTES = 128 * 1024;
 const CACHE_MB = 128;
 const WAIT_MS_MAX = 10 * 60_000;
 const TCP_CHUNK_BYTES = 1024 * 1024;
+const SLAVE_NICE_DEFAULT = 10;
 
 /** User and system CPU seconds of a process so far (Linux /proc). */
 function processCpuS(pid: number | undefined): { user: number; sys: number } {
@@ -46,7 +47,15 @@ function startSlave(ctx: BenchContext, dir: string): Promise<SlaveChild> {
     // --live-slave-prof DIR: CPU profile of the slave process.
     const prof = ctx.flag('live-slave-prof');
     const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
-    const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', join(REPO_DIR, 'bench', 'live-slave-child.ts'), JSON.stringify({ dir, blockBytes: BLOCK_BYTES, cacheMb: CACHE_MB })], {
+    // --live-slave-nice N (default 10; 0: none): the slave child's CPU priority.
+    // On this one 2-vCPU VM the slave stands in for a machine of its own, which
+    // would take no CPU from the master: at nice 10 it gets what the master
+    // leaves. The master's own replication work (log, sender, socket) is not
+    // discounted: it runs in the master's process as in a deployment.
+    const nice = Number(ctx.flag('live-slave-nice') ?? SLAVE_NICE_DEFAULT);
+    if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new Error(`--live-slave-nice wants 0..19, got ${ctx.flag('live-slave-nice')}`);
+    const argv = [...profArgs, '--import', 'tsx', join(REPO_DIR, 'bench', 'live-slave-child.ts'), JSON.stringify({ dir, blockBytes: BLOCK_BYTES, cacheMb: CACHE_MB })];
+    const child = spawn(nice ? 'nice' : process.execPath, nice ? ['-n', String(nice), process.execPath, ...argv] : argv, {
       cwd: REPO_DIR,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
