@@ -113,6 +113,15 @@ const READS_INFLIGHT_MAX = 2;
 const CODEC_NONE = 0;
 /** readyBlockContent: the block must be loaded first. */
 const NOT_READY = Symbol('not ready');
+/**
+ * Entries of the engine's decoded-metadata caches (inodes; directory entries)
+ * before they are emptied. Both mirror what the layers and the store say and
+ * are updated wherever the engine changes an inode or a directory entry.
+ */
+const INODE_CACHE_MAX = 16384;
+const DIRENT_CACHE_MAX = 65536;
+/** Dirent cache: the name does not exist (as stored: ino * 16 + type). */
+const DIRENT_ABSENT = -1;
 
 /**
  * Bytes [from, to) of the file, which fall in the block starting at blockStart
@@ -200,6 +209,22 @@ export class FsEngine {
   private unsyncedDataBytes = 0;
   private presyncRunning: Promise<void> | undefined;
   private readonly openCounts = new Map<number, number>();
+  /**
+   * Decoded inodes as the active layer's view shows them, so a getattr or a
+   * path walk does not decode the same record again. Set by putInode, dropped
+   * by destroyInode, emptied by applyReplicated (which writes records itself).
+   * The objects are shared: code that changes an inode builds a new one (or
+   * puts the changed one back at once).
+   */
+  private readonly inodeCache = new Map<number, Inode>();
+  /**
+   * Directory entries by parent and name: ino * 16 + type, or DIRENT_ABSENT
+   * for a name known not to exist (the kernel's lookup of a name about to be
+   * created, then create's own check). Kept in step by addDirent and
+   * removeDirent, emptied by applyReplicated.
+   */
+  private readonly direntCache = new Map<number, Map<string, number>>();
+  private direntCacheSize = 0;
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
   /** Per inode: where its last read ended and how far blocks are fetched ahead. */
@@ -703,8 +728,14 @@ export class FsEngine {
   }
 
   private findInode(ino: number): Inode | undefined {
+    const cached = this.inodeCache.get(ino);
+    if (cached) return cached;
     const bytes = this.active.get(T.inode, inoKey(ino));
-    return bytes ? decodeInode(bytes) : undefined;
+    if (!bytes) return undefined;
+    const inode = decodeInode(bytes);
+    if (this.inodeCache.size >= INODE_CACHE_MAX) this.inodeCache.clear();
+    this.inodeCache.set(ino, inode);
+    return inode;
   }
 
   private inode(ino: number): Inode {
@@ -715,6 +746,8 @@ export class FsEngine {
 
   private putInode(inode: Inode): void {
     this.active.put(T.inode, inoKey(inode.ino), encodeInode(inode));
+    if (this.inodeCache.size >= INODE_CACHE_MAX) this.inodeCache.clear();
+    this.inodeCache.set(inode.ino, inode);
     this.active.touched.add(inode.ino);
     this.active.changes++;
   }
@@ -765,8 +798,8 @@ export class FsEngine {
     this.checkOpen();
     if (name !== '.' && name !== '..' && name.length <= NAME_MAX_BYTES / 3) {
       // Only directories hold entries: a hit proves parent is one.
-      const d = this.findDirent(parent, name);
-      if (d) return d.ino;
+      const d = this.direntIno(parent, name);
+      if (d !== undefined) return d;
       const dir = this.findInode(parent);
       if (dir && isDir(dir.mode)) return undefined;
     }
@@ -779,8 +812,49 @@ export class FsEngine {
   }
 
   private findDirent(parent: number, name: string): { ino: number; type: number } | undefined {
+    const v = this.direntValue(parent, name);
+    return v === DIRENT_ABSENT ? undefined : { ino: Math.floor(v / 16), type: v % 16 };
+  }
+
+  private direntIno(parent: number, name: string): number | undefined {
+    const v = this.direntValue(parent, name);
+    return v === DIRENT_ABSENT ? undefined : Math.floor(v / 16);
+  }
+
+  /** The entry's ino * 16 + type, or DIRENT_ABSENT, through the dirent cache. */
+  private direntValue(parent: number, name: string): number {
+    const cached = this.direntCache.get(parent)?.get(name);
+    if (cached !== undefined) return cached;
     const bytes = this.active.get(T.dirent, direntKey(parent, name));
-    return bytes ? decodeDirent(bytes) : undefined;
+    let v = DIRENT_ABSENT;
+    if (bytes) {
+      const d = decodeDirent(bytes);
+      v = d.ino * 16 + d.type;
+    }
+    this.cacheDirent(parent, name, v);
+    return v;
+  }
+
+  /** Record what the layers now say of (parent, name). */
+  private cacheDirent(parent: number, name: string, v: number): void {
+    if (this.direntCacheSize >= DIRENT_CACHE_MAX) {
+      this.direntCache.clear();
+      this.direntCacheSize = 0;
+    }
+    let names = this.direntCache.get(parent);
+    if (!names) {
+      names = new Map();
+      this.direntCache.set(parent, names);
+    }
+    if (!names.has(name)) this.direntCacheSize++;
+    names.set(name, v);
+  }
+
+  /** Forget every cached inode and directory entry (records were written around putInode and addDirent). */
+  private dropMetadataCaches(): void {
+    this.inodeCache.clear();
+    this.direntCache.clear();
+    this.direntCacheSize = 0;
   }
 
   readdir(ino: number): DirEntry[] {
@@ -799,8 +873,15 @@ export class FsEngine {
   }
 
   private addDirent(parent: number, name: string, inode: Inode): void {
-    this.active.put(T.dirent, direntKey(parent, name), encodeDirent({ ino: inode.ino, type: (inode.mode & S_IFMT) >> 12 }));
+    const type = (inode.mode & S_IFMT) >> 12;
+    this.active.put(T.dirent, direntKey(parent, name), encodeDirent({ ino: inode.ino, type }));
+    this.cacheDirent(parent, name, inode.ino * 16 + type);
     this.active.changes++;
+  }
+
+  private removeDirent(parent: number, name: string): void {
+    this.active.del(T.dirent, direntKey(parent, name));
+    this.cacheDirent(parent, name, DIRENT_ABSENT);
   }
 
   private touchDir(dir: Inode, nlinkDelta = 0): void {
@@ -884,7 +965,7 @@ export class FsEngine {
     if (!d) throw new FsError('ENOENT', `no entry '${name}' in directory ${parent}`);
     const inode = this.inode(d.ino);
     if (isDir(inode.mode)) throw new FsError('EISDIR', `'${name}' is a directory`);
-    this.active.del(T.dirent, direntKey(parent, name));
+    this.removeDirent(parent, name);
     this.touchDir(dir);
     this.dropLink(inode);
   }
@@ -911,7 +992,7 @@ export class FsEngine {
     if (this.active.scanPrefix(T.dirent, inoKey(inode.ino)).length > 0) {
       throw new FsError('ENOTEMPTY', `directory '${name}' is not empty`);
     }
-    this.active.del(T.dirent, direntKey(parent, name));
+    this.removeDirent(parent, name);
     this.touchDir(dir, -1);
     this.destroyInode(inode);
   }
@@ -950,7 +1031,7 @@ export class FsEngine {
       }
     }
     const now = this.now();
-    this.active.del(T.dirent, direntKey(oldParent, oldName));
+    this.removeDirent(oldParent, oldName);
     const movedDir = isDir(moving.mode);
     const updated = { ...moving, ctimeMs: now, parent: movedDir ? newParent : moving.parent };
     this.putInode(updated);
@@ -1027,6 +1108,12 @@ export class FsEngine {
     }
     if (isLnk(inode.mode)) this.active.del(T.symlink, key);
     this.active.del(T.inode, key);
+    this.inodeCache.delete(inode.ino);
+    const names = this.direntCache.get(inode.ino);
+    if (names) {
+      this.direntCacheSize -= names.size;
+      this.direntCache.delete(inode.ino);
+    }
     this.active.touched.add(inode.ino);
     this.active.changes++;
   }
@@ -1331,6 +1418,7 @@ export class FsEngine {
     }
     // Checked: now change.
     const layer = this.active;
+    this.dropMetadataCaches();
     for (const kv of tx.kvs) {
       if (kv.value) layer.put(kv.table, kv.key, kv.value);
       else layer.del(kv.table, kv.key);
