@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     const engine = b.engine;
     const logger: Logger = { log: () => undefined };
     const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: 2000, nowMs: () => Date.now() });
-    const ops = new LessfsFuseOps({ engine, control, gate: new IoGate(), logger }).ops() as unknown as AnyOps;
+    const ops = new LessfsFuseOps({ engine, control, gate: new IoGate(), logger, logLevel: 0 }).ops() as unknown as AnyOps;
     const call = (name: string, ...args: unknown[]): Promise<[number, unknown]> =>
       new Promise((res) => ops[name](...args, ((e, v) => res([e, v])) as Cb));
     const main: number[] = [];

@@ -688,6 +688,18 @@ export class FsEngine {
       }
       await frozenOrDone;
     }
+    this.commitOnPressure();
+  }
+
+  /** cacheRoom would not wait now. */
+  private cacheHasRoom(): boolean {
+    const limit = this.options.cacheSizeBytes;
+    return this.cacheBytesTotal() < limit && !(this.observer !== undefined && this.active.newStoredBytes >= limit);
+  }
+
+  /** Start a commit in the background when the cache is half full (or the transaction big). */
+  private commitOnPressure(): void {
+    const limit = this.options.cacheSizeBytes;
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
     if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || bigTxn || this.buggify.fires('early-commit'))) {
       this.commit('cache pressure').catch((err: unknown) => {
@@ -1751,6 +1763,58 @@ export class FsEngine {
       this.putInode({ ...current, sizeBytes: Math.max(current.sizeBytes, end), mtimeMs: now, ctimeMs: now });
       return data.length;
     });
+  }
+
+  /**
+   * write() done synchronously when nothing would wait: the write covers no
+   * whole block (nothing to hash), the cache and the data-file queue have
+   * room, no write or truncation of ino is running, no throttle holds writes,
+   * and every block it touches is already a dirty buffer or lies past the end
+   * of the file (nothing to load). Returns false, having changed nothing,
+   * otherwise. `data` is copied (the caller keeps it), as write() does for
+   * partial blocks.
+   */
+  writeNow(ino: number, offsetBytes: number, data: Uint8Array): boolean {
+    this.checkWritable();
+    const len = data.length;
+    if (len === 0) return true;
+    if (this.locks.has(ino) || !this.cacheHasRoom() || this.writer.backlogged) return false;
+    if (this.writeThrottle && this.writeThrottle() !== undefined) return false;
+    const current = this.inode(ino);
+    if (!isReg(current.mode)) throw new FsError(isDir(current.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
+    const bs = this.options.blockSizeBytes;
+    const end = offsetBytes + len;
+    const first = Math.floor(offsetBytes / bs);
+    const last = Math.floor((end - 1) / bs);
+    const blocks = this.active.dirty.get(ino);
+    for (let bno = first; bno <= last; bno++) {
+      const s = bno * bs;
+      if (offsetBytes <= s && end >= s + bs) return false; // a whole block: hashed by write()
+      if (s < current.sizeBytes && blocks?.has(bno) !== true) return false; // content to load
+    }
+    let dirty = blocks;
+    if (!dirty) {
+      dirty = new Map();
+      this.active.dirty.set(ino, dirty);
+    }
+    for (let bno = first; bno <= last; bno++) {
+      const s = bno * bs;
+      const from = Math.max(offsetBytes, s);
+      const to = Math.min(end, s + bs);
+      let buf = dirty.get(bno);
+      if (!buf || buf.length < to - s) {
+        const grown = new Uint8Array(dirtyLength(Math.max(buf?.length ?? 0, to - s), bs));
+        if (buf) grown.set(buf);
+        this.active.dataBytes += grown.length - (buf?.length ?? 0);
+        dirty.set(bno, grown);
+        buf = grown;
+      }
+      buf.set(data.subarray(from - offsetBytes, to - offsetBytes), from - s);
+    }
+    const now = this.now();
+    this.putInode({ ...current, sizeBytes: Math.max(current.sizeBytes, end), mtimeMs: now, ctimeMs: now });
+    this.commitOnPressure();
+    return true;
   }
 
   async truncate(ino: number, sizeBytes: number): Promise<void> {
