@@ -4,6 +4,18 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: false });
 
 export function utf8(text: string): Uint8Array {
+  // Short ASCII text (file names, mostly) byte by byte: TextEncoder gives
+  // every result its own off-heap buffer, which costs more than the copy.
+  const n = text.length;
+  if (n <= 64) {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) return encoder.encode(text);
+      out[i] = c;
+    }
+    return out;
+  }
   return encoder.encode(text);
 }
 
@@ -94,6 +106,24 @@ export function putU64(view: DataView, offset: number, value: number): void {
 
 export function getU64(view: DataView, offset: number): number {
   return view.getUint32(offset) * 0x100000000 + view.getUint32(offset + 4);
+}
+
+const f64 = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64.buffer);
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** A float64, big-endian, into bytes at offset (as DataView.setFloat64). */
+export function writeF64(bytes: Uint8Array, offset: number, value: number): void {
+  f64[0] = value;
+  if (littleEndian) for (let i = 0; i < 8; i++) bytes[offset + i] = f64Bytes[7 - i];
+  else for (let i = 0; i < 8; i++) bytes[offset + i] = f64Bytes[i];
+}
+
+/** A big-endian float64 of bytes at offset (as DataView.getFloat64). */
+export function readF64(bytes: Uint8Array, offset: number): number {
+  if (littleEndian) for (let i = 0; i < 8; i++) f64Bytes[7 - i] = bytes[offset + i];
+  else for (let i = 0; i < 8; i++) f64Bytes[i] = bytes[offset + i];
+  return f64[0];
 }
 
 // The byte-array forms below write and read bytes directly: a DataView over a

@@ -120,6 +120,32 @@ describe('FUSE handlers in-process', () => {
     expect((st3 as { ino: number }).ino).not.toBe((st1 as { ino: number }).ino);
     expect((st3 as { size: number }).size).toBe(0);
     await call('release', '/a/x', fd2);
+    // Renaming a directory moves every path under it.
+    expect((await call('mkdir', '/p', 0o755))[0]).toBe(0);
+    expect((await call('mkdir', '/p/q', 0o755))[0]).toBe(0);
+    const [, fd3] = await call('create', '/p/q/f', 0o100644);
+    await call('release', '/p/q/f', fd3);
+    const [, f1] = await call('getattr', '/p/q/f');
+    expect((await call('rename', '/p', '/r'))[0]).toBe(0);
+    expect((await call('getattr', '/p/q/f'))[0]).toBe(-2);
+    expect((await call('getattr', '/p/q'))[0]).toBe(-2);
+    const [, f2] = await call('getattr', '/r/q/f');
+    expect((f2 as { ino: number }).ino).toBe((f1 as { ino: number }).ino);
+    // A rename over an existing name: the name now means the moved file.
+    const [, fa] = await call('create', '/r/a', 0o100644);
+    const [, fb] = await call('create', '/r/b', 0o100644);
+    const [, sa] = await call('getattr', '/r/a');
+    await call('getattr', '/r/b');
+    expect((await call('rename', '/r/a', '/r/b'))[0]).toBe(0);
+    const [, sb] = await call('getattr', '/r/b');
+    expect((sb as { ino: number }).ino).toBe((sa as { ino: number }).ino);
+    expect((await call('getattr', '/r/a'))[0]).toBe(-2);
+    await call('release', '/r/a', fa);
+    await call('release', '/r/b', fb);
+    // Paths with empty components resolve as before.
+    expect((await call('getattr', '/r//q/f'))[0]).toBe(0);
+    expect((await call('getattr', '/r/q/f/'))[0]).toBe(0);
+    expect((await call('getattr', '/r/q/f/x'))[0]).toBe(-20); // ENOTDIR
     await engine.close();
   });
 });

@@ -225,6 +225,12 @@ export class FsEngine {
    */
   private readonly direntCache = new Map<number, Map<string, number>>();
   private direntCacheSize = 0;
+  /**
+   * Bumped whenever a name goes away or is replaced (unlink, rmdir, rename)
+   * and when replication rewrites the tree: a cache of resolved paths
+   * (PathFs) is valid while this stays the same. Names only added keep it.
+   */
+  namesGeneration = 0;
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
   /** Per inode: where its last read ended and how far blocks are fetched ahead. */
@@ -728,7 +734,8 @@ export class FsEngine {
     return this.failure !== undefined;
   }
 
-  private checkOpen(): void {
+  /** Throws EIO once the engine is closed or stopped. */
+  checkOpen(): void {
     if (this.closed) throw new FsError('EIO', 'filesystem is closed');
     if (this.failure !== undefined) throw new FsError('EIO', `filesystem stopped after a failed data sync: ${(this.failure as Error).message}`);
   }
@@ -864,6 +871,7 @@ export class FsEngine {
 
   /** Forget every cached inode and directory entry (records were written around putInode and addDirent). */
   private dropMetadataCaches(): void {
+    this.namesGeneration++;
     this.inodeCache.clear();
     this.direntCache.clear();
     this.direntCacheSize = 0;
@@ -881,7 +889,7 @@ export class FsEngine {
   private checkName(name: string): void {
     if (name.length === 0 || name === '.' || name === '..') throw new FsError('EINVAL', `invalid name '${name}'`);
     if (name.includes('/') || name.includes('\0')) throw new FsError('EINVAL', `name '${name}' contains '/' or NUL`);
-    if (utf8(name).length > NAME_MAX_BYTES) throw new FsError('ENAMETOOLONG', `name of ${utf8(name).length} bytes (max ${NAME_MAX_BYTES})`);
+    if (name.length > NAME_MAX_BYTES / 3 && utf8(name).length > NAME_MAX_BYTES) throw new FsError('ENAMETOOLONG', `name of ${utf8(name).length} bytes (max ${NAME_MAX_BYTES})`);
   }
 
   private addDirent(parent: number, name: string, inode: Inode): void {
@@ -892,6 +900,7 @@ export class FsEngine {
   }
 
   private removeDirent(parent: number, name: string): void {
+    this.namesGeneration++;
     this.active.del(T.dirent, direntKey(parent, name));
     this.cacheDirent(parent, name, DIRENT_ABSENT);
   }
