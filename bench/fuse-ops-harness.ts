@@ -8,7 +8,8 @@
 //   node --import tsx bench/fuse-ops-harness.ts creates [FILES] [ROUNDS]
 //   node --import tsx bench/fuse-ops-harness.ts read [MIB] [ROUNDS]
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { randomFillSync } from 'node:crypto';
 import { ControlFiles } from '../src/core/control.ts';
 import { IoGate } from '../src/core/gate.ts';
@@ -68,11 +69,24 @@ async function main(): Promise<void> {
         };
         // Each round starts on an empty write cache, as the bench's fresh mount does.
         await engine.fsync();
+        // HARNESS_HEAP=FILE: a sampling heap profile (allocations, collected
+        // ones included) of the last round.
+        const heap = process.env.HARNESS_HEAP !== undefined && round === rounds ? new Session() : undefined;
+        if (heap) {
+          heap.connect();
+          await heap.post('HeapProfiler.enable');
+          await heap.post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+        }
         const m0 = mainThreadCpu();
         const c0 = process.cpuUsage();
         await Promise.all([worker(), worker(), worker(), worker()]);
         const c = process.cpuUsage(c0);
         const m1 = mainThreadCpu();
+        if (heap) {
+          const { profile } = await heap.post('HeapProfiler.stopSampling');
+          writeFileSync(process.env.HARNESS_HEAP as string, JSON.stringify(profile));
+          heap.disconnect();
+        }
         // Round 0 warms up (JIT).
         if (round > 0) {
           main.push((m1.user + m1.system - m0.user - m0.system) / n);

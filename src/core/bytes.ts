@@ -108,6 +108,34 @@ export function getU64(view: DataView, offset: number): number {
   return view.getUint32(offset) * 0x100000000 + view.getUint32(offset + 4);
 }
 
+/**
+ * Byte arrays carved out of shared slabs: one ArrayBuffer per `slabBytes`
+ * instead of one per array. For records too big for V8's on-heap typed
+ * arrays (over 64 bytes) that are made by the thousand and die together
+ * (write-cache records, small dirty buffers): each ArrayBuffer of its own costs
+ * an allocation, external-memory accounting and a sweep by the collector. A
+ * slab is freed once every array in it is unreachable, so only arrays with
+ * similar lifetimes belong in one. Arrays come zero-filled.
+ */
+export class Slabs {
+  private slab: ArrayBuffer | undefined;
+  private used = 0;
+
+  constructor(private readonly slabBytes: number) {}
+
+  take(n: number): Uint8Array {
+    if (n > this.slabBytes / 4) return new Uint8Array(n);
+    if (this.slab === undefined || this.used + n > this.slabBytes) {
+      this.slab = new ArrayBuffer(this.slabBytes);
+      this.used = 0;
+    }
+    const out = new Uint8Array(this.slab, this.used, n);
+    // Keep every array 8-byte aligned (contentEnd reads whole words).
+    this.used += (n + 7) & ~7;
+    return out;
+  }
+}
+
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

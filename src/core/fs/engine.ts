@@ -12,7 +12,7 @@
 
 import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
 import type { FileHandle, Store, StoreOp, TimerHandle } from '../drivers.ts';
-import { binaryKey, equalBytes, readU64, toHex, u64 } from '../bytes.ts';
+import { binaryKey, equalBytes, readU64, Slabs, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError, AssertionError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
@@ -225,6 +225,8 @@ export class FsEngine {
    */
   private readonly direntCache = new Map<number, Map<string, number>>();
   private direntCacheSize = 0;
+  /** Dirty buffers of small writes (they live until the commit that stores them). */
+  private readonly dirtySlabs = new Slabs(256 * 1024);
   /**
    * Bumped whenever a name goes away or is replaced (unlink, rmdir, rename)
    * and when replication rewrites the tree: a cache of resolved paths
@@ -1812,7 +1814,7 @@ export class FsEngine {
       const to = Math.min(end, s + bs);
       let buf = dirty.get(bno);
       if (!buf || buf.length < to - s) {
-        const grown = new Uint8Array(dirtyLength(Math.max(buf?.length ?? 0, to - s), bs));
+        const grown = this.dirtySlabs.take(dirtyLength(Math.max(buf?.length ?? 0, to - s), bs));
         if (buf) grown.set(buf);
         this.active.dataBytes += grown.length - (buf?.length ?? 0);
         dirty.set(bno, grown);

@@ -1,7 +1,7 @@
 // On-disk schema: table names and the binary encoding of every record.
 // Integers are big-endian so keys sort numerically (LMDB compares bytewise).
 
-import { fromUtf8, readF64, readU32, readU64, u64, utf8, writeF64, writeU32, writeU64 } from '../bytes.ts';
+import { fromUtf8, readF64, readU32, readU64, Slabs, u64, utf8, writeF64, writeU32, writeU64 } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
 
 export const FORMAT_VERSION = 1;
@@ -52,8 +52,11 @@ export interface Inode {
 
 const INODE_BYTES = 1 + 4 * 5 + 8 * 5 + 8;
 
+/** Inode records live in the write cache until a commit: allocated in slabs. */
+const inodeRecords = new Slabs(16 * 1024);
+
 export function encodeInode(inode: Inode): Uint8Array {
-  const out = new Uint8Array(INODE_BYTES);
+  const out = inodeRecords.take(INODE_BYTES);
   out[0] = 1; // record version
   writeU32(out, 1, inode.mode);
   writeU32(out, 5, inode.uid);
