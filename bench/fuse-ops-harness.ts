@@ -87,7 +87,8 @@ async function main(): Promise<void> {
           writeFileSync(process.env.HARNESS_HEAP as string, JSON.stringify(profile));
           heap.disconnect();
         }
-        // Round 0 warms up (JIT).
+        // Round 0 warms up (JIT): reported apart.
+        if (round === 0) console.log(`creates, first round (cold JIT): main thread ${((m1.user + m1.system - m0.user - m0.system) / n).toFixed(1)} µs/file`);
         if (round > 0) {
           main.push((m1.user + m1.system - m0.user - m0.system) / n);
           all.push((c.user + c.system) / n);
