@@ -7,6 +7,7 @@
 //
 //   node --import tsx bench/fuse-ops-harness.ts creates [FILES] [ROUNDS]
 //   node --import tsx bench/fuse-ops-harness.ts read [MIB] [ROUNDS]
+//   node --import tsx bench/fuse-ops-harness.ts write [MIB] [ROUNDS]
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -31,7 +32,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'creates';
-  const n = Number(process.argv[3] ?? (mode === 'read' ? 512 : 10_000));
+  const n = Number(process.argv[3] ?? (mode === 'creates' ? 10_000 : 512));
   const rounds = Number(process.argv[4] ?? 5);
   const dir = mkdtempSync('/tmp/fuse-ops-harness-');
   try {
@@ -127,6 +128,38 @@ async function main(): Promise<void> {
         }
       }
       console.log(`read: main thread ${main.map((x) => x.toFixed(1)).join(' ')} µs/128 KiB read (median ${median(main).toFixed(1)}); all threads median ${median(all).toFixed(1)}`);
+    } else if (mode === 'write') {
+      // Sequential 128 KiB writes of one file, then the same bytes to another
+      // (all duplicates); CPU per write including the write-behind stores.
+      const bs = 131072;
+      const blocks = (n << 20) / bs;
+      const src = Buffer.allocUnsafe(n << 20);
+      randomFillSync(src);
+      const dup: number[] = [];
+      for (let round = 0; round <= rounds; round++) {
+        for (const kind of ['unique', 'dup']) {
+          const path = `/w${round}${kind}`;
+          if (kind === 'unique') src.writeUInt32LE(round, 0);
+          const [e1, fd] = await call('create', path, 0o100644);
+          if (e1 !== 0) throw new Error(`create: ${e1}`);
+          const m0 = mainThreadCpu();
+          const c0 = process.cpuUsage();
+          for (let i = 0; i < blocks; i++) {
+            const [e] = await call('write', path, fd, src.subarray(i * bs, (i + 1) * bs), bs, i * bs);
+            if (e !== bs) throw new Error(`write: ${e}`);
+          }
+          await call('flush', path, fd);
+          const c = process.cpuUsage(c0);
+          const m1 = mainThreadCpu();
+          await call('release', path, fd);
+          await engine.fsync();
+          if (round > 0) {
+            (kind === 'unique' ? main : dup).push((m1.user + m1.system - m0.user - m0.system) / blocks);
+            if (kind === 'unique') all.push((c.user + c.system) / blocks);
+          }
+        }
+      }
+      console.log(`write: main thread unique ${main.map((x) => x.toFixed(1)).join(' ')} (median ${median(main).toFixed(1)}), duplicate ${dup.map((x) => x.toFixed(1)).join(' ')} (median ${median(dup).toFixed(1)}) µs/128 KiB write`);
     } else {
       throw new Error(`unknown mode ${mode}`);
     }
