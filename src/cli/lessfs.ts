@@ -161,7 +161,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
       }
       logger.log(1, `recording FUSE operations to ${tracePath}`);
     }
-    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller, trace });
+    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller, trace, logLevel: config.debug });
     lessfsOps = ops;
     if (config.listenPort > 0) {
       mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate, () => ops.drainWrites()), {

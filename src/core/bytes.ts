@@ -4,6 +4,18 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: false });
 
 export function utf8(text: string): Uint8Array {
+  // Short ASCII text (file names, mostly) byte by byte: TextEncoder gives
+  // every result its own off-heap buffer, which costs more than the copy.
+  const n = text.length;
+  if (n <= 64) {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) return encoder.encode(text);
+      out[i] = c;
+    }
+    return out;
+  }
   return encoder.encode(text);
 }
 
@@ -94,6 +106,52 @@ export function putU64(view: DataView, offset: number, value: number): void {
 
 export function getU64(view: DataView, offset: number): number {
   return view.getUint32(offset) * 0x100000000 + view.getUint32(offset + 4);
+}
+
+/**
+ * Byte arrays carved out of shared slabs: one ArrayBuffer per `slabBytes`
+ * instead of one per array. For records too big for V8's on-heap typed
+ * arrays (over 64 bytes) that are made by the thousand and die together
+ * (write-cache records, small dirty buffers): each ArrayBuffer of its own costs
+ * an allocation, external-memory accounting and a sweep by the collector. A
+ * slab is freed once every array in it is unreachable, so only arrays with
+ * similar lifetimes belong in one. Arrays come zero-filled.
+ */
+export class Slabs {
+  private slab: ArrayBuffer | undefined;
+  private used = 0;
+
+  constructor(private readonly slabBytes: number) {}
+
+  take(n: number): Uint8Array {
+    if (n > this.slabBytes / 4) return new Uint8Array(n);
+    if (this.slab === undefined || this.used + n > this.slabBytes) {
+      this.slab = new ArrayBuffer(this.slabBytes);
+      this.used = 0;
+    }
+    const out = new Uint8Array(this.slab, this.used, n);
+    // Keep every array 8-byte aligned (contentEnd reads whole words).
+    this.used += (n + 7) & ~7;
+    return out;
+  }
+}
+
+const f64 = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64.buffer);
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** A float64, big-endian, into bytes at offset (as DataView.setFloat64). */
+export function writeF64(bytes: Uint8Array, offset: number, value: number): void {
+  f64[0] = value;
+  if (littleEndian) for (let i = 0; i < 8; i++) bytes[offset + i] = f64Bytes[7 - i];
+  else for (let i = 0; i < 8; i++) bytes[offset + i] = f64Bytes[i];
+}
+
+/** A big-endian float64 of bytes at offset (as DataView.getFloat64). */
+export function readF64(bytes: Uint8Array, offset: number): number {
+  if (littleEndian) for (let i = 0; i < 8; i++) f64Bytes[7 - i] = bytes[offset + i];
+  else for (let i = 0; i < 8; i++) f64Bytes[i] = bytes[offset + i];
+  return f64[0];
 }
 
 // The byte-array forms below write and read bytes directly: a DataView over a

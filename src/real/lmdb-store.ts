@@ -118,9 +118,19 @@ export class LmdbStoreFactory implements StoreFactory {
   }
 }
 
-/** A plain (non-shared) Buffer over the same bytes, for a lookup that uses it at once. */
+/** Where keyForGet copies keys (LMDB keys are at most 511 bytes). */
+const getKeyScratch = Buffer.allocUnsafeSlow(512);
+
+/**
+ * A plain Buffer with the key's bytes, for a lookup that uses it at once (the
+ * next call reuses it). A copy into one scratch buffer: a view over
+ * `key.buffer` would make V8 move a small on-heap key (every inode, dirent
+ * and block-map key) off the heap first.
+ */
 function keyForGet(key: Uint8Array): Buffer {
-  return key.buffer instanceof SharedArrayBuffer ? Buffer.from(key) : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  if (key.length > getKeyScratch.length) return Buffer.from(key);
+  getKeyScratch.set(key);
+  return getKeyScratch.subarray(0, key.length);
 }
 
 function mapLmdbError(path: string, error: unknown, what: string): StoreError {

@@ -12,7 +12,7 @@
 
 import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
 import type { FileHandle, Store, StoreOp, TimerHandle } from '../drivers.ts';
-import { binaryKey, equalBytes, readU64, toHex, u64 } from '../bytes.ts';
+import { binaryKey, equalBytes, readU64, Slabs, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError, AssertionError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { Layer } from './layers.ts';
@@ -113,6 +113,15 @@ const READS_INFLIGHT_MAX = 2;
 const CODEC_NONE = 0;
 /** readyBlockContent: the block must be loaded first. */
 const NOT_READY = Symbol('not ready');
+/**
+ * Entries of the engine's decoded-metadata caches (inodes; directory entries)
+ * before they are emptied. Both mirror what the layers and the store say and
+ * are updated wherever the engine changes an inode or a directory entry.
+ */
+const INODE_CACHE_MAX = 16384;
+const DIRENT_CACHE_MAX = 65536;
+/** Dirent cache: the name does not exist (as stored: ino * 16 + type). */
+const DIRENT_ABSENT = -1;
 
 /**
  * Bytes [from, to) of the file, which fall in the block starting at blockStart
@@ -200,6 +209,30 @@ export class FsEngine {
   private unsyncedDataBytes = 0;
   private presyncRunning: Promise<void> | undefined;
   private readonly openCounts = new Map<number, number>();
+  /**
+   * Decoded inodes as the active layer's view shows them, so a getattr or a
+   * path walk does not decode the same record again. Set by putInode, dropped
+   * by destroyInode, emptied by applyReplicated (which writes records itself).
+   * The objects are shared: code that changes an inode builds a new one (or
+   * puts the changed one back at once).
+   */
+  private readonly inodeCache = new Map<number, Inode>();
+  /**
+   * Directory entries by parent and name: ino * 16 + type, or DIRENT_ABSENT
+   * for a name known not to exist (the kernel's lookup of a name about to be
+   * created, then create's own check). Kept in step by addDirent and
+   * removeDirent, emptied by applyReplicated.
+   */
+  private readonly direntCache = new Map<number, Map<string, number>>();
+  private direntCacheSize = 0;
+  /** Dirty buffers of small writes (they live until the commit that stores them). */
+  private readonly dirtySlabs = new Slabs(256 * 1024);
+  /**
+   * Bumped whenever a name goes away or is replaced (unlink, rmdir, rename)
+   * and when replication rewrites the tree: a cache of resolved paths
+   * (PathFs) is valid while this stays the same. Names only added keep it.
+   */
+  namesGeneration = 0;
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
   /** Per inode: where its last read ended and how far blocks are fetched ahead. */
@@ -663,6 +696,18 @@ export class FsEngine {
       }
       await frozenOrDone;
     }
+    this.commitOnPressure();
+  }
+
+  /** cacheRoom would not wait now. */
+  private cacheHasRoom(): boolean {
+    const limit = this.options.cacheSizeBytes;
+    return this.cacheBytesTotal() < limit && !(this.observer !== undefined && this.active.newStoredBytes >= limit);
+  }
+
+  /** Start a commit in the background when the cache is half full (or the transaction big). */
+  private commitOnPressure(): void {
+    const limit = this.options.cacheSizeBytes;
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
     if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || bigTxn || this.buggify.fires('early-commit'))) {
       this.commit('cache pressure').catch((err: unknown) => {
@@ -691,7 +736,8 @@ export class FsEngine {
     return this.failure !== undefined;
   }
 
-  private checkOpen(): void {
+  /** Throws EIO once the engine is closed or stopped. */
+  checkOpen(): void {
     if (this.closed) throw new FsError('EIO', 'filesystem is closed');
     if (this.failure !== undefined) throw new FsError('EIO', `filesystem stopped after a failed data sync: ${(this.failure as Error).message}`);
   }
@@ -703,8 +749,14 @@ export class FsEngine {
   }
 
   private findInode(ino: number): Inode | undefined {
+    const cached = this.inodeCache.get(ino);
+    if (cached) return cached;
     const bytes = this.active.get(T.inode, inoKey(ino));
-    return bytes ? decodeInode(bytes) : undefined;
+    if (!bytes) return undefined;
+    const inode = decodeInode(bytes);
+    if (this.inodeCache.size >= INODE_CACHE_MAX) this.inodeCache.clear();
+    this.inodeCache.set(ino, inode);
+    return inode;
   }
 
   private inode(ino: number): Inode {
@@ -715,6 +767,8 @@ export class FsEngine {
 
   private putInode(inode: Inode): void {
     this.active.put(T.inode, inoKey(inode.ino), encodeInode(inode));
+    if (this.inodeCache.size >= INODE_CACHE_MAX) this.inodeCache.clear();
+    this.inodeCache.set(inode.ino, inode);
     this.active.touched.add(inode.ino);
     this.active.changes++;
   }
@@ -765,8 +819,8 @@ export class FsEngine {
     this.checkOpen();
     if (name !== '.' && name !== '..' && name.length <= NAME_MAX_BYTES / 3) {
       // Only directories hold entries: a hit proves parent is one.
-      const d = this.findDirent(parent, name);
-      if (d) return d.ino;
+      const d = this.direntIno(parent, name);
+      if (d !== undefined) return d;
       const dir = this.findInode(parent);
       if (dir && isDir(dir.mode)) return undefined;
     }
@@ -779,8 +833,50 @@ export class FsEngine {
   }
 
   private findDirent(parent: number, name: string): { ino: number; type: number } | undefined {
+    const v = this.direntValue(parent, name);
+    return v === DIRENT_ABSENT ? undefined : { ino: Math.floor(v / 16), type: v % 16 };
+  }
+
+  private direntIno(parent: number, name: string): number | undefined {
+    const v = this.direntValue(parent, name);
+    return v === DIRENT_ABSENT ? undefined : Math.floor(v / 16);
+  }
+
+  /** The entry's ino * 16 + type, or DIRENT_ABSENT, through the dirent cache. */
+  private direntValue(parent: number, name: string): number {
+    const cached = this.direntCache.get(parent)?.get(name);
+    if (cached !== undefined) return cached;
     const bytes = this.active.get(T.dirent, direntKey(parent, name));
-    return bytes ? decodeDirent(bytes) : undefined;
+    let v = DIRENT_ABSENT;
+    if (bytes) {
+      const d = decodeDirent(bytes);
+      v = d.ino * 16 + d.type;
+    }
+    this.cacheDirent(parent, name, v);
+    return v;
+  }
+
+  /** Record what the layers now say of (parent, name). */
+  private cacheDirent(parent: number, name: string, v: number): void {
+    if (this.direntCacheSize >= DIRENT_CACHE_MAX) {
+      this.direntCache.clear();
+      this.direntCacheSize = 0;
+    }
+    let names = this.direntCache.get(parent);
+    if (!names) {
+      names = new Map();
+      this.direntCache.set(parent, names);
+    }
+    if (!names.has(name)) this.direntCacheSize++;
+    names.set(name, v);
+  }
+
+  /** Forget every cached inode and directory entry (records were written around putInode and addDirent). */
+  private dropMetadataCaches(): void {
+    this.namesGeneration++;
+    this.inodeCache.clear();
+    this.direntCache.clear();
+    this.direntCacheSize = 0;
   }
 
   readdir(ino: number): DirEntry[] {
@@ -795,12 +891,20 @@ export class FsEngine {
   private checkName(name: string): void {
     if (name.length === 0 || name === '.' || name === '..') throw new FsError('EINVAL', `invalid name '${name}'`);
     if (name.includes('/') || name.includes('\0')) throw new FsError('EINVAL', `name '${name}' contains '/' or NUL`);
-    if (utf8(name).length > NAME_MAX_BYTES) throw new FsError('ENAMETOOLONG', `name of ${utf8(name).length} bytes (max ${NAME_MAX_BYTES})`);
+    if (name.length > NAME_MAX_BYTES / 3 && utf8(name).length > NAME_MAX_BYTES) throw new FsError('ENAMETOOLONG', `name of ${utf8(name).length} bytes (max ${NAME_MAX_BYTES})`);
   }
 
   private addDirent(parent: number, name: string, inode: Inode): void {
-    this.active.put(T.dirent, direntKey(parent, name), encodeDirent({ ino: inode.ino, type: (inode.mode & S_IFMT) >> 12 }));
+    const type = (inode.mode & S_IFMT) >> 12;
+    this.active.put(T.dirent, direntKey(parent, name), encodeDirent({ ino: inode.ino, type }));
+    this.cacheDirent(parent, name, inode.ino * 16 + type);
     this.active.changes++;
+  }
+
+  private removeDirent(parent: number, name: string): void {
+    this.namesGeneration++;
+    this.active.del(T.dirent, direntKey(parent, name));
+    this.cacheDirent(parent, name, DIRENT_ABSENT);
   }
 
   private touchDir(dir: Inode, nlinkDelta = 0): void {
@@ -884,7 +988,7 @@ export class FsEngine {
     if (!d) throw new FsError('ENOENT', `no entry '${name}' in directory ${parent}`);
     const inode = this.inode(d.ino);
     if (isDir(inode.mode)) throw new FsError('EISDIR', `'${name}' is a directory`);
-    this.active.del(T.dirent, direntKey(parent, name));
+    this.removeDirent(parent, name);
     this.touchDir(dir);
     this.dropLink(inode);
   }
@@ -911,7 +1015,7 @@ export class FsEngine {
     if (this.active.scanPrefix(T.dirent, inoKey(inode.ino)).length > 0) {
       throw new FsError('ENOTEMPTY', `directory '${name}' is not empty`);
     }
-    this.active.del(T.dirent, direntKey(parent, name));
+    this.removeDirent(parent, name);
     this.touchDir(dir, -1);
     this.destroyInode(inode);
   }
@@ -950,7 +1054,7 @@ export class FsEngine {
       }
     }
     const now = this.now();
-    this.active.del(T.dirent, direntKey(oldParent, oldName));
+    this.removeDirent(oldParent, oldName);
     const movedDir = isDir(moving.mode);
     const updated = { ...moving, ctimeMs: now, parent: movedDir ? newParent : moving.parent };
     this.putInode(updated);
@@ -1027,6 +1131,12 @@ export class FsEngine {
     }
     if (isLnk(inode.mode)) this.active.del(T.symlink, key);
     this.active.del(T.inode, key);
+    this.inodeCache.delete(inode.ino);
+    const names = this.direntCache.get(inode.ino);
+    if (names) {
+      this.direntCacheSize -= names.size;
+      this.direntCache.delete(inode.ino);
+    }
     this.active.touched.add(inode.ino);
     this.active.changes++;
   }
@@ -1331,6 +1441,7 @@ export class FsEngine {
     }
     // Checked: now change.
     const layer = this.active;
+    this.dropMetadataCaches();
     for (const kv of tx.kvs) {
       if (kv.value) layer.put(kv.table, kv.key, kv.value);
       else layer.del(kv.table, kv.key);
@@ -1663,6 +1774,58 @@ export class FsEngine {
       this.putInode({ ...current, sizeBytes: Math.max(current.sizeBytes, end), mtimeMs: now, ctimeMs: now });
       return data.length;
     });
+  }
+
+  /**
+   * write() done synchronously when nothing would wait: the write covers no
+   * whole block (nothing to hash), the cache and the data-file queue have
+   * room, no write or truncation of ino is running, no throttle holds writes,
+   * and every block it touches is already a dirty buffer or lies past the end
+   * of the file (nothing to load). Returns false, having changed nothing,
+   * otherwise. `data` is copied (the caller keeps it), as write() does for
+   * partial blocks.
+   */
+  writeNow(ino: number, offsetBytes: number, data: Uint8Array): boolean {
+    this.checkWritable();
+    const len = data.length;
+    if (len === 0) return true;
+    if (this.locks.has(ino) || !this.cacheHasRoom() || this.writer.backlogged) return false;
+    if (this.writeThrottle && this.writeThrottle() !== undefined) return false;
+    const current = this.inode(ino);
+    if (!isReg(current.mode)) throw new FsError(isDir(current.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
+    const bs = this.options.blockSizeBytes;
+    const end = offsetBytes + len;
+    const first = Math.floor(offsetBytes / bs);
+    const last = Math.floor((end - 1) / bs);
+    const blocks = this.active.dirty.get(ino);
+    for (let bno = first; bno <= last; bno++) {
+      const s = bno * bs;
+      if (offsetBytes <= s && end >= s + bs) return false; // a whole block: hashed by write()
+      if (s < current.sizeBytes && blocks?.has(bno) !== true) return false; // content to load
+    }
+    let dirty = blocks;
+    if (!dirty) {
+      dirty = new Map();
+      this.active.dirty.set(ino, dirty);
+    }
+    for (let bno = first; bno <= last; bno++) {
+      const s = bno * bs;
+      const from = Math.max(offsetBytes, s);
+      const to = Math.min(end, s + bs);
+      let buf = dirty.get(bno);
+      if (!buf || buf.length < to - s) {
+        const grown = this.dirtySlabs.take(dirtyLength(Math.max(buf?.length ?? 0, to - s), bs));
+        if (buf) grown.set(buf);
+        this.active.dataBytes += grown.length - (buf?.length ?? 0);
+        dirty.set(bno, grown);
+        buf = grown;
+      }
+      buf.set(data.subarray(from - offsetBytes, to - offsetBytes), from - s);
+    }
+    const now = this.now();
+    this.putInode({ ...current, sizeBytes: Math.max(current.sizeBytes, end), mtimeMs: now, ctimeMs: now });
+    this.commitOnPressure();
+    return true;
   }
 
   async truncate(ino: number, sizeBytes: number): Promise<void> {

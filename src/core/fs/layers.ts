@@ -5,7 +5,10 @@
 //
 // Entries are grouped by the key's first 8 bytes (an inode or parent number in
 // every ranged table), so a scan of one directory or one file's block map costs
-// the size of that group, not of the whole cache.
+// the size of that group, not of the whole cache. Keys of exactly 8 bytes (the
+// inode, symlink and orphan tables) are their own group: they live in one flat
+// map per table instead (no map per inode, which every new file's inode record
+// would otherwise keep alive until the commit).
 
 import type { Store, StoreOp } from '../drivers.ts';
 import { binaryKey, compareBytes, prefixEnd } from '../bytes.ts';
@@ -21,6 +24,8 @@ type Group = Map<string, Entry>;
 
 export class Layer {
   private readonly tables = new Map<string, Map<string, Group>>();
+  /** Entries whose key is exactly GROUP_BYTES long, by table. */
+  private readonly singles = new Map<string, Group>();
   private entryCount = 0;
 
   constructor(public below: Layer | Store) {}
@@ -47,7 +52,7 @@ export class Layer {
 
   /** undefined: not in this layer; null: deleted in this layer. */
   own(table: string, key: Uint8Array): Uint8Array | null | undefined {
-    const e = this.group(table, key, false)?.get(binaryKey(key));
+    const e = key.length === GROUP_BYTES ? this.singles.get(table)?.get(binaryKey(key)) : this.group(table, key, false)?.get(binaryKey(key));
     if (!e) return undefined;
     return e.value ?? null;
   }
@@ -58,6 +63,14 @@ export class Layer {
     let hk: string | undefined;
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     let layer: Layer | Store = this;
+    if (key.length === GROUP_BYTES) {
+      while (layer instanceof Layer) {
+        const e = layer.singles.get(table)?.get((hk ??= binaryKey(key)));
+        if (e) return e.value;
+        layer = layer.below;
+      }
+      return layer.get(table, key);
+    }
     while (layer instanceof Layer) {
       const groups = layer.tables.get(table);
       if (groups) {
@@ -72,7 +85,16 @@ export class Layer {
   }
 
   put(table: string, key: Uint8Array, value: Uint8Array | undefined): void {
-    const g = this.group(table, key, true) as Group;
+    let g: Group | undefined;
+    if (key.length === GROUP_BYTES) {
+      g = this.singles.get(table);
+      if (!g) {
+        g = new Map();
+        this.singles.set(table, g);
+      }
+    } else {
+      g = this.group(table, key, true) as Group;
+    }
     const hk = binaryKey(key);
     if (!g.has(hk)) this.entryCount++;
     g.set(hk, { key, value });
@@ -85,8 +107,11 @@ export class Layer {
   /** This layer's entries of one group, sorted by key. */
   private ownGroupSorted(table: string, prefix: Uint8Array): Entry[] {
     const g = this.group(table, prefix, false);
-    if (!g) return [];
-    return [...g.values()].sort((a, b) => compareBytes(a.key, b.key));
+    const single = this.singles.get(table)?.get(binaryKey(prefix.subarray(0, GROUP_BYTES)));
+    if (!g) return single ? [single] : [];
+    const out = [...g.values()];
+    if (single) out.push(single);
+    return out.sort((a, b) => compareBytes(a.key, b.key));
   }
 
   /**
@@ -134,6 +159,9 @@ export class Layer {
         for (const e of g.values()) ops.push({ table, key: e.key, value: e.value });
       }
     }
+    for (const [table, g] of this.singles) {
+      for (const e of g.values()) ops.push({ table, key: e.key, value: e.value });
+    }
     return ops;
   }
 
@@ -142,6 +170,8 @@ export class Layer {
     const out: Entry[] = [];
     const groups = this.tables.get(table);
     if (groups) for (const g of groups.values()) out.push(...g.values());
+    const single = this.singles.get(table);
+    if (single) out.push(...single.values());
     return out;
   }
 }

@@ -13,6 +13,8 @@ export interface Caller {
 }
 
 const ROOT_CALLER: Caller = { uid: 0, gid: 0 };
+/** Resolved paths kept (then the cache starts over). */
+const PATH_CACHE_MAX = 16384;
 
 export function splitPath(path: string): string[] {
   if (!path.startsWith('/')) throw new FsError('EINVAL', `path '${path}' is not absolute`);
@@ -20,7 +22,30 @@ export function splitPath(path: string): string[] {
 }
 
 export class PathFs {
+  /**
+   * Inodes of paths resolved before (the kernel asks for the same path several
+   * times per file: getattr, create, getattr again). Valid while the engine's
+   * namesGeneration stays the same: names only added leave it valid, a name
+   * removed or replaced anywhere empties it.
+   */
+  private readonly paths = new Map<string, number>();
+  private pathsGeneration = -1;
+
   constructor(readonly engine: FsEngine) {}
+
+  private cachedPath(path: string): number | undefined {
+    if (this.pathsGeneration !== this.engine.namesGeneration) {
+      this.paths.clear();
+      this.pathsGeneration = this.engine.namesGeneration;
+      return undefined;
+    }
+    return this.paths.get(path);
+  }
+
+  private cachePath(path: string, ino: number): void {
+    if (this.paths.size >= PATH_CACHE_MAX) this.paths.clear();
+    this.paths.set(path, ino);
+  }
 
   /** Inode of a path (symlinks are not followed: the kernel does that). */
   resolve(path: string): number {
@@ -38,16 +63,37 @@ export class PathFs {
    * failures (ENOTDIR, ENAMETOOLONG, EINVAL) throw as resolve does.
    */
   tryResolve(path: string): number | undefined {
+    const cached = this.cachedPath(path);
+    if (cached !== undefined) {
+      this.engine.checkOpen();
+      return cached;
+    }
+    // The parent's inode (often cached: files of one directory), then the name.
+    const slash = path.lastIndexOf('/');
+    if (slash > 0 && slash < path.length - 1 && path.charCodeAt(0) === 0x2f) {
+      const parent = this.tryResolve(path.slice(0, slash));
+      if (parent === undefined) return undefined;
+      const ino = this.engine.lookupIno(parent, path.slice(slash + 1));
+      if (ino !== undefined) this.cachePath(path, ino);
+      return ino;
+    }
     let ino: number | undefined = ROOT_INO;
     for (const name of splitPath(path)) {
       ino = this.engine.lookupIno(ino, name);
       if (ino === undefined) return undefined;
     }
+    this.cachePath(path, ino);
     return ino;
   }
 
   /** Parent directory inode and final name of a path. */
   parentOf(path: string): { parent: number; name: string } {
+    const slash = path.lastIndexOf('/');
+    if (slash > 0 && slash < path.length - 1 && path.charCodeAt(0) === 0x2f) {
+      const parent = this.tryResolve(path.slice(0, slash));
+      if (parent !== undefined && isDir(this.engine.getattr(parent).mode)) return { parent, name: path.slice(slash + 1) };
+      // Missing or not a directory: the walk below throws the exact error.
+    }
     const parts = splitPath(path);
     const name = parts.pop();
     if (name === undefined) throw new FsError('EINVAL', 'the root has no parent');

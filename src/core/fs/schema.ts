@@ -1,7 +1,7 @@
 // On-disk schema: table names and the binary encoding of every record.
 // Integers are big-endian so keys sort numerically (LMDB compares bytewise).
 
-import { fromUtf8, getU64, putU64, readU32, readU64, u64, utf8, viewOf, writeU32, writeU64 } from '../bytes.ts';
+import { fromUtf8, readF64, readU32, readU64, Slabs, u64, utf8, writeF64, writeU32, writeU64 } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
 
 export const FORMAT_VERSION = 1;
@@ -52,22 +52,23 @@ export interface Inode {
 
 const INODE_BYTES = 1 + 4 * 5 + 8 * 5 + 8;
 
+/** Inode records live in the write cache until a commit: allocated in slabs. */
+const inodeRecords = new Slabs(16 * 1024);
+
 export function encodeInode(inode: Inode): Uint8Array {
-  const out = new Uint8Array(INODE_BYTES);
-  const v = viewOf(out);
-  let o = 0;
-  v.setUint8(o, 1); o += 1; // record version
-  v.setUint32(o, inode.mode); o += 4;
-  v.setUint32(o, inode.uid); o += 4;
-  v.setUint32(o, inode.gid); o += 4;
-  v.setUint32(o, inode.nlink); o += 4;
-  v.setUint32(o, inode.rdev); o += 4;
-  putU64(v, o, inode.sizeBytes); o += 8;
-  v.setFloat64(o, inode.atimeMs); o += 8;
-  v.setFloat64(o, inode.mtimeMs); o += 8;
-  v.setFloat64(o, inode.ctimeMs); o += 8;
-  putU64(v, o, inode.parent); o += 8;
-  putU64(v, o, inode.ino);
+  const out = inodeRecords.take(INODE_BYTES);
+  out[0] = 1; // record version
+  writeU32(out, 1, inode.mode);
+  writeU32(out, 5, inode.uid);
+  writeU32(out, 9, inode.gid);
+  writeU32(out, 13, inode.nlink);
+  writeU32(out, 17, inode.rdev);
+  writeU64(out, 21, inode.sizeBytes);
+  writeF64(out, 29, inode.atimeMs);
+  writeF64(out, 37, inode.mtimeMs);
+  writeF64(out, 45, inode.ctimeMs);
+  writeU64(out, 53, inode.parent);
+  writeU64(out, 61, inode.ino);
   return out;
 }
 
@@ -75,20 +76,19 @@ export function decodeInode(bytes: Uint8Array): Inode {
   if (bytes.length !== INODE_BYTES || bytes[0] !== 1) {
     throw new FormatError('ECORRUPT', `inode record of ${bytes.length} bytes, version ${bytes[0]}: expected ${INODE_BYTES} bytes, version 1`);
   }
-  const v = viewOf(bytes);
-  let o = 1;
-  const mode = v.getUint32(o); o += 4;
-  const uid = v.getUint32(o); o += 4;
-  const gid = v.getUint32(o); o += 4;
-  const nlink = v.getUint32(o); o += 4;
-  const rdev = v.getUint32(o); o += 4;
-  const sizeBytes = getU64(v, o); o += 8;
-  const atimeMs = v.getFloat64(o); o += 8;
-  const mtimeMs = v.getFloat64(o); o += 8;
-  const ctimeMs = v.getFloat64(o); o += 8;
-  const parent = getU64(v, o); o += 8;
-  const ino = getU64(v, o);
-  return { ino, mode, uid, gid, nlink, sizeBytes, atimeMs, mtimeMs, ctimeMs, rdev, parent };
+  return {
+    ino: readU64(bytes, 61),
+    mode: readU32(bytes, 1),
+    uid: readU32(bytes, 5),
+    gid: readU32(bytes, 9),
+    nlink: readU32(bytes, 13),
+    sizeBytes: readU64(bytes, 21),
+    atimeMs: readF64(bytes, 29),
+    mtimeMs: readF64(bytes, 37),
+    ctimeMs: readF64(bytes, 45),
+    rdev: readU32(bytes, 17),
+    parent: readU64(bytes, 53),
+  };
 }
 
 export const inoKey = (ino: number): Uint8Array => u64(ino);

@@ -40,6 +40,8 @@ export interface FuseOpsOptions {
   caller?: () => Caller;
   /** Record completed operations here (lessfs --trace); control files are not recorded. */
   trace?: TraceRecorder;
+  /** The logger's level (DEBUG): per-operation lines above it are not even built. */
+  logLevel?: number;
 }
 
 const ROOT_CALLER: Caller = { uid: 0, gid: 0 };
@@ -110,6 +112,21 @@ export class WriteBehind {
     return this.tails.size > 0;
   }
 
+  /** Has ino writes queued and not yet stored? */
+  pending(ino: number): boolean {
+    return this.tails.has(ino);
+  }
+
+  /**
+   * settled(ino, report) without a promise when nothing is queued for ino:
+   * undefined once done (a deferred error is thrown at once).
+   */
+  settledNow(ino: number, report: boolean): Promise<void> | undefined {
+    if (this.tails.has(ino)) return this.settled(ino, report);
+    if (report) this.takeError(ino);
+    return undefined;
+  }
+
   /** Queue a store; resolves when it is queued (or rejects with a deferred error). */
   async submit(ino: number, store: () => Promise<unknown>, bytes: number, endBytes: number): Promise<void> {
     this.takeError(ino);
@@ -153,7 +170,8 @@ export class WriteBehind {
     await Promise.all([...this.tails.values()]);
   }
 
-  private takeError(ino: number): void {
+  /** Throw (once) the deferred error of a failed store of ino, if any. */
+  takeError(ino: number): void {
     const err = this.errors.get(ino);
     if (err === undefined) return;
     this.errors.delete(ino);
@@ -177,6 +195,8 @@ export class LessfsFuseOps {
   private readonly caller: () => Caller;
   private readonly writes: WriteBehind;
   private readonly trace: TraceRecorder | undefined;
+  /** Log each operation (traceLevel <= the logger's level). */
+  private readonly logOps: boolean;
 
   constructor(options: FuseOpsOptions) {
     this.engine = options.engine;
@@ -189,6 +209,7 @@ export class LessfsFuseOps {
     this.writes = new WriteBehind(this.logger);
     this.fs = new PathFs(this.engine);
     this.trace = options.trace;
+    this.logOps = options.logLevel === undefined || this.traceLevel <= options.logLevel;
   }
 
   /**
@@ -236,7 +257,7 @@ export class LessfsFuseOps {
   private run<T>(op: string, path: string, fn: () => T | Promise<T>, done: (err: number, value?: T) => void): void {
     // No closures named per call here: the TypeScript loader (esbuild, keepNames)
     // names each one with Object.defineProperty, measured at ~1 µs per operation.
-    this.logger.log(this.traceLevel as 5, `fuse ${op} ${path}`);
+    if (this.logOps) this.logger.log(this.traceLevel as 5, `fuse ${op} ${path}`);
     const control = ControlFiles.isControl(path);
     const wait = control ? undefined : this.gate.pass();
     // MAX_BACKLOG_SIZE: every change waits while the slave is too far behind
@@ -303,6 +324,53 @@ export class LessfsFuseOps {
     const end = this.writes.pendingEnd(ino);
     if (end !== undefined && end > st.size) st.size = end;
     return st;
+  }
+
+  /** release of an inode's handle: after its queued writes, reporting their error. */
+  private releaseInode(ino: number): Promise<void> | undefined {
+    let wait: Promise<void> | undefined;
+    try {
+      wait = this.writes.settledNow(ino, true);
+    } catch (err) {
+      this.engine.release(ino);
+      throw err;
+    }
+    if (!wait) {
+      this.engine.release(ino);
+      return undefined;
+    }
+    return wait.finally(() => this.engine.release(ino));
+  }
+
+  /**
+   * A write. `buf` belongs to fuse-native only until we call back (after this
+   * returns or its promise settles). A write that covers no whole block, to an
+   * inode with nothing queued, is applied at once when the engine can do so
+   * without waiting (engine.writeNow: a copy into the dirty buffer; nothing to
+   * hash). Otherwise it is copied and queued (see WriteBehind): whole blocks
+   * into a recycled block buffer (the engine gives it back once the block is in
+   * the data file), other sizes into a fresh one (allocUnsafeSlow: no
+   * zero-fill, not a slice of Node's shared pool).
+   */
+  private writeOp(fd: number, buf: Buffer, len: number, pos: number): number | Promise<number> {
+    const h = this.handle(fd);
+    if (h.control) {
+      const path = h.control.path;
+      return this.control.write(path, Buffer.from(buf.subarray(0, len))).then(() => len);
+    }
+    this.checkSpace('write');
+    const ino = h.ino;
+    const bs = this.engine.buffers.blockSizeBytes;
+    if (len < bs && !this.writes.pending(ino) && !this.trace?.recording) {
+      // A failed store's error comes back here, as from submit.
+      this.writes.takeError(ino);
+      if (this.engine.writeNow(ino, pos, buf.subarray(0, len))) return len;
+    }
+    const copy = len === bs ? this.engine.buffers.take() : Buffer.allocUnsafeSlow(len);
+    buf.copy(copy, 0, 0, len);
+    // Reply first, store after (see WriteBehind): the error of a failed
+    // store comes back on the next write, fsync, flush or release.
+    return this.writes.submit(ino, () => this.storeWrite(fd, ino, pos, copy), len, pos + len).then(() => len);
   }
 
   private refuseControl(path: string, what: string): void {
@@ -382,16 +450,10 @@ export class LessfsFuseOps {
           return this.newHandle({ ino });
         }, this.traced(ControlFiles.isControl(path), (fh) => ({ op: 'open', path, flags, fh }), (e, v) => cb(e, v))),
       release: (path, fd, cb) =>
-        this.run('release', path, async () => {
+        this.run('release', path, () => {
           const h = this.handles.get(fd);
           this.handles.delete(fd);
-          if (h && !h.control) {
-            try {
-              await this.writes.settled(h.ino, true);
-            } finally {
-              this.engine.release(h.ino);
-            }
-          }
+          if (h && !h.control) return this.releaseInode(h.ino);
         }, this.traced(this.controlHandle(fd), () => ({ op: 'release', fh: fd }), (e) => cb(e))),
       read: (path, fd, buf, len, pos, cb) =>
         this.run('read', path, async () => {
@@ -404,26 +466,8 @@ export class LessfsFuseOps {
           if (this.writes.busy) await this.writes.settled(h.ino);
           return this.engine.readInto(h.ino, pos, buf.subarray(0, len));
         }, this.traced(this.controlHandle(fd), () => ({ op: 'read', fh: fd, off: pos, len }), (e, n) => cb(e < 0 ? e : (n ?? 0)))),
-      write: (path, fd, buf, len, pos, cb) => {
-        // The buffer belongs to fuse-native only until we call back: copy first.
-        // Whole blocks go into a recycled block buffer (the engine gives it back
-        // once the block is in the data file); other sizes into a fresh one
-        // (allocUnsafeSlow: no zero-fill, not a slice of Node's shared pool).
-        const copy = len === this.engine.buffers.blockSizeBytes ? this.engine.buffers.take() : Buffer.allocUnsafeSlow(len);
-        buf.copy(copy, 0, 0, len);
-        this.run('write', path, async () => {
-          const h = this.handle(fd);
-          if (h.control) {
-            await this.control.write(h.control.path, copy);
-            return len;
-          }
-          this.checkSpace('write');
-          // Reply first, store after (see WriteBehind): the error of a failed
-          // store comes back on the next write, fsync, flush or release.
-          await this.writes.submit(h.ino, () => this.storeWrite(fd, h.ino, pos, copy), len, pos + len);
-          return len;
-        }, (e, n) => cb(e < 0 ? e : (n ?? 0)));
-      },
+      write: (path, fd, buf, len, pos, cb) =>
+        this.run('write', path, () => this.writeOp(fd, buf, len, pos), (e, n) => cb(e < 0 ? e : (n ?? 0))),
       truncate: (path, size, cb) =>
         this.run('truncate', path, async () => {
           if (ControlFiles.isControl(path)) return this.control.truncate(path);
@@ -486,9 +530,9 @@ export class LessfsFuseOps {
           await this.engine.setattr(ino, { atimeMs: given(atime), mtimeMs: given(mtime) });
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'utimens', path }), (e) => cb(e))),
       flush: (path, fd, cb) =>
-        this.run('flush', path, async () => {
+        this.run('flush', path, () => {
           const h = this.handles.get(fd);
-          if (h && !h.control) await this.writes.settled(h.ino, true);
+          if (h && !h.control) return this.writes.settledNow(h.ino, true);
         }, (e) => cb(e)),
       fsync: (path, _dataSync, fd, cb) =>
         this.run('fsync', path, async () => {
