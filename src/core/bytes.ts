@@ -136,6 +136,54 @@ export class Slabs {
   }
 }
 
+/**
+ * Scratch buffers reused from one I/O to the next, sized to what is asked:
+ * take(n) gives one of at least n bytes (contents undefined), a kept one if
+ * one is big enough, else a new one of n rounded up to a power of two (at
+ * least minBytes, at most maxBytes unless n is larger). A stream that reads
+ * megabytes at a time soon holds buffers of its chunk size; a node that only
+ * ever sends small transactions (the simulator's thousands of short-lived
+ * clusters) never zero-fills megabytes it does not use.
+ */
+export class ScratchBuffers {
+  private readonly kept: Uint8Array[] = [];
+
+  constructor(
+    private readonly keepMax: number,
+    private readonly minBytes: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  take(n: number): Uint8Array {
+    for (let i = this.kept.length - 1; i >= 0; i--) {
+      const b = this.kept[i];
+      if (b.byteLength >= n) {
+        this.kept[i] = this.kept[this.kept.length - 1];
+        this.kept.pop();
+        return b;
+      }
+    }
+    let size = this.minBytes;
+    while (size < n && size < this.maxBytes) size *= 2;
+    return new Uint8Array(Math.max(n, Math.min(size, this.maxBytes)));
+  }
+
+  /** Keep buf (a buffer take() gave) for a later take(); when full, the smallest kept one goes. */
+  give(buf: Uint8Array): void {
+    if (this.kept.length < this.keepMax) {
+      this.kept.push(buf);
+      return;
+    }
+    let smallest = 0;
+    for (let i = 1; i < this.kept.length; i++) if (this.kept[i].byteLength < this.kept[smallest].byteLength) smallest = i;
+    if (this.kept[smallest].byteLength < buf.byteLength) this.kept[smallest] = buf;
+  }
+
+  get keptCount(): number {
+    return this.kept.length;
+  }
+}
+
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

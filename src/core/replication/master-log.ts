@@ -15,6 +15,7 @@
 //    is cut as a torn tail); a .next alone means it must be finished.
 
 import { BUGGIFY_OFF, buggifyDelay, buggifySplitWrite, type Buggify } from '../buggify.ts';
+import { ScratchBuffers } from '../bytes.ts';
 import type { Clock, Disk, FileHandle, Logger, Primitives, StoreOp, TimerHandle } from '../drivers.ts';
 import { FormatError } from '../errors.ts';
 import type { FsEngine } from '../fs/engine.ts';
@@ -123,7 +124,7 @@ interface LogRef {
 export class MasterLog implements CommitObserver {
   private writer: LogWriterState;
   /** Reused buffers for the extents read() resolves BLOCKREFs from. */
-  private readonly spanBuffers: Uint8Array[] = [];
+  private readonly spanBuffers = new ScratchBuffers(SPAN_BUFFERS_KEPT, 64 * 1024, READ_SPAN_BYTES);
   /** The writer before the last append (what a retried or rolled-back transaction returns to). */
   private beforeLast: LogWriterState | undefined;
   /** A write failed: bytes past writer.sizeBytes may be garbage and are cut before the next append. */
@@ -888,7 +889,7 @@ export class MasterLog implements CommitObserver {
       const spanStart = refs[i].extent.offsetBytes;
       // Into a buffer read after read: fresh memory per span cost the sender
       // page faults (on these VMs ~2 s of system time per GiB touched).
-      const scratch = spanEnd - spanStart <= READ_SPAN_BYTES ? (this.spanBuffers.pop() ?? new Uint8Array(READ_SPAN_BYTES)) : undefined;
+      const scratch = spanEnd - spanStart <= READ_SPAN_BYTES ? this.spanBuffers.take(spanEnd - spanStart) : undefined;
       const span = await this.engine.readExtent(spanStart, spanEnd - spanStart, scratch);
       for (; i < j; i++) {
         const r = refs[i];
@@ -906,7 +907,7 @@ export class MasterLog implements CommitObserver {
         w += r.wireBytes;
         l = at + r.logBytes;
       }
-      if (scratch && this.spanBuffers.length < SPAN_BUFFERS_KEPT) this.spanBuffers.push(scratch);
+      if (scratch) this.spanBuffers.give(scratch);
     }
     out.set(logBytes.subarray(l), w);
     return out;

@@ -6,6 +6,7 @@
 // acknowledged, and reconnects with capped backoff after any failure.
 
 import { BUGGIFY_OFF, type Buggify } from '../buggify.ts';
+import { ScratchBuffers } from '../bytes.ts';
 import type { Clock, Connection, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
 import type { FsEngine } from '../fs/engine.ts';
 import { ReplogError } from './errors.ts';
@@ -119,7 +120,7 @@ export class LiveSender {
    * Buffers the stream is read into, back here once the socket has sent them:
    * on these VMs fresh memory costs ~2 s of system time per GiB touched.
    */
-  private readonly sendBuffers: Uint8Array[] = [];
+  private readonly sendBuffers: ScratchBuffers;
   private session: Session | undefined;
   private readonly timing: LiveTiming;
   private backoffMs: number;
@@ -156,6 +157,7 @@ export class LiveSender {
     private readonly options: SenderOptions,
   ) {
     this.timing = { ...LIVE_TIMING_DEFAULT, ...options.timing };
+    this.sendBuffers = new ScratchBuffers(SEND_BUFFERS_KEPT, 64 * 1024, SEND_CHUNK_BYTES + 2 * options.blockSizeBytes);
     this.slaveCommitGapMs = Math.max(1000, Math.floor(engine.options.commitIntervalMs / 2));
     this.backoffMs = this.timing.backoffMinMs;
     this.enabledFlag = options.enabled;
@@ -664,11 +666,11 @@ export class LiveSender {
         let pooled: Uint8Array | undefined;
         const bytes = await this.log.read(from, to, s.verifyExtents, (n) => {
           if (n > bufBytes) return new Uint8Array(n);
-          pooled = this.sendBuffers.pop() ?? new Uint8Array(bufBytes);
+          pooled = this.sendBuffers.take(n);
           return pooled;
         });
         const giveBack = (): void => {
-          if (pooled && this.sendBuffers.length < SEND_BUFFERS_KEPT) this.sendBuffers.push(pooled);
+          if (pooled) this.sendBuffers.give(pooled);
           pooled = undefined;
         };
         if (s.closed) return;
