@@ -36,6 +36,11 @@ function processCpuS(pid: number | undefined, tid?: number): { user: number; sys
   return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 };
 }
 
+/** Seconds this process's main thread has spent runnable but waiting for a CPU (Linux schedstat). */
+function mainThreadRunqueueS(): number {
+  return Number(readFileSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+}
+
 /** CPU seconds of this process's main thread (its thread id is the pid). */
 function mainThreadCpuS(): number {
   const c = processCpuS(process.pid, process.pid);
@@ -218,12 +223,12 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
   mkdirSync(offDir);
   const off = await formatAndOpen(offDir, BLOCK_BYTES, CACHE_MB * MiB);
   const profOff = process.env.LIVE_PROF_OFF ? await startProfile(process.env.LIVE_PROF_OFF) : undefined;
-  const cpuOff0 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), main: mainThreadCpuS() };
+  const cpuOff0 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), main: mainThreadCpuS(), rq: mainThreadRunqueueS() };
   const w0 = await writeFileOf(off, '/f', source, bytes, undefined, true);
   if (process.env.LIVE_CPU) {
     const e = performance.eventLoopUtilization(cpuOff0.elu);
     const c = process.cpuUsage(cpuOff0.master);
-    ctx.log(`live: CPU during the write, replication off: event loop ${(e.utilization * 100).toFixed(0)}% busy, main thread CPU ${(mainThreadCpuS() - cpuOff0.main).toFixed(2)} s of ${((w0.writeMs + w0.fsyncMs) / 1000).toFixed(2)} s; process user ${(c.user / 1e6).toFixed(2)} sys ${(c.system / 1e6).toFixed(2)} s`);
+    ctx.log(`live: CPU during the write, replication off: event loop ${(e.utilization * 100).toFixed(0)}% busy, main thread CPU ${(mainThreadCpuS() - cpuOff0.main).toFixed(2)} s (waiting for a CPU ${(mainThreadRunqueueS() - cpuOff0.rq).toFixed(2)} s) of ${((w0.writeMs + w0.fsyncMs) / 1000).toFixed(2)} s; process user ${(c.user / 1e6).toFixed(2)} sys ${(c.system / 1e6).toFixed(2)} s`);
   }
   if (profOff) await profOff();
   await off.engine.close();
@@ -243,12 +248,12 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
     const m = await openMaster(mDir, slave.port, true);
     try {
       // Streaming while writing; then how long until the slave has it.
-      const cpuW0 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), slave: processCpuS(slave.child.pid), main: mainThreadCpuS() };
+      const cpuW0 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), slave: processCpuS(slave.child.pid), main: mainThreadCpuS(), rq: mainThreadRunqueueS() };
       const prof = process.env.LIVE_PROF ? await startProfile(process.env.LIVE_PROF) : undefined;
       const w1 = await writeFileOf(m.b, '/live', source, bytes, undefined, true);
       if (prof) await prof();
       const onMbS = mbPerS(bytes, w1.writeMs + w1.fsyncMs);
-      const cpuW1 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), slave: processCpuS(slave.child.pid), main: mainThreadCpuS() };
+      const cpuW1 = { elu: performance.eventLoopUtilization(), master: process.cpuUsage(), slave: processCpuS(slave.child.pid), main: mainThreadCpuS(), rq: mainThreadRunqueueS() };
       const appliedLagMs = await waitSlave(m, false);
       if (process.env.LIVE_CPU) {
         const e1 = performance.eventLoopUtilization(cpuW1.elu, cpuW0.elu);
@@ -257,7 +262,7 @@ async function round(ctx: BenchContext, dir: string, source: BlockSource, bytes:
         const e2 = performance.eventLoopUtilization(cpuW1.elu);
         const c2 = process.cpuUsage(cpuW1.master);
         const s2 = processCpuS(slave.child.pid);
-        ctx.log(`live: CPU during the write: master event loop ${(e1.utilization * 100).toFixed(0)}% busy, main thread CPU ${(cpuW1.main - cpuW0.main).toFixed(2)} s of ${((w1.writeMs + w1.fsyncMs) / 1000).toFixed(2)} s; process user ${m1.user.toFixed(2)} sys ${m1.sys.toFixed(2)} s; slave user ${s1.user.toFixed(2)} sys ${s1.sys.toFixed(2)} s`);
+        ctx.log(`live: CPU during the write: master event loop ${(e1.utilization * 100).toFixed(0)}% busy, main thread CPU ${(cpuW1.main - cpuW0.main).toFixed(2)} s (waiting for a CPU ${(cpuW1.rq - cpuW0.rq).toFixed(2)} s) of ${((w1.writeMs + w1.fsyncMs) / 1000).toFixed(2)} s; process user ${m1.user.toFixed(2)} sys ${m1.sys.toFixed(2)} s; slave user ${s1.user.toFixed(2)} sys ${s1.sys.toFixed(2)} s`);
         ctx.log(`live: CPU during the lag: master event loop ${(e2.utilization * 100).toFixed(0)}% busy, user ${(c2.user / 1e6).toFixed(2)} sys ${(c2.system / 1e6).toFixed(2)} s; slave user ${(s2.user - cpuW1.slave.user).toFixed(2)} sys ${(s2.sys - cpuW1.slave.sys).toFixed(2)} s`);
       }
       const durableLagMs = appliedLagMs + (await waitSlave(m, true));
