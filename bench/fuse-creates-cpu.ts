@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       const dir = join(mnt, `many-${r}`);
       run('mkdir', [dir]);
-      const perf = process.env.PERF_OUT ? spawn('perf', ['record', '-q', ...(process.env.PERF_G ? ['-g'] : []), process.env.PERF_ALL ? '-p' : '-t', String(pid), '-o', `${process.env.PERF_OUT}.${r}`], { stdio: 'inherit' }) : undefined;
+      const perf = process.env.PERF_OUT ? spawn('perf', ['record', '-q', ...(process.env.PERF_G ? ['-g'] : []), ...(process.env.PERF_EVENT ? ['-e', process.env.PERF_EVENT] : []), process.env.PERF_ALL ? '-p' : '-t', String(pid), '-o', `${process.env.PERF_OUT}.${r}`], { stdio: 'inherit' }) : undefined;
       const strace = process.env.STRACE_OUT ? spawn('strace', ['-c', '-f', '-p', String(pid), '-o', `${process.env.STRACE_OUT}.${r}`], { stdio: 'inherit' }) : undefined;
       if (perf || strace) await sleep(300);
       const before = threads(pid);
