@@ -90,7 +90,8 @@ export class ControlFiles {
   }
 
   static isControl(path: string): boolean {
-    return path === CONTROL_DIR || path.startsWith(`${CONTROL_DIR}/`);
+    // Called several times per FUSE operation: no string built per call.
+    return path.startsWith(CONTROL_DIR) && (path.length === CONTROL_DIR.length || path.charCodeAt(CONTROL_DIR.length) === 0x2f);
   }
 
   private node(path: string): Node {

@@ -39,7 +39,8 @@ export class IoGate {
 
   leave(): void {
     this.inflight--;
-    if (this.inflight === 0) {
+    // No new array per operation when nobody waits for the drain.
+    if (this.inflight === 0 && this.drainWaiters.length > 0) {
       const w = this.drainWaiters;
       this.drainWaiters = [];
       for (const f of w) f();

@@ -137,6 +137,21 @@ function storeContract(name: string, makeHarness: () => StoreHarness, propertyRu
       await commit(s, []); // an empty commit is fine too
     });
 
+    it('a get after a commit settles sees it, with gets before and during the commit', async () => {
+      // The LMDB store holds one read transaction between commits (src/real/lmdb-store.ts).
+      const s = await openStore(h.path('readtxn'));
+      for (let i = 1; i <= 20; i++) {
+        expect(s.get('meta', b(1))).toEqual(i === 1 ? undefined : b(i - 1));
+        const pending = s.commit([{ table: 'meta', key: b(1), value: b(i) }, { table: 'meta', key: b(2, i), value: b(i) }], { durable: i % 5 === 0 });
+        expect(s.get('meta', b(2, i))).toBeUndefined();
+        await h.run(pending);
+        expect(s.get('meta', b(1))).toEqual(b(i));
+        expect(s.get('meta', b(2, i))).toEqual(b(i));
+      }
+      await commit(s, [{ table: 'meta', key: b(1), value: undefined }]);
+      expect(s.get('meta', b(1))).toBeUndefined();
+    });
+
     it('applies later ops of one commit over earlier ones', async () => {
       const s = await openStore(h.path('order'));
       await commit(s, [

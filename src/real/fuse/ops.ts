@@ -257,6 +257,8 @@ export class LessfsFuseOps {
   private run<T>(op: string, path: string, fn: () => T | Promise<T>, done: (err: number, value?: T) => void): void {
     // No closures named per call here: the TypeScript loader (esbuild, keepNames)
     // names each one with Object.defineProperty, measured at ~1 µs per operation.
+    // The hot handlers pass fuse-native's callback itself as `done` (no wrapper
+    // closure per call; it takes (err, value) and ignores what it does not use).
     if (this.logOps) this.logger.log(this.traceLevel as 5, `fuse ${op} ${path}`);
     const control = ControlFiles.isControl(path);
     const wait = control ? undefined : this.gate.pass();
@@ -404,7 +406,7 @@ export class LessfsFuseOps {
           const ino = this.fs.tryResolve(path);
           if (ino === undefined) throw NO_ENTRY;
           return this.inodeStat(ino);
-        }, (e, v) => cb(e, v)),
+        }, cb),
       fgetattr: (path, fd, cb) =>
         this.run('fgetattr', path, () => {
           const h = this.handles.get(fd);
@@ -426,7 +428,7 @@ export class LessfsFuseOps {
           const st = this.fs.create(path, (mode & 0o7777) | S_IFREG, who);
           this.engine.open(st.ino);
           return this.newHandle({ ino: st.ino });
-        }, this.traced(ControlFiles.isControl(path), (fh) => ({ op: 'create', path, mode, fh }), (e, v) => cb(e, v)));
+        }, this.trace ? this.traced(ControlFiles.isControl(path), (fh) => ({ op: 'create', path, mode, fh }), cb) : cb);
       },
       mknod: (path, mode, dev, cb) => {
         const who = this.caller();
@@ -454,7 +456,7 @@ export class LessfsFuseOps {
           const h = this.handles.get(fd);
           this.handles.delete(fd);
           if (h && !h.control) return this.releaseInode(h.ino);
-        }, this.traced(this.controlHandle(fd), () => ({ op: 'release', fh: fd }), (e) => cb(e))),
+        }, this.trace ? this.traced(this.controlHandle(fd), () => ({ op: 'release', fh: fd }), cb) : cb),
       read: (path, fd, buf, len, pos, cb) =>
         this.run('read', path, async () => {
           const h = this.handle(fd);
@@ -533,7 +535,7 @@ export class LessfsFuseOps {
         this.run('flush', path, () => {
           const h = this.handles.get(fd);
           if (h && !h.control) return this.writes.settledNow(h.ino, true);
-        }, (e) => cb(e)),
+        }, cb),
       fsync: (path, _dataSync, fd, cb) =>
         this.run('fsync', path, async () => {
           const h = this.handles.get(fd);
