@@ -36,6 +36,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { withLessfsNodeFlags } from '../src/cli/runtime-flags.ts';
 import { CONFIG_KEYS, LESSFS_IGNORED_KEYS } from '../src/core/config.ts';
 import { REPO_DIR, runScript } from './child.ts';
 import type { CreatesChildArgs, CreatesChildResult } from './fuse-creates-child.ts';
@@ -274,7 +275,8 @@ interface Opened {
 
 function lessfsArgs(env: Env, cfg: string, mnt: string): string[] {
   const prof = env.profDir ? ['--cpu-prof', `--cpu-prof-dir=${env.profDir}`] : [];
-  return [...prof, join(REPO_DIR, 'bin', 'lessfs.js'), cfg, mnt, '-f'];
+  // With the Node flags bin/lessfs.js's shebang gives a mount run as a command.
+  return [...withLessfsNodeFlags(prof), join(REPO_DIR, 'bin', 'lessfs.js'), cfg, mnt, '-f'];
 }
 
 async function open(env: Env, kind: Kind, round: number): Promise<Opened> {
