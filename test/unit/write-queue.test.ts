@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FileHandle } from '../../src/core/drivers.ts';
-import { GATHER_BYTES_MAX, GATHER_BYTES_MIN, WRITES_INFLIGHT_MAX, WriteQueue } from '../../src/core/fs/write-queue.ts';
+import { GATHER_BYTES_MAX, WRITES_INFLIGHT_MAX, WriteQueue } from '../../src/core/fs/write-queue.ts';
 
 const BLOCK = 128 * 1024;
 
@@ -22,48 +22,28 @@ class HeldFile {
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('WriteQueue', () => {
-  it('holds a small contiguous tail until it reaches GATHER_BYTES_MIN, then issues it as one writev', async () => {
-    const f = new HeldFile();
-    const q = new WriteQueue(f.asHandle());
-    const per = GATHER_BYTES_MIN / BLOCK;
-    for (let i = 0; i < per - 1; i++) void q.write(i * BLOCK, new Uint8Array(BLOCK));
-    expect(f.issued).toHaveLength(0);
-    void q.write((per - 1) * BLOCK, new Uint8Array(BLOCK));
-    expect(f.issued).toHaveLength(1);
-    expect(f.issued[0].offset).toBe(0);
-    expect(f.issued[0].lengths).toEqual(new Array(per).fill(BLOCK));
-  });
-
-  it('flush issues what is queued however small, and writes queued after it wait again', async () => {
-    const f = new HeldFile();
-    const q = new WriteQueue(f.asHandle());
-    let resolved = 0;
-    void q.write(0, new Uint8Array(BLOCK)).then(() => resolved++);
-    void q.write(BLOCK, new Uint8Array(BLOCK)).then(() => resolved++);
-    expect(f.issued).toHaveLength(0);
-    q.flush();
-    expect(f.issued).toHaveLength(1);
-    expect(f.issued[0].lengths).toEqual([BLOCK, BLOCK]);
-    void q.write(2 * BLOCK, new Uint8Array(BLOCK));
-    expect(f.issued).toHaveLength(1);
-    f.issued[0].done();
-    await settle();
-    expect(resolved).toBe(2);
-    // The write queued after the flush is still held after the completion.
-    expect(f.issued).toHaveLength(1);
-    q.flush();
-    expect(f.issued).toHaveLength(2);
-    expect(f.issued[1].offset).toBe(2 * BLOCK);
-  });
-
-  it('issues a group at once when the next queued write is not contiguous with it', () => {
+  it('issues a write at once while fewer than WRITES_INFLIGHT_MAX are in flight', () => {
     const f = new HeldFile();
     const q = new WriteQueue(f.asHandle());
     void q.write(0, new Uint8Array(BLOCK));
+    expect(f.issued).toHaveLength(1);
+    expect(f.issued[0].lengths).toEqual([BLOCK]);
+  });
+
+  it('gathers only contiguous writes: a gap starts a new group', async () => {
+    const f = new HeldFile();
+    const q = new WriteQueue(f.asHandle(), 1);
+    void q.write(0, new Uint8Array(BLOCK));
+    void q.write(BLOCK, new Uint8Array(BLOCK));
+    void q.write(2 * BLOCK, new Uint8Array(BLOCK));
     void q.write(10 * BLOCK, new Uint8Array(BLOCK));
     expect(f.issued.map((w) => w.offset)).toEqual([0]);
-    q.flush();
-    expect(f.issued.map((w) => w.offset)).toEqual([0, 10 * BLOCK]);
+    f.issued[0].done();
+    await settle();
+    expect(f.issued.map((w) => [w.offset, w.lengths.length])).toEqual([[0, 1], [BLOCK, 2]]);
+    f.issued[1].done();
+    await settle();
+    expect(f.issued.map((w) => w.offset)).toEqual([0, BLOCK, 10 * BLOCK]);
   });
 
   it('keeps at most WRITES_INFLIGHT_MAX writes in flight and no group above GATHER_BYTES_MAX', async () => {
@@ -71,7 +51,6 @@ describe('WriteQueue', () => {
     const q = new WriteQueue(f.asHandle());
     const total = (WRITES_INFLIGHT_MAX + 2) * GATHER_BYTES_MAX;
     for (let off = 0; off < total; off += BLOCK) void q.write(off, new Uint8Array(BLOCK));
-    q.flush();
     expect(f.issued).toHaveLength(WRITES_INFLIGHT_MAX);
     let next = 0;
     while (next < f.issued.length) {
@@ -87,7 +66,7 @@ describe('WriteQueue', () => {
       at += size;
     }
     expect(at).toBe(total);
-    // Once writes were held back behind the full window, they went out gathered to the maximum.
+    // Once writes waited behind the full window, they went out gathered to the maximum.
     expect(f.issued.at(-2)?.lengths.length).toBe(GATHER_BYTES_MAX / BLOCK);
   });
 

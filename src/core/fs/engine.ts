@@ -519,7 +519,6 @@ export class FsEngine {
       // Data writes failed in an earlier attempt (EIO, ENOSPC); their bytes are
       // still in memory: write them again.
       layer.writeError = undefined;
-      this.writer.flush();
       await layer.writesDrained();
       for (const [offset, bytes] of [...layer.newBlocks]) {
         layer.newBlocks.delete(offset);
@@ -527,7 +526,6 @@ export class FsEngine {
         this.issueWrite(layer, offset, bytes);
       }
     }
-    this.writer.flush();
     await layer.writesDrained();
     // Nothing is committed while a data write is failing; the next attempt retries.
     if (layer.writeError !== undefined) throw layer.writeError;

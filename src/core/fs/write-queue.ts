@@ -10,13 +10,6 @@ import type { Clock, FileHandle } from '../drivers.ts';
 
 export const WRITES_INFLIGHT_MAX = 4;
 export const GATHER_BYTES_MAX = 4 << 20;
-/**
- * A group at the tail of the queue (one the next write could extend) waits
- * until it holds this much, or until flush(): every write issued costs a
- * wake-up of a thread-pool thread, which on a busy machine preempts the
- * thread that queues the writes.
- */
-export const GATHER_BYTES_MIN = 1 << 20;
 /** Writers wait while more than this is queued and not yet issued. */
 export const QUEUED_BYTES_MAX = 8 << 20;
 
@@ -33,9 +26,6 @@ export class WriteQueue {
   private inflight = 0;
   private queuedBytes = 0;
   private roomWaiters: Array<() => void> = [];
-  /** Writes queued so far, and how many of the first of them flush() asked to issue at once. */
-  private queuedCount = 0;
-  private flushCount = 0;
 
   constructor(
     private readonly file: FileHandle,
@@ -49,7 +39,6 @@ export class WriteQueue {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ offsetBytes, bytes, resolve, reject });
       this.queuedBytes += bytes.length;
-      this.queuedCount++;
       this.pump();
     });
   }
@@ -69,31 +58,8 @@ export class WriteQueue {
     return this.queuedBytes > QUEUED_BYTES_MAX;
   }
 
-  /** Issue every write queued so far, however small its group (a commit waits for them). */
-  flush(): void {
-    this.flushCount = this.queuedCount;
-    this.pump();
-  }
-
-  /** Whether the group starting at the queue's head is still small and could grow. */
-  private holdTail(): boolean {
-    // Sequence number of the head entry: queuedCount - (queue.length - head).
-    if (this.queuedCount - (this.queue.length - this.head) < this.flushCount) return false;
-    let end = this.queue[this.head].offsetBytes;
-    let size = 0;
-    for (let i = this.head; i < this.queue.length; i++) {
-      const p = this.queue[i];
-      if (p.offsetBytes !== end) return false;
-      size += p.bytes.length;
-      if (size >= GATHER_BYTES_MIN) return false;
-      end += p.bytes.length;
-    }
-    return true;
-  }
-
   private pump(): void {
     while (this.inflight < this.inflightMax && this.head < this.queue.length) {
-      if (this.holdTail()) return;
       const group = [this.queue[this.head++]];
       this.queuedBytes -= group[0].bytes.length;
       let end = group[0].offsetBytes + group[0].bytes.length;
