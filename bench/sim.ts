@@ -6,7 +6,9 @@
 // digesting the tree after each, as the oracle does), so a slow machine shows
 // in both and the ratio stays comparable.
 
+import { availableParallelism } from 'node:os';
 import { OPS_DEFAULT, runSimulation, type FaultProfile, type SimMode } from '../src/sim/campaign.ts';
+import { runSeeds } from '../src/sim/parallel.ts';
 import { liveOp } from '../src/sim/live-cluster.ts';
 import { ModelFs } from '../src/sim/model.ts';
 import { SimRng } from '../src/sim/rng.ts';
@@ -18,6 +20,8 @@ import type { BenchContext, Figure, Section, SectionReport, Target } from './sec
 const SIM_BLOCK_BYTES = 4096;
 const SEEDS_DEFAULT = 20;
 const SEEDS_QUICK = 3;
+/** The parallel campaign runs this many times the seeds: each worker starts cold (module loading, JIT), as a CLI campaign does. */
+const PARALLEL_SEEDS_FACTOR = 5;
 const TARGET_OPS_PER_S = 20_000;
 const TARGET_REAL_TIME = 100;
 
@@ -55,6 +59,21 @@ async function campaign(v: Variant, first: number, count: number): Promise<Campa
     out.events += Number(r.traceHash.slice(r.traceHash.lastIndexOf(':') + 1));
     if (!r.ok) out.failed.push(seed);
   }
+  out.wallMs = performance.now() - t0;
+  return out;
+}
+
+/** The default profile as `lessfs-sim run --seeds … --jobs auto` runs it: one worker thread per core (their start-up included). */
+async function parallelCampaign(first: number, count: number, jobs: number): Promise<Campaign> {
+  const out: Campaign = { seeds: count, ops: 0, simMs: 0, wallMs: 0, events: 0, failed: [] };
+  collectGarbage();
+  const t0 = performance.now();
+  await runSeeds(first, first + count - 1, { ops: OPS_DEFAULT, faults: 'none', mode: 'live' }, jobs, (o) => {
+    out.ops += o.ops;
+    out.simMs += o.simulatedMs;
+    out.events += Number(o.traceHash.slice(o.traceHash.lastIndexOf(':') + 1));
+    if (!o.ok) out.failed.push(o.seed);
+  });
   out.wallMs = performance.now() - t0;
   return out;
 }
@@ -103,15 +122,18 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
   for (const v of VARIANTS) await campaign(v, 1_000_000, 2);
   modelOnly(1_000_000, 2);
 
+  const jobs = availableParallelism();
   const rounds: Round[] = [];
   for (let r = 0; r < ctx.repeats; r++) {
     const model = modelOnly(first, seeds);
     const runs = new Map<string, Campaign>();
     for (const v of VARIANTS) runs.set(v.key, await campaign(v, first, seeds));
+    runs.set('parallel', await parallelCampaign(first, seeds * PARALLEL_SEEDS_FACTOR, jobs));
     const x: Round = { modelOpsS: model.ops / (model.wallMs / 1000), runs };
     const d = runs.get('default') as Campaign;
     ctx.log(`sim: round ${r + 1}: default ${opsPerS(d).toFixed(0)} ops/s (${realTime(d).toFixed(0)}x real time), model alone ${x.modelOpsS.toFixed(0)} ops/s; ` +
-      VARIANTS.slice(1).map((v) => `${v.key} ${opsPerS(runs.get(v.key) as Campaign).toFixed(0)} ops/s`).join(', '));
+      VARIANTS.slice(1).map((v) => `${v.key} ${opsPerS(runs.get(v.key) as Campaign).toFixed(0)} ops/s`).join(', ') +
+      `; default with ${jobs} worker threads ${opsPerS(runs.get('parallel') as Campaign).toFixed(0)} ops/s`);
     rounds.push(x);
   }
   const fig = (label: string, pick: (x: Round) => number, unit: string, note?: string): Figure => roundFigure(rounds, label, pick, unit, note);
@@ -127,12 +149,18 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
       fig(`${v.label}: scheduler events per wall second`, (x) => c(x).events / (c(x).wallMs / 1000), 'events/s'),
     );
   }
+  const par = of('parallel');
+  figures.push(
+    fig(`default profile in ${jobs} worker threads (--jobs auto): sim fs ops per wall second`, (x) => opsPerS(par(x)), 'ops/s', `seeds ${first}..${first + seeds * PARALLEL_SEEDS_FACTOR - 1}; worker start-up included`),
+    fig(`default profile in ${jobs} worker threads: seeds per minute`, (x) => seedsPerMin(par(x)), 'seeds/min'),
+    fig(`${jobs} worker threads / one thread, default profile`, (x) => opsPerS(par(x)) / opsPerS(def(x)), '×', 'paired per round; the one thread is this process, warm'),
+  );
   figures.push(fig('model alone / default profile', (x) => x.modelOpsS / opsPerS(def(x)), '×', 'paired per round: what one simulated op costs in model ops'));
   const targets: Target[] = [
     { label: 'sim fs ops per wall second, default profile', value: median(rounds.map((x) => opsPerS(def(x)))), op: '>=', limit: TARGET_OPS_PER_S, unit: 'ops/s', note: 'issue 6' },
     { label: 'simulated / wall time, default profile', value: median(rounds.map((x) => realTime(def(x)))), op: '>=', limit: TARGET_REAL_TIME, unit: '×', note: 'issue 6' },
   ];
-  const failed = VARIANTS.map((v) => ({ v, seeds: [...new Set(rounds.flatMap((x) => of(v.key)(x).failed))] })).filter((f) => f.seeds.length > 0);
+  const failed = [...VARIANTS, { key: 'parallel' }].map((v) => ({ v, seeds: [...new Set(rounds.flatMap((x) => of(v.key)(x).failed))] })).filter((f) => f.seeds.length > 0);
   return {
     figures,
     targets,

@@ -33,6 +33,7 @@ import { SHRINK_BUDGET_DEFAULT, shrinkSchedule } from '../sim/shrink.ts';
 import { loadTrace, TraceError, type ConvertedTrace } from '../sim/trace.ts';
 import { traceSchedule, traceReproduceCommand, type TraceReplayOptions } from '../sim/trace-replay.ts';
 import { describeIgnored } from '../sim/sim-config.ts';
+import { jobsFor, runSeeds, type SeedOutcome } from '../sim/parallel.ts';
 import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { CliError, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fileErrorReason, parseCommandLine, UsageError, type Command } from './common.ts';
 
@@ -48,7 +49,7 @@ const usage = `Usage:
   lessfs-sim run --seed S [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
                  [--buggify on|off] [--buggify-sites LIST]
                  [--capsule-dir DIR] [--shrink [--shrink-budget N]]
-  lessfs-sim run --seeds A..B [same options]
+  lessfs-sim run --seeds A..B [--jobs N|auto] [same options]
   lessfs-sim replay CAPSULE [--shrink [--shrink-budget N]] [--capsule-dir DIR]
   lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
                  [--buggify on|off] [--buggify-sites LIST]
@@ -65,6 +66,8 @@ options always give the same run (the same trace hash).
   --seed S          run one seed (an integer >= 0)
   --seeds A..B      a campaign over seeds A to B inclusive: progress on stderr,
                     a summary table, the failing seeds
+  --jobs N|auto     run a campaign's seeds in N worker threads (auto: one per
+                    core; default 1); every seed is the same run in any thread
   --ops N           workload operations per seed (default ${OPS_DEFAULT}, at most ${OPS_MAX})
   --faults PROFILE  ${FAULT_PROFILES.join(' | ')} (default none):
                       none   no faults
@@ -160,6 +163,7 @@ const OPTIONS = {
   buggify: { type: 'string' },
   'buggify-sites': { type: 'string' },
   'capsule-dir': { type: 'string' },
+  jobs: { type: 'string' },
   shrink: { type: 'boolean' },
   'shrink-budget': { type: 'string' },
   // Test-only: makes the run fail on purpose (see SimOptions.breakInvariant).
@@ -399,24 +403,25 @@ function progress(done: number, total: number, failed: number, tty: boolean): vo
   }
 }
 
-async function runCampaign(first: number, last: number, c: CommonOptions, capsuleDir: string, sh: ShrinkSettings): Promise<number> {
+async function runCampaign(first: number, last: number, c: CommonOptions, jobs: number, capsuleDir: string, sh: ShrinkSettings): Promise<number> {
   const total = last - first + 1;
   const tty = process.stderr.isTTY === true;
-  const failed: SimResult[] = [];
+  const failures: Array<{ outcome: SeedOutcome; result: SimResult | undefined }> = [];
   let ops = 0;
   let simulatedMs = 0;
+  let done = 0;
   const wallStart = performance.now();
-  for (let seed = first; seed <= last; seed++) {
-    const r = await runSimulation({ ...c, seed });
-    ops += r.ops;
-    simulatedMs += r.simulatedMs;
-    if (!r.ok) failed.push(r);
-    progress(seed - first + 1, total, failed.length, tty);
-  }
+  await runSeeds(first, last, c, jobs, (o, result) => {
+    ops += o.ops;
+    simulatedMs += o.simulatedMs;
+    if (!o.ok) failures.push({ outcome: o, result });
+    progress(++done, total, failures.length, tty);
+  });
   const wallMs = performance.now() - wallStart;
+  failures.sort((a, b) => a.outcome.seed - b.outcome.seed);
   const rows: Array<[string, string]> = [
     ['seeds run', String(total)],
-    ['failed', String(failed.length)],
+    ['failed', String(failures.length)],
     ['ops', String(ops)],
     ['simulated seconds', seconds(simulatedMs)],
     ['wall seconds', seconds(wallMs)],
@@ -424,16 +429,21 @@ async function runCampaign(first: number, last: number, c: CommonOptions, capsul
     ['simulated / wall time', wallMs > 0 ? `${(simulatedMs / wallMs).toFixed(0)}x` : '-'],
     ['seeds per minute', wallMs > 0 ? ((total * 60_000) / wallMs).toFixed(1) : '-'],
   ];
-  out(`lessfs-sim campaign: seeds ${first}..${last}, ${c.mode} mode, faults ${c.faults}${c.buggifySites ? `, buggify sites ${c.buggifySites.join(',')}` : c.buggify === undefined ? '' : `, buggify ${c.buggify ? 'on' : 'off'}`}, ${c.ops} ops each${c.config ? `, config ${c.config.name}` : ''}\n`);
+  out(`lessfs-sim campaign: seeds ${first}..${last}, ${c.mode} mode, faults ${c.faults}${c.buggifySites ? `, buggify sites ${c.buggifySites.join(',')}` : c.buggify === undefined ? '' : `, buggify ${c.buggify ? 'on' : 'off'}`}, ${c.ops} ops each${c.config ? `, config ${c.config.name}` : ''}${jobs > 1 ? `, ${jobs} worker threads` : ''}\n`);
   for (const [k, v] of rows) out(`  ${k.padEnd(24)} ${v}\n`);
-  if (failed.length === 0) {
+  if (failures.length === 0) {
     out('all seeds passed\n');
     return EXIT_OK;
   }
-  out(`failing seeds: ${failed.map((r) => r.seed).join(', ')}\n`);
-  for (const r of failed) {
-    out(`seed ${r.seed}: ${r.problems.length} problems, first: ${r.problems[0].split('\n')[0]}\n`);
-    await reportFailure(r, capsulePath(capsuleDir, r.seed), sh);
+  out(`failing seeds: ${failures.map((f) => f.outcome.seed).join(', ')}\n`);
+  for (const { outcome, result } of failures) {
+    out(`seed ${outcome.seed}: ${outcome.problems.length} problems, first: ${outcome.problems[0].split('\n')[0]}\n`);
+    // A seed that failed in a worker thread runs again here for its capsule: the same run, so the same failure.
+    const r = result ?? (await runSimulation({ ...c, seed: outcome.seed }));
+    if (r.traceHash !== outcome.traceHash) {
+      out(`seed ${outcome.seed}: NOT DETERMINISTIC: its rerun in the main thread gave trace hash ${r.traceHash}, the worker ${outcome.traceHash}${r.ok ? ' (and passed)' : ''}\n`);
+    }
+    if (!r.ok) await reportFailure(r, capsulePath(capsuleDir, r.seed), sh);
   }
   return EXIT_RUNTIME;
 }
@@ -604,10 +614,18 @@ const FROM_CAPSULE = new Set<OptionName>(['seed', 'seeds', ...RUN_OPTIONS]);
 
 const SUBCOMMANDS: Record<string, Subcommand> = {
   run: {
-    options: ['seed', 'seeds', ...RUN_OPTIONS, ...SHRINK_OPTIONS],
+    options: ['seed', 'seeds', 'jobs', ...RUN_OPTIONS, ...SHRINK_OPTIONS],
     async run(v, args) {
       if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
       const c = commonOptions(v);
+      const jobsText = str(v, 'jobs');
+      if (jobsText !== undefined && str(v, 'seeds') === undefined) throw new UsageError('--jobs runs the seeds of a campaign in parallel: it needs --seeds A..B');
+      let jobs = 1;
+      try {
+        if (jobsText !== undefined) jobs = jobsFor(jobsText);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
       const sh = shrinkSettings(v);
       const capsuleDir = str(v, 'capsule-dir') ?? '.';
       const seed = str(v, 'seed');
@@ -621,7 +639,7 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
       if (seeds !== undefined) {
         const { first, last } = parseSeedRange(seeds);
         announceConfig(simOptions({ ...c, seed: first }));
-        return runCampaign(first, last, c, capsuleDir, sh);
+        return runCampaign(first, last, c, jobs, capsuleDir, sh);
       }
       throw new UsageError('run needs --seed S or --seeds A..B');
     },

@@ -12,6 +12,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { executeSchedule, FAULT_PROFILES, generateSchedule, problemKind, reproduceCommand, runSimulation, simOptions } from '../../src/sim/campaign.ts';
+import { runSeeds } from '../../src/sim/parallel.ts';
 import { SimRng } from '../../src/sim/rng.ts';
 import { ScheduleError, validateSchedule, type Schedule } from '../../src/sim/schedule.ts';
 import { shrinkSchedule } from '../../src/sim/shrink.ts';
@@ -63,6 +64,19 @@ describe('runSimulation', () => {
       expect(r.ok).toBe(false);
       expect(r.problems.join('\n')).toContain('/rogue');
     }
+  });
+
+  it('runSeeds: worker threads give every seed the trace hash it has in this thread; a run that throws fails the campaign', async () => {
+    const common = { ops: 30, faults: 'all', mode: 'live' } as const;
+    const hashes = async (jobs: number): Promise<Array<[number, string]>> => {
+      const got: Array<[number, string]> = [];
+      await runSeeds(1, 5, common, jobs, (o) => got.push([o.seed, o.traceHash]));
+      return got.sort((a, b) => a[0] - b[0]);
+    };
+    const one = await hashes(1);
+    expect(one.map(([seed]) => seed)).toEqual([1, 2, 3, 4, 5]);
+    expect(await hashes(2)).toEqual(one);
+    await expect(runSeeds(1, 3, { ...common, ops: 0 }, 2, () => undefined)).rejects.toThrow(/seed \d threw in its worker thread: .*ops/);
   });
 
   it('checks its options', () => {
@@ -434,6 +448,34 @@ describe('lessfs-sim CLI', () => {
     expect(JSON.parse(readFileSync(join(dir, 'lessfs-sim-failure-7.json'), 'utf8')).seed).toBe(7);
   });
 
+  it('--jobs 2 runs a campaign in worker threads: the same ops and simulated time as one thread', async () => {
+    const dir = tempDir();
+    const args = ['run', '--seeds', '1..6', '--ops', '30', '--faults', 'swarm'];
+    const [one, two] = await Promise.all([cli(args, dir), cli([...args, '--jobs', '2'], dir)]);
+    for (const r of [one, two]) {
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).toContain('all seeds passed');
+      expect(r.stderr).toContain('6/6 seeds, 0 failed');
+    }
+    expect(two.stdout).toContain('2 worker threads');
+    expect(one.stdout).not.toContain('worker threads');
+    const totals = (out: string): string[] => ['ops', 'simulated seconds'].map((k) => new RegExp(`^  ${k} +(\\S+)$`, 'm').exec(out)?.[1] ?? `no ${k}`);
+    expect(totals(two.stdout)).toEqual(totals(one.stdout));
+  });
+
+  it('--jobs 2: failing seeds are listed in order and each gets a capsule that replays', async () => {
+    const dir = tempDir();
+    const r = await cli(['run', '--seeds', '7..9', '--ops', '20', '--test-break-invariant', '--jobs', '2', '--capsule-dir', dir], dir);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout).toContain('failing seeds: 7, 8, 9');
+    expect(r.stdout).not.toContain('NOT DETERMINISTIC');
+    const path = join(dir, 'lessfs-sim-failure-9.json');
+    expect(r.stdout).toContain(`reproduce: lessfs-sim replay ${path}`);
+    const rep = await cli(['replay', path], dir);
+    expect(rep.code, rep.stdout + rep.stderr).toBe(0);
+    expect(rep.stdout).toContain('replay: reproduced exactly');
+  });
+
   it('check-determinism reruns seeds and compares trace hashes', async () => {
     const r = await cli(['check-determinism', '--seeds', '1..2', '--ops', '30', '--faults', 'all'], tempDir());
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -456,6 +498,10 @@ describe('lessfs-sim CLI', () => {
       [['check-determinism', '--seeds', '1..2', '--shrink'], /check-determinism does not take --shrink/],
       [['run', '--seed', '1', '--shrink-budget', '5'], /--shrink-budget needs --shrink/],
       [['run', '--seed', '1', '--shrink', '--shrink-budget', '0'], /bad --shrink-budget '0'/],
+      [['run', '--seed', '1', '--jobs', '2'], /--jobs .* needs --seeds A\.\.B/],
+      [['run', '--seeds', '1..2', '--jobs', '0'], /bad --jobs '0' \(expected auto or an integer in 1\.\.256\)/],
+      [['run', '--seeds', '1..2', '--jobs', 'many'], /bad --jobs 'many'/],
+      [['check-determinism', '--seeds', '1..2', '--jobs', '2'], /check-determinism does not take --jobs/],
     ];
     for (const [args, msg] of cases) {
       const r = await cli(args, dir);
@@ -467,6 +513,7 @@ describe('lessfs-sim CLI', () => {
     expect(h.code).toBe(0);
     expect(h.stdout).toContain('lessfs-sim run --seed S');
     expect(h.stdout).toContain('--shrink');
+    expect(h.stdout).toContain('--jobs N|auto');
     expect(h.stdout).toContain('--config CFG');
     expect(h.stdout).toContain('lessfs-sim replay-trace FILE');
     expect(h.stdout).not.toContain('Not yet available');
