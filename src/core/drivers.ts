@@ -141,7 +141,17 @@ export interface OpenFileOptions {
   exclusive?: boolean;
   /** Open read-only. */
   readOnly?: boolean;
+  /**
+   * Writes that can bypass the page cache do (O_DIRECT): those at a multiple
+   * of DIRECT_ALIGN_BYTES, a multiple of it long, from buffers of
+   * Disk.alignedBuffer. Others, and all reads, go through the page cache as
+   * usual; sync() makes both durable. A driver without it ignores the option.
+   */
+  direct?: boolean;
 }
+
+/** Offsets and lengths of writes a `direct` handle sends past the page cache are multiples of this. */
+export const DIRECT_ALIGN_BYTES = 512;
 
 /**
  * Files addressed by absolute POSIX paths. Errors are DiskError with an errno
@@ -158,6 +168,12 @@ export interface Disk {
   unlink(path: string): Promise<void>;
   syncDir(path: string): Promise<void>;
   space(path: string): Promise<DiskSpace>;
+  /**
+   * A zero-filled buffer of `bytes` (a multiple of DIRECT_ALIGN_BYTES) that a
+   * `direct` handle writes past the page cache; undefined when the driver has
+   * none (left). Plain memory works everywhere, through the page cache.
+   */
+  alignedBuffer?(bytes: number): Uint8Array | undefined;
 }
 
 // ---------------------------------------------------------------- Net

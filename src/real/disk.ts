@@ -1,16 +1,70 @@
 import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import type { Disk, DiskSpace, DiskStat, FileHandle, OpenFileOptions } from '../core/drivers.ts';
+import { DIRECT_ALIGN_BYTES, type Disk, type DiskSpace, type DiskStat, type FileHandle, type OpenFileOptions } from '../core/drivers.ts';
 import { assert, DiskError, errorCode } from '../core/errors.ts';
 
 /** Largest single read or write (bounds the buffer a read allocates). */
 export const REAL_DISK_IO_LENGTH_MAX_BYTES = 256 << 20;
+
+/** Memory for buffers that O_DIRECT writes take (per RealDisk, reserved at the first request, touched as used). */
+export const ALIGNED_ARENA_BYTES = 64 << 20;
+const WASM_PAGE_BYTES = 64 * 1024;
+/** WebAssembly.Memory (not in this project's TypeScript lib). */
+type WasmMemory = { readonly buffer: ArrayBuffer };
+const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
+
+/**
+ * Buffers whose addresses are multiples of DIRECT_ALIGN_BYTES, which O_DIRECT
+ * needs and Node's allocator does not promise (a 128 KiB Buffer starts 16 bytes
+ * into a page). A WebAssembly.Memory starts on a page boundary: buffers are
+ * carved from one, in order, and never given back (their users recycle them).
+ */
+export class AlignedArena {
+  private memory: WasmMemory | undefined;
+  private nextBytes = 0;
+  private failed = false;
+
+  constructor(private readonly capacityBytes = ALIGNED_ARENA_BYTES) {}
+
+  /** A zero-filled buffer, or undefined when the arena is used up (or could not be reserved). */
+  take(bytes: number): Uint8Array | undefined {
+    if (!(Number.isSafeInteger(bytes) && bytes > 0 && bytes % DIRECT_ALIGN_BYTES === 0)) {
+      throw new RangeError(`aligned buffer of ${bytes} bytes: expected a positive multiple of ${DIRECT_ALIGN_BYTES}`);
+    }
+    if (this.failed || this.nextBytes + bytes > this.capacityBytes) return undefined;
+    if (!this.memory) {
+      const pages = Math.ceil(this.capacityBytes / WASM_PAGE_BYTES);
+      try {
+        this.memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
+      } catch (err) {
+        // Address space for it refused (V8 limits wasm reservations): plain memory then, through the page cache.
+        if (!(err instanceof RangeError)) throw err;
+        this.failed = true;
+        return undefined;
+      }
+    }
+    const out = new Uint8Array(this.memory.buffer, this.nextBytes, bytes);
+    this.nextBytes += bytes;
+    return out;
+  }
+
+  /** Whether an O_DIRECT write may take these bytes as they are. */
+  writable(bytes: Uint8Array): boolean {
+    return this.memory !== undefined && bytes.buffer === this.memory.buffer && bytes.byteOffset % DIRECT_ALIGN_BYTES === 0 && bytes.length % DIRECT_ALIGN_BYTES === 0;
+  }
+}
 
 /**
  * Disk on node:fs/promises. Paths must be absolute. Node's system errors become
  * DiskError with the same errno code and the path.
  */
 export class RealDisk implements Disk {
+  private readonly arena = new AlignedArena();
+
+  alignedBuffer(bytes: number): Uint8Array | undefined {
+    return this.arena.take(bytes);
+  }
+
   async open(path: string, options: OpenFileOptions = {}): Promise<FileHandle> {
     checkPath(path);
     let flags = options.readOnly ? constants.O_RDONLY : constants.O_RDWR;
@@ -31,7 +85,19 @@ export class RealDisk implements Disk {
         throw new DiskError('EISDIR', path, 'open: is a directory');
       }
     }
-    return new RealFileHandle(path, fh, options.readOnly === true);
+    let direct: fsp.FileHandle | undefined;
+    if (options.direct && !options.readOnly) {
+      try {
+        direct = await fsp.open(path, constants.O_RDWR | constants.O_DIRECT);
+      } catch (err) {
+        // A file system without O_DIRECT (tmpfs: EINVAL): every write through the page cache.
+        if (errorCode(err) !== 'EINVAL') {
+          await fh.close();
+          throw toDiskError(err, path);
+        }
+      }
+    }
+    return new RealFileHandle(path, fh, options.readOnly === true, direct ? { fh: direct, arena: this.arena } : undefined);
   }
 
   async stat(path: string): Promise<DiskStat | undefined> {
@@ -108,11 +174,28 @@ class RealFileHandle implements FileHandle {
   private sizeCacheBytes: number | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
+  /** Writes that went past the page cache (O_DIRECT), and those that could not. */
+  readonly directStats = { directWrites: 0, bufferedWrites: 0 };
+
   constructor(
     readonly path: string,
     private readonly fh: fsp.FileHandle,
     private readonly readOnly: boolean,
+    /** With OpenFileOptions.direct: a second descriptor opened O_DIRECT, for writes from the arena's buffers. */
+    private readonly direct?: { fh: fsp.FileHandle; arena: AlignedArena },
   ) {}
+
+  /** The descriptor a write of these chunks at position goes through. */
+  private writerFor(positionBytes: number, chunks: readonly Uint8Array[]): fsp.FileHandle {
+    const d = this.direct;
+    if (!d) return this.fh;
+    if (positionBytes % DIRECT_ALIGN_BYTES === 0 && chunks.every((c) => d.arena.writable(c))) {
+      this.directStats.directWrites++;
+      return d.fh;
+    }
+    this.directStats.bufferedWrites++;
+    return this.fh;
+  }
 
   async read(positionBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.checkOpen('read', false);
@@ -155,7 +238,7 @@ class RealFileHandle implements FileHandle {
     this.checkOpen('write', true);
     checkInteger(positionBytes, 'write position', this.path, Number.MAX_SAFE_INTEGER - data.length);
     checkInteger(data.length, 'write length', this.path, REAL_DISK_IO_LENGTH_MAX_BYTES);
-    await this.writeAll(positionBytes, data);
+    await this.writeAll(positionBytes, data, this.writerFor(positionBytes, [data]));
     if (this.sizeCacheBytes !== undefined) {
       this.sizeCacheBytes = Math.max(this.sizeCacheBytes, positionBytes + data.length);
     }
@@ -169,9 +252,13 @@ class RealFileHandle implements FileHandle {
     checkInteger(total, 'writev length', this.path, REAL_DISK_IO_LENGTH_MAX_BYTES);
     let pending = [...chunks];
     let position = positionBytes;
+    let fh = this.writerFor(positionBytes, chunks);
     while (pending.length > 0) {
       const batch = pending;
-      let { bytesWritten } = await wrap(this.path, () => this.fh.writev(batch, position));
+      const via = fh;
+      let { bytesWritten } = await wrap(this.path, () => via.writev(batch, position));
+      // The rest of a short write, wherever it stops, goes through the page cache.
+      fh = this.fh;
       assert(bytesWritten > 0, `writev(${this.path}): wrote 0 bytes at ${position}`);
       position += bytesWritten;
       // A short gathered write: continue after what was written.
@@ -227,7 +314,11 @@ class RealFileHandle implements FileHandle {
     this.checkOpen('close', false);
     this.closed = true;
     await this.queue;
-    await wrap(this.path, () => this.fh.close());
+    try {
+      if (this.direct) await wrap(this.path, () => (this.direct as { fh: fsp.FileHandle }).fh.close());
+    } finally {
+      await wrap(this.path, () => this.fh.close());
+    }
   }
 
   private checkOpen(what: string, mutates: boolean): void {
@@ -257,12 +348,16 @@ class RealFileHandle implements FileHandle {
     return this.sizeCacheBytes;
   }
 
-  private async writeAll(positionBytes: number, data: Uint8Array): Promise<void> {
+  private async writeAll(positionBytes: number, data: Uint8Array, first: fsp.FileHandle = this.fh): Promise<void> {
     let done = 0;
+    let fh = first;
     while (done < data.length) {
+      const via = fh;
       const { bytesWritten } = await wrap(this.path, () =>
-        this.fh.write(data, done, data.length - done, positionBytes + done),
+        via.write(data, done, data.length - done, positionBytes + done),
       );
+      // The rest of a short write, wherever it stops, goes through the page cache.
+      fh = this.fh;
       assert(bytesWritten > 0, `write(${this.path}): wrote 0 bytes at ${positionBytes + done}`);
       done += bytesWritten;
     }

@@ -269,6 +269,41 @@ function diskContract(name: string, factory: DiskFactory): void {
       });
     });
 
+    describe('direct handles (OpenFileOptions.direct)', () => {
+      it('read back every write, aligned or not, from aligned memory or not, also after a reopen', async () => {
+        const fh = await d.open(p('data'), { create: true, direct: true });
+        const aligned = (n: number, salt: number): Uint8Array => {
+          const b = t.disk.alignedBuffer?.(n) ?? new Uint8Array(n);
+          expect(b).toEqual(new Uint8Array(n)); // zero-filled
+          b.set(pattern(n, salt));
+          return b;
+        };
+        const model = new Uint8Array(64 * 1024);
+        const put = async (at: number, data: Uint8Array, gathered?: Uint8Array[]): Promise<void> => {
+          if (gathered) await t.run(fh.raw.writev(at, gathered));
+          else await fh.write(at, data);
+          model.set(data, at);
+        };
+        await put(0, aligned(8192, 1));
+        await put(8192, pattern(4096, 2)); // plain memory
+        await put(4096, aligned(1024, 3)); // aligned buffer over a part written before
+        await put(12_288 + 100, aligned(512, 4)); // an unaligned position
+        const a = aligned(2048, 5);
+        const b = aligned(1536, 6);
+        await put(16_384, new Uint8Array([...a, ...b]), [a, b]); // gathered, aligned
+        const c = pattern(700, 7);
+        await put(20_000, new Uint8Array([...a.subarray(0, 512), ...c]), [a.subarray(0, 512), c]); // gathered, mixed
+        await t.run(fh.raw.sync());
+        const size = 20_000 + 512 + 700;
+        expect(await fh.sizeBytes()).toBe(size);
+        expect(await fh.read(0, size)).toEqual(model.subarray(0, size));
+        await fh.close();
+        const again = await d.open(p('data'), { direct: true });
+        expect(await again.read(0, size)).toEqual(model.subarray(0, size));
+        await again.close();
+      });
+    });
+
     describe('truncate and size', () => {
       it('shrinks, then extends with zeros', async () => {
         const fh = await d.open(p('f'), { create: true });
@@ -495,3 +530,53 @@ diskContract('SimDisk seed=1 latency 0..3 ms', simFactory(1, 0, 3));
 diskContract('SimDisk seed=2 latency 0 ms', simFactory(2, 0, 0));
 diskContract('SimDisk seed=3 latency 0.5..7.5 ms', simFactory(3, 0.5, 7.5));
 diskContract('RealDisk (temp dir)', realFactory);
+
+describe('RealDisk: O_DIRECT writes', () => {
+  it('go past the page cache only from aligned memory at aligned positions and lengths; the rest through it', async () => {
+    const { mkdtemp: mk, rm: remove } = await import('node:fs/promises');
+    const dir = await mk(join(tmpdir(), 'lessfs-direct-'));
+    try {
+      const disk = new RealDisk();
+      const fh = (await disk.open(join(dir, 'data'), { create: true, direct: true })) as unknown as {
+        write(at: number, b: Uint8Array): Promise<void>;
+        writev(at: number, b: Uint8Array[]): Promise<void>;
+        read(at: number, n: number): Promise<Uint8Array>;
+        close(): Promise<void>;
+        directStats?: { directWrites: number; bufferedWrites: number };
+      };
+      const stats = fh.directStats;
+      expect(stats).toBeDefined();
+      const buf = disk.alignedBuffer(4096) as Uint8Array;
+      buf.fill(9);
+      await fh.write(0, buf);
+      await fh.writev(4096, [buf.subarray(0, 512), buf.subarray(512, 1024)]);
+      // Where O_DIRECT is refused (tmpfs) every write goes through the page cache.
+      const direct = stats!.directWrites;
+      expect(direct === 2 || (direct === 0 && stats!.bufferedWrites === 2)).toBe(true);
+      await fh.write(8192, new Uint8Array(512).fill(1)); // plain memory
+      await fh.write(512 * 17 + 1, buf.subarray(0, 512)); // unaligned position
+      await fh.write(9216, buf.subarray(0, 100)); // unaligned length
+      await fh.write(9728, buf.subarray(8, 520)); // unaligned address
+      expect(stats!.directWrites).toBe(direct);
+      expect(stats!.bufferedWrites).toBe(4 + (2 - direct));
+      expect(await fh.read(0, 4096)).toEqual(new Uint8Array(4096).fill(9));
+      await fh.close();
+    } finally {
+      await remove(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('aligned buffers: multiples of 512 only, zero-filled, until the arena is used up', async () => {
+    const { AlignedArena } = await import('../../src/real/disk.ts');
+    const arena = new AlignedArena(4096);
+    expect(() => arena.take(100)).toThrow(/multiple of 512/);
+    const a = arena.take(2048) as Uint8Array;
+    const b = arena.take(2048) as Uint8Array;
+    expect(a).toEqual(new Uint8Array(2048));
+    expect(b.byteOffset).toBe(a.byteOffset + 2048);
+    expect(arena.take(512)).toBeUndefined();
+    expect(arena.writable(a)).toBe(true);
+    expect(arena.writable(a.subarray(1))).toBe(false);
+    expect(arena.writable(new Uint8Array(512))).toBe(false);
+  });
+});

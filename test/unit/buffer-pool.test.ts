@@ -13,6 +13,32 @@ import { SimHarness } from '../support/harness.ts';
 
 const BS = 4096;
 
+describe('BlockBufferPool with an aligned source (a replica\'s O_DIRECT data file)', () => {
+  it('takes new buffers from the source while it has them, keeps every one of them, and tells buffers apart by their start', async () => {
+    const { BlockBufferPool } = await import('../../src/core/fs/buffer-pool.ts');
+    const arena = new Uint8Array(4 * BS);
+    let next = 0;
+    const source = (n: number): Uint8Array | undefined => {
+      if (next + n > arena.length) return undefined;
+      const b = arena.subarray(next, next + n);
+      next += n;
+      return b;
+    };
+    const pool = new BlockBufferPool(BS, 2, source);
+    const taken = Array.from({ length: 6 }, () => pool.take());
+    expect(taken.slice(0, 4).map((b) => b.buffer === arena.buffer)).toEqual([true, true, true, true]);
+    expect(taken.slice(4).map((b) => b.buffer === arena.buffer)).toEqual([false, false]);
+    expect(taken.every((b) => pool.owns(b.subarray(0, 10)))).toBe(true);
+    // A view of the arena that does not start a buffer is not the pool's.
+    expect(pool.owns(arena.subarray(100, 200))).toBe(false);
+    expect(pool.whole(taken[2].subarray(0, 7)).byteOffset).toBe(2 * BS);
+    for (const b of taken) pool.give(b.subarray(0, 1));
+    // All 4 aligned buffers kept (their memory is not returned to the source), plain ones up to keepMax.
+    expect(pool.idle).toBe(4 + 0);
+    expect(new Set(Array.from({ length: 4 }, () => pool.take().byteOffset))).toEqual(new Set([0, BS, 2 * BS, 3 * BS]));
+  });
+});
+
 describe('recycled block buffers', () => {
   it('never corrupt stored or cached data (property over seeds and patterns)', async () => {
     await fc.assert(

@@ -277,7 +277,9 @@ export class FsEngine {
     // writes finish (stageReplicatedBlock): the master's send window plus the
     // write queue's backlog, when the disk is slower than the link.
     const keepBytes = options.replica === true ? 48 << 20 : 16 << 20;
-    this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor(keepBytes / options.blockSizeBytes)));
+    // A replica writes its data file past the page cache (see directDataWrites): its block buffers come from the disk's aligned memory.
+    const aligned = this.directDataWrites && drivers.disk.alignedBuffer ? (n: number) => drivers.disk.alignedBuffer?.(n) : undefined;
+    this.buffers = new BlockBufferPool(options.blockSizeBytes, Math.max(8, Math.floor(keepBytes / options.blockSizeBytes)), aligned);
     this.reader = new ReadQueue(dataFile, READS_INFLIGHT_MAX);
     const cacheBlocks = Math.max(2, Math.floor(options.cacheSizeBytes / 4 / options.blockSizeBytes));
     this.readAheadBlocks = Math.min(READ_AHEAD_BLOCKS, Math.floor(cacheBlocks / 4));
@@ -373,7 +375,7 @@ export class FsEngine {
       if (!st) {
         throw new FormatError('ECORRUPT', `${dataPath} is missing: the block data of this filesystem is gone (BLOCKDATA_PATH wrong?)`);
       }
-      dataFile = await drivers.disk.open(dataPath, { readOnly: options.readOnly });
+      dataFile = await drivers.disk.open(dataPath, { readOnly: options.readOnly, direct: FsEngine.directDataWritesFor(options) });
       const allocator = Allocator.load(state.dataEndBytes, store.range(T.freespace));
       // After a process crash the store may hold commits whose sync never
       // finished: make them durable before an observer (the replication log)
@@ -1241,7 +1243,7 @@ export class FsEngine {
     layer.newBlocks.set(offsetBytes, stored);
     layer.dataBytes += stored.length;
     layer.writeStarted();
-    this.writer.write(offsetBytes, stored).then(
+    this.writer.write(offsetBytes, this.directDataWrites ? this.padded(stored) : stored).then(
       () => {
         if (layer.newBlocks.get(offsetBytes) === stored) {
           layer.newBlocks.delete(offsetBytes);
@@ -1259,6 +1261,30 @@ export class FsEngine {
         layer.writeDone();
       },
     );
+  }
+
+  /**
+   * A replica's data file is written past the page cache where the disk can
+   * (OpenFileOptions.direct): a slave's blocks are read rarely, and copying
+   * each into the page cache cost it more CPU than anything else it does
+   * (docs/architecture.md). Such writes must be a multiple of
+   * DIRECT_ALIGN_BYTES long: extents are (EXTENT_ALIGN_BYTES), so a block in
+   * one of the pool's buffers is written with its extent's tail, zeroed.
+   */
+  private static directDataWritesFor(options: EngineOptions): boolean {
+    return options.replica === true && !options.readOnly;
+  }
+
+  private get directDataWrites(): boolean {
+    return FsEngine.directDataWritesFor(this.options);
+  }
+
+  private padded(stored: Uint8Array): Uint8Array {
+    const length = alignExtent(stored.length);
+    if (length === stored.length || length > this.options.blockSizeBytes || !this.buffers.owns(stored)) return stored;
+    const whole = this.buffers.whole(stored);
+    whole.fill(0, stored.length, length);
+    return whole.subarray(0, length);
   }
 
   private derefBlock(key: Uint8Array): void {
