@@ -13,7 +13,6 @@ import type { EngineOptions } from '../core/fs/types.ts';
 import {
   executeSchedule,
   FAULT_PROFILES,
-  generateSchedule,
   isFaultProfile,
   isSimMode,
   OPS_DEFAULT,
@@ -24,7 +23,6 @@ import {
   runSimulation,
   SIM_MODES,
   simOptions,
-  type SimHooks,
   type SimOptions,
   type SimResult,
 } from '../sim/campaign.ts';
@@ -33,7 +31,7 @@ import { SHRINK_BUDGET_DEFAULT, shrinkSchedule } from '../sim/shrink.ts';
 import { loadTrace, TraceError, type ConvertedTrace } from '../sim/trace.ts';
 import { traceSchedule, traceReproduceCommand, type TraceReplayOptions } from '../sim/trace-replay.ts';
 import { describeIgnored } from '../sim/sim-config.ts';
-import { jobsFor, runSeeds, type SeedOutcome } from '../sim/parallel.ts';
+import { jobsFor, runSeeds, runTwice, type SeedOutcome } from '../sim/parallel.ts';
 import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { CliError, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fileErrorReason, parseCommandLine, UsageError, type Command } from './common.ts';
 
@@ -51,7 +49,7 @@ const usage = `Usage:
                  [--capsule-dir DIR] [--shrink [--shrink-budget N]]
   lessfs-sim run --seeds A..B [--jobs N|auto] [same options]
   lessfs-sim replay CAPSULE [--shrink [--shrink-budget N]] [--capsule-dir DIR]
-  lessfs-sim check-determinism --seeds A..B [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
+  lessfs-sim check-determinism --seeds A..B [--jobs N|auto] [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
                  [--buggify on|off] [--buggify-sites LIST]
   lessfs-sim replay-trace FILE [--seed S] [--ops N] [--faults PROFILE] [--mode live|batch] [--config CFG]
                  [--buggify on|off] [--buggify-sites LIST]
@@ -66,8 +64,9 @@ options always give the same run (the same trace hash).
   --seed S          run one seed (an integer >= 0)
   --seeds A..B      a campaign over seeds A to B inclusive: progress on stderr,
                     a summary table, the failing seeds
-  --jobs N|auto     run a campaign's seeds in N worker threads (auto: one per
-                    core; default 1); every seed is the same run in any thread
+  --jobs N|auto     run the seeds of --seeds (run, check-determinism) in N
+                    worker threads (auto: one per core; default 1); a seed is
+                    the same run in any thread
   --ops N           workload operations per seed (default ${OPS_DEFAULT}, at most ${OPS_MAX})
   --faults PROFILE  ${FAULT_PROFILES.join(' | ')} (default none):
                       none   no faults
@@ -235,6 +234,18 @@ function commonOptions(v: Values): CommonOptions {
     out.config = { name: configPath, text };
   }
   return out;
+}
+
+/** --jobs: worker threads for the seeds of --seeds (1 without it). */
+function jobsOption(v: Values): number {
+  const text = str(v, 'jobs');
+  if (text === undefined) return 1;
+  if (str(v, 'seeds') === undefined) throw new UsageError('--jobs runs the seeds of a campaign in parallel: it needs --seeds A..B');
+  try {
+    return jobsFor(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 interface ShrinkSettings {
@@ -524,35 +535,32 @@ async function replay(path: string, capsuleDir: string | undefined, sh: ShrinkSe
 
 // ------------------------------------------------------------------ check-determinism
 
-async function checkDeterminism(first: number, last: number, c: CommonOptions): Promise<number> {
+async function checkDeterminism(first: number, last: number, c: CommonOptions, jobs: number): Promise<number> {
   const total = last - first + 1;
   const tty = process.stderr.isTTY === true;
-  /** From the seed, then from the schedule serialised to JSON and read back: the two must be the same run. */
-  const pair = async (o: SimOptions, hooks: [SimHooks, SimHooks] = [{}, {}]): Promise<[SimResult, SimResult]> => {
-    const a = await runSimulation(o, hooks[0]);
-    const schedule = JSON.parse(JSON.stringify(generateSchedule(o))) as Schedule;
-    return [a, await executeSchedule(o, schedule, hooks[1])];
-  };
-  for (let seed = first; seed <= last; seed++) {
-    const o = simOptions({ ...c, seed });
-    const [a, b] = await pair(o);
-    if (a.traceHash !== b.traceHash) {
-      if (tty) process.stderr.write('\n');
-      out(`check-determinism: seed ${seed} is not deterministic: trace hash ${a.traceHash} then ${b.traceHash}\n`);
-      // Run twice more recording the traces, to name the first divergent event.
-      const la: string[] = [];
-      const lb: string[] = [];
-      await pair(o, [{ traceLine: (l) => la.push(l) }, { traceLine: (l) => lb.push(l) }]);
-      let i = 0;
-      while (i < la.length && i < lb.length && la[i] === lb[i]) i++;
-      out(`first divergent event #${i}:\n  run 1: ${la[i] ?? '(end of trace)'}\n  run 2: ${lb[i] ?? '(end of trace)'}\n`);
-      out(`reproduce: ${reproduceCommand(o)}\n`);
-      return EXIT_RUNTIME;
-    }
-    progress(seed - first + 1, total, 0, tty);
+  const differing: SeedOutcome[] = [];
+  let done = 0;
+  // Each seed runs twice: from the seed, then from its schedule serialised to JSON and read back.
+  await runSeeds(first, last, c, jobs, (o) => {
+    if (o.againTraceHash !== o.traceHash) differing.push(o);
+    progress(++done, total, differing.length, tty);
+  }, true);
+  if (differing.length === 0) {
+    out(`check-determinism: seeds ${first}..${last} (${c.mode} mode, faults ${c.faults}, ${c.ops} ops${jobs > 1 ? `, ${jobs} worker threads` : ''}): every trace hash equal on rerun\n`);
+    return EXIT_OK;
   }
-  out(`check-determinism: seeds ${first}..${last} (${c.mode} mode, faults ${c.faults}, ${c.ops} ops): every trace hash equal on rerun\n`);
-  return EXIT_OK;
+  differing.sort((a, b) => a.seed - b.seed);
+  for (const d of differing) out(`check-determinism: seed ${d.seed} is not deterministic: trace hash ${d.traceHash} then ${d.againTraceHash}\n`);
+  // The first one runs twice more here, recording the traces, to name the first divergent event.
+  const o = simOptions({ ...c, seed: differing[0].seed });
+  const la: string[] = [];
+  const lb: string[] = [];
+  await runTwice(o, [{ traceLine: (l) => la.push(l) }, { traceLine: (l) => lb.push(l) }]);
+  let i = 0;
+  while (i < la.length && i < lb.length && la[i] === lb[i]) i++;
+  out(`seed ${o.seed}: first divergent event #${i}:\n  run 1: ${la[i] ?? '(end of trace)'}\n  run 2: ${lb[i] ?? '(end of trace)'}\n`);
+  out(`reproduce: ${reproduceCommand(o)}\n`);
+  return EXIT_RUNTIME;
 }
 
 // ------------------------------------------------------------------ replay-trace
@@ -618,14 +626,7 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
     async run(v, args) {
       if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
       const c = commonOptions(v);
-      const jobsText = str(v, 'jobs');
-      if (jobsText !== undefined && str(v, 'seeds') === undefined) throw new UsageError('--jobs runs the seeds of a campaign in parallel: it needs --seeds A..B');
-      let jobs = 1;
-      try {
-        if (jobsText !== undefined) jobs = jobsFor(jobsText);
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
+      const jobs = jobsOption(v);
       const sh = shrinkSettings(v);
       const capsuleDir = str(v, 'capsule-dir') ?? '.';
       const seed = str(v, 'seed');
@@ -652,15 +653,16 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
     },
   },
   'check-determinism': {
-    options: ['seeds', ...RUN_OPTIONS],
+    options: ['seeds', 'jobs', ...RUN_OPTIONS],
     async run(v, args) {
       if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
       const seeds = str(v, 'seeds');
       if (seeds === undefined) throw new UsageError('check-determinism needs --seeds A..B');
       const { first, last } = parseSeedRange(seeds);
       const c = commonOptions(v);
+      const jobs = jobsOption(v);
       announceConfig(simOptions({ ...c, seed: first }));
-      return checkDeterminism(first, last, c);
+      return checkDeterminism(first, last, c, jobs);
     },
   },
   'replay-trace': {

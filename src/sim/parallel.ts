@@ -9,7 +9,8 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { runSimulation, type SimOptions, type SimResult } from './campaign.ts';
+import { executeSchedule, generateSchedule, runSimulation, simOptions, type SimHooks, type SimOptions, type SimResult } from './campaign.ts';
+import type { Schedule } from './schedule.ts';
 
 /** What a worker reports of one seed. */
 export interface SeedOutcome {
@@ -19,6 +20,28 @@ export interface SeedOutcome {
   simulatedMs: number;
   traceHash: string;
   problems: string[];
+  /** With `twice`: the trace hash of the second run (from the schedule read back from JSON). */
+  againTraceHash?: string;
+}
+
+/**
+ * A seed run twice, as check-determinism runs it: from the seed, then from its
+ * schedule serialised to JSON and read back. The two must be the same run.
+ */
+export async function runTwice(o: SimOptions, hooks: [SimHooks, SimHooks] = [{}, {}]): Promise<[SimResult, SimResult]> {
+  const a = await runSimulation(o, hooks[0]);
+  const schedule = JSON.parse(JSON.stringify(generateSchedule(o))) as Schedule;
+  return [a, await executeSchedule(o, schedule, hooks[1])];
+}
+
+/** One seed's outcome: run once, or twice (runTwice). */
+export async function runSeed(common: Omit<SimOptions, 'seed'>, seed: number, twice: boolean): Promise<{ outcome: SeedOutcome; result: SimResult }> {
+  if (!twice) {
+    const r = await runSimulation({ ...common, seed });
+    return { outcome: outcomeOf(seed, r), result: r };
+  }
+  const [a, b] = await runTwice(simOptions({ ...common, seed }));
+  return { outcome: { ...outcomeOf(seed, a), againTraceHash: b.traceHash }, result: a };
 }
 
 /** What a worker is sent: a seed to run, or the end. */
@@ -52,12 +75,14 @@ export async function runSeeds(
   common: Omit<SimOptions, 'seed'>,
   jobs: number,
   onOutcome: (o: SeedOutcome, result?: SimResult) => void,
+  /** Run every seed twice (runTwice), as check-determinism does. */
+  twice = false,
 ): Promise<void> {
   const total = last - first + 1;
   if (jobs <= 1 || total <= 1) {
     for (let seed = first; seed <= last; seed++) {
-      const r = await runSimulation({ ...common, seed });
-      onOutcome(outcomeOf(seed, r), r);
+      const { outcome, result } = await runSeed(common, seed, twice);
+      onOutcome(outcome, result);
     }
     return;
   }
@@ -83,7 +108,7 @@ export async function runSeeds(
       w.postMessage({ seed: next++ } satisfies SeedRequest);
     };
     for (let i = 0; i < Math.min(jobs, total); i++) {
-      const w = new Worker(new URL('./seed-worker.mjs', import.meta.url), { workerData: { common } });
+      const w = new Worker(new URL('./seed-worker.mjs', import.meta.url), { workerData: { common, twice } });
       workers.push(w);
       let stopping = false;
       w.on('message', (m: SeedReply) => {

@@ -77,6 +77,11 @@ describe('runSimulation', () => {
     expect(one.map(([seed]) => seed)).toEqual([1, 2, 3, 4, 5]);
     expect(await hashes(2)).toEqual(one);
     await expect(runSeeds(1, 3, { ...common, ops: 0 }, 2, () => undefined)).rejects.toThrow(/seed \d threw in its worker thread: .*ops/);
+    // Twice per seed (check-determinism): the second run, from the schedule read back from JSON, is the same run.
+    const twice: Array<[number, string, string | undefined]> = [];
+    await runSeeds(1, 3, common, 2, (o) => twice.push([o.seed, o.traceHash, o.againTraceHash]), true);
+    twice.sort((a, b) => a[0] - b[0]);
+    expect(twice).toEqual(one.slice(0, 3).map(([seed, hash]) => [seed, hash, hash]));
   });
 
   it('checks its options', () => {
@@ -476,10 +481,14 @@ describe('lessfs-sim CLI', () => {
     expect(rep.stdout).toContain('replay: reproduced exactly');
   });
 
-  it('check-determinism reruns seeds and compares trace hashes', async () => {
+  it('check-determinism reruns seeds and compares trace hashes (in this thread, and with --jobs 2 in workers)', async () => {
     const r = await cli(['check-determinism', '--seeds', '1..2', '--ops', '30', '--faults', 'all'], tempDir());
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain('every trace hash equal on rerun');
+    const j = await cli(['check-determinism', '--seeds', '1..4', '--ops', '30', '--faults', 'swarm', '--jobs', '2'], tempDir());
+    expect(j.code, j.stdout + j.stderr).toBe(0);
+    expect(j.stdout).toContain('2 worker threads): every trace hash equal on rerun');
+    expect(j.stderr).toContain('4/4 seeds, 0 failed');
   });
 
   it('usage errors exit 2 with a clear message', async () => {
@@ -501,7 +510,7 @@ describe('lessfs-sim CLI', () => {
       [['run', '--seed', '1', '--jobs', '2'], /--jobs .* needs --seeds A\.\.B/],
       [['run', '--seeds', '1..2', '--jobs', '0'], /bad --jobs '0' \(expected auto or an integer in 1\.\.256\)/],
       [['run', '--seeds', '1..2', '--jobs', 'many'], /bad --jobs 'many'/],
-      [['check-determinism', '--seeds', '1..2', '--jobs', '2'], /check-determinism does not take --jobs/],
+      [['check-determinism', '--seeds', '1..2', '--jobs', '0'], /bad --jobs '0'/],
     ];
     for (const [args, msg] of cases) {
       const r = await cli(args, dir);
