@@ -6,6 +6,9 @@ import { assert, DiskError, errorCode } from '../core/errors.ts';
 /** Largest single read or write (bounds the buffer a read allocates). */
 export const REAL_DISK_IO_LENGTH_MAX_BYTES = 256 << 20;
 
+/** What open(O_DIRECT) and a direct write answer where the file system or device cannot do it as asked. */
+const DIRECT_UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOTSUP']);
+
 /** Memory for buffers that O_DIRECT writes take (per RealDisk, reserved at the first request, touched as used). */
 export const ALIGNED_ARENA_BYTES = 64 << 20;
 const WASM_PAGE_BYTES = 64 * 1024;
@@ -59,7 +62,8 @@ export class AlignedArena {
  * DiskError with the same errno code and the path.
  */
 export class RealDisk implements Disk {
-  private readonly arena = new AlignedArena();
+  /** `arena`: where aligned buffers come from (tests give their own). */
+  constructor(private readonly arena = new AlignedArena()) {}
 
   alignedBuffer(bytes: number): Uint8Array | undefined {
     return this.arena.take(bytes);
@@ -90,8 +94,8 @@ export class RealDisk implements Disk {
       try {
         direct = await fsp.open(path, constants.O_RDWR | constants.O_DIRECT);
       } catch (err) {
-        // A file system without O_DIRECT (tmpfs: EINVAL): every write through the page cache.
-        if (errorCode(err) !== 'EINVAL') {
+        // A file system without O_DIRECT (EINVAL, EOPNOTSUPP): every write through the page cache.
+        if (!DIRECT_UNSUPPORTED.has(errorCode(err) ?? '')) {
           await fh.close();
           throw toDiskError(err, path);
         }
@@ -174,8 +178,12 @@ class RealFileHandle implements FileHandle {
   private sizeCacheBytes: number | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
-  /** Writes that went past the page cache (O_DIRECT), and those that could not. */
-  readonly directStats = { directWrites: 0, bufferedWrites: 0 };
+  /**
+   * Writes that went past the page cache (O_DIRECT), those that could not,
+   * and whether direct writes were given up (one was refused: a device whose
+   * sectors are larger than DIRECT_ALIGN_BYTES, say).
+   */
+  readonly directStats = { directWrites: 0, bufferedWrites: 0, refused: false };
 
   constructor(
     readonly path: string,
@@ -189,7 +197,7 @@ class RealFileHandle implements FileHandle {
   private writerFor(positionBytes: number, chunks: readonly Uint8Array[]): fsp.FileHandle {
     const d = this.direct;
     if (!d) return this.fh;
-    if (positionBytes % DIRECT_ALIGN_BYTES === 0 && chunks.every((c) => d.arena.writable(c))) {
+    if (!this.directStats.refused && positionBytes % DIRECT_ALIGN_BYTES === 0 && chunks.every((c) => d.arena.writable(c))) {
       this.directStats.directWrites++;
       return d.fh;
     }
@@ -256,7 +264,7 @@ class RealFileHandle implements FileHandle {
     while (pending.length > 0) {
       const batch = pending;
       const via = fh;
-      let { bytesWritten } = await wrap(this.path, () => via.writev(batch, position));
+      let { bytesWritten } = await this.directOr(via, () => via.writev(batch, position), () => this.fh.writev(batch, position));
       // The rest of a short write, wherever it stops, goes through the page cache.
       fh = this.fh;
       assert(bytesWritten > 0, `writev(${this.path}): wrote 0 bytes at ${position}`);
@@ -321,6 +329,23 @@ class RealFileHandle implements FileHandle {
     }
   }
 
+  /**
+   * Run a write through `via`; if that is the O_DIRECT descriptor and the
+   * kernel refuses it as unsupported (EINVAL: an alignment the device does not
+   * take), give up direct writes on this handle and write through the page
+   * cache instead. Nothing was written by a refused call.
+   */
+  private async directOr<T>(via: fsp.FileHandle, direct: () => Promise<T>, buffered: () => Promise<T>): Promise<T> {
+    if (via === this.fh) return wrap(this.path, buffered);
+    try {
+      return await direct();
+    } catch (err) {
+      if (!DIRECT_UNSUPPORTED.has(errorCode(err) ?? '')) throw toDiskError(err, this.path);
+      this.directStats.refused = true;
+      return wrap(this.path, buffered);
+    }
+  }
+
   private checkOpen(what: string, mutates: boolean): void {
     if (this.closed) throw new DiskError('EBADF', this.path, `${what}: handle is closed`);
     if (mutates && this.readOnly) throw new DiskError('EBADF', this.path, `${what}: handle is read-only`);
@@ -353,8 +378,8 @@ class RealFileHandle implements FileHandle {
     let fh = first;
     while (done < data.length) {
       const via = fh;
-      const { bytesWritten } = await wrap(this.path, () =>
-        via.write(data, done, data.length - done, positionBytes + done),
+      const { bytesWritten } = await this.directOr(via, () => via.write(data, done, data.length - done, positionBytes + done), () =>
+        this.fh.write(data, done, data.length - done, positionBytes + done),
       );
       // The rest of a short write, wherever it stops, goes through the page cache.
       fh = this.fh;

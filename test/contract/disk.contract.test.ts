@@ -566,6 +566,45 @@ describe('RealDisk: O_DIRECT writes', () => {
     }
   });
 
+  it('a direct write the kernel refuses (EINVAL) is written through the page cache, and direct writes stop', async () => {
+    const { AlignedArena } = await import('../../src/real/disk.ts');
+    const { mkdtemp: mk, rm: remove } = await import('node:fs/promises');
+    // An arena that lets a misaligned buffer through, as a device with 4 KiB sectors would refuse a 512-aligned one.
+    class LenientArena extends AlignedArena {
+      override writable(b: Uint8Array): boolean {
+        return b.length % 512 === 0;
+      }
+    }
+    const arena = new LenientArena();
+    const dir = await mk(join(tmpdir(), 'lessfs-direct-'));
+    try {
+      const disk = new RealDisk(arena);
+      const fh = (await disk.open(join(dir, 'data'), { create: true, direct: true })) as unknown as {
+        write(at: number, b: Uint8Array): Promise<void>;
+        writev(at: number, b: Uint8Array[]): Promise<void>;
+        read(at: number, n: number): Promise<Uint8Array>;
+        close(): Promise<void>;
+        directStats: { directWrites: number; bufferedWrites: number; refused: boolean };
+      };
+      const buf = disk.alignedBuffer(8192) as Uint8Array;
+      for (let i = 0; i < buf.length; i++) buf[i] = i % 251;
+      const misaligned = buf.subarray(16, 16 + 4096);
+      await fh.write(0, misaligned);
+      await fh.writev(4096, [misaligned.subarray(0, 512), misaligned.subarray(512, 1024)]);
+      expect(await fh.read(0, 4096)).toEqual(misaligned);
+      expect(await fh.read(4096, 1024)).toEqual(misaligned.subarray(0, 1024));
+      // Where the file system has no O_DIRECT at all, nothing was tried direct.
+      if (fh.directStats.directWrites > 0) {
+        expect(fh.directStats.refused).toBe(true);
+        expect(fh.directStats.directWrites).toBe(1);
+        expect(fh.directStats.bufferedWrites).toBe(1);
+      }
+      await fh.close();
+    } finally {
+      await remove(dir, { recursive: true, force: true });
+    }
+  });
+
   it('aligned buffers: multiples of 512 only, zero-filled, until the arena is used up', async () => {
     const { AlignedArena } = await import('../../src/real/disk.ts');
     const arena = new AlignedArena(4096);
