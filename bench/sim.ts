@@ -7,7 +7,7 @@
 // in both and the ratio stays comparable.
 
 import { availableParallelism } from 'node:os';
-import { OPS_DEFAULT, runSimulation, type FaultProfile, type SimMode } from '../src/sim/campaign.ts';
+import { OPS_DEFAULT, type FaultProfile, type SimMode } from '../src/sim/campaign.ts';
 import { runSeeds } from '../src/sim/parallel.ts';
 import { liveOp } from '../src/sim/live-cluster.ts';
 import { ModelFs } from '../src/sim/model.ts';
@@ -47,30 +47,19 @@ interface Campaign {
   failed: number[];
 }
 
-async function campaign(v: Variant, first: number, count: number): Promise<Campaign> {
+/**
+ * Seeds first..first+count-1 of a variant, as `lessfs-sim run --seeds` runs
+ * them: in this process (jobs 1), or in `jobs` worker threads (`--jobs`,
+ * their start-up included).
+ */
+async function campaign(v: Pick<Variant, 'faults' | 'mode'>, first: number, count: number, jobs = 1): Promise<Campaign> {
   const out: Campaign = { seeds: count, ops: 0, simMs: 0, wallMs: 0, events: 0, failed: [] };
   collectGarbage();
   const t0 = performance.now();
-  for (let seed = first; seed < first + count; seed++) {
-    const r = await runSimulation({ seed, ops: OPS_DEFAULT, faults: v.faults, mode: v.mode });
-    out.ops += r.ops;
-    out.simMs += r.simulatedMs;
-    // The trace hash ends with the number of scheduler events.
-    out.events += Number(r.traceHash.slice(r.traceHash.lastIndexOf(':') + 1));
-    if (!r.ok) out.failed.push(seed);
-  }
-  out.wallMs = performance.now() - t0;
-  return out;
-}
-
-/** The default profile as `lessfs-sim run --seeds … --jobs auto` runs it: one worker thread per core (their start-up included). */
-async function parallelCampaign(first: number, count: number, jobs: number): Promise<Campaign> {
-  const out: Campaign = { seeds: count, ops: 0, simMs: 0, wallMs: 0, events: 0, failed: [] };
-  collectGarbage();
-  const t0 = performance.now();
-  await runSeeds(first, first + count - 1, { ops: OPS_DEFAULT, faults: 'none', mode: 'live' }, jobs, (o) => {
+  await runSeeds(first, first + count - 1, { ops: OPS_DEFAULT, faults: v.faults, mode: v.mode }, jobs, (o) => {
     out.ops += o.ops;
     out.simMs += o.simulatedMs;
+    // The trace hash ends with the number of scheduler events.
     out.events += Number(o.traceHash.slice(o.traceHash.lastIndexOf(':') + 1));
     if (!o.ok) out.failed.push(o.seed);
   });
@@ -128,7 +117,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     const model = modelOnly(first, seeds);
     const runs = new Map<string, Campaign>();
     for (const v of VARIANTS) runs.set(v.key, await campaign(v, first, seeds));
-    runs.set('parallel', await parallelCampaign(first, seeds * PARALLEL_SEEDS_FACTOR, jobs));
+    runs.set('parallel', await campaign({ faults: 'none', mode: 'live' }, first, seeds * PARALLEL_SEEDS_FACTOR, jobs));
     const x: Round = { modelOpsS: model.ops / (model.wallMs / 1000), runs };
     const d = runs.get('default') as Campaign;
     ctx.log(`sim: round ${r + 1}: default ${opsPerS(d).toFixed(0)} ops/s (${realTime(d).toFixed(0)}x real time), model alone ${x.modelOpsS.toFixed(0)} ops/s; ` +
