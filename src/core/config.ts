@@ -554,7 +554,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     type: 'integer',
     allowed: 'an integer between 1 and 65536 (MiB)',
     default: 128,
-    description: 'Write cache size in MiB. A full cache forces a commit.',
+    description: 'Write cache size in MiB. A full cache forces a commit. A live replication master also keeps up to this much of its newest blocks in memory for its sender (and reads of them), a read cache holds a quarter of it.',
     parse: (raw) => parseIntegerIn(raw, 1, 65536, 'an integer between 1 and 65536 (MiB)'),
   }),
   fieldKey({

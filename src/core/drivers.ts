@@ -144,8 +144,10 @@ export interface OpenFileOptions {
   /**
    * Writes that can bypass the page cache do (O_DIRECT): those at a multiple
    * of DIRECT_ALIGN_BYTES, a multiple of it long, from buffers of
-   * Disk.alignedBuffer. Others, and all reads, go through the page cache as
-   * usual; sync() makes both durable. A driver without it ignores the option.
+   * Disk.alignedBuffer. So do reads `into` such a buffer at such a position
+   * when the buffer has room for the length rounded up to DIRECT_ALIGN_BYTES
+   * (only the length asked for comes back). Others go through the page cache
+   * as usual; sync() makes both durable. A driver without it ignores the option.
    */
   direct?: boolean;
 }

@@ -9,8 +9,13 @@ export const REAL_DISK_IO_LENGTH_MAX_BYTES = 256 << 20;
 /** What open(O_DIRECT) and a direct write answer where the file system or device cannot do it as asked. */
 const DIRECT_UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOTSUP']);
 
-/** Memory for buffers that O_DIRECT writes take (per RealDisk, reserved at the first request, touched as used). */
-export const ALIGNED_ARENA_BYTES = 64 << 20;
+/**
+ * Memory for buffers that O_DIRECT reads and writes take, per RealDisk:
+ * reserved a chunk at a time as buffers are asked for, touched as used. Its
+ * users (block-buffer pools, span buffers) keep and recycle what they take.
+ */
+export const ALIGNED_ARENA_BYTES = 1 << 30;
+const ALIGNED_CHUNK_BYTES = 64 << 20;
 const WASM_PAGE_BYTES = 64 * 1024;
 /** WebAssembly.Memory (not in this project's TypeScript lib). */
 type WasmMemory = { readonly buffer: ArrayBuffer };
@@ -20,40 +25,60 @@ const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: new (d
  * Buffers whose addresses are multiples of DIRECT_ALIGN_BYTES, which O_DIRECT
  * needs and Node's allocator does not promise (a 128 KiB Buffer starts 16 bytes
  * into a page). A WebAssembly.Memory starts on a page boundary: buffers are
- * carved from one, in order, and never given back (their users recycle them).
+ * carved from one chunk of it after another, in order, and never given back
+ * (their users recycle them). A chunk never grows: growing would detach the
+ * views already handed out.
  */
 export class AlignedArena {
-  private memory: WasmMemory | undefined;
-  private nextBytes = 0;
+  private readonly chunks = new Set<ArrayBuffer>();
+  private chunk: Uint8Array | undefined;
+  private chunkNextBytes = 0;
+  private reservedBytes = 0;
   private failed = false;
 
-  constructor(private readonly capacityBytes = ALIGNED_ARENA_BYTES) {}
+  constructor(
+    private readonly capacityBytes = ALIGNED_ARENA_BYTES,
+    private readonly chunkBytes = ALIGNED_CHUNK_BYTES,
+  ) {}
 
   /** A zero-filled buffer, or undefined when the arena is used up (or could not be reserved). */
   take(bytes: number): Uint8Array | undefined {
     if (!(Number.isSafeInteger(bytes) && bytes > 0 && bytes % DIRECT_ALIGN_BYTES === 0)) {
       throw new RangeError(`aligned buffer of ${bytes} bytes: expected a positive multiple of ${DIRECT_ALIGN_BYTES}`);
     }
-    if (this.failed || this.nextBytes + bytes > this.capacityBytes) return undefined;
-    if (!this.memory) {
-      const pages = Math.ceil(this.capacityBytes / WASM_PAGE_BYTES);
+    if (this.failed) return undefined;
+    if (!this.chunk || this.chunkNextBytes + bytes > this.chunk.length) {
+      // A new chunk (what is left of the last one goes unused).
+      const chunkBytes = Math.max(bytes, Math.min(this.chunkBytes, this.capacityBytes - this.reservedBytes));
+      if (this.reservedBytes + chunkBytes > this.capacityBytes) return undefined;
+      const pages = Math.ceil(chunkBytes / WASM_PAGE_BYTES);
+      let memory: WasmMemory;
       try {
-        this.memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
+        memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
       } catch (err) {
         // Address space for it refused (V8 limits wasm reservations): plain memory then, through the page cache.
         if (!(err instanceof RangeError)) throw err;
         this.failed = true;
         return undefined;
       }
+      this.chunks.add(memory.buffer);
+      this.chunk = new Uint8Array(memory.buffer, 0, chunkBytes);
+      this.chunkNextBytes = 0;
+      this.reservedBytes += chunkBytes;
     }
-    const out = new Uint8Array(this.memory.buffer, this.nextBytes, bytes);
-    this.nextBytes += bytes;
+    const out = this.chunk.subarray(this.chunkNextBytes, this.chunkNextBytes + bytes);
+    this.chunkNextBytes += bytes;
     return out;
   }
 
   /** Whether an O_DIRECT write may take these bytes as they are. */
   writable(bytes: Uint8Array): boolean {
-    return this.memory !== undefined && bytes.buffer === this.memory.buffer && bytes.byteOffset % DIRECT_ALIGN_BYTES === 0 && bytes.length % DIRECT_ALIGN_BYTES === 0;
+    return this.readable(bytes, bytes.length);
+  }
+
+  /** Whether an O_DIRECT read of length bytes (a multiple of DIRECT_ALIGN_BYTES) may land in into. */
+  readable(into: Uint8Array, length: number): boolean {
+    return this.chunks.has(into.buffer as ArrayBuffer) && into.byteOffset % DIRECT_ALIGN_BYTES === 0 && length % DIRECT_ALIGN_BYTES === 0 && length <= into.length;
   }
 }
 
@@ -183,7 +208,7 @@ class RealFileHandle implements FileHandle {
    * and whether direct writes were given up (one was refused: a device whose
    * sectors are larger than DIRECT_ALIGN_BYTES, say).
    */
-  readonly directStats = { directWrites: 0, bufferedWrites: 0, refused: false };
+  readonly directStats = { directWrites: 0, bufferedWrites: 0, directReads: 0, refused: false };
 
   constructor(
     readonly path: string,
@@ -210,6 +235,12 @@ class RealFileHandle implements FileHandle {
     checkInteger(positionBytes, 'read position', this.path, Number.MAX_SAFE_INTEGER);
     checkInteger(length, 'read length', this.path, REAL_DISK_IO_LENGTH_MAX_BYTES);
     if (into && into.length < length) throw new RangeError(`read of ${length} bytes into a buffer of ${into.length}`);
+    const d = this.direct;
+    const directLength = Math.ceil(length / DIRECT_ALIGN_BYTES) * DIRECT_ALIGN_BYTES;
+    if (d && into && length > 0 && !this.directStats.refused && positionBytes % DIRECT_ALIGN_BYTES === 0 && d.arena.readable(into, directLength)) {
+      const got = await this.readDirect(d.fh, positionBytes, into.subarray(0, directLength));
+      if (got !== undefined) return into.subarray(0, Math.min(got, length));
+    }
     const out = into ? into.subarray(0, length) : new Uint8Array(length);
     let got = 0;
     while (got < length) {
@@ -335,6 +366,30 @@ class RealFileHandle implements FileHandle {
    * take), give up direct writes on this handle and write through the page
    * cache instead. Nothing was written by a refused call.
    */
+  /**
+   * Read into out (aligned, from the arena) past the page cache, up to its
+   * length or the end of the file; undefined if the kernel refused (then
+   * direct I/O stops on this handle and the caller reads through the cache).
+   */
+  private async readDirect(fh: fsp.FileHandle, positionBytes: number, out: Uint8Array): Promise<number | undefined> {
+    let got = 0;
+    try {
+      while (got < out.length) {
+        // A short direct read ends at the end of the file (or, after a signal, on an aligned boundary).
+        const { bytesRead } = await fh.read(out, got, out.length - got, positionBytes + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+        if (got % DIRECT_ALIGN_BYTES !== 0) break;
+      }
+    } catch (err) {
+      if (!DIRECT_UNSUPPORTED.has(errorCode(err) ?? '')) throw toDiskError(err, this.path);
+      this.directStats.refused = true;
+      return undefined;
+    }
+    this.directStats.directReads++;
+    return got;
+  }
+
   private async directOr<T>(via: fsp.FileHandle, direct: () => Promise<T>, buffered: () => Promise<T>): Promise<T> {
     if (via === this.fh) return wrap(this.path, buffered);
     try {

@@ -605,6 +605,70 @@ describe('RealDisk: O_DIRECT writes', () => {
     }
   });
 
+  it('reads into aligned memory at aligned positions go past the page cache, see buffered writes, and stop at the end of the file', async () => {
+    const { mkdtemp: mk, rm: remove } = await import('node:fs/promises');
+    const dir = await mk(join(tmpdir(), 'lessfs-direct-read-'));
+    try {
+      const disk = new RealDisk();
+      const fh = (await disk.open(join(dir, 'data'), { create: true, direct: true })) as unknown as {
+        write(at: number, b: Uint8Array): Promise<void>;
+        read(at: number, n: number, into?: Uint8Array): Promise<Uint8Array>;
+        close(): Promise<void>;
+        directStats: { directWrites: number; directReads: number; refused: boolean };
+      };
+      const src = disk.alignedBuffer(8192) as Uint8Array;
+      for (let i = 0; i < src.length; i++) src[i] = (i * 7) % 253;
+      await fh.write(0, src); // direct where the file system can
+      const tail = new Uint8Array(700).fill(5);
+      await fh.write(8192, tail); // plain memory, unaligned length: through the page cache, still dirty there
+      const into = disk.alignedBuffer(16384) as Uint8Array;
+      into.fill(0xee);
+      // 1000 bytes asked for: 1024 read (the rounded-up length fits), 1000 come back.
+      const a = await fh.read(512, 1000, into);
+      expect(a.length).toBe(1000);
+      expect(a.buffer).toBe(into.buffer);
+      expect(a).toEqual(src.subarray(512, 1512));
+      const supported = fh.directStats.directReads === 1;
+      // Where O_DIRECT is refused (tmpfs) nothing is read direct.
+      expect(supported || fh.directStats.directWrites === 0).toBe(true);
+      // Across the page-cache write and past the end of the file (8892 bytes).
+      const b = await fh.read(4096, 8192, into);
+      expect(b.length).toBe(8892 - 4096);
+      expect(b.subarray(0, 4096)).toEqual(src.subarray(4096));
+      expect(b.subarray(4096)).toEqual(tail);
+      expect(fh.directStats.directReads).toBe(supported ? 2 : 0);
+      // Not direct: no room for the rounded-up length, an unaligned position, plain memory, an unaligned address.
+      expect(await fh.read(0, 1000, into.subarray(0, 1000))).toEqual(src.subarray(0, 1000));
+      expect(await fh.read(100, 512, into)).toEqual(src.subarray(100, 612));
+      expect(await fh.read(0, 512, new Uint8Array(512))).toEqual(src.subarray(0, 512));
+      expect(await fh.read(0, 512, into.subarray(8))).toEqual(src.subarray(0, 512));
+      expect(fh.directStats.directReads).toBe(supported ? 2 : 0);
+      await fh.close();
+    } finally {
+      await remove(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the arena reserves memory a chunk at a time, up to its capacity; every chunk\'s buffers are direct-capable', async () => {
+    const { AlignedArena } = await import('../../src/real/disk.ts');
+    const arena = new AlignedArena(3 * 65536, 65536);
+    const a = arena.take(65536 - 512) as Uint8Array;
+    // Does not fit in what is left of the first chunk: a second one.
+    const b = arena.take(1024) as Uint8Array;
+    expect(b.buffer).not.toBe(a.buffer);
+    expect(b.byteOffset).toBe(0);
+    // Larger than a chunk: a chunk of its own, if the capacity allows.
+    expect(arena.take(2 * 65536)).toBeUndefined();
+    const c = arena.take(65536) as Uint8Array;
+    expect(arena.take(512)).toBeUndefined();
+    for (const x of [a, b, c]) {
+      expect(arena.writable(x)).toBe(true);
+      expect(arena.readable(x, x.length)).toBe(true);
+    }
+    expect(arena.readable(b, 1536)).toBe(false);
+    expect(arena.readable(b.subarray(0, 1000), 1000)).toBe(false);
+  });
+
   it('aligned buffers: multiples of 512 only, zero-filled, until the arena is used up', async () => {
     const { AlignedArena } = await import('../../src/real/disk.ts');
     const arena = new AlignedArena(4096);

@@ -18,4 +18,5 @@ export const REGRESSION_SEEDS: readonly RegressionSeed[] = [
   { options: { seed: 19, ops: 200, faults: 'net', mode: 'batch' }, note: 'one rotate request legitimately closed two log files (harness expectation, kept as a check)' },
   { options: { seed: 148, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle bug (buggify on): a checkSlave retry met a txn the master committed during the digest, never noted ("the master never committed that txn")' },
   { options: { seed: 100, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle expectation (buggify on): link stalls plus slave-commit-late pushed a slave commit past the master\'s 10 s wait; the master commits anyway by design (overlapsAfterWaitExpired)' },
+  { options: { seed: 107, ops: 200, faults: 'net', mode: 'live' }, note: 'a live master keeping its newest blocks in memory: the log read a span of several small blocks as the first block\'s buffer (a 0-byte BLOCK reached the slave, its key not its hash)' },
 ];

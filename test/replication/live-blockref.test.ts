@@ -132,11 +132,40 @@ describe('live replication: the log refers to blocks (BLOCKREF)', () => {
     await c.run(f.write(first.offset + 100, Uint8Array.of(cur[0] ^ 0x40)));
     await c.run(f.sync());
     await c.run(f.close());
+    // The master still has these blocks in memory and would send those: remount, so the sender reads the file.
+    await c.close(c.master);
+    await c.open(c.master);
     await setMasterEnabled(c, true);
     await c.advance(10_000);
     expect(c.sender!.lastError).toMatch(/blockdata\.dta at \d+ \(4096 bytes\) no longer holds the block txn \d+ logged there \(CRC-32 mismatch\)/);
     expect(c.receiver!.appliedTxn).toBe(before);
     expect(c.master.node!.control.backlog()).toBe(true);
+  });
+
+  it('sends the newest blocks from the master\'s memory, older ones from its data file, the same bytes either way (seed 76)', async () => {
+    const { c, fs } = await cluster(76);
+    await setMasterEnabled(c, false);
+    // CACHESIZE of the sim engine: the newest blocks up to it stay in memory.
+    const cacheBytes = c.master.options.cacheSizeBytes;
+    const blocks = Math.ceil((2 * cacheBytes) / BS);
+    await writeFile(c, fs, '/a', unique(blocks, 6));
+    const log = c.master.node!.masterLog!;
+    const engine = c.engineOf(c.master);
+    const offsets = blockRefs(c).map((r) => r.offset);
+    expect(offsets).toHaveLength(blocks);
+    const kept = offsets.filter((o) => engine.storedInMemory(o) !== undefined);
+    // Kept: the newest (by when their writes completed), as many as CACHESIZE holds.
+    expect(kept.length * BS).toBeGreaterThan(cacheBytes - BS);
+    expect(kept.length * BS).toBeLessThanOrEqual(cacheBytes);
+    await setMasterEnabled(c, true);
+    expect(await c.converge(30_000)).toBe(true);
+    expect(await c.digest(c.slave)).toBe(await c.digest(c.master));
+    expect(log.extentBytes.fromMemory).toBe(kept.length * BS);
+    expect(log.extentBytes.fromDisk).toBe((blocks - kept.length) * BS);
+    // A freed block leaves memory at once (its extent may be reused).
+    fs.unlink('/a');
+    await c.run(engine.commit());
+    expect(offsets.filter((o) => engine.storedInMemory(o) !== undefined)).toEqual([]);
   });
 
   it('a live log opened by a batch master is rewritten with the bytes; rotated files never hold references (seed 74)', async () => {

@@ -11,7 +11,7 @@
 //     the last durable commit, never between two.
 
 import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
-import type { FileHandle, Store, StoreOp, TimerHandle } from '../drivers.ts';
+import { DIRECT_ALIGN_BYTES, type FileHandle, type Store, type StoreOp, type TimerHandle } from '../drivers.ts';
 import { binaryKey, equalBytes, readU64, Slabs, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError, AssertionError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
@@ -110,6 +110,8 @@ const READ_AHEAD_BLOCKS = 64;
 const READ_SPAN_BLOCKS = 32;
 /** Data-file reads in flight (in order, so the kernel's read-ahead follows them). */
 const READS_INFLIGHT_MAX = 2;
+/** Share of CACHESIZE a live master keeps of its newest blocks for its sender (FsEngine.recent). */
+const RECENT_BLOCKS_SHARE = 1;
 const CODEC_NONE = 0;
 /** readyBlockContent: the block must be loaded first. */
 const NOT_READY = Symbol('not ready');
@@ -245,6 +247,14 @@ export class FsEngine {
   private readonly readAheadBlocks: number;
   /** Sees every transaction (the replication log); set before the mount commit by open(). */
   private observer: CommitObserver | undefined;
+  /**
+   * A live master's newest blocks, kept after their data-file writes by
+   * extent offset (oldest first) until RECENT_BLOCKS_BYTES of CACHESIZE is
+   * full: its sender sends them from here (the data file is written past the
+   * page cache, and reading them back from the disk competes with the writes).
+   */
+  private readonly recent = new Map<number, Uint8Array>();
+  private recentBytes = 0;
   /** While > 0 the commit timer does not start commits (a live slave commits when its master says). */
   private commitHolds = 0;
   /** Told when a commit starts and ends (the simulator checks master and slave never overlap). */
@@ -447,6 +457,7 @@ export class FsEngine {
       }
     } finally {
       this.closed = true;
+      for (const offset of [...this.recent.keys()]) this.dropRecent(offset);
       await this.presyncRunning?.catch(() => undefined);
       await this.dataFile.close();
       await this.store.close();
@@ -619,6 +630,15 @@ export class FsEngine {
    * Bytes of the data file: committed blocks' extents (a live master's sender
    * resolving BLOCKREFs); into `into` when given (then a view of it).
    */
+  /**
+   * A buffer that readExtent fills past the page cache (aligned memory of the
+   * disk, when the data file is written direct), or undefined. It reads
+   * lengths rounded up to DIRECT_ALIGN_BYTES: ask for that much room.
+   */
+  extentReadBuffer(bytes: number): Uint8Array | undefined {
+    return this.directDataWrites ? this.drivers.disk.alignedBuffer?.(Math.ceil(bytes / DIRECT_ALIGN_BYTES) * DIRECT_ALIGN_BYTES) : undefined;
+  }
+
   async readExtent(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Promise<Uint8Array> {
     const bytes = await this.reader.read(offsetBytes, lengthBytes, into);
     if (bytes.length !== lengthBytes) throw new FsError('EIO', `short read of the data file: ${bytes.length} of ${lengthBytes} bytes at ${offsetBytes}`);
@@ -640,10 +660,49 @@ export class FsEngine {
     return { extents: this.allocator.heldExtents, bytes: this.allocator.heldBytes };
   }
 
-  /** Stored bytes of an extent, from memory while its write is in flight, else the data file. */
+  /**
+   * A block's stored bytes if memory has them: its data-file write is in
+   * flight, or it is among a live master's recent blocks. Only for reading
+   * at once: the buffer is recycled when the block leaves memory.
+   */
+  storedInMemory(offsetBytes: number): Uint8Array | undefined {
+    return this.active.newBlocks.get(offsetBytes) ?? this.frozen?.newBlocks.get(offsetBytes) ?? this.recent.get(offsetBytes);
+  }
+
+  /** Keep a live master's block after its write (see recent); the oldest go back to the pool. */
+  private keepRecent(offsetBytes: number, stored: Uint8Array): void {
+    const limit = Math.floor(this.options.cacheSizeBytes * RECENT_BLOCKS_SHARE);
+    if (!this.observer?.wantsStoredCrc32 || stored.length > limit) {
+      this.buffers.give(stored);
+      return;
+    }
+    this.dropRecent(offsetBytes);
+    this.recent.set(offsetBytes, stored);
+    this.recentBytes += stored.length;
+    while (this.recentBytes > limit) {
+      const [oldest, bytes] = this.recent.entries().next().value as [number, Uint8Array];
+      this.recent.delete(oldest);
+      this.recentBytes -= bytes.length;
+      this.buffers.give(bytes);
+    }
+  }
+
+  /** The block at offsetBytes is freed (its extent may be reused): no copy of it may outlive it. */
+  private dropRecent(offsetBytes: number): void {
+    const bytes = this.recent.get(offsetBytes);
+    if (!bytes) return;
+    this.recent.delete(offsetBytes);
+    this.recentBytes -= bytes.length;
+    this.buffers.give(bytes);
+  }
+
+  /**
+   * Stored bytes of the data file from offsetBytes on (one extent, or a span
+   * of several): from memory when they are one block memory has, else the file.
+   */
   private async readStoredExact(offsetBytes: number, storedBytes: number): Promise<Uint8Array> {
-    const inMemory = this.active.newBlocks.get(offsetBytes) ?? this.frozen?.newBlocks.get(offsetBytes);
-    if (inMemory) return inMemory.slice(0, storedBytes);
+    const inMemory = this.storedInMemory(offsetBytes);
+    if (inMemory && inMemory.length >= storedBytes) return inMemory.slice(0, storedBytes);
     const bytes = await this.reader.read(offsetBytes, storedBytes);
     if (bytes.length !== storedBytes) throw new FsError('EIO', `short read of a stored block: ${bytes.length} of ${storedBytes} bytes at ${offsetBytes}`);
     return bytes;
@@ -1249,8 +1308,9 @@ export class FsEngine {
           layer.newBlocks.delete(offsetBytes);
           layer.dataBytes -= stored.length;
           // The data file has the bytes and nothing else refers to this buffer
-          // (reads of new blocks get copies): it can carry the next write.
-          this.buffers.give(stored);
+          // (reads of new blocks get copies): it can carry the next write, once
+          // a live master's sender no longer needs it.
+          this.keepRecent(offsetBytes, stored);
         }
         this.unsyncedDataBytes += stored.length;
         this.presyncMaybe();
@@ -1264,15 +1324,15 @@ export class FsEngine {
   }
 
   /**
-   * A replica's data file is written past the page cache where the disk can
-   * (OpenFileOptions.direct): a slave's blocks are read rarely, and copying
-   * each into the page cache cost it more CPU than anything else it does
-   * (docs/architecture.md). Such writes must be a multiple of
+   * The data file is written past the page cache where the disk can
+   * (OpenFileOptions.direct): blocks are written once and read rarely, and
+   * copying each into the page cache cost more CPU than anything else but
+   * hashing (docs/architecture.md). Such writes must be a multiple of
    * DIRECT_ALIGN_BYTES long: extents are (EXTENT_ALIGN_BYTES), so a block in
    * one of the pool's buffers is written with its extent's tail, zeroed.
    */
   private static directDataWritesFor(options: EngineOptions): boolean {
-    return options.replica === true && !options.readOnly;
+    return !options.readOnly;
   }
 
   private get directDataWrites(): boolean {
@@ -1299,6 +1359,7 @@ export class FsEngine {
     this.active.del(T.block, key);
     // Its extent may be reused: no cached copy may outlive the block.
     this.readCache.drop(binaryKey(key));
+    this.dropRecent(rec.offsetBytes);
     const lengthBytes = alignExtent(Math.max(1, rec.storedBytes));
     this.allocator.freeInto({ offsetBytes: rec.offsetBytes, lengthBytes }, this.active, this.active.quarantine);
     this.state = { ...this.state, storedBytes: this.state.storedBytes - lengthBytes, blockCount: this.state.blockCount - 1 };
@@ -1424,6 +1485,7 @@ export class FsEngine {
    * the extent's next owner.
    */
   private releaseStaged(st: StagedBlock): void {
+    this.dropRecent(st.extent.offsetBytes);
     this.allocator.freeInto(st.extent, this.active, this.active.quarantine);
   }
 
@@ -1509,6 +1571,7 @@ export class FsEngine {
       layer.del(T.block, key);
       this.readCache.drop(k);
       const lengthBytes = alignExtent(Math.max(1, rec.storedBytes));
+      this.dropRecent(rec.offsetBytes);
       this.allocator.freeInto({ offsetBytes: rec.offsetBytes, lengthBytes }, layer, layer.quarantine);
       this.state = { ...this.state, storedBytes: this.state.storedBytes - lengthBytes, blockCount: this.state.blockCount - 1 };
     }
@@ -1522,7 +1585,7 @@ export class FsEngine {
     const recBytes = this.active.get(T.block, key);
     if (!recBytes) throw new FsError('EIO', `block ${toHex(key)} is referenced but not stored`);
     const rec = decodeBlock(recBytes);
-    let stored = this.active.newBlocks.get(rec.offsetBytes) ?? this.frozen?.newBlocks.get(rec.offsetBytes);
+    let stored = this.storedInMemory(rec.offsetBytes);
     // A copy: the buffer goes back to the pool once written, and the read cache keeps what we return.
     if (stored) stored = stored.slice();
     if (!stored) {
@@ -1697,7 +1760,7 @@ export class FsEngine {
       if (this.readCache.has(k)) continue;
       const recBytes = this.active.get(T.block, key);
       const rec = recBytes ? decodeBlock(recBytes) : undefined;
-      const inMemory = rec !== undefined && (this.active.newBlocks.has(rec.offsetBytes) || this.frozen?.newBlocks.has(rec.offsetBytes) === true);
+      const inMemory = rec !== undefined && this.storedInMemory(rec.offsetBytes) !== undefined;
       if (!rec || inMemory || rec.codec !== CODEC_NONE || rec.storedBytes > bs) {
         const p = this.readBlock(key);
         const entry = this.readCache.add(k, p, undefined, 0);

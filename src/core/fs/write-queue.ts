@@ -115,7 +115,7 @@ export class WriteQueue {
  * offsets defeat that read-ahead.
  */
 export class ReadQueue {
-  private readonly queue: Array<{ offsetBytes: number; length: number; targets: readonly Uint8Array[] | undefined; resolve: (r: Uint8Array | number) => void; reject: (e: unknown) => void }> = [];
+  private readonly queue: Array<{ offsetBytes: number; length: number; into?: Uint8Array; targets: readonly Uint8Array[] | undefined; resolve: (r: Uint8Array | number) => void; reject: (e: unknown) => void }> = [];
   private inflight = 0;
 
   constructor(
@@ -125,12 +125,9 @@ export class ReadQueue {
 
   /** `into`: read there (a view of it comes back), as FileHandle.read. */
   read(offsetBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    if (into) {
-      if (into.length < length) return Promise.reject(new RangeError(`read of ${length} bytes into a buffer of ${into.length}`));
-      return this.readv(offsetBytes, [into.subarray(0, length)]).then((n) => into.subarray(0, n));
-    }
+    if (into && into.length < length) return Promise.reject(new RangeError(`read of ${length} bytes into a buffer of ${into.length}`));
     return new Promise((resolve, reject) => {
-      this.queue.push({ offsetBytes, length, targets: undefined, resolve: resolve as (r: Uint8Array | number) => void, reject });
+      this.queue.push({ offsetBytes, length, into, targets: undefined, resolve: resolve as (r: Uint8Array | number) => void, reject });
       this.pump();
     });
   }
@@ -147,7 +144,8 @@ export class ReadQueue {
     while (this.inflight < this.inflightMax && this.queue.length > 0) {
       const r = this.queue.shift() as (typeof this.queue)[number];
       this.inflight++;
-      const io: Promise<Uint8Array | number> = r.targets ? this.file.readv(r.offsetBytes, r.targets) : this.file.read(r.offsetBytes, r.length);
+      // `into` whole, not cut to length: a direct handle reads aligned lengths into its room (FileHandle.read).
+      const io: Promise<Uint8Array | number> = r.targets ? this.file.readv(r.offsetBytes, r.targets) : this.file.read(r.offsetBytes, r.length, r.into);
       io.then(
         (b) => {
           this.inflight--;
