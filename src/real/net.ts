@@ -5,8 +5,11 @@
 // - errors are NetError with the Node code (ECONNREFUSED, ETIMEDOUT, ...);
 // - connect has a timeout; Nagle is off (replication frames are latency-bound);
 // - write() copies, so callers may reuse their buffers (as in the sim), unless
-//   the caller hands them over (`owned`).
+//   the caller hands them over (`owned`);
+// - a large owned write goes to the socket from libuv's thread pool, not the
+//   main thread (see RealConnection.write).
 
+import { write as fdWrite } from 'node:fs';
 import * as net from 'node:net';
 import type { Connection, Listener, Net } from '../core/drivers.ts';
 import { assert, errorCode, NetError } from '../core/errors.ts';
@@ -28,6 +31,22 @@ const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
 const OWN_READ_BUFFER_BYTES = 256 * 1024;
 const CONNECT_TIMEOUT_MS_MAX = 600_000;
 const CONNECTIONS_PER_LISTENER_MAX_DEFAULT = 1024;
+/** Owned writes at least this long are offloaded (RealConnection.write). */
+export const OFFLOAD_MIN_BYTES = 256 * 1024;
+/** Bytes queued behind an offloaded write before write() returns false (then a drain follows). */
+const OFFLOAD_QUEUE_MAX_BYTES = 8 * 1024 * 1024;
+/** A non-blocking socket's "nothing fits now": the socket's own queue takes the bytes and waits. */
+const WOULD_BLOCK = new Set(['EAGAIN', 'EWOULDBLOCK']);
+
+interface Offload {
+  /** Writes that came while it ran, in order, for the socket's own queue. */
+  queue: Array<{ buf: Buffer; onSent: (() => void) | undefined }>;
+  queuedBytes: number;
+  /** end() came while it ran. */
+  endAfter: boolean;
+  /** The socket was destroyed while it ran: close its handle once the write returns. */
+  destroyAfter: (() => void) | undefined;
+}
 
 function toNetError(err: unknown, context: string): NetError {
   if (err instanceof NetError) return err;
@@ -45,10 +64,26 @@ class RealConnection implements Connection {
   private hasData = false;
   private hasDrain = false;
   private closeHandler: ((error?: Error) => void) | undefined;
+  private drainHandler: (() => void) | undefined;
+  /** The offloaded write running, if one is. */
+  private offload: Offload | undefined;
+  /** write() returned false while an offloaded write ran. */
+  private drainOwed = false;
+  /** Writes that went to the socket from the thread pool (whole or in part). */
+  offloadedWrites = 0;
 
   constructor(private readonly socket: net.Socket) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     socket.setNoDelay(true);
+    // The descriptor must stay open while an offloaded write may use it (a
+    // closed number can be reused by another file at once): the stream's
+    // destroy hook, which closes the handle, waits for that write.
+    const s = socket as net.Socket & { _destroy(err: Error | null, cb: (err?: Error | null) => void): void };
+    const destroyNow = s._destroy.bind(s);
+    s._destroy = (err, cb) => {
+      if (this.offload) this.offload.destroyAfter = () => destroyNow(err, cb);
+      else destroyNow(err, cb);
+    };
     socket.on('error', (err: Error) => {
       // The first error is the cause; 'close' follows and reports it.
       this.error ??= toNetError(err, `connection ${this.remote}`);
@@ -66,19 +101,82 @@ class RealConnection implements Connection {
       onSent?.();
       return false;
     }
+    const o = this.offload;
+    if (o) {
+      // Behind the offloaded write, in order.
+      o.queue.push({ buf: owned ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data), onSent: owned ? onSent : undefined });
+      if (!owned) onSent?.();
+      o.queuedBytes += data.byteLength;
+      if (o.queuedBytes <= OFFLOAD_QUEUE_MAX_BYTES) return true;
+      this.drainOwed = true;
+      return false;
+    }
     if (!owned) {
       const ok = this.socket.write(Buffer.from(data));
       onSent?.();
       return ok;
+    }
+    const fd = (this.socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+    if (data.byteLength >= OFFLOAD_MIN_BYTES && typeof fd === 'number' && fd >= 0 && this.socket.writableLength === 0) {
+      this.offloadWrite(fd, Buffer.from(data.buffer, data.byteOffset, data.byteLength), onSent);
+      return true;
     }
     // The stream calls back once the bytes are written to the socket, or with
     // an error when it is destroyed first: either way it has let go of them.
     return this.socket.write(Buffer.from(data.buffer, data.byteOffset, data.byteLength), onSent ? () => onSent() : undefined);
   }
 
+  /**
+   * write(2) of buf on the socket's descriptor from libuv's thread pool. The
+   * kernel's work for a write to a TCP socket (the copy, and on loopback the
+   * receiving side's processing too) otherwise runs on the main thread: a
+   * quarter of a second per GiB a live master sends, on the thread that also
+   * hashes and stores what the master ingests (BENCHMARKS.md, live section).
+   * Only when the socket's own queue is empty, one at a time, and what comes
+   * meanwhile waits behind it; the socket is non-blocking, so what the kernel
+   * does not take at once goes on through the socket's own queue.
+   */
+  private offloadWrite(fd: number, buf: Buffer, onSent: (() => void) | undefined): void {
+    const o: Offload = { queue: [], queuedBytes: 0, endAfter: false, destroyAfter: undefined };
+    this.offload = o;
+    this.offloadedWrites++;
+    fdWrite(fd, buf, 0, buf.length, null, (err, written) => {
+      this.offload = undefined;
+      const letGo = (): void => {
+        onSent?.();
+        for (const q of o.queue) q.onSent?.();
+      };
+      if (o.destroyAfter) {
+        letGo();
+        o.destroyAfter();
+        return;
+      }
+      const code = err ? errorCode(err) ?? 'EIO' : undefined;
+      if (code !== undefined && !WOULD_BLOCK.has(code)) {
+        // The peer is gone (EPIPE, ECONNRESET): the first error is the cause, as for the socket's own writes.
+        this.error ??= toNetError(err, `connection ${this.remote}`);
+        letGo();
+        this.socket.destroy();
+        return;
+      }
+      const n = code === undefined ? written : 0;
+      let ok = true;
+      if (n < buf.length) ok = this.socket.write(buf.subarray(n), onSent ? () => onSent() : undefined);
+      else onSent?.();
+      for (const q of o.queue) ok = this.socket.write(q.buf, q.onSent ? () => (q.onSent as () => void)() : undefined);
+      if (o.endAfter) this.socket.end();
+      if (this.drainOwed) {
+        this.drainOwed = false;
+        // Over its high-water mark the socket drains by itself ('drain'); under it, tell the writer now.
+        if (ok) setImmediate(() => this.drainHandler?.());
+      }
+    });
+  }
+
   end(): void {
     this.appClosed = true;
-    if (!this.socket.destroyed) this.socket.end();
+    if (this.offload) this.offload.endAfter = true;
+    else if (!this.socket.destroyed) this.socket.end();
   }
 
   destroy(): void {
@@ -125,6 +223,7 @@ class RealConnection implements Connection {
   onDrain(handler: () => void): void {
     assert(!this.hasDrain, `onDrain registered twice on ${this.remote}`);
     this.hasDrain = true;
+    this.drainHandler = handler;
     this.socket.on('drain', handler);
   }
 

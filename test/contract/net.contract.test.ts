@@ -270,6 +270,116 @@ function netContract(name: string, makeHarness: () => NetHarness): void {
       expect(back).toBe(true);
     });
 
+    /** Writes a real connection sent from libuv's thread pool (undefined for the sim's). */
+    function offloaded(w: Watched): number | undefined {
+      return (w.conn as { offloadedWrites?: number }).offloadedWrites;
+    }
+
+    it('large owned writes mixed with small and copied ones arrive complete and in order, each buffer given back once', async () => {
+      env = makeHarness();
+      const { client, server } = await pair();
+      const sent: Uint8Array[] = [];
+      let given = 0;
+      let owned = 0;
+      for (let i = 0; i < 24; i++) {
+        // 1 MiB and 512 KiB pieces (a live sender's reads), 3-byte and 70 KiB ones between them, owned or copied.
+        const size = [1024 * 1024, 3, 512 * 1024, 70 * 1024][i % 4];
+        const piece = pattern(size, 600 + i);
+        sent.push(piece);
+        if (i % 3 === 2) client.conn.write(piece);
+        else {
+          owned++;
+          client.conn.write(piece, true, () => given++);
+        }
+      }
+      const all = concat(sent);
+      await env.until(() => server.bytes() >= all.length && given === owned, 'every byte, every buffer back');
+      await env.quiesce();
+      expect(given).toBe(owned);
+      expectSameBytes(server.data(), all, 'mixed writes');
+      const n = offloaded(client);
+      if (n !== undefined) expect(n).toBeGreaterThan(0);
+    });
+
+    it('end() right after large owned writes delivers them all, then closes without error', async () => {
+      env = makeHarness();
+      const { client, server } = await pair();
+      const a = pattern(2 * 1024 * 1024, 620);
+      const b = pattern(300 * 1024, 621);
+      client.conn.write(a, true);
+      client.conn.write(b, true);
+      client.conn.end();
+      await env.until(() => client.closes.length > 0 && server.closes.length > 0, 'both closed');
+      await env.quiesce();
+      expect(client.closes).toEqual([undefined]);
+      expect(server.closes).toEqual([undefined]);
+      expectSameBytes(server.data(), concat([a, b]), 'bytes before the end');
+      const n = offloaded(client);
+      if (n !== undefined) expect(n).toBeGreaterThan(0);
+    });
+
+    it('destroy() right after a large owned write closes once each side; the buffer comes back and the peer got a prefix', async () => {
+      env = makeHarness();
+      const { client, server } = await pair();
+      const up = pattern(4 * 1024 * 1024, 630);
+      let back = 0;
+      client.conn.write(up, true, () => back++);
+      client.conn.write(pattern(100, 631), true, () => back++);
+      client.conn.destroy();
+      await env.until(() => client.closes.length > 0 && server.closes.length > 0 && back === 2, 'both closed, buffers back');
+      await env.quiesce();
+      expect(client.closes).toEqual([undefined]);
+      expect(server.closes.length).toBe(1);
+      expect(back).toBe(2);
+      expectPrefix(server.data(), concat([up, pattern(100, 631)]), 'bytes before destroy');
+    });
+
+    it('large owned writes to a reader that holds off: write() returns false, one drain, every byte in order', async () => {
+      env = makeHarness();
+      const { client, server } = await pair({ read: false });
+      const sent: Uint8Array[] = [];
+      for (let i = 0; i < 256; i++) {
+        const piece = pattern(512 * 1024, 640 + i);
+        sent.push(piece);
+        if (!client.conn.write(piece, true)) break;
+      }
+      expect(sent.length, 'writes before write() returned false').toBeLessThan(256);
+      const all = concat(sent);
+      server.read();
+      await env.until(() => client.drains >= 1, 'drain');
+      await env.until(() => server.bytes() >= all.length, 'all bytes');
+      await env.quiesce();
+      expect(client.drains).toBe(1);
+      expectSameBytes(server.data(), all, 'drained bytes');
+    });
+
+    it('a large owned write the kernel takes only part of (reader holding off) keeps its place before the writes that came meanwhile', async () => {
+      env = makeHarness();
+      const { client, server } = await pair({ read: false });
+      const sent: Uint8Array[] = [];
+      let back = 0;
+      let stuck = false;
+      for (let i = 0; i < 64 && !stuck; i++) {
+        // A large piece, and at once a small one behind it.
+        const a = pattern(768 * 1024, 700 + i);
+        const b = pattern(1000, 800 + i);
+        sent.push(a, b);
+        client.conn.write(a, true, () => back++);
+        client.conn.write(b, true, () => back++);
+        // Both sent within 200 ms, or the kernel's buffers are full: stop there.
+        for (let k = 0; k < 20 && back < sent.length; k++) await env.pause(10);
+        stuck = back < sent.length;
+      }
+      // The kernel's buffers fill; the sim's may take it all.
+      if (offloaded(client) !== undefined) expect(stuck, 'the reader holding off filled the buffers').toBe(true);
+      const all = concat(sent);
+      server.read();
+      await env.until(() => server.bytes() >= all.length && back === sent.length, 'all bytes, all buffers back');
+      expectSameBytes(server.data(), all, 'partly written pieces and what came behind them');
+      const n = offloaded(client);
+      if (n !== undefined) expect(n).toBeGreaterThan(0);
+    });
+
     it('buffers bytes that arrive before onData is registered', async () => {
       env = makeHarness();
       const greeting = pattern(100 * 1024, 3);
