@@ -17,6 +17,7 @@ import {
   validateConfig,
 } from '../../src/core/config.ts';
 import type { LessfsConfig } from '../../src/core/config.ts';
+import { engineOptionsFromConfig } from '../../src/core/fs/options.ts';
 import { AssertionError, ConfigError } from '../../src/core/errors.ts';
 
 const PATHS = 'BLOCKDATA_PATH=/data/dta\nMETA_PATH=/data/mta\n';
@@ -211,6 +212,14 @@ describe('parseConfig: keys and defaults', () => {
     expect(config.replicationBatchMode).toBe(true);
     expect(replicationModeOf(config)).toBe('master-batch');
     expect(warnings).toEqual([]);
+  });
+
+  it('engine options: only a batch master keeps its data file in the page cache; a slave is a replica', () => {
+    const opts = (extra: string) => engineOptionsFromConfig(parse(`${PATHS}${extra}`).config);
+    expect(opts('REPLICATION=masterslave\nREPLICATION_PARTNER_IP=-1')).toMatchObject({ pageCacheData: true, replica: false });
+    expect(opts('REPLICATION=masterslave\nREPLICATION_PARTNER_IP=127.0.0.1')).toMatchObject({ pageCacheData: false, replica: false });
+    expect(opts('')).toMatchObject({ pageCacheData: false, replica: false });
+    expect(opts('REPLICATION=masterslave\nREPLICATION_ROLE=slave')).toMatchObject({ pageCacheData: false, replica: true });
   });
 
   it("reads lessfs's REPLICATION_LISTEN_IP=-1 as a slave that does not listen", () => {

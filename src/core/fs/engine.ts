@@ -1329,10 +1329,11 @@ export class FsEngine {
    * copying each into the page cache cost more CPU than anything else but
    * hashing (docs/architecture.md). Such writes must be a multiple of
    * DIRECT_ALIGN_BYTES long: extents are (EXTENT_ALIGN_BYTES), so a block in
-   * one of the pool's buffers is written with its extent's tail, zeroed.
+   * one of the pool's buffers is written with its extent's tail, zeroed. Not
+   * with EngineOptions.pageCacheData (a batch master).
    */
   private static directDataWritesFor(options: EngineOptions): boolean {
-    return !options.readOnly;
+    return !options.readOnly && options.pageCacheData !== true;
   }
 
   private get directDataWrites(): boolean {

@@ -1,4 +1,4 @@
-import type { LessfsConfig } from '../config.ts';
+import { replicationModeOf, type LessfsConfig } from '../config.ts';
 import type { EngineOptions } from './types.ts';
 
 /** Codec ids stored with every block (Primitives.codecs): never renumber. */
@@ -19,6 +19,7 @@ export function engineOptionsFromConfig(config: LessfsConfig, overrides: Partial
     lmdbMapSizeBytes: config.lmdbMapSizeBytes,
     readOnly: false,
     replica: config.replication === 'masterslave' && config.replicationRole === 'slave',
+    pageCacheData: replicationModeOf(config) === 'master-batch',
     ...overrides,
   };
 }

@@ -30,6 +30,12 @@ export interface EngineOptions {
    * engine changes only by applying the master's transactions.
    */
   replica?: boolean;
+  /**
+   * Write the data file through the page cache, not past it: a batch-mode
+   * master copies every new block into its log at the commit, reading back
+   * what it just wrote (BENCHMARKS.md, live section 2026-12-06 05:27).
+   */
+  pageCacheData?: boolean;
   /** Rare-path hooks; only the simulator passes them (default BUGGIFY_OFF: never fire). */
   buggify?: Buggify;
 }
