@@ -340,21 +340,7 @@ function netContract(name: string, makeHarness: () => NetHarness): void {
 
     it('large owned writes to a reader that holds off: write() returns false, one drain, every byte in order', async () => {
       env = makeHarness();
-      const { client, server } = await pair({ read: false });
-      const sent: Uint8Array[] = [];
-      for (let i = 0; i < 256; i++) {
-        const piece = pattern(512 * 1024, 640 + i);
-        sent.push(piece);
-        if (!client.conn.write(piece, true)) break;
-      }
-      expect(sent.length, 'writes before write() returned false').toBeLessThan(256);
-      const all = concat(sent);
-      server.read();
-      await env.until(() => client.drains >= 1, 'drain');
-      await env.until(() => server.bytes() >= all.length, 'all bytes');
-      await env.quiesce();
-      expect(client.drains).toBe(1);
-      expectSameBytes(server.data(), all, 'drained bytes');
+      await backpressure(512 * 1024, 640, true);
     });
 
     it('a large owned write the kernel takes only part of (reader holding off) keeps its place before the writes that came meanwhile', async () => {
@@ -431,16 +417,16 @@ function netContract(name: string, makeHarness: () => NetHarness): void {
       await env.until(() => closed, 'the server sees the client close');
     });
 
-    it('returns false from write over the high-water mark, then drains once', async () => {
-      env = makeHarness();
+    /** Writes pieces to a reader that holds off until write() returns false; then it reads: one drain, every byte in order. */
+    async function backpressure(pieceBytes: number, seed: number, owned: boolean): Promise<Watched> {
       // The reader holds off, so the kernel's (or the sim's) buffers fill and the
       // writer must see backpressure within a bounded amount.
       const { client, server } = await pair({ read: false });
       const sent: Uint8Array[] = [];
       for (let i = 0; i < 256; i++) {
-        const chunk = pattern(256 * 1024, 500 + i);
-        sent.push(chunk);
-        if (!client.conn.write(chunk)) break;
+        const piece = pattern(pieceBytes, seed + i);
+        sent.push(piece);
+        if (!client.conn.write(piece, owned)) break;
       }
       expect(sent.length, 'writes before write() returned false').toBeLessThan(256);
       const all = concat(sent);
@@ -450,6 +436,12 @@ function netContract(name: string, makeHarness: () => NetHarness): void {
       await env.quiesce();
       expect(client.drains).toBe(1);
       expectSameBytes(server.data(), all, 'drained bytes');
+      return client;
+    }
+
+    it('returns false from write over the high-water mark, then drains once', async () => {
+      env = makeHarness();
+      const client = await backpressure(256 * 1024, 500, false);
       // Drained and acknowledged: a small write fits again.
       expect(client.conn.write(pattern(100, 6))).toBe(true);
     });
