@@ -153,7 +153,6 @@ async function closeMaster(m: Master): Promise<void> {
   await m.repl.afterEngineClose();
 }
 
-/** Wait until the slave applied (and, with durable, acknowledged) everything committed. */
 /**
  * Before an engine's measured write, an uncounted one of WARM_BYTES (then the
  * slave's catch-up): the engine's block buffers, which a mount keeps for as
@@ -167,6 +166,7 @@ async function warmEngine(b: BenchFs, m?: Master): Promise<void> {
   if (m) await waitSlave(m, true);
 }
 
+/** Wait until the slave applied (and, with durable, acknowledged) everything committed. */
 async function waitSlave(m: Master, durable: boolean): Promise<number> {
   const t0 = performance.now();
   const log = m.repl.masterLog;

@@ -361,12 +361,6 @@ class RealFileHandle implements FileHandle {
   }
 
   /**
-   * Run a write through `via`; if that is the O_DIRECT descriptor and the
-   * kernel refuses it as unsupported (EINVAL: an alignment the device does not
-   * take), give up direct writes on this handle and write through the page
-   * cache instead. Nothing was written by a refused call.
-   */
-  /**
    * Read into out (aligned, from the arena) past the page cache, up to its
    * length or the end of the file; undefined if the kernel refused (then
    * direct I/O stops on this handle and the caller reads through the cache).
@@ -390,6 +384,12 @@ class RealFileHandle implements FileHandle {
     return got;
   }
 
+  /**
+   * Run a write through `via`; if that is the O_DIRECT descriptor and the
+   * kernel refuses it as unsupported (EINVAL: an alignment the device does not
+   * take), give up direct writes on this handle and write through the page
+   * cache instead. Nothing was written by a refused call.
+   */
   private async directOr<T>(via: fsp.FileHandle, direct: () => Promise<T>, buffered: () => Promise<T>): Promise<T> {
     if (via === this.fh) return wrap(this.path, buffered);
     try {

@@ -32,7 +32,7 @@ const OWN_READ_BUFFER_BYTES = 256 * 1024;
 const CONNECT_TIMEOUT_MS_MAX = 600_000;
 const CONNECTIONS_PER_LISTENER_MAX_DEFAULT = 1024;
 /** Owned writes at least this long are offloaded (RealConnection.write). */
-export const OFFLOAD_MIN_BYTES = 256 * 1024;
+const OFFLOAD_MIN_BYTES = 256 * 1024;
 /** Bytes queued behind an offloaded write before write() returns false (then a drain follows). */
 const OFFLOAD_QUEUE_MAX_BYTES = 8 * 1024 * 1024;
 /** A non-blocking socket's "nothing fits now": the socket's own queue takes the bytes and waits. */

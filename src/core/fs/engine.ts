@@ -249,7 +249,7 @@ export class FsEngine {
   private observer: CommitObserver | undefined;
   /**
    * A live master's newest blocks, kept after their data-file writes by
-   * extent offset (oldest first) until RECENT_BLOCKS_BYTES of CACHESIZE is
+   * extent offset (oldest first) until RECENT_BLOCKS_SHARE of CACHESIZE is
    * full: its sender sends them from here (the data file is written past the
    * page cache, and reading them back from the disk competes with the writes).
    */
@@ -627,10 +627,6 @@ export class FsEngine {
   }
 
   /**
-   * Bytes of the data file: committed blocks' extents (a live master's sender
-   * resolving BLOCKREFs); into `into` when given (then a view of it).
-   */
-  /**
    * A buffer that readExtent fills past the page cache (aligned memory of the
    * disk, when the data file is written direct), or undefined. It reads
    * lengths rounded up to DIRECT_ALIGN_BYTES: ask for that much room.
@@ -639,6 +635,10 @@ export class FsEngine {
     return this.directDataWrites ? this.drivers.disk.alignedBuffer?.(Math.ceil(bytes / DIRECT_ALIGN_BYTES) * DIRECT_ALIGN_BYTES) : undefined;
   }
 
+  /**
+   * Bytes of the data file: committed blocks' extents (a live master's sender
+   * resolving BLOCKREFs); into `into` when given (then a view of it).
+   */
   async readExtent(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Promise<Uint8Array> {
     const bytes = await this.reader.read(offsetBytes, lengthBytes, into);
     if (bytes.length !== lengthBytes) throw new FsError('EIO', `short read of the data file: ${bytes.length} of ${lengthBytes} bytes at ${offsetBytes}`);

@@ -927,17 +927,14 @@ export class MasterLog implements CommitObserver {
       // page faults (on these VMs ~2 s of system time per GiB touched).
       const direct = spanEnd - spanStart <= READ_SPAN_BYTES ? this.takeDirectSpan() : undefined;
       const scratch = direct ?? (spanEnd - spanStart <= READ_SPAN_BYTES ? this.spanBuffers.take(spanEnd - spanStart) : undefined);
-      let span: Uint8Array;
       try {
-        span = await this.engine.readExtent(spanStart, spanEnd - spanStart, scratch);
-      } catch (err) {
+        const span = await this.engine.readExtent(spanStart, spanEnd - spanStart, scratch);
+        this.extentBytes.fromDisk += spanEnd - spanStart;
+        for (; i < j; i++) frameOf(refs[i], span, spanStart);
+      } finally {
         if (direct) this.directSpanBusy = false;
-        throw err;
+        else if (scratch) this.spanBuffers.give(scratch);
       }
-      this.extentBytes.fromDisk += spanEnd - spanStart;
-      for (; i < j; i++) frameOf(refs[i], span, spanStart);
-      if (direct) this.directSpanBusy = false;
-      else if (scratch) this.spanBuffers.give(scratch);
     }
     out.set(logBytes.subarray(l), w);
     return out;
