@@ -86,7 +86,11 @@ interface Sizes {
 /** One target's measurements in one round (NaN: not measured for this target). */
 interface Sample {
   uniqueMbS: number;
+  /** CPU seconds (user + system) of dd itself during the unique write. */
+  uniqueDdCpuS: number;
   dupMbS: number;
+  /** The same for the duplicate write. */
+  dupDdCpuS: number;
   smallMbS: number;
   createsPerS: number;
   lsWarmS: number;
@@ -157,12 +161,27 @@ async function execOk(cmd: string, args: string[], timeoutMs = SHORT_TIMEOUT_MS)
   return r;
 }
 
-/** dd, checking it copied `bytes`; returns the wall time in ms (includes conv=fsync and close). */
-async function dd(args: string[], bytes: number): Promise<number> {
-  const r = await execOk('dd', args, DD_TIMEOUT_MS);
+/** Clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux architecture Node runs on). */
+const USER_HZ = 100;
+
+/**
+ * dd, checking it copied `bytes`: the wall time in ms (includes conv=fsync and
+ * close) and the CPU seconds dd itself used (user + system), which is most of
+ * what moves the write figures of this VM between runs: dd's copy into fresh
+ * page-cache pages of the FUSE file costs it 0.3–3 s of system time per GiB.
+ * A shell runs dd and prints its children's times (fields cutime, cstime of
+ * /proc/$$/stat) once dd has been waited for.
+ */
+async function dd(args: string[], bytes: number): Promise<{ ms: number; cpuS: number }> {
+  const script = 'dd "$@" || exit $?; read -r s < /proc/$$/stat; echo "ddcpu ${s##*) }" >&2';
+  const r = await execOk('sh', ['-c', script, 'sh', ...args], DD_TIMEOUT_MS);
   const m = /^(\d+) bytes/m.exec(r.stderr);
   if (!m || Number(m[1]) !== bytes) throw new Error(`dd ${args.join(' ')}: copied ${m?.[1] ?? '?'} bytes, expected ${bytes}: ${r.stderr.trim()}`);
-  return r.ms;
+  const stat = /^ddcpu (.*)$/m.exec(r.stderr);
+  // After "pid (comm) ": state is field 3, so cutime (16) and cstime (17) are the 14th and 15th here.
+  const f = stat ? stat[1].trim().split(/\s+/) : [];
+  const cpuS = f.length >= 15 ? (Number(f[13]) + Number(f[14])) / USER_HZ : Number.NaN;
+  return { ms: r.ms, cpuS };
 }
 
 async function dropCaches(): Promise<void> {
@@ -369,27 +388,27 @@ async function measureTarget(env: Env, kind: Kind, round: number): Promise<Sampl
       await dropCaches();
       const lsColdS = await lsL(f('many'), sizes.files);
       const nan = Number.NaN;
-      return { uniqueMbS: nan, dupMbS: nan, smallMbS: nan, coldReadMbS: nan, warmReadMbS: nan, ...c, lsColdS };
+      return { uniqueMbS: nan, uniqueDdCpuS: nan, dupMbS: nan, dupDdCpuS: nan, smallMbS: nan, coldReadMbS: nan, warmReadMbS: nan, ...c, lsColdS };
     }
     const warmBytes = Math.min(JIT_WARM_BYTES, sizes.fileBytes);
     await dd([`if=${env.warmSrc}`, `of=${f('warm-1')}`, `bs=${DD_BS}`, `count=${warmBytes / MiB}`, 'conv=fsync'], warmBytes);
     await dd([`if=${env.warmSrc}`, `of=${f('warm-2')}`, `bs=${DD_BS}`, `count=${warmBytes / MiB}`, 'conv=fsync'], warmBytes);
 
     const stored0 = await t.stored?.();
-    const uniqueMs = await dd([`if=${env.src}`, `of=${f('unique')}`, `bs=${DD_BS}`, 'conv=fsync'], sizes.fileBytes);
+    const unique = await dd([`if=${env.src}`, `of=${f('unique')}`, `bs=${DD_BS}`, 'conv=fsync'], sizes.fileBytes);
     const stored1 = await t.stored?.();
-    const dupMs = await dd([`if=${env.src}`, `of=${f('dup')}`, `bs=${DD_BS}`, 'conv=fsync'], sizes.fileBytes);
+    const dup = await dd([`if=${env.src}`, `of=${f('dup')}`, `bs=${DD_BS}`, 'conv=fsync'], sizes.fileBytes);
     const stored2 = await t.stored?.();
     const smallBytes = sizes.smallCount * SMALL_BS_BYTES;
-    const smallMs = await dd([`if=${env.smallSrc}`, `of=${f('small')}`, `bs=${SMALL_BS_BYTES}`, `count=${sizes.smallCount}`, 'conv=fsync'], smallBytes);
+    const { ms: smallMs } = await dd([`if=${env.smallSrc}`, `of=${f('small')}`, `bs=${SMALL_BS_BYTES}`, `count=${sizes.smallCount}`, 'conv=fsync'], smallBytes);
     const stored3 = await t.stored?.();
 
     const { createsPerS, lsWarmS } = await createsAndLs(env, f('many'));
 
     const remountMs = await t.remount?.();
     await dropCaches();
-    const coldMs = await dd([`if=${f('unique')}`, 'of=/dev/null', `bs=${DD_BS}`], sizes.fileBytes);
-    const warmMs = await dd([`if=${f('unique')}`, 'of=/dev/null', `bs=${DD_BS}`], sizes.fileBytes);
+    const { ms: coldMs } = await dd([`if=${f('unique')}`, 'of=/dev/null', `bs=${DD_BS}`], sizes.fileBytes);
+    const { ms: warmMs } = await dd([`if=${f('unique')}`, 'of=/dev/null', `bs=${DD_BS}`], sizes.fileBytes);
     await dropCaches();
     const lsColdS = await lsL(f('many'), sizes.files);
 
@@ -400,8 +419,10 @@ async function measureTarget(env: Env, kind: Kind, round: number): Promise<Sampl
       await execOk('cmp', ['-n', String(smallBytes), env.smallSrc, f('small')], DD_TIMEOUT_MS);
     }
     const s: Sample = {
-      uniqueMbS: mbPerS(sizes.fileBytes, uniqueMs),
-      dupMbS: mbPerS(sizes.fileBytes, dupMs),
+      uniqueMbS: mbPerS(sizes.fileBytes, unique.ms),
+      uniqueDdCpuS: unique.cpuS,
+      dupMbS: mbPerS(sizes.fileBytes, dup.ms),
+      dupDdCpuS: dup.cpuS,
       smallMbS: mbPerS(smallBytes, smallMs),
       createsPerS,
       lsWarmS,
@@ -517,7 +538,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
       const s = await measureTarget(env, kind, r);
       got[kind] = s;
       const bulk = BULK_KINDS.includes(kind)
-        ? `write unique ${s.uniqueMbS.toFixed(0)}, dup ${s.dupMbS.toFixed(0)}, cold read ${s.coldReadMbS.toFixed(0)}, ` +
+        ? `write unique ${s.uniqueMbS.toFixed(0)} (dd CPU ${s.uniqueDdCpuS.toFixed(2)} s), dup ${s.dupMbS.toFixed(0)} (dd CPU ${s.dupDdCpuS.toFixed(2)} s), cold read ${s.coldReadMbS.toFixed(0)}, ` +
           `warm read ${s.warmReadMbS.toFixed(0)}, bs=1000 ${s.smallMbS.toFixed(1)} MB/s; `
         : '';
       ctx.log(`fuse: round ${r + 1} ${kind}: ${bulk}${s.createsPerS.toFixed(0)} creates/s; ls -l ${s.lsWarmS.toFixed(3)} s right after, ${s.lsColdS.toFixed(3)} s cold`);
@@ -534,7 +555,9 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     for (const k of kinds) figures.push(fig(`${what}: ${k}`, col(k, f), unit));
   };
   perKind(`write ${sizeLabel} unique (dd bs=1M conv=fsync)`, (s) => s.uniqueMbS, 'MB/s');
+  perKind(`dd's own CPU (user + sys) in the unique write`, (s) => s.uniqueDdCpuS, 's');
   perKind(`write ${sizeLabel} duplicate`, (s) => s.dupMbS, 'MB/s');
+  perKind(`dd's own CPU (user + sys) in the duplicate write`, (s) => s.dupDdCpuS, 's');
   perKind(`cold read ${sizeLabel} (drop_caches; lessfs remounted)`, (s) => s.coldReadMbS, 'MB/s');
   perKind(`read again right after`, (s) => s.warmReadMbS, 'MB/s');
   perKind(`small unaligned writes (dd bs=1000, ${(sizes.smallCount * SMALL_BS_BYTES) / MB} MB, conv=fsync)`, (s) => s.smallMbS, 'MB/s');
@@ -585,6 +608,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     `lessfs: fresh mklessfs per round, BLKSIZE=128K, COMPRESSION=none, CACHESIZE=128, COMMIT_INTERVAL=30, DEBUG=0; ${Math.min(JIT_WARM_BYTES, sizes.fileBytes) / MiB} MiB written twice (another random file) before the timed writes of every target (JIT, page cache).`,
     `Creates: node child, fs.promises.writeFile(flag wx), ${CREATE_CONCURRENCY} at a time, distinct content per file. ls -l output is counted (${sizes.files} entries checked).`,
     'lessfs files are compared byte for byte with their sources (cmp) after the reads; the unique write must store ≥ 99% of its bytes and the duplicate ≤ 1%.',
+    "dd's own CPU: user + system seconds of the dd process (its copy into the FUSE file's page cache). On this VM it swings 0.4–3 s per GiB between identical runs and drags every write figure with it; compare ratios only where plain, null and lessfs paid alike.",
   ];
   if (sizes.rewarmBytes > 0) notes.push(`Before each target: sources re-read, then ${sizes.rewarmBytes / MiB} MiB written and deleted (this VM returns freed memory to the host).`);
   const sourcesAtEnd = sourceFingerprint();
