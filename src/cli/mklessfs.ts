@@ -17,7 +17,8 @@ Format a new lessfs filesystem at the BLOCKDATA_PATH and META_PATH of CONFIG
 (a lessfs.cfg; any key may also come from the environment).
 
   -c, --config FILE  the lessfs.cfg to use
-  -f, --force        overwrite an existing filesystem and create missing directories
+  -f, --force        overwrite an existing filesystem (in META_PATH, or block data
+                     in BLOCKDATA_PATH) and create missing directories
   -h, --help         show this help
 
 Exit status: 0 formatted, 1 error, 2 usage error.
@@ -56,6 +57,14 @@ export const mklessfs: Command = {
     checkDir('BLOCKDATA_PATH', config.blockDataPath, force);
     const lock = acquireLock(config.metaPath, 'mklessfs');
     try {
+      // The lock and the format record live under META_PATH; a data file left in
+      // BLOCKDATA_PATH (another filesystem's, when two configs share the path)
+      // would be truncated by the format, so it needs -f as an existing META_PATH does.
+      const dataFile = join(config.blockDataPath, DATA_FILE);
+      const dataBytes = existsSync(dataFile) ? statSync(dataFile).size : 0;
+      if (!force && dataBytes > 0) {
+        throw new CliError(`BLOCKDATA_PATH=${config.blockDataPath} already holds block data (${DATA_FILE}, ${dataBytes} bytes), perhaps another filesystem's: give this one its own BLOCKDATA_PATH, or use -f to overwrite it`);
+      }
       if (force) {
         // A fresh environment rather than an emptied one: LMDB never shrinks its file.
         for (const f of ['data.mdb', 'lock.mdb']) rmSync(join(config.metaPath, f), { force: true });

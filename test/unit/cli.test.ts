@@ -1,7 +1,7 @@
 // The commands as users run them: exit codes 0/1/2 and every error message.
 
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -56,6 +56,21 @@ describe('mklessfs and lessfsck', () => {
     const c = await cli('lessfsck', ['-f', '-t', '-c', cfg]);
     expect(c.code).toBe(0);
     expect(c.stdout).toContain('clean: no problems found');
+  });
+
+  it('refuses without -f a BLOCKDATA_PATH that holds another filesystem\'s data, and leaves that data alone', async () => {
+    const other = join(dir, 'other.cfg');
+    writeFileSync(other, `BLOCKDATA_PATH=${dir}/dta\nMETA_PATH=${dir}/other-mta\nBLKSIZE=65536\n`);
+    mkdirSync(join(dir, 'other-mta'), { recursive: true });
+    const data = join(dir, 'dta', 'blockdata.dta');
+    writeFileSync(data, Buffer.alloc(8192, 7));
+    const r = await cli('mklessfs', ['-c', other]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`BLOCKDATA_PATH=${dir}/dta already holds block data (blockdata.dta, 8192 bytes)`);
+    expect(r.stderr).toContain('use -f');
+    expect(readFileSync(data)).toEqual(Buffer.alloc(8192, 7));
+    const again = await cli('mklessfs', ['-f', '-c', cfg]);
+    expect(again.code).toBe(0);
   });
 
   it('refuses a store formatted with another block size', async () => {
