@@ -19,9 +19,9 @@ import { RealRng } from '../real/rng.ts';
 import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { LessfsFuseOps } from '../real/fuse/ops.ts';
 import { TraceRecorder } from '../real/fuse/trace-recorder.ts';
-import { clearStaleMount, fuseCaller, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
+import { clearStaleMount, fuseCaller, MountRefusedError, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
 import { acquireLock, type FsLock } from '../real/lock.ts';
-import { CliError, EXIT_OK, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
+import { CliError, EXIT_OK, EXIT_RUNTIME, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
 import { withLessfsNodeFlags } from './runtime-flags.ts';
 
 const usage = `Usage: lessfs CONFIG MOUNTPOINT [-o OPTIONS] [-f] [--log FILE] [--trace FILE]
@@ -190,6 +190,8 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     await engine?.close().catch((e: unknown) => logger.log(0, `close after failed mount: ${(e as Error).message}`));
     await repl?.afterEngineClose().catch((e: unknown) => logger.log(0, `closing the replication log after failed mount: ${(e as Error).message}`));
     lock.release();
+    // fuse-native keeps the loop alive after a refused mount: exit once the error is reported.
+    if (err instanceof MountRefusedError) setTimeout(() => process.exit(EXIT_RUNTIME), 500).unref();
     if (err instanceof FsError || err instanceof CliError) throw err;
     throw new CliError((err as Error).message);
   }

@@ -8,7 +8,7 @@ import * as fsp from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupMounts, createStore, errnoOf, expectMountFailure, isMounted, run, startMount, type LessfsMount } from '../support/mount.ts';
+import { cleanupMounts, cli, createStore, errnoOf, expectMountFailure, isMounted, run, startMount, type LessfsMount } from '../support/mount.ts';
 
 describe('control files', () => {
   let m: LessfsMount;
@@ -111,6 +111,18 @@ describe('mount refusals', () => {
     expect(isMounted(store.mnt)).toBe(false);
     // The store itself is unharmed: with the right BLKSIZE it mounts.
     store.writeConfig({ BLKSIZE: 65536 });
+    const m = await startMount({ store });
+    await fsp.writeFile(m.path('ok'), 'ok');
+    await m.stop();
+  }, 60_000);
+
+  it('an -o option libfuse refuses: exit 1 at once with libfuse\'s reason, no half-made mount left, the store mounts after', async () => {
+    const store = await createStore();
+    const r = await cli('lessfs', [store.cfgPath, store.mnt, '-f', '-o', 'bogus_option=1'], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain("unknown option `bogus_option=1'");
+    expect(r.stderr).toContain(`FUSE refused to mount ${store.mnt}`);
+    expect(isMounted(store.mnt)).toBe(false);
     const m = await startMount({ store });
     await fsp.writeFile(m.path('ok'), 'ok');
     await m.stop();

@@ -107,13 +107,31 @@ export interface Mounted {
   unmount(): Promise<void>;
 }
 
+/**
+ * fuse-native failed the mount. Its native side has then already registered a
+ * libuv handle that keeps the event loop alive for good, so a process that
+ * gets this error must exit by itself (lessfs does).
+ */
+export class MountRefusedError extends Error {}
+
 export async function mountFuse(mnt: string, ops: FuseOps, options: MountOptions): Promise<Mounted> {
   const st = statSync(mnt, { throwIfNoEntry: false });
   if (!st) throw new Error(`mount point ${mnt} does not exist`);
   if (!st.isDirectory()) throw new Error(`mount point ${mnt} is not a directory`);
   const fuse = new LessfsFuse(mnt, ops, mountOptionList(options));
   activeFuse = fuse;
-  await new Promise<void>((resolveMount, reject) => fuse.mount((err) => (err ? reject(err) : resolveMount())));
+  try {
+    await new Promise<void>((resolveMount, reject) => fuse.mount((err) => (err ? reject(err) : resolveMount())));
+  } catch (err) {
+    // libfuse mounts first and parses the rest of the -o list after (fuse_new):
+    // a refused option leaves a kernel mount with no daemon behind it. Clear it.
+    const left = mountedAt(mnt) !== undefined;
+    if (left) await run('fusermount', ['-uz', mnt]);
+    throw new MountRefusedError(
+      `FUSE refused to mount ${mnt} (${(err as Error).message})${left ? ', the half-made mount was cleared' : ''}: ` +
+        `libfuse's reason is printed just above, e.g. an unknown or malformed -o option`,
+    );
+  }
   let unmounted = false;
   return {
     mnt: fuse.mnt,
