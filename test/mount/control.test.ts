@@ -83,7 +83,9 @@ describe('control files', () => {
     const rmrf = await run('rm', ['-rf', ctl()]);
     expect(rmrf.code).not.toBe(0);
     expect(await errnoOf(fsp.rmdir(ctl('locks')))).not.toBe('OK');
-    expect(await errnoOf(fsp.rename(ctl(), m.path('renamed')))).not.toBe('OK');
+    expect(await errnoOf(fsp.rename(ctl(), m.path('renamed')))).toBe('EPERM');
+    expect(await errnoOf(fsp.rmdir(ctl()))).toBe('EPERM');
+    expect(await errnoOf(fsp.chmod(ctl(), 0o700))).toBe('EPERM');
     expect(await errnoOf(fsp.rename(ctl('replication'), m.path('renamed')))).not.toBe('OK');
     expect(await errnoOf(fsp.mkdir(ctl()))).toBe('EEXIST');
     expect(await errnoOf(fsp.writeFile(ctl('new-file'), 'x'))).not.toBe('OK');

@@ -375,8 +375,9 @@ export class LessfsFuseOps {
     return this.writes.submit(ino, () => this.storeWrite(fd, ino, pos, copy), len, pos + len).then(() => len);
   }
 
-  private refuseControl(path: string, what: string): void {
-    if (path === CONTROL_DIR) throw new FsError('EEXIST', `${CONTROL_DIR} is the control directory (${what})`);
+  /** `creates`: the operation makes `path` as a new name, so the control directory's name answers EEXIST; anything else done to it EPERM. */
+  private refuseControl(path: string, what: string, creates = false): void {
+    if (path === CONTROL_DIR) throw new FsError(creates ? 'EEXIST' : 'EPERM', `${CONTROL_DIR} is the control directory (${what})`);
     if (ControlFiles.isControl(path)) throw new FsError('EPERM', `${path} is a control file (${what})`);
   }
 
@@ -423,7 +424,7 @@ export class LessfsFuseOps {
       create: (path, mode, cb) => {
         const who = this.caller();
         this.run('create', path, () => {
-          this.refuseControl(path, 'create');
+          this.refuseControl(path, 'create', true);
           this.checkSpace('create');
           const st = this.fs.create(path, (mode & 0o7777) | S_IFREG, who);
           this.engine.open(st.ino);
@@ -433,7 +434,7 @@ export class LessfsFuseOps {
       mknod: (path, mode, dev, cb) => {
         const who = this.caller();
         this.run('mknod', path, () => {
-          this.refuseControl(path, 'mknod');
+          this.refuseControl(path, 'mknod', true);
           this.checkSpace('mknod');
           this.fs.mknod(path, (mode & S_IFMT) === 0 ? mode | S_IFREG : mode, dev, who);
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mknod', path, mode }), (e) => cb(e)));
@@ -488,7 +489,7 @@ export class LessfsFuseOps {
       rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'rmdir', path }), (e) => cb(e))),
       mkdir: (path, mode, cb) => {
         const who = this.caller();
-        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir'); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mkdir', path, mode }), (e) => cb(e)));
+        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir', true); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mkdir', path, mode }), (e) => cb(e)));
       },
       rename: (src, dest, cb) =>
         this.run('rename', src, () => {
@@ -499,12 +500,12 @@ export class LessfsFuseOps {
       link: (src, dest, cb) =>
         this.run('link', dest, () => {
           this.refuseControl(src, 'link');
-          this.refuseControl(dest, 'link');
+          this.refuseControl(dest, 'link', true);
           this.fs.link(src, dest);
         }, this.traced(ControlFiles.isControl(src) || ControlFiles.isControl(dest), () => ({ op: 'link', path: src, to: dest }), (e) => cb(e))),
       symlink: (target, path, cb) => {
         const who = this.caller();
-        this.run('symlink', path, () => { this.refuseControl(path, 'symlink'); this.checkSpace('symlink'); this.fs.symlink(target, path, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'symlink', target, path }), (e) => cb(e)));
+        this.run('symlink', path, () => { this.refuseControl(path, 'symlink', true); this.checkSpace('symlink'); this.fs.symlink(target, path, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'symlink', target, path }), (e) => cb(e)));
       },
       readlink: (path, cb) => this.run('readlink', path, () => this.fs.readlink(path), this.traced(ControlFiles.isControl(path), () => ({ op: 'readlink', path }), (e, v) => cb(e, v))),
       chmod: (path, mode, cb) =>
