@@ -186,4 +186,23 @@ describe('live replication under node faults', () => {
     await c.advance(10_000);
     expect(await c.digest(c.slave)).toBe(await c.digest(c.master));
   });
+
+  it('a recovered master with no slave up waits for one, then commits saying so (not blaming a slave commit)', async () => {
+    const c = new LiveCluster(new Scheduler({ seed: 5 }), 5, { engine: { commitIntervalMs: 600_000 } });
+    await c.format();
+    const m = await c.open(c.master);
+    const fs = new PathFs(m);
+    fs.create('/f');
+    await c.run(fs.write('/f', 0, poolData(BS, 1, BS)));
+    await c.run(m.commit());
+    c.fail(c.master, 'crash');
+    const m2 = await c.open(c.master);
+    expect(m2.recovered).toBe(true);
+    new PathFs(m2).create('/g');
+    await c.run(m2.commit());
+    const lines = c.master.machine.logger.lines.join('\n');
+    expect(lines).toContain("no slave answered within 10000 ms of this master's recovery");
+    expect(lines).not.toContain('did not finish the commit');
+    expect(lines).not.toContain('dropping the connection');
+  });
 });

@@ -254,7 +254,11 @@ export class LiveSender {
         });
       });
       if (!waited && this.slaveCommitting === c) {
-        this.note(`the slave did not finish the commit it was asked for within ${this.timing.slaveCommitWaitMs} ms: dropping the connection`);
+        this.note(
+          c.id === 0
+            ? `no slave answered within ${this.timing.slaveCommitWaitMs} ms of this master's recovery (the crashed incarnation may have asked it to commit): committing without waiting for it${this.session ? '; dropping the connection' : ''}`
+            : `the slave did not finish the commit it was asked for within ${this.timing.slaveCommitWaitMs} ms: dropping the connection`,
+        );
         this.abandonedCommitId = c.id;
         this.closeSession('slave commit timeout');
         this.releaseSlaveCommit();
