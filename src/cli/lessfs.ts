@@ -219,7 +219,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
         code = 1;
       }
       try {
-        await fuseOps.drainWrites();
+        await fuseOps.closeWrites();
         // Every write is stored and recorded now: the trace ends here.
         await recorder?.close().catch((err: unknown) => logger.log(0, `closing the trace ${recorder.path}: ${(err as Error).message}`));
         await replication.beforeEngineClose();

@@ -102,6 +102,8 @@ export class WriteBehind {
   private readonly errors = new Map<number, unknown>();
   private queuedBytes = 0;
   private roomWaiters: Array<() => void> = [];
+  /** Set by close(): the filesystem is shutting down, and a write it could no longer store is refused, not acknowledged. */
+  private closed = false;
 
   constructor(
     private readonly logger: Logger,
@@ -130,7 +132,11 @@ export class WriteBehind {
   /** Queue a store; resolves when it is queued (or rejects with a deferred error). */
   async submit(ino: number, store: () => Promise<unknown>, bytes: number, endBytes: number): Promise<void> {
     this.takeError(ino);
-    while (this.queuedBytes >= this.queuedBytesMax) await new Promise<void>((r) => this.roomWaiters.push(r));
+    this.refuseIfClosed(ino);
+    while (this.queuedBytes >= this.queuedBytesMax) {
+      await new Promise<void>((r) => this.roomWaiters.push(r));
+      this.refuseIfClosed(ino);
+    }
     this.queuedBytes += bytes;
     this.ends.set(ino, Math.max(this.ends.get(ino) ?? 0, endBytes));
     const prev = this.tails.get(ino) ?? Promise.resolve();
@@ -168,6 +174,23 @@ export class WriteBehind {
 
   async all(): Promise<void> {
     await Promise.all([...this.tails.values()]);
+  }
+
+  /**
+   * Refuse every later write with EIO, then wait for the queued ones: once this
+   * resolves nothing acknowledged is left to store. For the unmount, before the
+   * engine closes (a write the kernel still sends must not be answered as done).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const f of w) f();
+    await this.all();
+  }
+
+  private refuseIfClosed(ino: number): void {
+    if (this.closed) throw new FsError('EIO', `write to inode ${ino} refused: the filesystem is shutting down`);
   }
 
   /** Throw (once) the deferred error of a failed store of ino, if any. */
@@ -567,6 +590,11 @@ export class LessfsFuseOps {
   /** Wait until every acknowledged write is stored in the engine. */
   drainWrites(): Promise<void> {
     return this.writes.all();
+  }
+
+  /** For the unmount: refuse later writes (EIO), then wait until every acknowledged one is stored. */
+  closeWrites(): Promise<void> {
+    return this.writes.close();
   }
 
   /** Open handles (tests, diagnostics). */
