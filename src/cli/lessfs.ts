@@ -147,10 +147,12 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
     const gate = new IoGate();
     ioGate = gate;
     const drivers = realEngineDrivers(logger);
+    const opened = engine;
     space = new SpaceGuard(drivers.disk, drivers.clock, logger, {
       paths: [config.blockDataPath, config.metaPath],
       minFreePercent: config.minSpaceFreePercent,
       checkIntervalMs: 2000,
+      reusableBytes: { path: config.blockDataPath, bytes: () => opened.reusableDataBytes },
     });
     await space.start();
     if (tracePath !== undefined) {

@@ -532,7 +532,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     allowed: 'an integer between 0 and 99 (percent)',
     default: 10,
     description:
-      'Percentage of the disk that must stay free. Writes pause (and the log says so) while free space on the disk of BLOCKDATA_PATH or META_PATH is below it; 0 disables the check.',
+      "Percentage of the disk that must stay free. While free space on the disk of BLOCKDATA_PATH or META_PATH is below it (checked every 2 s), operations that add data fail with ENOSPC and the log says so; deletes still work. On BLOCKDATA_PATH's disk the free extents inside the data file count as free: the file never shrinks, but the blocks of deleted data are reused, so once a delete is committed (at the next commit interval or fsync) writes resume. 0 disables the check.",
     parse: (raw) => parseIntegerIn(raw, 0, 99, 'an integer between 0 and 99 (percent)'),
   }),
   fieldKey({

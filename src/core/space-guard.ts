@@ -1,5 +1,6 @@
 // MIN_SPACE_FREE: when the disk under BLOCKDATA_PATH or META_PATH falls below
-// the configured free percentage, operations that add data fail with ENOSPC
+// the configured free percentage (free extents inside the data file count as
+// free on BLOCKDATA_PATH's disk), operations that add data fail with ENOSPC
 // (deletes still work, so space can be freed) and one log line says so; when
 // space returns, writes resume and a line says that too.
 
@@ -10,6 +11,13 @@ export interface SpaceGuardOptions {
   paths: readonly string[];
   minFreePercent: number;
   checkIntervalMs: number;
+  /**
+   * Space inside a path's files that new data can take without the disk
+   * growing: the data file's free extents, for BLOCKDATA_PATH. Deleting data
+   * frees extents, not disk space (the file never shrinks), so without this a
+   * filesystem that fell below the threshold stayed refusing even when empty.
+   */
+  reusableBytes?: { path: string; bytes: () => number };
 }
 
 export class SpaceGuard {
@@ -65,7 +73,8 @@ export class SpaceGuard {
     let worstPath = '';
     for (const p of this.options.paths) {
       const s = await this.disk.space(p);
-      const pct = s.totalBytes > 0 ? (100 * s.freeBytes) / s.totalBytes : 100;
+      const reusable = this.options.reusableBytes?.path === p ? this.options.reusableBytes.bytes() : 0;
+      const pct = s.totalBytes > 0 ? Math.min(100, (100 * (s.freeBytes + reusable)) / s.totalBytes) : 100;
       if (pct < worst) {
         worst = pct;
         worstPath = p;

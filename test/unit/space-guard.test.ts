@@ -32,6 +32,27 @@ describe('SpaceGuard (seed 9)', () => {
     guard.stop();
   });
 
+  it('free extents inside the data file count as free space on its path: deleting data lets writes resume', async () => {
+    const scheduler = new Scheduler({ seed: 11 });
+    const machine = new SimMachine(scheduler, new SimRng(11), { name: 'n', disk: { capacityBytes: 1000 } });
+    const d = machine.drivers();
+    await scheduler.runUntilSettled(d.disk.mkdir('/data'));
+    let reusable = 0;
+    const guard = new SpaceGuard(d.disk, d.clock, d.logger, { paths: ['/data'], minFreePercent: 10, checkIntervalMs: 1000, reusableBytes: { path: '/data', bytes: () => reusable } });
+    await scheduler.runUntilSettled(guard.start());
+    const f = await scheduler.runUntilSettled(d.disk.open('/data/f', { create: true }));
+    await scheduler.runUntilSettled(f.write(0, new Uint8Array(950)));
+    await scheduler.run({ untilMs: scheduler.nowMs() + 1500 });
+    expect(guard.low).toBe(true);
+    // The file keeps its size (as the data file does when blocks are freed); its free extents grow.
+    reusable = 400;
+    await scheduler.run({ untilMs: scheduler.nowMs() + 1500 });
+    expect(guard.low).toBe(false);
+    expect(guard.lastFreePercent).toBeCloseTo(45, 5);
+    expect(() => guard.check('write')).not.toThrow();
+    guard.stop();
+  });
+
   it('MIN_SPACE_FREE=0 never refuses', async () => {
     const scheduler = new Scheduler({ seed: 10 });
     const machine = new SimMachine(scheduler, new SimRng(10), { name: 'n', disk: { capacityBytes: 10 } });

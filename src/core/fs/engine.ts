@@ -1962,6 +1962,11 @@ export class FsEngine {
 
   // ------------------------------------------------------------ statistics
 
+  /** Bytes of free extents in the data file: room for new blocks without growing it. */
+  get reusableDataBytes(): number {
+    return this.allocator.freeBytes;
+  }
+
   async statfs(): Promise<Statfs> {
     this.checkOpen();
     const space = await this.drivers.disk.space(this.options.blockDataPath);
