@@ -498,6 +498,11 @@ export async function cleanupMounts(): Promise<void> {
     c.kill('SIGKILL');
     if (!(await waitGone(c, KILL_WAIT_MS_MAX))) problems.push(`lessfs pid ${c.pid} survived SIGKILL`);
   }
+  // A FUSE mount under one of our temp dirs that no tracked mount made (a
+  // command run by cli() that mounted and died) is detached too.
+  for (const e of mountEntries()) {
+    if (e.fstype.startsWith('fuse') && [...tempDirs].some((d) => e.point.startsWith(`${d}/`))) mountPoints.add(e.point);
+  }
   for (const m of mountPoints) {
     if (!isMounted(m)) continue;
     const a = await run('fusermount', ['-uz', m], { timeoutMs: 10_000 });
