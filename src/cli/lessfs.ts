@@ -8,7 +8,7 @@ import { ControlFiles } from '../core/control.ts';
 import type { Logger } from '../core/drivers.ts';
 import { FsError } from '../core/errors.ts';
 import { FsEngine } from '../core/fs/engine.ts';
-import { engineOptionsFromConfig } from '../core/fs/options.ts';
+import { engineOptionsFromConfig, spaceReserveFor } from '../core/fs/options.ts';
 import { FreezeControl } from '../core/freeze.ts';
 import { IoGate } from '../core/gate.ts';
 import { ManagementServer } from '../core/mgmt/server.ts';
@@ -128,7 +128,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
   let trace: TraceRecorder | undefined;
   try {
     await clearStaleMount(mnt, (m) => logger.log(0, m));
-    const options = engineOptionsFromConfig(config);
+    const options = engineOptionsFromConfig(config, { spaceReserveBytes: spaceReserveFor((await realEngineDrivers(logger).disk.space(config.metaPath)).totalBytes) });
     const replNode = new ReplicationNode(config, { ...realEngineDrivers(logger), net: new RealNet(), rng: new RealRng() });
     repl = replNode;
     engine = await FsEngine.open(realEngineDrivers(logger), options, (e) => replNode.attach(e));

@@ -97,6 +97,10 @@ export class LmdbStoreFactory implements StoreFactory {
         maxDbs: this.maxDbs,
         keyEncoding: 'binary',
         encoding: 'binary',
+        // Commits are explicit (childTransaction); the event-turn batch's own
+        // commit promise, which nothing holds, was an unhandled rejection
+        // whenever a commit failed (a full disk).
+        eventTurnBatching: false,
         ...(this.syncMode === 'explicit' ? { noSync: true, overlappingSync: false } : { overlappingSync: true }),
         ...(mapSizeBytes > 0 ? { mapSize: mapSizeBytes } : {}),
       });
@@ -145,6 +149,29 @@ function mapLmdbError(path: string, error: unknown, what: string): StoreError {
     return new StoreError('ENOSPC', path, `${what}: disk full (${message})`, { detail: 'ENOSPC', cause: error });
   }
   return new StoreError('EIO', path, `${what}: ${message}`, { detail: mdbCode ?? sysCode, cause: error });
+}
+
+/**
+ * lmdb-js rejects a failed commit with "Commit failed (see commitError for
+ * details)" and puts the cause (ENOSPC, EIO) in a second promise,
+ * error.commitError, rejected at the same time: take the cause from it. It
+ * must be handled here in any case, or its rejection is unhandled and ends the
+ * process (measured: a disk that fills up under META_PATH killed the mount).
+ */
+async function commitCause(error: unknown): Promise<unknown> {
+  const pending = error !== null && typeof error === 'object' ? (error as { commitError?: unknown }).commitError : undefined;
+  if (!(pending instanceof Promise)) return error;
+  let cause: unknown;
+  pending.then(
+    () => undefined,
+    (e: unknown) => {
+      cause = e;
+    },
+  );
+  // One turn of the microtask queue: the reaction above runs first when the
+  // cause is already there (as lmdb-js 3.5.6 does it); else it stays handled.
+  await Promise.resolve();
+  return cause ?? error;
 }
 
 class LmdbStore implements Store {
@@ -258,12 +285,16 @@ class LmdbStore implements Store {
       work = Promise.reject(quotaError);
     } else {
       this.pendingBytes += putBytes;
-      const committed = this.root.childTransaction(() => {
-        for (const w of writes) {
-          if (w.value === undefined) w.db.removeSync(w.key);
-          else w.db.putSync(w.key, w.value);
-        }
-      });
+      const committed = this.root
+        .childTransaction(() => {
+          for (const w of writes) {
+            if (w.value === undefined) w.db.removeSync(w.key);
+            else w.db.putSync(w.key, w.value);
+          }
+        })
+        .catch(async (error: unknown) => {
+          throw await commitCause(error);
+        });
       // First reaction on `committed`: the held read transaction goes before
       // anything that waits for this commit can read.
       const settled = committed.finally(() => {

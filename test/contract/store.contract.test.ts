@@ -1,6 +1,7 @@
 // One contract for every Store driver (src/core/drivers.ts), run against the
 // simulated store and against LMDB in both sync modes.
 
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -460,6 +461,34 @@ describe('LmdbStore specifics', () => {
       const again = await rejection(new LmdbStoreFactory().open({ path: file, tables: ['meta'] }));
       expect(errorCode(again)).toBe('EIO');
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Needs root (a tmpfs of its own); CI runs as root.
+  it.skipIf(process.getuid?.() !== 0)('a commit on a full disk fails with its cause, ends nothing, and commits go on once space is back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lessfs-store-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
+    let store: Store | undefined;
+    try {
+      writeFileSync(join(dir, 'filler'), new Uint8Array(1 << 20));
+      store = await new LmdbStoreFactory().open({ path: join(dir, 'db'), tables: ['t'] });
+      const batch = (i: number): StoreOp[] => Array.from({ length: 50 }, (_, j) => ({ table: 't', key: new Uint8Array([i, j]), value: new Uint8Array(1000).fill(i) }));
+      let failure: unknown;
+      let i = 0;
+      for (; i < 100 && failure === undefined; i++) failure = await rejection(store.commit(batch(i), { durable: true })).catch(() => undefined);
+      expect(failure).toBeDefined();
+      // The cause, not lmdb-js's "see commitError" (whose second promise, unhandled, ended the process).
+      expect(['ENOSPC', 'EIO']).toContain(errorCode(failure));
+      expect(String(failure)).not.toContain('commitError');
+      expect(String(failure)).toMatch(/No space left on device|Input\/output error/);
+      rmSync(join(dir, 'filler'));
+      await store.commit(batch(i), { durable: true });
+      expect(store.get('t', new Uint8Array([i, 49]))).toEqual(new Uint8Array(1000).fill(i));
+      expect(store.get('t', new Uint8Array([0, 0]))).toEqual(new Uint8Array(1000));
+    } finally {
+      await store?.close().catch(() => undefined);
+      execFileSync('umount', ['-l', dir]);
       rmSync(dir, { recursive: true, force: true });
     }
   });

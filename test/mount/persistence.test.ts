@@ -2,11 +2,12 @@
 // (issue 3, item 7): everything written (fsynced or not) before a clean
 // unmount is there after the remount, and lessfsck finds the store clean.
 
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanupMounts, cli, errnoOf, isMounted, runOk, spawnTracked, startMount, tempDir } from '../support/mount.ts';
+import { cleanupMounts, cli, createStore, errnoOf, isMounted, ROOT, runOk, spawnTracked, startMount, tempDir } from '../support/mount.ts';
 
 const MIB = 1024 * 1024;
 
@@ -113,5 +114,56 @@ for (let i = 0; ; i++) {
       for (let i = 0; i * 4096 < acked; i += 97) expect(data.subarray(i * 4096, (i + 1) * 4096).equals(chunk(i)), `f${k} chunk ${i}`).toBe(true);
     }
     await m.stop();
+  }, 120_000);
+});
+
+describe('a disk filled by the filesystem itself (data and metadata on one 48 MiB tmpfs)', () => {
+  // Needs root for the tmpfs; CI runs as root.
+  it.skipIf(process.getuid?.() !== 0)('copies fail with ENOSPC; after rm, writes and fsync work at once, unmount is clean, nothing is lost', async () => {
+    const store = await createStore({ format: false, config: { BLKSIZE: 4096 } });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', store.dataPath]);
+    try {
+      const metaPath = join(store.dataPath, 'meta');
+      await fsp.mkdir(metaPath);
+      store.writeConfig({ META_PATH: metaPath });
+      await runOk(process.execPath, [join(ROOT, 'bin', 'mklessfs.js'), '-f', '-c', store.cfgPath], { timeoutMs: 30_000 });
+      const m = await startMount({ store });
+      const keep = randomBytes(8 * MIB);
+      const writeSynced = async (name: string, bytes: Uint8Array): Promise<void> => {
+        const fh = await fsp.open(m.path(name), 'w');
+        try {
+          await fh.write(bytes);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      };
+      await writeSynced('keep', keep);
+      // Fill the disk: 64 KiB at a time until the filesystem says ENOSPC (at a write, or at the fsync).
+      const fill = await fsp.open(m.path('fill'), 'w');
+      let failure = 'OK';
+      for (let i = 0; i < 1000 && failure === 'OK'; i++) failure = await errnoOf(fill.write(randomBytes(64 * 1024)).then(() => (i % 16 === 15 ? fill.sync() : undefined)));
+      await fill.close().catch(() => undefined);
+      expect(failure).toBe('ENOSPC');
+      await fsp.unlink(m.path('fill'));
+      // No wait for a commit interval: the writes wait for the delete's commit.
+      await fsp.writeFile(m.path('after'), 'written right after the rm\n');
+      const f3 = randomBytes(3 * MIB);
+      await writeSynced('f3', f3);
+      await m.stop();
+      expect(m.currentLogText()).toMatch(/closed cleanly/);
+      expect(m.currentLogText()).toMatch(/released the \d+ bytes set aside/);
+      await m.restart();
+      expect((await fsp.readdir(m.mnt)).sort()).toEqual(['.lessfs', 'after', 'f3', 'keep']);
+      expect((await fsp.readFile(m.path('keep'))).equals(keep)).toBe(true);
+      expect((await fsp.readFile(m.path('f3'))).equals(f3)).toBe(true);
+      expect(await fsp.readFile(m.path('after'), 'utf8')).toBe('written right after the rm\n');
+      await m.stop();
+      const fsck = await cli('lessfsck', ['-c', store.cfgPath]);
+      expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
+    } finally {
+      // Lazily: a lessfs still running holds files in it (afterEach ends it, then removes the dir).
+      execFileSync('umount', ['-l', store.dataPath]);
+    }
   }, 120_000);
 });

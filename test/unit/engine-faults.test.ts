@@ -2,7 +2,7 @@
 // failing commits, and determinism of the whole stack under one seed.
 
 import { describe, expect, it } from 'vitest';
-import { FsEngine } from '../../src/core/fs/engine.ts';
+import { FsEngine, SPACE_RESERVE_FILE } from '../../src/core/fs/engine.ts';
 import { fsck } from '../../src/core/fs/fsck.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { SimRng } from '../../src/sim/rng.ts';
@@ -195,5 +195,86 @@ describe('background data sync (seed 12)', () => {
     expect(engine.stopped).toBe(true);
     expect(await h.run(codeOf(Promise.resolve().then(() => fs.fsync('/a'))))).toBe('EIO');
     expect(h.machine.logger.lines.some((l) => /background fsync of the block data file failed \(EIO: writeback failed\): the filesystem stops/.test(l))).toBe(true);
+  });
+});
+
+describe('data disk filled by the filesystem itself (seeds 13, 14)', () => {
+  /** Blocks no other block deduplicates with. */
+  const unique = (tag: number, blocks: number): Uint8Array => {
+    const out = new Uint8Array(blocks * BS);
+    const view = new DataView(out.buffer);
+    for (let j = 0; j < out.length; j += 4) view.setUint32(j, Math.imul(tag * 0x10000 + j + 1, 0x9e3779b1) >>> 0);
+    return out;
+  };
+
+  /**
+   * A filesystem with keptBlocks fsynced in /kept, whose disk then has room
+   * for two more blocks: /fill brings eight, and its fsync fails with ENOSPC.
+   */
+  async function filledDisk(h: SimHarness, keptBlocks: number, opened?: () => Promise<void>): Promise<{ engine: FsEngine; fs: PathFs; kept: Uint8Array }> {
+    await h.format();
+    const engine = await h.open();
+    await opened?.();
+    const fs = new PathFs(engine);
+    fs.create('/kept');
+    const kept = unique(1, keptBlocks);
+    await h.run(fs.write('/kept', 0, kept));
+    await h.run(fs.fsync('/kept'));
+    h.machine.disk.setCapacity(h.machine.disk.usedBytes() + 2 * BS);
+    fs.create('/fill');
+    await h.run(fs.write('/fill', 0, unique(2, 8)).catch(() => undefined));
+    expect(await h.run(codeOf(fs.fsync('/fill')))).toBe('ENOSPC');
+    return { engine, fs, kept };
+  }
+
+  /** Close, reopen: the root holds exactly these files with these bytes, and a thorough fsck is clean. */
+  async function remountedHolds(h: SimHarness, engine: FsEngine, files: Record<string, Uint8Array>): Promise<void> {
+    await h.run(engine.close());
+    const again = new PathFs(await h.open());
+    expect(again.engine.readdir(1).map((e) => `/${e.name}`).sort()).toEqual(Object.keys(files).sort());
+    for (const [name, bytes] of Object.entries(files)) expect(await h.run(again.readFile(name))).toEqual(bytes);
+    await h.run(again.engine.close());
+    const report = await h.run(fsck(h.drivers(), h.options, { thorough: true, repair: false }));
+    expect(report.problems).toEqual([]);
+  }
+
+  it('deleting the file whose blocks could not be written lets commits and new writes go on; nothing fsynced is lost', async () => {
+    const h = new SimHarness(13, { spaceReserveBytes: 8192 });
+    const reserve = `${h.options.metaPath}/${SPACE_RESERVE_FILE}`;
+    const disk = h.drivers().disk;
+    const { engine, fs, kept: keep } = await filledDisk(h, 3, async () => {
+      expect((await h.run(disk.stat(reserve)))?.sizeBytes).toBe(8192);
+    });
+    // The reserve went to the store (which may share the disk) at the first failed write.
+    expect(await h.run(disk.stat(reserve))).toBeUndefined();
+    expect(h.machine.logger.lines.some((l) => l.includes(`released the 8192 bytes set aside in ${reserve}`))).toBe(true);
+    // The disk stays full: only deleting data makes room.
+    fs.unlink('/fill');
+    await h.run(engine.commit());
+    expect(engine.dirty).toBe(false);
+    fs.create('/new');
+    const fresh = unique(3, 2);
+    await h.run(fs.write('/new', 0, fresh));
+    await h.run(fs.fsync('/new'));
+    await remountedHolds(h, engine, { '/kept': keep, '/new': fresh });
+  });
+
+  it('while the data disk is full, new data that does not fit fails with ENOSPC at once; after deletes, a write waits for their commit and takes the space', async () => {
+    const h = new SimHarness(14);
+    const { engine, fs } = await filledDisk(h, 6);
+    // A data write failed for want of space: new data is refused when it is written, not later.
+    fs.create('/more');
+    expect(await h.run(codeOf(Promise.resolve().then(() => fs.write('/more', 0, unique(3, 4)))))).toBe('ENOSPC');
+    expect(h.machine.logger.lines.some((l) => /data disk is full/.test(l))).toBe(true);
+    fs.unlink('/fill');
+    fs.unlink('/kept');
+    fs.unlink('/more');
+    // /kept's six blocks are free inside the data file once the deletes are
+    // committed: the write waits for that commit and takes them.
+    fs.create('/new');
+    const fresh = unique(4, 5);
+    await h.run(fs.write('/new', 0, fresh));
+    await h.run(fs.fsync('/new'));
+    await remountedHolds(h, engine, { '/new': fresh });
   });
 });

@@ -50,6 +50,26 @@ export class Allocator {
     return this.freeBytesTotal;
   }
 
+  /**
+   * Bytes of free extents that hold whole pieces of `pieceBytes` (a best fit
+   * takes a piece from a longer extent and leaves the rest free): what new
+   * blocks of up to that size can take without the data file growing.
+   */
+  roomFor(pieceBytes: number, limitEnd = Infinity): number {
+    const need = alignExtent(Math.max(1, pieceBytes));
+    let room = 0;
+    for (let i = lowerBound(this.lengths, need); i < this.lengths.length; i++) {
+      const len = this.lengths[i];
+      const offsets = this.free.get(len) as number[];
+      if (limitEnd === Infinity) {
+        room += offsets.length * Math.floor(len / need) * need;
+        continue;
+      }
+      for (const offsetBytes of offsets) room += Math.floor(Math.max(0, Math.min(len, limitEnd - offsetBytes)) / need) * need;
+    }
+    return room;
+  }
+
   /** Free extents kept from reuse by pins. */
   get heldBytes(): number {
     return this.heldBytesTotal;
@@ -97,17 +117,25 @@ export class Allocator {
     this.heldBytesTotal += e.lengthBytes;
   }
 
-  /** Allocate space for `storedBytes`, recording the change in `layer`. */
-  allocate(storedBytes: number, layer: Layer): Extent {
+  /**
+   * Allocate space for `storedBytes`, recording the change in `layer`. With
+   * `limitEnd`, a free extent is taken only if the piece ends by it (free
+   * space in the data file the disk may not back: see FsEngine.admitNewData);
+   * else the allocated region grows.
+   */
+  allocate(storedBytes: number, layer: Layer, limitEnd = Infinity): Extent {
     const need = alignExtent(Math.max(1, storedBytes));
-    const len = this.bestFit(need);
-    if (len === undefined) {
+    const fit = this.fit(need, limitEnd);
+    if (fit === undefined) {
       const offsetBytes = this.dataEndBytes;
       this.dataEndBytes += need;
       return { offsetBytes, lengthBytes: need };
     }
+    const { len, index } = fit;
     const offsets = this.free.get(len) as number[];
-    const offsetBytes = offsets.pop() as number;
+    const offsetBytes = offsets[index];
+    offsets[index] = offsets[offsets.length - 1];
+    offsets.pop();
     this.removeLengthIfEmpty(len);
     this.freeBytesTotal -= len;
     layer.del(T.freespace, freeKey(len, offsetBytes));
@@ -149,9 +177,16 @@ export class Allocator {
     this.freeBytesTotal += lengthBytes;
   }
 
-  private bestFit(need: number): number | undefined {
-    const i = lowerBound(this.lengths, need);
-    return i < this.lengths.length ? this.lengths[i] : undefined;
+  /** Best fit: the shortest free length that holds `need` (the newest offset of it), within limitEnd. */
+  private fit(need: number, limitEnd: number): { len: number; index: number } | undefined {
+    for (let i = lowerBound(this.lengths, need); i < this.lengths.length; i++) {
+      const len = this.lengths[i];
+      const offsets = this.free.get(len) as number[];
+      for (let index = offsets.length - 1; index >= 0; index--) {
+        if (offsets[index] + need <= limitEnd) return { len, index };
+      }
+    }
+    return undefined;
   }
 
   private removeLengthIfEmpty(len: number): void {

@@ -143,6 +143,15 @@ function copyPart(target: Uint8Array, targetStart: number, content: Uint8Array |
  */
 const DATA_PRESYNC_BYTES = 32 * 1024 * 1024;
 
+/**
+ * While the data disk is full, free space on it up to this much is left to the
+ * metadata store and the replication log (which grow on it too) when new data
+ * is admitted.
+ */
+const DATA_DISK_MARGIN_BYTES = 1 << 20;
+/** The space reserve under META_PATH (EngineOptions.spaceReserveBytes). */
+export const SPACE_RESERVE_FILE = 'space-reserve';
+
 /** The write cache of one transaction. */
 class TxLayer extends Layer {
   /** Partially written blocks: ino -> block number -> full block of bytes. */
@@ -187,6 +196,30 @@ class TxLayer extends Layer {
   /** Bytes of dirty buffers and of new blocks not yet written. */
   dataBytes = 0;
   changes = 0;
+  /** Bytes of new data taken while the data disk is full (FsEngine.admitNewData). */
+  admittedBytes = 0;
+
+  /**
+   * Take in the transaction below this one (the frozen layer, its writes
+   * drained), so both commit as one: its entries where this layer has none,
+   * its unwritten blocks, its freed extents and its counts.
+   */
+  absorb(older: TxLayer): void {
+    assert(older.writesInFlight === 0 && older.dirty.size === 0, 'absorbing a layer with writes in flight or dirty buffers');
+    for (const op of older.toOps()) {
+      if (this.own(op.table, op.key) === undefined) this.put(op.table, op.key, op.value);
+    }
+    for (const [offset, bytes] of older.newBlocks) this.newBlocks.set(offset, bytes);
+    this.dataBytes += older.dataBytes;
+    this.writeError ??= older.writeError;
+    this.quarantine.push(...older.quarantine);
+    this.newBlockCount += older.newBlockCount;
+    this.newStoredBytes += older.newStoredBytes;
+    for (const [offset, crc] of older.storedCrc32) this.storedCrc32.set(offset, crc);
+    for (const ino of older.touched) this.touched.add(ino);
+    this.changes += older.changes;
+    this.below = older.below;
+  }
 }
 
 export interface FormatOptions {
@@ -207,6 +240,17 @@ export class FsEngine {
   private closed = false;
   /** A data sync failed: nothing more is committed (see runCommit). */
   private failure: unknown = undefined;
+  /**
+   * Set when a data-file write failed with ENOSPC. Until the disk has room
+   * again, new data is taken only as far as room is known — whole free
+   * extents in the data file, and the disk's free space at the last check —
+   * so the write cache takes nothing more it could not write (admitNewData).
+   */
+  private dataDiskFull: { diskFreeBytes: number } | undefined;
+  /** The space reserve (EngineOptions.spaceReserveBytes) is on the disk. */
+  private spaceReserveHeld = false;
+  /** How far the data file is written (its size at open, then the end of every write that succeeded). */
+  private dataFileEndBytes = 0;
   /** Data-file bytes written since the last background sync started. */
   private unsyncedDataBytes = 0;
   private presyncRunning: Promise<void> | undefined;
@@ -392,6 +436,7 @@ export class FsEngine {
       // builds on them, or a power loss now could take them back from under it.
       if (!wasClean && !options.readOnly) await store.sync();
       const engine = new FsEngine(drivers, options, store, dataFile, format, state, allocator, !wasClean);
+      engine.dataFileEndBytes = Math.min(st.sizeBytes, state.dataEndBytes);
       if (attach) {
         try {
           engine.observer = await attach(engine);
@@ -401,7 +446,10 @@ export class FsEngine {
           throw err;
         }
       }
-      if (!options.readOnly) await engine.startSession(wasClean, st.sizeBytes);
+      if (!options.readOnly) {
+        await engine.startSession(wasClean, st.sizeBytes);
+        await engine.keepSpaceReserve();
+      }
       engine.armTimer();
       return engine;
     } catch (err) {
@@ -470,7 +518,8 @@ export class FsEngine {
       this.timer = undefined;
       if (this.closed) return;
       const due = (this.active.changes > 0 || this.frozen) && this.commitHolds === 0;
-      const run = due ? this.commit('interval') : Promise.resolve();
+      // While the data disk is full, its space is checked at this pace too (commits check it as well).
+      const run = (due ? this.commit('interval') : Promise.resolve()).then(() => this.checkDataDisk());
       run.then(
         () => this.armTimer(),
         (err: unknown) => {
@@ -523,6 +572,7 @@ export class FsEngine {
   }
 
   private async runCommitInner(reason: string): Promise<void> {
+    if (this.frozen?.writeError !== undefined) this.unfreeze();
     if (!this.frozen) this.freeze();
     const layer = this.frozen as TxLayer;
     const info: CommitInfo = { txn: this.state.txn, reason, ops: 0, newBlocks: layer.newBlockCount };
@@ -533,6 +583,30 @@ export class FsEngine {
       // still in memory: write them again.
       layer.writeError = undefined;
       await layer.writesDrained();
+      // A block freed again in this transaction (its file deleted or
+      // overwritten since) is referred to by nothing: it needs no write.
+      const freed = new Set(layer.quarantine.map((e) => e.offsetBytes));
+      let retryBytes = 0;
+      for (const [offset, bytes] of [...layer.newBlocks]) {
+        if (freed.has(offset)) {
+          layer.newBlocks.delete(offset);
+          layer.dataBytes -= bytes.length;
+          layer.storedCrc32.delete(offset);
+          this.buffers.give(bytes);
+        } else {
+          retryBytes += bytes.length;
+        }
+      }
+      // On a full disk the writes are retried only when it has room for them
+      // past the margin: retried at every commit, they would take the space
+      // that deletes free (and the reserve released for the store) as soon
+      // as it appears, and the deletes could never commit.
+      await this.checkDataDisk();
+      const full = this.dataDiskFull;
+      if (full && retryBytes > 0 && retryBytes > full.diskFreeBytes - this.diskMarginBytes) {
+        layer.writeError = new FsError('ENOSPC', `the disk under ${this.options.blockDataPath} is full: ${layer.newBlocks.size} new blocks (${retryBytes} bytes) of txn ${info.txn} wait for room (${full.diskFreeBytes} bytes free); delete data to make room`);
+        throw layer.writeError;
+      }
       for (const [offset, bytes] of [...layer.newBlocks]) {
         layer.newBlocks.delete(offset);
         layer.dataBytes -= bytes.length;
@@ -579,7 +653,10 @@ export class FsEngine {
     // Widens the window where the log holds a transaction the store has not (recovery drops it).
     if (this.buggify.fires('slow-commit')) await buggifyDelay(this.buggify, 'slow-commit', clock, 2000);
     const t2 = clock.nowMs();
-    await this.store.commit(ops, { durable: true });
+    await this.store.commit(ops, { durable: true }).catch((err: unknown) => {
+      if ((err as { code?: unknown }).code === 'ENOSPC') this.releaseSpaceReserve();
+      throw err;
+    });
     info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, syncOnlyMs: syncEnd - t1, logOnlyMs: logEnd - t1, storeMs: clock.nowMs() - t2 };
     // Durable: reads fall through to the store now, freed space may be reused.
     this.active.below = this.store;
@@ -593,6 +670,7 @@ export class FsEngine {
         this.drivers.logger.log(0, `after commit of txn ${info.txn}: ${(err as Error).message}`);
       });
     }
+    await this.checkDataDisk();
     const tm = info.timing;
     this.drivers.logger.log(3, `commit txn ${info.txn} (${reason}): ${info.ops} ops, ${info.newBlocks} new blocks; waited ${tm?.writesMs} ms for data writes, ${tm?.dataSyncMs} ms data sync with the replication log (sync ${tm?.syncOnlyMs} ms, log ${tm?.logOnlyMs} ms), ${tm?.storeMs} ms store commit`);
   }
@@ -722,6 +800,141 @@ export class FsEngine {
     this.frozen = this.active;
     this.active = new TxLayer(this.frozen);
     this.wakeFreezeWaiters();
+  }
+
+  /**
+   * The frozen transaction could not write its new blocks (ENOSPC, EIO): fold
+   * it into the active layer, to retry both as one transaction under its
+   * number. Blocks the later changes freed then need no write at all, and the
+   * deletes that make room commit with what needs it. Kept apart, the frozen
+   * transaction could never commit on a full disk: its blocks need the space
+   * that only the deletes queued behind it give back.
+   */
+  private unfreeze(): void {
+    const frozen = this.frozen as TxLayer;
+    this.active.absorb(frozen);
+    this.frozen = undefined;
+    this.state = { ...this.state, txn: this.state.txn - 1 };
+  }
+
+  private noteDataDiskFull(err: unknown): void {
+    if (this.dataDiskFull) {
+      this.dataDiskFull.diskFreeBytes = 0;
+      return;
+    }
+    this.dataDiskFull = { diskFreeBytes: 0 };
+    this.drivers.logger.log(0, `data disk is full (${(err as Error).message}): new data is refused with ENOSPC until deletes are committed (their space is reused) or the disk under ${this.options.blockDataPath} has room again`);
+    this.releaseSpaceReserve();
+  }
+
+  private get spaceReservePath(): string {
+    return joinPath(this.options.metaPath, SPACE_RESERVE_FILE);
+  }
+
+  /** Set the space reserve aside (EngineOptions.spaceReserveBytes), if it is not there; a disk without room for it is logged. */
+  private async keepSpaceReserve(): Promise<void> {
+    const bytes = this.options.spaceReserveBytes ?? 0;
+    if (bytes <= 0 || this.options.readOnly) return;
+    const { disk, logger } = this.drivers;
+    const path = this.spaceReservePath;
+    if ((await disk.stat(path))?.sizeBytes === bytes) {
+      this.spaceReserveHeld = true;
+      return;
+    }
+    const f = await disk.open(path, { create: true });
+    try {
+      await f.truncate(0);
+      const chunk = new Uint8Array(Math.min(bytes, 1 << 20));
+      for (let at = 0; at < bytes; at += chunk.length) await f.write(at, chunk.subarray(0, Math.min(chunk.length, bytes - at)));
+      await f.sync();
+      this.spaceReserveHeld = true;
+    } catch (err) {
+      logger.log(1, `could not set ${bytes} bytes aside in ${path} (${(err as Error).message}): a full disk may keep deletes from committing`);
+      await f.truncate(0).catch(() => undefined);
+    } finally {
+      await f.close();
+    }
+  }
+
+  /** A write or a commit failed for want of space: give the reserve's space to the metadata store. */
+  private releaseSpaceReserve(): void {
+    if (!this.spaceReserveHeld) return;
+    this.spaceReserveHeld = false;
+    const path = this.spaceReservePath;
+    this.drivers.disk.unlink(path).then(
+      () => this.drivers.logger.log(0, `released the ${this.options.spaceReserveBytes} bytes set aside in ${path}, so that deletes can commit`),
+      (err: unknown) => this.drivers.logger.log(0, `could not release the space set aside in ${path}: ${(err as Error).message}`),
+    );
+  }
+
+  /**
+   * While the data disk is full: take `bytes` of new data if room is known
+   * for it (true), else fail with ENOSPC (orThrow) or return false, before anything changes. Counted against the
+   * active layer (its blocks' extents are taken when they are stored: a
+   * conservative count until the next freeze).
+   */
+  private admitNewData(bytes: number, orThrow = true): boolean {
+    const full = this.dataDiskFull;
+    if (!full || bytes === 0) return true;
+    const room = this.knownRoom(full);
+    if (bytes > room) {
+      if (!orThrow) return false;
+      throw new FsError('ENOSPC', `the disk under ${this.options.blockDataPath} is full: no room for ${bytes} bytes of new data (${Math.max(0, room)} known free); delete data to make room`);
+    }
+    this.active.admittedBytes += bytes;
+    return true;
+  }
+
+  /**
+   * Where a free extent must end to be taken: while the data disk is full,
+   * by the data file's written end. Past it (extents of blocks whose writes
+   * failed, then freed) the disk has nothing yet, and writing there needs
+   * the room it lacks.
+   */
+  private get allocationLimit(): number {
+    return this.dataDiskFull ? this.dataFileEndBytes : Infinity;
+  }
+
+  /** Free space on the data disk that new data leaves to the metadata store and the replication log. */
+  private get diskMarginBytes(): number {
+    return Math.max(DATA_DISK_MARGIN_BYTES, 2 * (this.options.spaceReserveBytes ?? 0));
+  }
+
+  /** Room for new data while the data disk is full: whole free extents it backs, the disk's free space past the margin, less what the active layer took. */
+  private knownRoom(full: { diskFreeBytes: number }): number {
+    const inFile = this.allocator.roomFor(this.options.blockSizeBytes, this.allocationLimit);
+    return inFile + Math.max(0, full.diskFreeBytes - this.diskMarginBytes) - this.active.admittedBytes;
+  }
+
+  /**
+   * While the data disk is full, a write that would not fit waits for the
+   * commit of deletes not yet committed (the space they free is reused only
+   * then), so `rm big; cp new .` works as on a local disk.
+   */
+  private async awaitFreedRoom(offsetBytes: number, lengthBytes: number): Promise<void> {
+    if (!this.dataDiskFull) return;
+    const bs = this.options.blockSizeBytes;
+    const need = (Math.floor((offsetBytes + lengthBytes - 1) / bs) - Math.floor(offsetBytes / bs) + 1) * bs;
+    const freeing = this.active.quarantine.length > 0 || (this.frozen?.quarantine.length ?? 0) > 0;
+    if (!freeing || this.knownRoom(this.dataDiskFull) >= need) return;
+    await this.commit('disk full').catch((err: unknown) => {
+      this.drivers.logger.log(1, `commit for room on the full data disk failed: ${(err as Error).message}`);
+    });
+  }
+
+  /** While the data disk is full: check its free space again, and leave that state when it has room. */
+  private async checkDataDisk(): Promise<void> {
+    if (!this.dataDiskFull) return;
+    const { freeBytes } = await this.drivers.disk.space(this.options.blockDataPath);
+    const full = this.dataDiskFull;
+    if (!full) return;
+    full.diskFreeBytes = freeBytes;
+    // Room for a full write cache of new blocks and the margin: back to normal.
+    if (freeBytes >= this.options.cacheSizeBytes + this.diskMarginBytes) {
+      this.dataDiskFull = undefined;
+      this.drivers.logger.log(0, `the disk under ${this.options.blockDataPath} has room again (${Math.floor(freeBytes / 1048576)} MiB free): new data is taken again`);
+      await this.keepSpaceReserve();
+    }
   }
 
   /** Hash and store every partially written block of a layer. */
@@ -1278,7 +1491,7 @@ export class FsEngine {
       }
     }
     // No copy: write() takes ownership of full-block buffers it is given.
-    const extent = this.allocator.allocate(stored.length, this.active);
+    const extent = this.allocator.allocate(stored.length, this.active, this.allocationLimit);
     const rec: BlockRecord = { refcount: 1, codec, storedBytes: stored.length, rawBytes: raw.length, offsetBytes: extent.offsetBytes };
     this.active.put(T.block, key, encodeBlock(rec));
     const layer = this.active;
@@ -1313,11 +1526,13 @@ export class FsEngine {
           this.keepRecent(offsetBytes, stored);
         }
         this.unsyncedDataBytes += stored.length;
+        this.dataFileEndBytes = Math.max(this.dataFileEndBytes, offsetBytes + stored.length);
         this.presyncMaybe();
         layer.writeDone();
       },
       (err: unknown) => {
         layer.writeError = err;
+        if ((err as { code?: unknown }).code === 'ENOSPC') this.noteDataDiskFull(err);
         layer.writeDone();
       },
     );
@@ -1465,7 +1680,7 @@ export class FsEngine {
     if (rawLength > this.options.blockSizeBytes || rawLength < 1) return false;
     const k = binaryKey(key);
     if (this.staged.has(k) || this.active.get(T.block, key)) return false;
-    const extent = this.allocator.allocate(stored.length, this.active);
+    const extent = this.allocator.allocate(stored.length, this.active, this.allocationLimit);
     this.staged.set(k, { key, extent, storedBytes: stored.length, listed: false });
     this.issueWrite(this.active, extent.offsetBytes, stored);
     return true;
@@ -1554,7 +1769,7 @@ export class FsEngine {
       } else {
         const stored = b.stored as Uint8Array;
         storedBytes = stored.length;
-        extent = this.allocator.allocate(storedBytes, layer);
+        extent = this.allocator.allocate(storedBytes, layer, this.allocationLimit);
         this.issueWrite(layer, extent.offsetBytes, stored);
       }
       layer.put(T.block, b.key, encodeBlock({ refcount: count, codec: b.codec, storedBytes, rawBytes: b.rawLength, offsetBytes: extent.offsetBytes }));
@@ -1797,6 +2012,7 @@ export class FsEngine {
     if (this.writeThrottle) await this.writeThrottle();
     await this.cacheRoom();
     await this.writer.room();
+    await this.awaitFreedRoom(offsetBytes, data.length);
     return this.withLock(ino, async () => {
       const initial = this.inode(ino);
       if (!isReg(initial.mode)) throw new FsError(isDir(initial.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
@@ -1829,6 +2045,7 @@ export class FsEngine {
         }
       }
       const current = this.inode(ino); // may have changed while loading (setattr)
+      this.admitNewData(this.newDataBlocks(ino, first, last) * bs);
       for (let bno = first; bno <= last; bno++) {
         const s = bno * bs;
         const from = Math.max(offsetBytes, s);
@@ -1866,6 +2083,15 @@ export class FsEngine {
     });
   }
 
+  /** Blocks first..last of ino a write may make new: all but those already dirty in the active layer. */
+  private newDataBlocks(ino: number, first: number, last: number): number {
+    if (!this.dataDiskFull) return 0;
+    const dirty = this.active.dirty.get(ino);
+    let n = 0;
+    for (let bno = first; bno <= last; bno++) if (dirty?.has(bno) !== true) n++;
+    return n;
+  }
+
   /**
    * write() done synchronously when nothing would wait: the write covers no
    * whole block (nothing to hash), the cache and the data-file queue have
@@ -1893,6 +2119,8 @@ export class FsEngine {
       if (offsetBytes <= s && end >= s + bs) return false; // a whole block: hashed by write()
       if (s < current.sizeBytes && blocks?.has(bno) !== true) return false; // content to load
     }
+    // A full data disk: write() waits for deletes to commit, or refuses.
+    if (!this.admitNewData(this.newDataBlocks(ino, first, last) * bs, false)) return false;
     let dirty = blocks;
     if (!dirty) {
       dirty = new Map();

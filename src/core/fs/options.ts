@@ -23,3 +23,13 @@ export function engineOptionsFromConfig(config: LessfsConfig, overrides: Partial
     ...overrides,
   };
 }
+
+/**
+ * The space reserve of a mount (EngineOptions.spaceReserveBytes) for a
+ * META_PATH disk of this size: 2% of it, at least 2 MiB and at most 64 MiB.
+ * On the 48 MiB tmpfs of test/mount/persistence.test.ts, 2 MiB let the store
+ * commit the delete of a ~40 MiB file of 4 KiB blocks that had filled it.
+ */
+export function spaceReserveFor(diskTotalBytes: number): number {
+  return Math.min(64 << 20, Math.max(2 << 20, Math.floor((diskTotalBytes * 0.02) / 4096) * 4096));
+}

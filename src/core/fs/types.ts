@@ -36,6 +36,13 @@ export interface EngineOptions {
    * what it just wrote (BENCHMARKS.md, live section 2026-12-06 05:27).
    */
   pageCacheData?: boolean;
+  /**
+   * Bytes of a file set aside under META_PATH (SPACE_RESERVE_FILE) while the
+   * disks have room, and deleted when a data write or a commit fails for want
+   * of space: the metadata store, which may share the disk, then has room to
+   * commit the deletes that free space. 0 (the simulator's default): none.
+   */
+  spaceReserveBytes?: number;
   /** Rare-path hooks; only the simulator passes them (default BUGGIFY_OFF: never fire). */
   buggify?: Buggify;
 }

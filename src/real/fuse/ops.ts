@@ -100,6 +100,8 @@ export class WriteBehind {
   /** Highest end offset of queued writes per inode (getattr reports it as the size). */
   private readonly ends = new Map<number, number>();
   private readonly errors = new Map<number, unknown>();
+  /** The last store error logged per inode (WriteBehind.submit). */
+  private readonly loggedErrors = new Map<number, string>();
   private queuedBytes = 0;
   private roomWaiters: Array<() => void> = [];
   /** Set by close(): the filesystem is shutting down, and a write it could no longer store is refused, not acknowledged. */
@@ -143,10 +145,17 @@ export class WriteBehind {
     // The store starts in a later macrotask, so the reply (fuse-native answers
     // on process.nextTick) goes out before the hashing, not after it.
     const next = prev.then(() => new Promise<void>((r) => setImmediate(r))).then(store).then(
-      () => undefined,
+      () => {
+        this.loggedErrors.delete(ino);
+      },
       (err: unknown) => {
         if (!this.errors.has(ino)) this.errors.set(ino, err);
-        this.logger.log(1, `write-behind store of inode ${ino} failed: ${(err as Error).message}`);
+        // One line per inode and error until a store of it succeeds (a full
+        // disk fails every queued write of a copy).
+        const message = (err as Error).message;
+        if (this.loggedErrors.get(ino) === message) return;
+        this.loggedErrors.set(ino, message);
+        this.logger.log(1, `write-behind store of inode ${ino} failed: ${message}`);
       },
     ).finally(() => {
       this.queuedBytes -= bytes;
