@@ -158,7 +158,8 @@ export function encodeBlock(b: BlockRecord): Uint8Array {
 
 export function decodeBlock(bytes: Uint8Array): BlockRecord {
   if (bytes.length !== BLOCK_BYTES || bytes[0] !== 1) {
-    throw new FormatError('ECORRUPT', `block record of ${bytes.length} bytes: expected ${BLOCK_BYTES}, version 1`);
+    const found = bytes.length > 0 ? `version ${bytes[0]}` : 'no version byte';
+    throw new FormatError('ECORRUPT', `block record of ${bytes.length} bytes, ${found}: expected ${BLOCK_BYTES} bytes, version 1`);
   }
   return {
     refcount: readU32(bytes, 1),
