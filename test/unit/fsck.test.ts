@@ -102,3 +102,15 @@ describe('lessfsck: block records that do not decode', () => {
     expect(r.problems[0].message).toContain('block record of 22 bytes, version 7: expected 22 bytes, version 1');
   });
 });
+
+describe('lessfsck -t: reading blocks back', () => {
+  it('counts a block that fails as failed, not verified', async () => {
+    const ino = await storeWithFile({}, 3);
+    const rec = decodeBlock((await blockOf(ino, 1)).value);
+    overwriteData(rec.offsetBytes + 100, new Uint8Array([0xee]));
+    const r = await check();
+    expect(codes(r)).toEqual(['EBADBLOCK']);
+    expect({ verified: r.blocksVerified, failed: r.blocksFailed }).toEqual({ verified: 2, failed: 1 });
+    expect(formatFsckReport(r)).toContain('3 blocks read back: 2 verified against their hashes, 1 failed');
+  });
+});

@@ -64,7 +64,10 @@ export interface FsckReport {
   blockRefs: number;
   uniqueBlocks: number;
   storedBytes: number;
+  /** Thorough: blocks read back that decompress and hash to their keys. */
   blocksVerified: number;
+  /** Thorough: blocks that could not be read back or do not match their keys. */
+  blocksFailed: number;
   txn: number;
   wasClean: boolean;
 }
@@ -311,6 +314,7 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
 
     // Thorough: read back every block.
     let blocksVerified = 0;
+    let blocksFailed = 0;
     const dataPath = joinPath(options.blockDataPath, DATA_FILE);
     const st = await drivers.disk.stat(dataPath);
     if (!st) {
@@ -328,11 +332,14 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
             raw = rec.codec === 0 ? stored : drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
           } catch (err) {
             problem('EBADBLOCK', `block ${hk} does not decompress: ${(err as Error).message}`);
+            blocksFailed++;
             continue;
           }
           const hash = drivers.primitives.hash(format.hashName, raw);
           if (raw.length !== rec.rawBytes || toHex(hash) !== toHex(key.subarray(0, hash.length))) {
             problem('EBADBLOCK', `block ${hk} at ${rec.offsetBytes} does not match its hash (data corrupted on disk)`);
+            blocksFailed++;
+            continue;
           }
           blocksVerified++;
         }
@@ -354,6 +361,7 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       uniqueBlocks,
       storedBytes,
       blocksVerified,
+      blocksFailed,
       txn: state.txn,
       wasClean: cleanBytes !== undefined && cleanBytes[0] === 0x31,
     };
@@ -374,7 +382,9 @@ export function formatFsckReport(r: FsckReport): string {
     `transaction ${r.txn}, ${r.wasClean ? 'cleanly unmounted' : 'NOT cleanly unmounted'}`,
     `${r.inodes} inodes, ${r.dirents} directory entries, ${r.blockRefs} block references, ${r.uniqueBlocks} unique blocks (${r.storedBytes} bytes stored)`,
   ];
-  if (r.blocksVerified > 0) lines.push(`${r.blocksVerified} blocks read back and verified against their hashes`);
+  if (r.blocksVerified + r.blocksFailed > 0) {
+    lines.push(`${r.blocksVerified + r.blocksFailed} blocks read back: ${r.blocksVerified} verified against their hashes, ${r.blocksFailed} failed`);
+  }
   for (const p of r.problems) lines.push(`${p.repaired ? 'REPAIRED' : 'PROBLEM'} ${p.code}: ${p.message}`);
   lines.push(r.problems.length === 0 ? 'clean: no problems found' : `${r.problems.length} problem(s) found`);
   return lines.join('\n');
