@@ -113,4 +113,31 @@ describe('lessfsck -t: reading blocks back', () => {
     expect({ verified: r.blocksVerified, failed: r.blocksFailed }).toEqual({ verified: 2, failed: 1 });
     expect(formatFsckReport(r)).toContain('3 blocks read back: 2 verified against their hashes, 1 failed');
   });
+
+  it('a truncated data file: every block past its end is an error naming the file, its size and the extent; the rest are read back', async () => {
+    const ino = await storeWithFile({}, 14);
+    const recs = [];
+    for (let bno = 0; bno < 14; bno++) recs.push(decodeBlock((await blockOf(ino, bno)).value));
+    const byOffset = [...recs].sort((a, b) => a.offsetBytes - b.offsetBytes);
+    const size = byOffset[2].offsetBytes; // the first two blocks stay whole
+    expect(statSync(dataPath()).size).toBeGreaterThan(size);
+    truncateSync(dataPath(), size);
+
+    const r = await check();
+    expect({ verified: r.blocksVerified, failed: r.blocksFailed }).toEqual({ verified: 2, failed: 12 });
+    const past = r.problems.filter((p) => p.code === 'EDATAFILE');
+    expect(codes(r).every((c) => c === 'EDATAFILE')).toBe(true);
+    expect(past).toHaveLength(11);
+    for (const [i, rec] of byOffset.slice(2, 12).entries()) {
+      expect(past[i].message).toMatch(
+        new RegExp(`^${dataPath()} has ${size} bytes, but block [0-9a-f]+ is stored at ${rec.offsetBytes}\\+${rec.storedBytes} \\(to ${rec.offsetBytes + rec.storedBytes}\\): the file is truncated$`),
+      );
+    }
+    const last = byOffset[13];
+    expect(past[10].message).toBe(`${dataPath()} has ${size} bytes: 2 more blocks lie past its end (12 in all, stored blocks reach ${last.offsetBytes + last.storedBytes})`);
+    expect(formatFsckReport(r)).toContain('14 blocks read back: 2 verified against their hashes, 12 failed');
+    // Nothing to repair that would not lose data: the problems stay.
+    expect((await repair()).problems.every((p) => !p.repaired)).toBe(true);
+    expect(readFileSync(dataPath()).length).toBe(size);
+  });
 });

@@ -307,44 +307,50 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       });
     }
 
-    let blocksEndBytes = 0;
-    for (const [hk, { rec }] of blocks) {
-      if (refs.has(hk)) blocksEndBytes = Math.max(blocksEndBytes, rec.offsetBytes + rec.storedBytes);
-    }
-
-    // Thorough: read back every block.
+    // The data file holds every referenced block; thorough: read each back.
     let blocksVerified = 0;
     let blocksFailed = 0;
     const dataPath = joinPath(options.blockDataPath, DATA_FILE);
     const st = await drivers.disk.stat(dataPath);
+    const referenced = [...blocks].filter(([hk]) => refs.has(hk)).sort(([, a], [, b]) => a.rec.offsetBytes - b.rec.offsetBytes);
     if (!st) {
       problem('EDATAFILE', `${dataPath} is missing`);
-    } else if (st.sizeBytes < blocksEndBytes) {
-      problem('EDATAFILE', `${dataPath} has ${st.sizeBytes} bytes, but stored blocks reach ${blocksEndBytes}`);
-    } else if (fsckOptions.thorough) {
-      const file = await drivers.disk.open(dataPath, { readOnly: true });
-      try {
-        for (const [hk, { key, rec }] of blocks) {
-          if (!refs.has(hk)) continue;
-          const stored = await file.read(rec.offsetBytes, rec.storedBytes);
-          let raw: Uint8Array;
-          try {
-            raw = rec.codec === 0 ? stored : drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
-          } catch (err) {
-            problem('EBADBLOCK', `block ${hk} does not decompress: ${(err as Error).message}`);
-            blocksFailed++;
-            continue;
+      if (fsckOptions.thorough) blocksFailed = referenced.length;
+    } else {
+      const past = referenced.filter(([, { rec }]) => rec.offsetBytes + rec.storedBytes > st.sizeBytes);
+      for (const [hk, { rec }] of past.slice(0, PAST_END_LISTED)) {
+        problem('EDATAFILE', `${dataPath} has ${st.sizeBytes} bytes, but block ${hk} is stored at ${rec.offsetBytes}+${rec.storedBytes} (to ${rec.offsetBytes + rec.storedBytes}): the file is truncated`);
+      }
+      if (past.length > PAST_END_LISTED) {
+        const reach = Math.max(...past.map(([, { rec }]) => rec.offsetBytes + rec.storedBytes));
+        problem('EDATAFILE', `${dataPath} has ${st.sizeBytes} bytes: ${past.length - PAST_END_LISTED} more blocks lie past its end (${past.length} in all, stored blocks reach ${reach})`);
+      }
+      if (fsckOptions.thorough) {
+        blocksFailed = past.length;
+        const file = await drivers.disk.open(dataPath, { readOnly: true });
+        try {
+          for (const [hk, { key, rec }] of referenced) {
+            if (rec.offsetBytes + rec.storedBytes > st.sizeBytes) continue;
+            const stored = await file.read(rec.offsetBytes, rec.storedBytes);
+            let raw: Uint8Array;
+            try {
+              raw = rec.codec === 0 ? stored : drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
+            } catch (err) {
+              problem('EBADBLOCK', `block ${hk} does not decompress: ${(err as Error).message}`);
+              blocksFailed++;
+              continue;
+            }
+            const hash = drivers.primitives.hash(format.hashName, raw);
+            if (raw.length !== rec.rawBytes || toHex(hash) !== toHex(key.subarray(0, hash.length))) {
+              problem('EBADBLOCK', `block ${hk} at ${rec.offsetBytes} does not match its hash (data corrupted on disk)`);
+              blocksFailed++;
+              continue;
+            }
+            blocksVerified++;
           }
-          const hash = drivers.primitives.hash(format.hashName, raw);
-          if (raw.length !== rec.rawBytes || toHex(hash) !== toHex(key.subarray(0, hash.length))) {
-            problem('EBADBLOCK', `block ${hk} at ${rec.offsetBytes} does not match its hash (data corrupted on disk)`);
-            blocksFailed++;
-            continue;
-          }
-          blocksVerified++;
+        } finally {
+          await file.close();
         }
-      } finally {
-        await file.close();
       }
     }
 
@@ -369,6 +375,9 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
     await store.close();
   }
 }
+
+/** Blocks past the end of a truncated data file reported one by one; the rest as a count. */
+const PAST_END_LISTED = 10;
 
 /** Last write to a key wins, as it would within one transaction. */
 function dedupeOps(ops: StoreOp[]): StoreOp[] {
