@@ -18,7 +18,10 @@ file sizes against block maps, data-file extents and counters.
   -t, --thorough     also read back every stored block and verify its hash
   -r, --repair       repair what is found: recompute reference counts and counters,
                      free unreferenced blocks, put unreachable inodes in /lost+found,
-                     grow sizes to cover their blocks (never drops referenced data)
+                     grow sizes to cover their blocks, rebuild block records that do
+                     not decode from their data when it hashes to the block's key
+                     (never drops data it can verify; a block whose data is not
+                     found becomes a hole, and the report says it is lost)
   -h, --help         show this help
 
 Exit status: 0 clean (or everything repaired), 1 problems remain or error, 2 usage.

@@ -6,6 +6,7 @@ import { openSync, readFileSync, statSync, closeSync, truncateSync, writeFileSyn
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { toHex } from '../../src/core/bytes.ts';
 import { fsck, formatFsckReport, type FsckReport } from '../../src/core/fs/fsck.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { blockmapKey, decodeBlock, DATA_FILE, T, TABLES } from '../../src/core/fs/schema.ts';
@@ -100,6 +101,128 @@ describe('lessfsck: block records that do not decode', () => {
     const r = await check();
     expect(r.problems[0].code).toBe('EBLOCK');
     expect(r.problems[0].message).toContain('block record of 22 bytes, version 7: expected 22 bytes, version 1');
+  });
+
+  it('a bad version byte over intact compressed data: the record is rebuilt, nothing becomes a hole', async () => {
+    const ino = await storeWithFile({ codec: CODEC_LZ4 }, 4);
+    const { key, value } = await blockOf(ino, 2);
+    const rec = decodeBlock(value);
+    expect(rec.codec).toBe(CODEC_LZ4);
+    expect(rec.storedBytes).toBeLessThan(BS);
+    value[0] = 0;
+    await putRecord(key, value);
+
+    const r = await check();
+    expect(codes(r)).toEqual(['EBLOCK']);
+    expect(r.problems[0].message).toContain(`its data is intact at ${rec.offsetBytes}+${rec.storedBytes} (lz4, ${BS} bytes, matches its key)`);
+    expect(r.problems[0].message).toContain('repair rebuilds the record with refcount 1');
+    expect({ verified: r.blocksVerified, failed: r.blocksFailed }).toEqual({ verified: 4, failed: 0 });
+
+    const fixed = await repair();
+    expect(codes(fixed)).toEqual(['EBLOCK']);
+    expect(fixed.problems[0].repaired).toBe(true);
+    expect(codes(await check())).toEqual([]);
+    expect(decodeBlock((await blockOf(ino, 2)).value)).toEqual(rec);
+    expect(await readA()).toEqual(fileData(1, 4));
+  });
+
+  it('records of the wrong length, two side by side, and one whose offset is wrong too: each found by its data', async () => {
+    const blocks = 6;
+    const ino = await storeWithFile({ codec: CODEC_NONE }, blocks);
+    const all: Array<{ key: Uint8Array; value: Uint8Array }> = [];
+    for (let bno = 0; bno < blocks; bno++) all.push(await blockOf(ino, bno));
+    // Two neighbours, the later one first in key order (the order the check
+    // meets them): it is found only once the first one claims its extent.
+    const first = all.findIndex((b, i) => i + 1 < blocks && toHex(all[i + 1].key) < toHex(b.key));
+    expect(first).toBeGreaterThanOrEqual(0);
+    const b1 = all[first];
+    const b2 = all[first + 1];
+    const b4 = all[(first + 3) % blocks];
+    const [r1, r2, r4] = [b1, b2, b4].map((b) => decodeBlock(b.value));
+    expect(r2.offsetBytes).toBe(r1.offsetBytes + BS);
+    await putRecord(b1.key, b1.value.subarray(0, 9));
+    await putRecord(b2.key, new Uint8Array(0));
+    const moved = b4.value.slice();
+    moved[0] = 2;
+    moved.set([0, 0, 0, 0, 0, 0x10, 0, 0], 14); // offset 1 MiB: past the data end
+    await putRecord(b4.key, moved);
+
+    const r = await check();
+    expect(codes(r)).toEqual(['EBLOCK', 'EBLOCK', 'EBLOCK']);
+    const text = formatFsckReport(r);
+    expect(text).toContain('block record of 9 bytes, version 1: expected 22 bytes, version 1');
+    expect(text).toContain('block record of 0 bytes, no version byte: expected 22 bytes, version 1');
+    expect(text).toContain('block record of 22 bytes, version 2: expected 22 bytes, version 1');
+    for (const rec of [r1, r2, r4]) expect(text).toContain(`its data is intact at ${rec.offsetBytes}+${rec.storedBytes} (none, ${BS} bytes`);
+
+    await repair();
+    expect(codes(await check())).toEqual([]);
+    for (const [b, rec] of [[b1, r1], [b2, r2], [b4, r4]] as const) {
+      expect(decodeBlock((await withStore(async (s) => s.get(T.block, b.key)?.slice())) as Uint8Array)).toEqual(rec);
+    }
+    expect(await readA()).toEqual(fileData(1, blocks));
+  });
+
+  it('data that is not found anywhere: the report says it is lost, repair makes holes of it and keeps the rest', async () => {
+    const ino = await storeWithFile({}, 3);
+    const { key, value } = await blockOf(ino, 1);
+    const rec = decodeBlock(value);
+    value[0] = 3;
+    await putRecord(key, value);
+    overwriteData(rec.offsetBytes, new Uint8Array(BS).fill(0x55));
+
+    const r = await check(false);
+    expect(codes(r)).toEqual(['EBLOCK', 'EMISSINGBLOCK', 'ELEAK', 'ECOUNTERS']);
+    expect(r.problems[0].message).toContain(`its data was not found in ${dataPath()} (nothing there matches its key)`);
+    expect(r.problems[0].message).toContain('1 file block(s) refer to it and lose their data (repair removes the record; they become holes)');
+    expect(r.problems[1].message).toMatch(/^block 1 of inode \d+ points at block [0-9a-f]+, whose record does not decode and whose data was not found \(data lost; repair makes it a hole\)$/);
+
+    const fixed = await repair();
+    expect(fixed.problems.every((p) => p.repaired)).toBe(true);
+    expect(codes(await check())).toEqual([]);
+    const expected = fileData(1, 3);
+    expected.fill(0, BS, 2 * BS);
+    expect(await readA()).toEqual(expected);
+  });
+
+  it('a record no file refers to is removed by repair', async () => {
+    await storeWithFile({}, 1);
+    await putRecord(new Uint8Array(32).fill(0xab), new Uint8Array([9, 1, 2]));
+    const r = await check();
+    expect(codes(r)).toEqual(['EBLOCK']);
+    expect(r.problems[0].message).toContain('no file refers to it (repair removes the record)');
+    expect((await repair()).problems[0].repaired).toBe(true);
+    expect(codes(await check())).toEqual([]);
+  });
+
+  it('through the command: exit 1 on the check, 0 after the repair, the file intact', async () => {
+    const ino = await storeWithFile({}, 2);
+    const { key, value } = await blockOf(ino, 0);
+    value[0] = 0xff;
+    await putRecord(key, value);
+    const cfg = join(h.dir, 'lessfs.cfg');
+    writeFileSync(cfg, `BLOCKDATA_PATH=${h.options.blockDataPath}\nMETA_PATH=${h.options.metaPath}\nBLKSIZE=${BS}\n`);
+    const lessfsck = async (args: string[]): Promise<{ code: number; stdout: string }> => {
+      try {
+        const r = await promisify(execFile)(process.execPath, [join(ROOT, 'bin', 'lessfsck.js'), ...args, '-c', cfg], { timeout: 30_000 });
+        return { code: 0, stdout: r.stdout };
+      } catch (err) {
+        const e = err as { code: number; stdout: string };
+        return { code: e.code, stdout: e.stdout };
+      }
+    };
+    const a = await lessfsck(['-t']);
+    expect(a.code).toBe(1);
+    expect(a.stdout).toContain('PROBLEM EBLOCK');
+    expect(a.stdout).toContain('version 255: expected 22 bytes, version 1');
+    expect(a.stdout).not.toContain('EMISSINGBLOCK');
+    const b = await lessfsck(['-r']);
+    expect(b.code).toBe(0);
+    expect(b.stdout).toContain('REPAIRED EBLOCK');
+    const c = await lessfsck(['-t']);
+    expect(c.code).toBe(0);
+    expect(c.stdout).toContain('2 blocks read back: 2 verified against their hashes, 0 failed');
+    expect(await readA()).toEqual(fileData(1, 2));
   });
 });
 

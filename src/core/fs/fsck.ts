@@ -8,19 +8,24 @@
 //  - block extents lie inside the data file's allocated region and never
 //    overlap each other or a free extent, and together with the free extents
 //    cover it (no leaked space); the saved counters match;
+//  - every block record decodes (one that does not is rebuilt from its data
+//    when that is found in the data file and hashes to the block's key);
 //  - thorough: every stored block decompresses and hashes to its key.
-// Repair never drops referenced data: unreachable inodes go to /lost+found,
-// sizes grow to cover their blocks, refcounts and counters are recomputed.
+// Repair never drops data it can verify: unreachable inodes go to /lost+found,
+// sizes grow to cover their blocks, refcounts and counters are recomputed,
+// undecodable block records are rebuilt from their verified data; only a block
+// whose data cannot be found becomes a hole (reported as lost).
 
-import type { StoreOp } from '../drivers.ts';
+import type { FileHandle, StoreOp } from '../drivers.ts';
 import { readU64, toHex, utf8 } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
-import { joinPath } from './engine.ts';
+import { contentEnd, joinPath } from './engine.ts';
 import {
   alignExtent,
   blockmapBlockNo,
   DATA_FILE,
   decodeBlock,
+  decodeBlockFields,
   decodeDirent,
   decodeFreeKey,
   decodeInode,
@@ -28,6 +33,7 @@ import {
   direntKey,
   direntName,
   EMPTY,
+  EXTENT_ALIGN_BYTES,
   encodeBlock,
   encodeDirent,
   encodeInode,
@@ -79,6 +85,7 @@ export interface FsckOptions {
 
 export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckOptions: FsckOptions): Promise<FsckReport> {
   const store = await drivers.storeFactory.open({ path: options.metaPath, tables: TABLES, mapSizeBytes: options.lmdbMapSizeBytes });
+  let dataFile: FileHandle | undefined;
   try {
     const fmtBytes = store.get(T.meta, metaKey(META.format));
     if (!fmtBytes) throw new FormatError('ENOTFORMATTED', `${options.metaPath} holds no lessfs filesystem: run mklessfs first`);
@@ -213,17 +220,28 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       if (!inode || !isLnk(inode.mode)) problem('ESYMLINK', `symlink target record for ${ino}, which is not a symlink`, () => ops.push({ table: T.symlink, key, value: undefined }));
     }
 
-    // Block maps.
+    // Block records. One that does not decode is kept aside: its data may still
+    // be in the data file, and then the record is rebuilt rather than lost.
     const refs = new Map<string, number>();
     let blockRefs = 0;
     const blocks = new Map<string, { key: Uint8Array; rec: BlockRecord }>();
+    const badRecords: BadRecord[] = [];
     for (const { key, value } of store.range(T.block)) {
       try {
         blocks.set(toHex(key), { key, rec: decodeBlock(value) });
       } catch (err) {
-        problem('EBLOCK', `block ${toHex(key)}: ${(err as Error).message}`);
+        badRecords.push({ key, value, why: (err as Error).message });
       }
     }
+
+    // Block maps.
+    const checkSize = (inode: Inode, ino: number, bno: number): void => {
+      if (bno * bs >= inode.sizeBytes) {
+        problem('ESIZE', `inode ${ino} has size ${inode.sizeBytes} but maps block ${bno}`, () => { inode.sizeBytes = (bno + 1) * bs; });
+      }
+    };
+    /** Block map entries whose block has no decodable record (yet). */
+    const unresolved: Array<{ key: Uint8Array; ino: number; bno: number; hk: string; inode: Inode }> = [];
     for (const { key, value } of store.range(T.blockmap)) {
       blockRefs++;
       const ino = readU64(key);
@@ -234,19 +252,132 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
         continue;
       }
       const hk = toHex(value);
+      refs.set(hk, (refs.get(hk) ?? 0) + 1);
       if (!blocks.has(hk)) {
-        problem('EMISSINGBLOCK', `block ${bno} of inode ${ino} points at missing block ${hk} (data lost; repair makes it a hole)`, () =>
-          ops.push({ table: T.blockmap, key, value: undefined }));
+        unresolved.push({ key, ino, bno, hk, inode });
         continue;
       }
-      refs.set(hk, (refs.get(hk) ?? 0) + 1);
-      if (bno * bs >= inode.sizeBytes) {
-        problem('ESIZE', `inode ${ino} has size ${inode.sizeBytes} but maps block ${bno}`, () => { inode.sizeBytes = (bno + 1) * bs; });
+      checkSize(inode, ino, bno);
+    }
+
+    const dataPath = joinPath(options.blockDataPath, DATA_FILE);
+    const st = await drivers.disk.stat(dataPath);
+    const openData = async (): Promise<FileHandle> => (dataFile ??= await drivers.disk.open(dataPath, { readOnly: true }));
+    const codecName = (id: number): string => drivers.primitives.codecs.find((c) => c.id === id)?.name ?? `codec ${id}`;
+    /**
+     * Why the data file's bytes at rec's extent are not block `key` (they must
+     * decompress to rawBytes bytes that hash to the key), or undefined if they are.
+     */
+    const mismatch = async (file: FileHandle, key: Uint8Array, rec: BlockRecord): Promise<string | undefined> => {
+      const stored = await file.read(rec.offsetBytes, rec.storedBytes);
+      if (stored.length < rec.storedBytes) return `lies past the end of ${dataPath}`;
+      let raw: Uint8Array;
+      try {
+        raw = rec.codec === 0 ? stored : drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
+      } catch (err) {
+        return `does not decompress: ${(err as Error).message}`;
       }
+      return raw.length === rec.rawBytes && matchesKey(raw, key) ? undefined : 'does not match its hash (data corrupted on disk)';
+    };
+    const matchesKey = (raw: Uint8Array, key: Uint8Array): boolean => {
+      const hash = drivers.primitives.hash(format.hashName, raw);
+      return toHex(hash) === toHex(key.subarray(0, hash.length));
+    };
+
+    // Records that do not decode. Unreferenced ones go; a referenced one is
+    // rebuilt if its data is found and verified against its key (refcount from
+    // the block maps); only data that cannot be found becomes holes.
+    const referencedBad = badRecords.filter((b) => refs.has(toHex(b.key)));
+    for (const bad of badRecords) {
+      if (refs.has(toHex(bad.key))) continue;
+      problem('EBLOCK', `block ${toHex(bad.key)}: ${bad.why}; no file refers to it (repair removes the record)`, () =>
+        ops.push({ table: T.block, key: bad.key, value: undefined }));
+    }
+    if (referencedBad.length > 0 && st) {
+      const file = await openData();
+      // Space no decodable record or free extent claims: where lost blocks can be.
+      const claimed: Extent[] = [...blocks.values()].map(({ rec }) => blockExtent(rec));
+      for (const { key } of store.range(T.freespace)) {
+        const { lengthBytes, offsetBytes } = decodeFreeKey(key);
+        claimed.push({ start: offsetBytes, end: offsetBytes + lengthBytes });
+      }
+      const plausible = (r: BlockRecord): boolean =>
+        r.storedBytes > 0 && r.storedBytes <= bs && r.rawBytes > 0 && r.rawBytes <= bs && drivers.primitives.codecs.some((c) => c.id === r.codec);
+      const find = async (bad: BadRecord, refcount: number): Promise<BlockRecord | undefined> => {
+        const fields = decodeBlockFields(bad.value);
+        const inside = (r: BlockRecord, end: number): boolean => r.offsetBytes + alignExtent(r.storedBytes) <= end;
+        if (fields && plausible(fields) && inside(fields, state.dataEndBytes) && !(await mismatch(file, bad.key, fields))) {
+          return { ...fields, refcount };
+        }
+        // Not where the record says: try the start of each unclaimed region,
+        // with the record's lengths and codec if it has them, and as an
+        // uncompressed block (its stored bytes end at its last non-zero byte).
+        for (const gap of gapsBelow(claimed, state.dataEndBytes)) {
+          if (fields && plausible(fields)) {
+            const moved = { ...fields, offsetBytes: gap.start, refcount };
+            if (inside(moved, gap.end) && !(await mismatch(file, bad.key, moved))) return moved;
+          }
+          const window = await file.read(gap.start, Math.min(bs, gap.end - gap.start));
+          const tried = new Set<number>();
+          for (let upTo = EXTENT_ALIGN_BYTES; upTo < window.length + EXTENT_ALIGN_BYTES; upTo += EXTENT_ALIGN_BYTES) {
+            const n = contentEnd(window.subarray(0, Math.min(upTo, window.length)));
+            if (n === 0 || tried.has(n)) continue;
+            tried.add(n);
+            if (matchesKey(window.subarray(0, n), bad.key)) return { refcount, codec: 0, storedBytes: n, rawBytes: n, offsetBytes: gap.start };
+          }
+        }
+        return undefined;
+      };
+      // A record found claims its extent, which may be where the next one starts.
+      let pending = referencedBad;
+      for (let found = true; found && pending.length > 0; ) {
+        found = false;
+        const left: BadRecord[] = [];
+        for (const bad of pending) {
+          const hk = toHex(bad.key);
+          const refcount = refs.get(hk) ?? 0;
+          const rec = await find(bad, refcount);
+          if (!rec) {
+            left.push(bad);
+            continue;
+          }
+          found = true;
+          blocks.set(hk, { key: bad.key, rec });
+          claimed.push(blockExtent(rec));
+          problem(
+            'EBLOCK',
+            `block ${hk}: ${bad.why}; its data is intact at ${rec.offsetBytes}+${rec.storedBytes} (${codecName(rec.codec)}, ${rec.rawBytes} bytes, matches its key): ` +
+              `repair rebuilds the record with refcount ${refcount}`,
+            () => ops.push({ table: T.block, key: bad.key, value: encodeBlock(rec) }),
+          );
+        }
+        pending = left;
+      }
+    }
+    const lost = new Set<string>();
+    for (const bad of referencedBad) {
+      const hk = toHex(bad.key);
+      if (blocks.has(hk)) continue;
+      lost.add(hk);
+      problem(
+        'EBLOCK',
+        `block ${hk}: ${bad.why}; its data was not found in ${dataPath} (nothing there matches its key): ` +
+          `${refs.get(hk)} file block(s) refer to it and lose their data (repair removes the record; they become holes)`,
+        () => ops.push({ table: T.block, key: bad.key, value: undefined }),
+      );
+    }
+    for (const { key, ino, bno, hk, inode } of unresolved) {
+      if (blocks.has(hk)) {
+        checkSize(inode, ino, bno);
+        continue;
+      }
+      const what = lost.has(hk) ? `block ${hk}, whose record does not decode and whose data was not found` : `missing block ${hk}`;
+      problem('EMISSINGBLOCK', `block ${bno} of inode ${ino} points at ${what} (data lost; repair makes it a hole)`, () =>
+        ops.push({ table: T.blockmap, key, value: undefined }));
     }
 
     // Blocks, extents, counters.
-    const extents: Array<{ start: number; end: number; what: string }> = [];
+    const extents: Array<Extent & { what: string }> = [];
     const unreferenced: typeof extents = [];
     let storedBytes = 0;
     let uniqueBlocks = 0;
@@ -288,15 +419,7 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
     }
     // Every byte below the data end is a block's or free: anything else is
     // space no allocation can reach again (leaked).
-    let covered = 0;
-    const gaps: Array<{ start: number; end: number }> = [];
-    for (const e of [...extents, ...unreferenced].sort((a, b) => a.start - b.start)) {
-      if (e.start > covered) gaps.push({ start: covered, end: Math.min(e.start, state.dataEndBytes) });
-      covered = Math.max(covered, e.end);
-    }
-    if (covered < state.dataEndBytes) gaps.push({ start: covered, end: state.dataEndBytes });
-    for (const g of gaps) {
-      if (g.end <= g.start) continue;
+    for (const g of gapsBelow([...extents, ...unreferenced], state.dataEndBytes)) {
       problem('ELEAK', `data file bytes ${g.start}+${g.end - g.start} belong to no block and are not free (leaked space)`, () =>
         ops.push({ table: T.freespace, key: freeKey(g.end - g.start, g.start), value: EMPTY }));
     }
@@ -310,8 +433,6 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
     // The data file holds every referenced block; thorough: read each back.
     let blocksVerified = 0;
     let blocksFailed = 0;
-    const dataPath = joinPath(options.blockDataPath, DATA_FILE);
-    const st = await drivers.disk.stat(dataPath);
     const referenced = [...blocks].filter(([hk]) => refs.has(hk)).sort(([, a], [, b]) => a.rec.offsetBytes - b.rec.offsetBytes);
     if (!st) {
       problem('EDATAFILE', `${dataPath} is missing`);
@@ -327,29 +448,15 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       }
       if (fsckOptions.thorough) {
         blocksFailed = past.length;
-        const file = await drivers.disk.open(dataPath, { readOnly: true });
-        try {
-          for (const [hk, { key, rec }] of referenced) {
-            if (rec.offsetBytes + rec.storedBytes > st.sizeBytes) continue;
-            const stored = await file.read(rec.offsetBytes, rec.storedBytes);
-            let raw: Uint8Array;
-            try {
-              raw = rec.codec === 0 ? stored : drivers.primitives.decompress(rec.codec, stored, rec.rawBytes);
-            } catch (err) {
-              problem('EBADBLOCK', `block ${hk} does not decompress: ${(err as Error).message}`);
-              blocksFailed++;
-              continue;
-            }
-            const hash = drivers.primitives.hash(format.hashName, raw);
-            if (raw.length !== rec.rawBytes || toHex(hash) !== toHex(key.subarray(0, hash.length))) {
-              problem('EBADBLOCK', `block ${hk} at ${rec.offsetBytes} does not match its hash (data corrupted on disk)`);
-              blocksFailed++;
-              continue;
-            }
+        for (const [hk, { key, rec }] of referenced) {
+          if (rec.offsetBytes + rec.storedBytes > st.sizeBytes) continue;
+          const why = await mismatch(await openData(), key, rec);
+          if (why === undefined) {
             blocksVerified++;
+          } else {
+            blocksFailed++;
+            problem('EBADBLOCK', `block ${hk} at ${rec.offsetBytes} ${why}`);
           }
-        } finally {
-          await file.close();
         }
       }
     }
@@ -372,12 +479,39 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       wasClean: cleanBytes !== undefined && cleanBytes[0] === 0x31,
     };
   } finally {
+    await dataFile?.close();
     await store.close();
   }
 }
 
+interface Extent {
+  start: number;
+  end: number;
+}
+
+/** A block record that does not decode, and why. */
+interface BadRecord {
+  key: Uint8Array;
+  value: Uint8Array;
+  why: string;
+}
+
 /** Blocks past the end of a truncated data file reported one by one; the rest as a count. */
 const PAST_END_LISTED = 10;
+
+const blockExtent = (rec: BlockRecord): Extent => ({ start: rec.offsetBytes, end: rec.offsetBytes + alignExtent(Math.max(1, rec.storedBytes)) });
+
+/** The non-empty stretches of [0, end) that none of the extents cover. */
+function gapsBelow(extents: readonly Extent[], end: number): Extent[] {
+  let covered = 0;
+  const gaps: Extent[] = [];
+  for (const e of [...extents].sort((a, b) => a.start - b.start)) {
+    if (e.start > covered) gaps.push({ start: covered, end: Math.min(e.start, end) });
+    covered = Math.max(covered, e.end);
+  }
+  if (covered < end) gaps.push({ start: covered, end });
+  return gaps.filter((g) => g.end > g.start);
+}
 
 /** Last write to a key wins, as it would within one transaction. */
 function dedupeOps(ops: StoreOp[]): StoreOp[] {

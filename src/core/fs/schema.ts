@@ -157,10 +157,20 @@ export function encodeBlock(b: BlockRecord): Uint8Array {
 }
 
 export function decodeBlock(bytes: Uint8Array): BlockRecord {
-  if (bytes.length !== BLOCK_BYTES || bytes[0] !== 1) {
+  const rec = decodeBlockFields(bytes);
+  if (!rec || bytes[0] !== 1) {
     const found = bytes.length > 0 ? `version ${bytes[0]}` : 'no version byte';
     throw new FormatError('ECORRUPT', `block record of ${bytes.length} bytes, ${found}: expected ${BLOCK_BYTES} bytes, version 1`);
   }
+  return rec;
+}
+
+/**
+ * The fields of a block record of the right length, whatever its version byte
+ * says (lessfsck checks them against the data before trusting them).
+ */
+export function decodeBlockFields(bytes: Uint8Array): BlockRecord | undefined {
+  if (bytes.length !== BLOCK_BYTES) return undefined;
   return {
     refcount: readU32(bytes, 1),
     codec: bytes[5],
