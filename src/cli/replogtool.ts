@@ -271,7 +271,7 @@ export function* logDumpLines(d: LogDump): Generator<string> {
       for (const r of l.uncommitted.records) yield recordText(r);
     }
     if (l.tail) {
-      yield `torn tail: ${l.tail.bytes} bytes from offset ${l.tail.offsetBytes} (${l.tail.code}: ${l.tail.detail}); the master cuts them at its next mount`;
+      yield `torn tail: ${l.tail.bytes} bytes from offset ${l.tail.offsetBytes} (${l.tail.code}: ${l.tail.detail}); the master cuts them at its next mount if its database has not committed txn ${l.lastTxn + 1}, else the log is damaged and the master refuses to mount`;
     }
   }
   const t = d.totals;

@@ -9,7 +9,7 @@ import { fsck, type FsckReport } from '../core/fs/fsck.ts';
 import { PathFs } from '../core/fs/path-fs.ts';
 import type { EngineOptions } from '../core/fs/types.ts';
 import { scanLiveLog, validateRotatedFile } from '../core/replication/log-file.ts';
-import { LIVE_LOG_NAME, parseRotatedLogName } from '../core/replication/master-log.ts';
+import { LIVE_LOG_NAME, parseRotatedLogName, readFileWhole } from '../core/replication/master-log.ts';
 import { ReplicationNode, type ReplicationConfig } from '../core/replication/node.ts';
 import { nodeBuggify, type BuggifyChoice, type SimBuggify } from './buggify.ts';
 import { SimRng } from './rng.ts';
@@ -180,16 +180,7 @@ export class BatchCluster {
 
   async readMasterFile(name: string): Promise<Uint8Array> {
     const disk = this.master.machine.drivers().disk;
-    const path = joinPath(this.master.options.blockDataPath, name);
-    return this.run((async () => {
-      const st = await disk.stat(path);
-      const f = await disk.open(path, { readOnly: true });
-      try {
-        return await f.read(0, st?.sizeBytes ?? 0);
-      } finally {
-        await f.close();
-      }
-    })());
+    return this.run(readFileWhole(disk, joinPath(this.master.options.blockDataPath, name)));
   }
 
   /** Deliver bytes into the slave's watch directory as `name` (copy under a temporary name, then rename, as examples/ does). */

@@ -61,6 +61,13 @@ export interface MasterReplicationMeta {
   role: 'master';
   /** Sequence of the live log when the transaction was committed. */
   sequence: number;
+  /**
+   * The transaction this was committed with: the last one this master logged.
+   * The store's txn beyond it means commits without the log (a mount with
+   * REPLICATION=off); the log ending before it means the log lost committed
+   * transactions (damaged). Absent in stores written before it was recorded.
+   */
+  txn?: number;
 }
 
 export interface MasterLogOptions {
@@ -381,6 +388,13 @@ export class MasterLog implements CommitObserver {
         const made = await create(meta?.sequence ?? 1);
         return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
       }
+      const loggedTxn = meta?.txn;
+      if (loggedTxn !== undefined && header.firstTxn <= loggedTxn && scan.lastTxn < loggedTxn) {
+        // Every transaction up to loggedTxn was durable in this log before its
+        // store commit: a crash cannot tear it. The file was damaged or replaced
+        // afterwards; cutting it would silently drop what a slave may still need.
+        throw new FormatError('ECORRUPT', lostCommitted(livePath, options.blockSizeBytes, scan, loggedTxn));
+      }
       if (scan.tail) logger.log(1, `replication log: cutting a torn tail of ${bytes.length - scan.tail.offsetBytes} bytes at offset ${scan.tail.offsetBytes} (${scan.tail.detail})`);
       if (scan.uncommitted) logger.log(1, `replication log: dropping ${scan.uncommitted.records.length} records of txn ${scan.uncommitted.txn}, which has no COMMIT`);
       if (scan.lastTxn > storeTxn + 1) {
@@ -402,7 +416,13 @@ export class MasterLog implements CommitObserver {
         // Transactions were committed without being logged (a mount with
         // REPLICATION=off): the log cannot describe them. Close what it holds
         // and start a new sequence after them; a slave refuses the gap.
-        logger.log(0, `replication log: ${LIVE_LOG_NAME} ends at txn ${writer.lastTxn} but the database is at txn ${storeTxn} (mounted without replication?): transactions ${writer.lastTxn + 1}..${storeTxn} cannot be replicated; a slave must be re-seeded`);
+        const gap = `transactions ${writer.lastTxn + 1}..${storeTxn}`;
+        const why =
+          loggedTxn !== undefined
+            ? `${gap} were committed without replication (a mount with REPLICATION=off)`
+            : `the database is at txn ${storeTxn} (${gap} were committed without replication, or lost from a damaged log: this database predates the record that tells which)`;
+        const gapError = `${LIVE_LOG_NAME} ends at txn ${writer.lastTxn}: ${why}; they cannot be replicated; a slave must be re-seeded`;
+        logger.log(0, `replication log: ${gapError}`);
         let sequence = writer.header.sequence;
         if (scan.transactions.some((t) => t.decoded.some((r) => r.type === FRAME_TYPE.BLOCKREF))) {
           // Its BLOCKREFs name extents that mount may have reused: nothing in it can be trusted to send.
@@ -410,10 +430,8 @@ export class MasterLog implements CommitObserver {
           await file.close();
           await disk.unlink(livePath);
           await disk.syncDir(dir);
-          const made = await create(sequence + 1);
-          return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
-        }
-        if (writer.transactionCount > 0) {
+          sequence++;
+        } else if (writer.transactionCount > 0) {
           const old = new MasterLog(drivers, options, engine, file, writer, storeTxn);
           await old.closeAndRename();
           await old.file.close();
@@ -422,7 +440,9 @@ export class MasterLog implements CommitObserver {
           await file.close();
         }
         const made = await create(sequence);
-        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
+        const log = new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+        log.lastError = gapError; // status shows it for this mount
+        return log.ready(undefined);
       }
       writer = writer.clone();
       return await new MasterLog(drivers, options, engine, file, writer, storeTxn).ready(scan);
@@ -558,7 +578,7 @@ export class MasterLog implements CommitObserver {
       this.lastError = `append of txn ${ctx.txn}: ${(err as Error).message}`;
       throw err;
     }
-    const meta: MasterReplicationMeta = { role: 'master', sequence: this.writer.header.sequence };
+    const meta: MasterReplicationMeta = { role: 'master', sequence: this.writer.header.sequence, txn: ctx.txn };
     return [{ table: T.meta, key: metaKey(META.replication), value: encodeJson(meta) }];
   }
 
@@ -986,12 +1006,42 @@ export class MasterLog implements CommitObserver {
   }
 }
 
-async function writeFileDurably(disk: Disk, path: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Why a live log that ends before `loggedTxn`, the last transaction the store
+ * committed with it, is refused, and what the operator can do.
+ */
+function lostCommitted(livePath: string, blockSizeBytes: number, scan: LiveLogScan, loggedTxn: number): string {
+  const txn = scan.lastTxn + 1;
+  const found = scan.tail
+    ? `the frame at offset ${scan.tail.offsetBytes} (in txn ${txn}) fails its check (${scan.tail.code}: ${scan.tail.detail})`
+    : `it ends at offset ${scan.committedEndBytes}, after txn ${scan.lastTxn}`;
+  return (
+    `replication log ${livePath} is damaged: ${found}, but the database committed txns up to ${loggedTxn} with this log, ` +
+    `which was durable before each commit, so this is not the torn tail of a crash: the file was damaged or replaced since. ` +
+    `Txns ${txn}..${loggedTxn} cannot be replicated from it; nothing was changed. ` +
+    `Inspect it (replogtool -r ${livePath} -b ${blockSizeBytes}), move it aside (e.g. to ${LIVE_LOG_NAME}.damaged) and mount: a new log sequence starts after the database's txn, ` +
+    `and a slave that has not applied txn ${loggedTxn} must be re-seeded from a copy of this master`
+  );
+}
+
+/** Replace a file's bytes and make them durable. */
+export async function writeFileDurably(disk: Disk, path: string, bytes: Uint8Array): Promise<void> {
   const f = await disk.open(path, { create: true });
   try {
     await f.truncate(0);
     await f.write(0, bytes);
     await f.sync();
+  } finally {
+    await f.close();
+  }
+}
+
+/** A whole file's bytes. */
+export async function readFileWhole(disk: Disk, path: string): Promise<Uint8Array> {
+  const st = await disk.stat(path);
+  const f = await disk.open(path, { readOnly: true });
+  try {
+    return await f.read(0, st?.sizeBytes ?? 0);
   } finally {
     await f.close();
   }
