@@ -160,6 +160,8 @@ export class MasterLog implements CommitObserver {
   rotations = 0;
   /** End offset of each transaction in the stream the sender reads (BLOCKREFs counted as their BLOCKs), txn firstTxn first. */
   private ends: number[];
+  /** Txn -> the master's clock at its commit (the COMMIT's timeMs), for the transactions the log held when opened. */
+  recoveredCommitTimes: ReadonlyMap<number, number> = new Map();
   /**
    * A live master's log refers to new blocks' extents instead of copying their
    * bytes (docs/replication-log.md, "Block references"): the BLOCKREFs of the
@@ -240,6 +242,7 @@ export class MasterLog implements CommitObserver {
       wire += t.commitFrame.sizeBytes;
       ends.push(wire);
     }
+    this.recoveredCommitTimes = new Map(scan.transactions.map((t) => [t.txn, t.commit.timeMs]));
     this.ends = ends;
     this.refs = refs;
     this.pinFrom = 0;

@@ -128,8 +128,13 @@ export class LiveSender {
   private idleTimer: TimerHandle | undefined;
   private enabledFlag: boolean;
   private stopped = false;
-  /** Last txn the slave acknowledged as durable. */
+  /** Last txn the slave acknowledged as durable (0 until it reported: see slaveReported). */
   ackedTxn = 0;
+  /**
+   * A slave has answered a HELLO since this mount: until then nothing is
+   * known of it, and status shows "-" rather than ackedTxn's 0.
+   */
+  slaveReported = false;
   /** The slave was told to commit and has not answered. */
   private slaveCommitting: { id: number; sinceMs: number; waiters: Array<() => void> } | undefined;
   private nextCommitId = 1;
@@ -168,6 +173,8 @@ export class LiveSender {
       masterCommitEnded: () => this.masterCommitEnded(),
     };
     if (options.maxBacklogBytes > 0) engine.writeThrottle = () => this.throttle();
+    // Transactions of an earlier mount still in the log: their COMMITs' times (lag after a remount).
+    for (const [txn, ms] of log.recoveredCommitTimes) this.committedAtMs.set(txn, ms);
   }
 
   start(): void {
@@ -228,13 +235,18 @@ export class LiveSender {
     return this.log.bytesAfter(this.ackedTxn);
   }
 
-  /** Seconds since the oldest transaction the slave has not acknowledged was committed. */
-  lagSeconds(): number {
+  /**
+   * Seconds since the oldest transaction the slave has not acknowledged was
+   * committed; undefined while unknown (no slave has reported since this mount).
+   */
+  lagSeconds(): number | undefined {
+    if (!this.slaveReported) return undefined;
     if (!this.backlog) return 0;
     const at = this.committedAtMs.get(this.ackedTxn + 1);
-    return at === undefined ? 0 : Math.max(0, (this.drivers.clock.nowMs() - at) / 1000);
+    return at === undefined ? undefined : Math.max(0, (this.drivers.clock.nowMs() - at) / 1000);
   }
 
+  /** The slave's applied txn (its durable one without a connection). */
   get slaveAppliedTxn(): number {
     return this.session?.appliedTxn ?? this.ackedTxn;
   }
@@ -633,6 +645,7 @@ export class LiveSender {
       this.releaseSlaveCommit();
       for (const t of [...this.committedAtMs.keys()]) if (t <= h.durableTxn) this.committedAtMs.delete(t);
       this.ackedTxn = h.durableTxn;
+      this.slaveReported = true;
       this.log.acknowledged(h.durableTxn);
       s.appliedTxn = h.appliedTxn;
       s.sendTxn = h.appliedTxn + 1;
