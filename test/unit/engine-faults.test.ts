@@ -265,7 +265,7 @@ describe('data disk filled by the filesystem itself (seeds 13, 14)', () => {
     // A data write failed for want of space: new data is refused when it is written, not later.
     fs.create('/more');
     expect(await h.run(codeOf(Promise.resolve().then(() => fs.write('/more', 0, unique(3, 4)))))).toBe('ENOSPC');
-    expect(h.machine.logger.lines.some((l) => /data disk is full/.test(l))).toBe(true);
+    expect(h.machine.logger.lines.some((l) => /disk full \(/.test(l))).toBe(true);
     fs.unlink('/fill');
     fs.unlink('/kept');
     fs.unlink('/more');

@@ -653,9 +653,8 @@ export class FsEngine {
     // Widens the window where the log holds a transaction the store has not (recovery drops it).
     if (this.buggify.fires('slow-commit')) await buggifyDelay(this.buggify, 'slow-commit', clock, 2000);
     const t2 = clock.nowMs();
-    await this.store.commit(ops, { durable: true }).catch((err: unknown) => {
-      if ((err as { code?: unknown }).code === 'ENOSPC') this.releaseSpaceReserve();
-      throw err;
+    await this.store.commit(ops, { durable: true }).catch(async (err: unknown) => {
+      throw await this.storeCommitFailure(err);
     });
     info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, syncOnlyMs: syncEnd - t1, logOnlyMs: logEnd - t1, storeMs: clock.nowMs() - t2 };
     // Durable: reads fall through to the store now, freed space may be reused.
@@ -817,14 +816,33 @@ export class FsEngine {
     this.state = { ...this.state, txn: this.state.txn - 1 };
   }
 
+  /** A data write or a store commit failed for want of space. */
   private noteDataDiskFull(err: unknown): void {
     if (this.dataDiskFull) {
       this.dataDiskFull.diskFreeBytes = 0;
       return;
     }
     this.dataDiskFull = { diskFreeBytes: 0 };
-    this.drivers.logger.log(0, `data disk is full (${(err as Error).message}): new data is refused with ENOSPC until deletes are committed (their space is reused) or the disk under ${this.options.blockDataPath} has room again`);
+    this.drivers.logger.log(0, `disk full (${(err as Error).message}): new data is refused with ENOSPC until deletes are committed (their space is reused) or the disk under ${this.options.blockDataPath} has room again`);
     this.releaseSpaceReserve();
+  }
+
+  /**
+   * What a failed store commit reports. Out of space, it is a full disk as a
+   * data write's ENOSPC is (the store often shares the disk); LMDB reports
+   * some of those as EIO (a failed page spill), so an EIO with the disk
+   * under META_PATH all but full is taken for one and reported as ENOSPC.
+   */
+  private async storeCommitFailure(err: unknown): Promise<unknown> {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'EIO') {
+      const space = await this.drivers.disk.space(this.options.metaPath).catch(() => undefined);
+      if (space && space.freeBytes < DATA_DISK_MARGIN_BYTES) {
+        err = new FsError('ENOSPC', `the disk under ${this.options.metaPath} is full (${space.freeBytes} bytes free): ${(err as Error).message}`);
+      }
+    }
+    if ((err as { code?: unknown }).code === 'ENOSPC' && (err as { detail?: unknown }).detail !== 'MDB_MAP_FULL') this.noteDataDiskFull(err);
+    return err;
   }
 
   private get spaceReservePath(): string {
