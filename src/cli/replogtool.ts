@@ -17,6 +17,7 @@ import {
   BLOCK_SIZE_BYTES_MAX,
   BLOCK_SIZE_BYTES_MIN,
   checkHeader,
+  checkNamedSequence,
   decodeHeader,
   LOG_MAGIC,
   scanLiveLog,
@@ -202,8 +203,9 @@ function fromLive(p: Primitives, file: string, fileBytes: number, scan: LiveLogS
 
 /**
  * Check and describe a log file. A rotated file must pass validateRotatedFile
- * (its own fs id, block size `blockSizeBytes`); a file named replog.dta whose
- * only fault is having no trailer is read as the live log. Throws ReplogError.
+ * (its own fs id, block size `blockSizeBytes`) and, when named replog.dta-N,
+ * hold sequence N (as a slave checks); a file named replog.dta whose only
+ * fault is having no trailer is read as the live log. Throws ReplogError.
  */
 export function dumpLogFile(p: Primitives, bytes: Uint8Array, file: string, blockSizeBytes: number): LogDump {
   const live = basename(file) === LIVE_LOG_NAME;
@@ -221,6 +223,7 @@ export function dumpLogFile(p: Primitives, bytes: Uint8Array, file: string, bloc
   }
   try {
     const v = validateRotatedFile(p, bytes, { fsId: header.fsId, blockSizeBytes, fileName: file });
+    checkNamedSequence(v.header, parseRotatedLogName(basename(file)), file);
     return fromRotated(p, file, bytes.length, v.header, v.transactions, v.trailer);
   } catch (err) {
     // Header and expectations were checked before the trailer: ETRUNCATED here is "no trailer".

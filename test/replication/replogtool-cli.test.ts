@@ -180,8 +180,20 @@ describe('replogtool', () => {
     mkdirSync(badDir);
     const bad = join(badDir, 'replog.dta-2');
     writeFileSync(bad, flipByte(bytes2, Math.floor(bytes2.length / 2)));
+    // replog.dta-1 renamed for another sequence: a slave refuses it (ESEQUENCE), so must the dump.
+    const renamedDir = join(dir, 'renamed');
+    mkdirSync(renamedDir);
+    const renamed = join(renamedDir, 'replog.dta-7');
+    writeFileSync(renamed, bytes1);
+    // Cut inside the header: before its fs id length is readable (byte 12), and after.
+    const headerCutDir = join(dir, 'header-cut');
+    mkdirSync(headerCutDir);
+    const shortCut = join(headerCutDir, 'replog.dta-1');
+    writeFileSync(shortCut, bytes1.subarray(0, 10));
+    const headerCut = join(headerCutDir, 'replog.dta-2');
+    writeFileSync(headerCut, bytes1.subarray(0, 40));
 
-    const [text, json, liveText, liveJson, truncated, corrupt, wrongSize] = await Promise.all([
+    const [text, json, liveText, liveJson, truncated, corrupt, wrongSize, misnamed, misnamedJson, cutShort, cutHeader] = await Promise.all([
       replogtool('-r', rotated[0], '-b', String(BLOCK)),
       replogtool('-r', rotated[1], '-b', '4K', '--json'),
       replogtool('-r', liveCopy, '-b', String(BLOCK)),
@@ -189,6 +201,10 @@ describe('replogtool', () => {
       replogtool('-r', cut, '-b', String(BLOCK)),
       replogtool('-r', bad, '-b', String(BLOCK)),
       replogtool('-r', rotated[0], '-b', '8192'),
+      replogtool('-r', renamed, '-b', String(BLOCK)),
+      replogtool('-r', renamed, '-b', String(BLOCK), '--json'),
+      replogtool('-r', shortCut, '-b', String(BLOCK)),
+      replogtool('-r', headerCut, '-b', String(BLOCK)),
     ]);
 
     expect(text.stderr).toBe('');
@@ -262,6 +278,18 @@ describe('replogtool', () => {
     expect(corrupt.stderr).toContain(`replogtool: ECRC: ${bad}: `);
     expect(wrongSize.code).toBe(1);
     expect(wrongSize.stderr).toContain(`EBLKSIZE: ${rotated[0]}: written with block size 4096, expected 8192`);
+    for (const r of [misnamed, misnamedJson]) {
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(`replogtool: ESEQUENCE: ${renamed}: the file is named for sequence 7 but its header says sequence 1 (renamed by hand?); a slave takes it only as replog.dta-1\n`);
+    }
+    // The header is 36 bytes plus the fs id: the figure is exact once the fs id's length is read.
+    const headerBytes = 36 + MASTER_FS_ID.length;
+    expect(headerBytes).toBe(v1.header.sizeBytes);
+    expect(cutShort.code).toBe(1);
+    expect(cutShort.stderr).toContain(`ETRUNCATED: ${shortCut}: file of 10 bytes ends inside its header (a header is 36 bytes plus its fs id, at least 37)`);
+    expect(cutHeader.code).toBe(1);
+    expect(cutHeader.stderr).toContain(`ETRUNCATED: ${headerCut}: file of 40 bytes ends inside its header (this one needs ${headerBytes} bytes: 36 plus its ${MASTER_FS_ID.length}-byte fs id)`);
   });
 
   it('refuses bad usage with exit 2 and the usage text; -h prints it', async () => {
@@ -330,6 +358,11 @@ describe('replogtool', () => {
     expect(gap.code).toBe(1);
     expect(gap.stderr).toContain('ESEQUENCE');
     expect(gap.stderr).toContain('needs replog.dta-2 next');
+    const renamedAsNext = join(badDir, 'replog.dta-3');
+    writeFileSync(renamedAsNext, bytes2);
+    const misnamed = await replogtool('-r', renamedAsNext, '-c', slave.cfgPath);
+    expect(misnamed.code).toBe(1);
+    expect(misnamed.stderr).toContain(`\nreplogtool: ESEQUENCE: ${renamedAsNext}: the file is named for sequence 3 but its header says sequence 2 (renamed by hand?); a slave takes it only as replog.dta-2; nothing was applied\n`);
     const live = await replogtool('-r', livePath, '-c', slave.cfgPath);
     expect(live.code).toBe(1);
     expect(live.stderr).toContain(`ETRUNCATED: ${livePath}: `);

@@ -131,10 +131,20 @@ export function encodeHeader(p: Primitives, fields: LogHeaderFields): Uint8Array
   return out;
 }
 
-type HeaderInspection = { kind: 'header'; header: LogHeader } | { kind: 'incomplete'; neededBytes: number };
+/** A prefix of a header: `fsIdBytes` once its length field (bytes 10..11) is in it. */
+type HeaderInspection = { kind: 'header'; header: LogHeader } | { kind: 'incomplete'; fsIdBytes: number | undefined };
+
+/** Why `lengthBytes` bytes are not a whole header: the size it needs, exact once the fs id's length is known. */
+function headerTornText(lengthBytes: number, seen: { fsIdBytes: number | undefined }): string {
+  const need =
+    seen.fsIdBytes === undefined
+      ? `a header is ${HEADER_FIXED_BYTES} bytes plus its fs id, at least ${HEADER_FIXED_BYTES + 1}`
+      : `this one needs ${HEADER_FIXED_BYTES + seen.fsIdBytes} bytes: ${HEADER_FIXED_BYTES} plus its ${seen.fsIdBytes}-byte fs id`;
+  return `file of ${lengthBytes} bytes ends inside its header (${need})`;
+}
 
 /**
- * The header at the start of `bytes`, or how many bytes it needs. Throws
+ * The header at the start of `bytes`, or the prefix of one. Throws
  * EFORMAT (not a replication log, unknown version, field out of range) and
  * ECRC; a short prefix that is consistent so far is 'incomplete', never an error.
  */
@@ -143,7 +153,7 @@ function inspectHeader(p: Primitives, bytes: Uint8Array, fileName: string | unde
   if (!startsWith(bytes, MAGIC_BYTES)) {
     throw fail('EFORMAT', `not a lessfs replication log: starts with '${printable(bytes.subarray(0, 8))}', expected magic '${LOG_MAGIC}'`, 0);
   }
-  if (bytes.length < 12) return { kind: 'incomplete', neededBytes: HEADER_FIXED_BYTES + 1 };
+  if (bytes.length < 12) return { kind: 'incomplete', fsIdBytes: undefined };
   const view = viewOf(bytes);
   const version = view.getUint16(8);
   if (version !== LOG_FORMAT_VERSION) {
@@ -152,7 +162,7 @@ function inspectHeader(p: Primitives, bytes: Uint8Array, fileName: string | unde
   const n = view.getUint16(10);
   if (n < 1 || n > FS_ID_BYTES_MAX) throw fail('EFORMAT', `fs id length ${n} outside 1..${FS_ID_BYTES_MAX}`, 10);
   const sizeBytes = HEADER_FIXED_BYTES + n;
-  if (bytes.length < sizeBytes) return { kind: 'incomplete', neededBytes: sizeBytes };
+  if (bytes.length < sizeBytes) return { kind: 'incomplete', fsIdBytes: n };
   const stored = view.getUint32(32 + n);
   const computed = p.crc32(bytes.subarray(0, 32 + n));
   if (stored !== computed) {
@@ -179,7 +189,7 @@ function inspectHeader(p: Primitives, bytes: Uint8Array, fileName: string | unde
 export function decodeHeader(p: Primitives, bytes: Uint8Array, fileName?: string): LogHeader {
   const seen = inspectHeader(p, bytes, fileName);
   if (seen.kind === 'incomplete') {
-    throw new ReplogError('ETRUNCATED', `file of ${bytes.length} bytes ends inside its header (needs ${seen.neededBytes} bytes)`, {
+    throw new ReplogError('ETRUNCATED', headerTornText(bytes.length, seen), {
       offsetBytes: bytes.length,
       fileName,
     });
@@ -200,6 +210,20 @@ export function checkHeader(header: LogHeader, expect: LogExpectation, fileName?
   if (expect.sequence !== undefined && header.sequence !== expect.sequence) {
     throw new ReplogError('ESEQUENCE', `has sequence ${header.sequence}, expected sequence ${expect.sequence}`, { fileName });
   }
+}
+
+/**
+ * Refuse a rotated file whose name (`replog.dta-N`, N = `nameSequence`) says
+ * another sequence than its header: applied under that name it would be
+ * taken out of order. No check when the file was not found by such a name.
+ */
+export function checkNamedSequence(header: LogHeader, nameSequence: number | undefined, fileName?: string): void {
+  if (nameSequence === undefined || header.sequence === nameSequence) return;
+  throw new ReplogError(
+    'ESEQUENCE',
+    `the file is named for sequence ${nameSequence} but its header says sequence ${header.sequence} (renamed by hand?); a slave takes it only as replog.dta-${header.sequence}`,
+    { fileName },
+  );
 }
 
 // ---------------------------------------------------------------- trailer
@@ -496,7 +520,7 @@ export function scanLiveLog(p: Primitives, bytes: Uint8Array, options: { fileNam
   if (bytes.length === 0) return none(undefined);
   const seenHeader = inspectHeader(p, bytes, fileName);
   if (seenHeader.kind === 'incomplete') {
-    return none({ code: 'ETRUNCATED', offsetBytes: 0, detail: `file of ${bytes.length} bytes ends inside its header (needs ${seenHeader.neededBytes})` });
+    return none({ code: 'ETRUNCATED', offsetBytes: 0, detail: headerTornText(bytes.length, seenHeader) });
   }
   const header = seenHeader.header;
   const assembler = new TransactionAssembler(p, header.firstTxn, { blockSizeBytes: header.blockSizeBytes, fileName, allowBlockRefs: true });

@@ -9,7 +9,7 @@ import { FormatError } from '../errors.ts';
 import type { FsEngine, ReplicatedTxn } from '../fs/engine.ts';
 import { ReplogError } from './errors.ts';
 import { FRAME_TYPE, type Transaction } from './frames.ts';
-import { decodeHeader, validateRotatedFile, type LogHeader } from './log-file.ts';
+import { checkNamedSequence, decodeHeader, validateRotatedFile, type LogHeader } from './log-file.ts';
 
 /** What a slave keeps in its store (meta 'replication'). */
 export interface SlaveReplicationMeta {
@@ -78,9 +78,7 @@ export class SlaveApplier {
     const fsId = pos.fsId ?? peek.fsId;
     const file = validateRotatedFile(this.p, bytes, { fsId, blockSizeBytes, fileName });
     const { header, trailer } = file;
-    if (nameSequence !== undefined && header.sequence !== nameSequence) {
-      throw new ReplogError('ESEQUENCE', `the file is named for sequence ${nameSequence} but its header says sequence ${header.sequence}; renamed by hand?`, { fileName });
-    }
+    checkNamedSequence(header, nameSequence, fileName);
     if (pos.sequence > 0 && header.sequence <= pos.sequence) {
       return { kind: 'duplicate', header, appliedTxn: pos.txn, appliedSequence: pos.sequence };
     }
