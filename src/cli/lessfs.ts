@@ -1,7 +1,7 @@
 // lessfs CONFIG MOUNTPOINT [-o OPTS] [-f] : mount a lessfs filesystem.
 
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { LessfsConfig } from '../core/config.ts';
 import { ControlFiles } from '../core/control.ts';
@@ -77,10 +77,47 @@ export const lessfs: Command = {
   },
 };
 
+/** Lines of a failed daemon start shown by the parent (the log has them all). */
+const FAILED_START_LINES_SHOWN = 10;
+
+/**
+ * What was appended to the log at `path` from `startBytes` on: the lines of
+ * this start only (the child appends; older attempts' lines are before it).
+ * From the start of the file when it shrank meanwhile (rotated or truncated).
+ */
+function logLinesSince(path: string, startBytes: number): string[] {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const from = size < startBytes ? 0 : startBytes;
+    const bytes = Buffer.alloc(size - from);
+    let done = 0;
+    while (done < bytes.length) {
+      const n = readSync(fd, bytes, done, bytes.length - done, from + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return bytes.subarray(0, done).toString('utf8').split('\n').filter((l) => l.trim() !== '');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function failedStartText(exitCode: number | null, log: string, startBytes: number): string {
+  const lines = logLinesSince(log, startBytes);
+  if (lines.length === 0) return `mount failed (exit ${exitCode}); it wrote nothing to ${log}`;
+  const shown = lines.slice(-FAILED_START_LINES_SHOWN);
+  const cut = lines.length - shown.length;
+  const head = cut > 0 ? `its last ${shown.length} lines in ${log} (${cut} before them not shown)` : `its lines in ${log}`;
+  return `mount failed (exit ${exitCode}); ${head}:\n${shown.join('\n')}`;
+}
+
 /** Start ourselves in the background with -f and wait until the mount is up. */
 async function daemonize(argv: string[], config: LessfsConfig, mnt: string, logPath: string | undefined): Promise<number> {
   const log = resolve(logPath ?? `${config.metaPath}/lessfs.log`);
   const fd = openSync(log, 'a');
+  // The child appends: everything past this offset is this start's (earlier ones stay in the log).
+  const startBytes = fstatSync(fd).size;
   const script = process.argv[1];
   const child = spawn(process.execPath, [...withLessfsNodeFlags(process.execArgv), script, ...argv, '--foreground', '--daemon-child'], {
     detached: true,
@@ -94,8 +131,7 @@ async function daemonize(argv: string[], config: LessfsConfig, mnt: string, logP
   child.on('message', (m) => { if ((m as { mounted?: boolean }).mounted) ready = true; });
   for (let i = 0; i < 300; i++) {
     if (exited !== undefined) {
-      const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n');
-      throw new CliError(`mount failed (exit ${exited}); last lines of ${log}:\n${tail}`);
+      throw new CliError(failedStartText(exited, log, startBytes));
     }
     if (ready) {
       if (child.connected) child.disconnect();

@@ -116,3 +116,34 @@ describe('mklessfs and lessfsck', () => {
     }
   });
 });
+
+describe('lessfs as a daemon', () => {
+  let dir: string;
+  let cfg: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'lessfs-cli-daemon-'));
+    cfg = join(dir, 'lessfs.cfg');
+    for (const d of ['mta', 'dta', 'mnt']) mkdirSync(join(dir, d));
+    // Never formatted: the child's mount fails before it touches FUSE.
+    writeFileSync(cfg, `BLOCKDATA_PATH=${dir}/dta\nMETA_PATH=${dir}/mta\nBLKSIZE=65536\n`);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("a failed mount prints this start's log lines only, not older ones in the log", async () => {
+    const stale = '2020-01-01T00:00:00.000Z lessfs[1] a line an older attempt left in the log';
+    const defaultLog = join(dir, 'mta', 'lessfs.log');
+    const ownLog = join(dir, 'own.log');
+    const refusal = `lessfs: ${dir}/mta holds no lessfs filesystem: run mklessfs first`;
+    for (const [log, extra] of [[defaultLog, []], [ownLog, ['--log', ownLog]]] as const) {
+      writeFileSync(log, `${stale}\n`.repeat(3));
+      const first = await cli('lessfs', [cfg, join(dir, 'mnt'), ...extra]);
+      expect(first.code).toBe(1);
+      expect(first.stdout).toBe('');
+      expect(first.stderr).toBe(`lessfs: mount failed (exit 1); its lines in ${log}:\n${refusal}\n`);
+      // A second failure shows its own line once, not the first attempt's too.
+      const second = await cli('lessfs', [cfg, join(dir, 'mnt'), ...extra]);
+      expect(second.stderr).toBe(first.stderr);
+      expect(readFileSync(log, 'utf8')).toBe(`${stale}\n`.repeat(3) + `${refusal}\n`.repeat(2));
+    }
+  });
+});
