@@ -21,7 +21,11 @@ file sizes against block maps, data-file extents and counters.
                      grow sizes to cover their blocks, rebuild block records that do
                      not decode from their data when it hashes to the block's key
                      (never drops data it can verify; a block whose data is not
-                     found becomes a hole, and the report says it is lost)
+                     found becomes a hole, and the report says it is lost).
+                     Repairs bypass replication: on a master they are a
+                     transaction its slave cannot get, on a slave they make it
+                     differ from its master; either must then be re-seeded
+                     (the report warns)
   -h, --help         show this help
 
 Exit status: 0 clean (or everything repaired), 1 problems remain or error, 2 usage.
@@ -52,7 +56,11 @@ export const lessfsck: Command = {
     try {
       const drivers = realEngineDrivers(new StderrLogger(config.debug, 'lessfsck'));
       const options = engineOptionsFromConfig(config, { readOnly: true });
-      const report = await fsck(drivers, options, { thorough: values.thorough === true, repair: values.repair === true });
+      const report = await fsck(drivers, options, {
+        thorough: values.thorough === true,
+        repair: values.repair === true,
+        replicationRole: config.replication === 'masterslave' ? config.replicationRole : undefined,
+      });
       process.stdout.write(`${formatFsckReport(report)}\n`);
       const remaining = report.problems.filter((p) => !p.repaired).length;
       return remaining === 0 ? EXIT_OK : EXIT_RUNTIME;

@@ -8,6 +8,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { FsEngine, joinPath } from '../../src/core/fs/engine.ts';
+import { fsck, type FsckReport } from '../../src/core/fs/fsck.ts';
+import { direntKey, ROOT_INO, T, TABLES } from '../../src/core/fs/schema.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { encodeRecordFrame, FRAME_TYPE } from '../../src/core/replication/frames.ts';
 import { scanLiveLog } from '../../src/core/replication/log-file.ts';
@@ -175,5 +177,79 @@ describe('a log behind the store after a mount without replication', () => {
     expect(said).toMatch(/a slave must be re-seeded/);
     expect(statusField(m.status(), 'last_error')).toContain(gap);
     await m.close();
+  });
+});
+
+describe('a master repaired by lessfsck -r', () => {
+  /** Take /a out of the root directory (repair puts it in /lost+found) and repair the closed master as lessfsck -r does. */
+  async function breakAndRepair(c: BatchCluster): Promise<FsckReport> {
+    const n = c.master;
+    const d = n.machine.drivers();
+    const store = await c.run(d.storeFactory.open({ path: n.options.metaPath, tables: TABLES, mapSizeBytes: n.options.lmdbMapSizeBytes }));
+    await c.run(store.commit([{ table: T.dirent, key: direntKey(ROOT_INO, 'a'), value: undefined }], { durable: true }));
+    await c.run(store.close());
+    return c.run(fsck(d, n.options, { thorough: false, repair: true, replicationRole: 'master' }));
+  }
+
+  /** A batch master with replog.dta-1 applied by its slave and more transactions in replog.dta; closed. */
+  async function replicated(): Promise<{ c: BatchCluster; logged: number }> {
+    const c = new BatchCluster(new Scheduler({ seed: 5 }), 5);
+    await c.format();
+    const e = await c.open(c.master);
+    const fs = new PathFs(e);
+    fs.create('/a');
+    await c.run(fs.write('/a', 0, poolData(BS, 1, 2 * BS)));
+    await c.run(e.commit());
+    await c.rotate();
+    fs.create('/b');
+    await c.run(e.commit());
+    await c.close(c.master);
+    const logged = e.txn;
+    await c.open(c.slave);
+    await c.run(c.slave.node!.slaveApplier!.applyFile(await c.readMasterFile('replog.dta-1'), 'replog.dta-1', 1));
+    await c.close(c.slave);
+    return { c, logged };
+  }
+
+  it('the repair is a transaction of its own, and the next mount names it as the cause of the gap; the slave refuses the gap', async () => {
+    const { c, logged } = await replicated();
+    const report = await breakAndRepair(c);
+    expect(report.problems.some((p) => p.repaired)).toBe(true);
+    expect(report.txn).toBe(logged + 1);
+    expect(report.warnings).toEqual([expect.stringContaining(`the repair is txn ${logged + 1}, committed without the replication log`)]);
+    const lines = c.master.machine.logger.lines.length;
+    await c.open(c.master);
+    const said = c.master.machine.logger.lines.slice(lines).join('\n');
+    expect(said).toContain(`replog.dta ends at txn ${logged}: the database was repaired by lessfsck -r at txn ${logged + 1}, which the log does not hold and cannot replicate; a slave must be re-seeded`);
+    expect(said).not.toContain('REPLICATION=off');
+    expect(statusField(c.master.node!.control.status(), 'last_error')).toContain(`repaired by lessfsck -r at txn ${logged + 1}`);
+    new PathFs(c.engineOf(c.master)).create('/c');
+    await c.run(c.engineOf(c.master).commit());
+    await c.rotate();
+    await c.close(c.master);
+    // replog.dta-2 holds what was logged before the repair; replog.dta-3 starts after it.
+    expect((await c.masterFiles()).map((f) => f.name)).toEqual(['replog.dta-1', 'replog.dta-2', 'replog.dta-3']);
+    await c.open(c.slave);
+    const applier = c.slave.node!.slaveApplier!;
+    await c.run(applier.applyFile(await c.readMasterFile('replog.dta-2'), 'replog.dta-2', 2));
+    await expect(c.run(applier.applyFile(await c.readMasterFile('replog.dta-3'), 'replog.dta-3', 3))).rejects.toThrow(
+      `transaction gap: the file starts at txn ${logged + 2}, but this slave is at txn ${logged}`,
+    );
+    await c.close(c.slave);
+  });
+
+  it('a repair and a mount without replication: the mount names both', async () => {
+    const { c, logged } = await replicated();
+    await breakAndRepair(c);
+    const plain = await c.run(FsEngine.open(c.master.machine.drivers(), c.master.options));
+    new PathFs(plain).create('/c');
+    await c.run(plain.close());
+    const lines = c.master.machine.logger.lines.length;
+    await c.open(c.master);
+    const said = c.master.machine.logger.lines.slice(lines).join('\n');
+    expect(said).toContain(
+      `the database was repaired by lessfsck -r at txn ${logged + 1}, and the other ${plain.txn - logged - 1} of transactions ${logged + 1}..${plain.txn} were committed without replication (by a mount with REPLICATION=off); none of them can be replicated; a slave must be re-seeded`,
+    );
+    await c.close(c.master);
   });
 });

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { toHex } from '../../src/core/bytes.ts';
 import { fsck, formatFsckReport, type FsckReport } from '../../src/core/fs/fsck.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
-import { blockmapKey, decodeBlock, DATA_FILE, T, TABLES } from '../../src/core/fs/schema.ts';
+import { blockmapKey, decodeBlock, DATA_FILE, direntKey, META, metaKey, ROOT_INO, T, TABLES } from '../../src/core/fs/schema.ts';
 import type { Store } from '../../src/core/drivers.ts';
 import type { EngineOptions } from '../../src/core/fs/types.ts';
 import { CODEC_LZ4, CODEC_NONE } from '../../src/real/primitives.ts';
@@ -90,6 +90,26 @@ async function readA(): Promise<Uint8Array> {
   } finally {
     await engine.close();
   }
+}
+
+/** A lessfs.cfg for the harness's store, with `extra` lines. */
+function configFile(extra = ''): string {
+  const cfg = join(h.dir, 'lessfs.cfg');
+  writeFileSync(cfg, `BLOCKDATA_PATH=${h.options.blockDataPath}\nMETA_PATH=${h.options.metaPath}\nBLKSIZE=${BS}\n${extra}`);
+  return cfg;
+}
+
+/** Run the lessfsck command on `cfg`. */
+function lessfsckWith(cfg: string): (args: string[]) => Promise<{ code: number; stdout: string }> {
+  return async (args) => {
+    try {
+      const r = await promisify(execFile)(process.execPath, [join(ROOT, 'bin', 'lessfsck.js'), ...args, '-c', cfg], { timeout: 30_000 });
+      return { code: 0, stdout: r.stdout };
+    } catch (err) {
+      const e = err as { code: number; stdout: string };
+      return { code: e.code, stdout: e.stdout };
+    }
+  };
 }
 
 describe('lessfsck: block records that do not decode', () => {
@@ -200,17 +220,7 @@ describe('lessfsck: block records that do not decode', () => {
     const { key, value } = await blockOf(ino, 0);
     value[0] = 0xff;
     await putRecord(key, value);
-    const cfg = join(h.dir, 'lessfs.cfg');
-    writeFileSync(cfg, `BLOCKDATA_PATH=${h.options.blockDataPath}\nMETA_PATH=${h.options.metaPath}\nBLKSIZE=${BS}\n`);
-    const lessfsck = async (args: string[]): Promise<{ code: number; stdout: string }> => {
-      try {
-        const r = await promisify(execFile)(process.execPath, [join(ROOT, 'bin', 'lessfsck.js'), ...args, '-c', cfg], { timeout: 30_000 });
-        return { code: 0, stdout: r.stdout };
-      } catch (err) {
-        const e = err as { code: number; stdout: string };
-        return { code: e.code, stdout: e.stdout };
-      }
-    };
+    const lessfsck = lessfsckWith(configFile());
     const a = await lessfsck(['-t']);
     expect(a.code).toBe(1);
     expect(a.stdout).toContain('PROBLEM EBLOCK');
@@ -262,5 +272,60 @@ describe('lessfsck -t: reading blocks back', () => {
     // Nothing to repair that would not lose data: the problems stay.
     expect((await repair()).problems.every((p) => !p.repaired)).toBe(true);
     expect(readFileSync(dataPath()).length).toBe(size);
+  });
+});
+
+describe('lessfsck -r on a replicating filesystem', () => {
+  /** Take /a out of the root directory: a problem repair fixes (it goes to /lost+found). */
+  const txnOf = (stdout: string): number => Number(/^transaction (\d+),/.exec(stdout)?.[1]);
+  /** A store whose /a is out of the root directory (repair puts it in /lost+found), the command for it as `role`, and its txn. */
+  async function brokenAs(role: 'master' | 'slave'): Promise<{ lessfsck: ReturnType<typeof lessfsckWith>; before: number }> {
+    await storeWithFile({}, 1);
+    await withStore((store) => store.commit([{ table: T.dirent, key: direntKey(ROOT_INO, 'a'), value: undefined }], { durable: true }));
+    const lessfsck = lessfsckWith(configFile(`REPLICATION=masterslave\nREPLICATION_ROLE=${role}\nREPLICATION_PARTNER_IP=-1\n`));
+    return { lessfsck, before: txnOf((await lessfsck([])).stdout) };
+  }
+  const replicationMeta = (): Promise<unknown> => withStore(async (store) => {
+    const v = store.get(T.meta, metaKey(META.replication));
+    return v === undefined ? undefined : JSON.parse(Buffer.from(v).toString('utf8'));
+  });
+
+  it('a master: the repair is a transaction of its own, recorded as not logged, and the report warns; the store\'s record wins over REPLICATION=off', async () => {
+    const { lessfsck: master, before } = await brokenAs('master');
+    const a = await master(['-r']);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toContain('REPAIRED');
+    expect(txnOf(a.stdout)).toBe(before + 1);
+    expect(a.stdout).toContain(`\nWARNING: this filesystem is a replication master: the repair is txn ${before + 1}, committed without the replication log, so its slave cannot get it; re-seed the slave`);
+    expect(await replicationMeta()).toEqual({ role: 'master', repairTxns: [before + 1] });
+    // Nothing to repair: nothing committed, no warning.
+    const clean = await master(['-r']);
+    expect(txnOf(clean.stdout)).toBe(before + 1);
+    expect(clean.stdout).not.toContain('WARNING');
+    // Checked with REPLICATION=off: the store says it is a master.
+    await putRecord(new Uint8Array(32).fill(0xab), new Uint8Array([9, 1, 2]));
+    const b = await lessfsckWith(configFile())(['-r']);
+    expect(txnOf(b.stdout)).toBe(before + 2);
+    expect(b.stdout).toContain(`WARNING: this filesystem is a replication master: the repair is txn ${before + 2}`);
+    expect(await replicationMeta()).toEqual({ role: 'master', repairTxns: [before + 1, before + 2] });
+  });
+
+  it('a slave: the report warns that it no longer matches its master; its txn stays the master\'s', async () => {
+    const { lessfsck: slave, before } = await brokenAs('slave');
+    const r = await slave(['-r']);
+    expect(r.code).toBe(0);
+    expect(txnOf(r.stdout)).toBe(before);
+    expect(r.stdout).toContain('\nWARNING: this filesystem is a replication slave: the repair changed it outside replication, so it no longer matches its master; re-seed it from a copy of the master');
+    expect(await replicationMeta()).toBeUndefined();
+  });
+
+  it('without replication: no warning, the txn stays', async () => {
+    await storeWithFile({}, 1);
+    await putRecord(new Uint8Array(32).fill(0xab), new Uint8Array([9, 1, 2]));
+    const before = (await check()).txn;
+    const r = await repair();
+    expect(r.problems.some((p) => p.repaired)).toBe(true);
+    expect(r.txn).toBe(before);
+    expect(r.warnings).toEqual([]);
   });
 });

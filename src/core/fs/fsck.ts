@@ -15,6 +15,10 @@
 // sizes grow to cover their blocks, refcounts and counters are recomputed,
 // undecodable block records are rebuilt from their verified data; only a block
 // whose data cannot be found becomes a hole (reported as lost).
+// A repair never goes through the replication log: on a master it is a
+// transaction of its own, recorded as not logged (the next mount says the
+// slave must be re-seeded); on a slave it makes the store differ from its
+// master. Either way the report warns.
 
 import type { FileHandle, StoreOp } from '../drivers.ts';
 import { readU64, toHex, utf8 } from '../bytes.ts';
@@ -56,6 +60,7 @@ import {
   type NodeState,
 } from './schema.ts';
 import type { EngineDrivers, EngineOptions } from './types.ts';
+import type { MasterReplicationMeta } from '../replication/master-log.ts';
 
 export interface FsckProblem {
   code: string;
@@ -76,11 +81,15 @@ export interface FsckReport {
   blocksFailed: number;
   txn: number;
   wasClean: boolean;
+  /** What a repair means for replication (a master's or slave's store repaired): say it. */
+  warnings: string[];
 }
 
 export interface FsckOptions {
   thorough: boolean;
   repair: boolean;
+  /** REPLICATION_ROLE when the config has REPLICATION=masterslave; the store's replication meta wins when it names a role. */
+  replicationRole?: 'master' | 'slave';
 }
 
 export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckOptions: FsckOptions): Promise<FsckReport> {
@@ -461,7 +470,28 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       }
     }
 
+    const warnings: string[] = [];
     if (repair && problems.some((p) => p.repaired)) {
+      const replBytes = store.get(T.meta, metaKey(META.replication));
+      const repl = replBytes ? decodeJson<{ role?: unknown }>(replBytes, 'replication') : undefined;
+      const role = repl?.role === 'master' || repl?.role === 'slave' ? repl.role : fsckOptions.replicationRole;
+      if (role === 'master') {
+        // A transaction of its own, which the log does not hold: the store's txn
+        // passes the log's, and the meta tells the next mount why.
+        state.txn++;
+        const master = (repl ?? { role: 'master' }) as Partial<MasterReplicationMeta>;
+        const meta: Partial<MasterReplicationMeta> = { ...master, role: 'master', repairTxns: [...(master.repairTxns ?? []), state.txn] };
+        ops.push({ table: T.meta, key: metaKey(META.replication), value: encodeJson(meta) });
+        warnings.push(
+          `this filesystem is a replication master: the repair is txn ${state.txn}, committed without the replication log, so its slave cannot get it; ` +
+            're-seed the slave from a copy of this master (the next mount says so too, and its slave refuses the transaction gap)',
+        );
+      } else if (role === 'slave') {
+        warnings.push(
+          'this filesystem is a replication slave: the repair changed it outside replication, so it no longer matches its master; ' +
+            're-seed it from a copy of the master (transactions applied from now on may be refused as diverged, or build on the difference)',
+        );
+      }
       for (const inode of inodes.values()) ops.push({ table: T.inode, key: inoKey(inode.ino), value: encodeInode(inode) });
       ops.push({ table: T.meta, key: metaKey(META.state), value: encodeJson(state) });
       await store.commit(dedupeOps(ops), { durable: true });
@@ -477,6 +507,7 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       blocksFailed,
       txn: state.txn,
       wasClean: cleanBytes !== undefined && cleanBytes[0] === 0x31,
+      warnings,
     };
   } finally {
     await dataFile?.close();
@@ -530,5 +561,6 @@ export function formatFsckReport(r: FsckReport): string {
   }
   for (const p of r.problems) lines.push(`${p.repaired ? 'REPAIRED' : 'PROBLEM'} ${p.code}: ${p.message}`);
   lines.push(r.problems.length === 0 ? 'clean: no problems found' : `${r.problems.length} problem(s) found`);
+  for (const w of r.warnings) lines.push(`WARNING: ${w}`);
   return lines.join('\n');
 }

@@ -64,10 +64,16 @@ export interface MasterReplicationMeta {
   /**
    * The transaction this was committed with: the last one this master logged.
    * The store's txn beyond it means commits without the log (a mount with
-   * REPLICATION=off); the log ending before it means the log lost committed
-   * transactions (damaged). Absent in stores written before it was recorded.
+   * REPLICATION=off, or a repair); the log ending before it means the log lost
+   * committed transactions (damaged). Absent in stores written before it was recorded.
    */
   txn?: number;
+  /**
+   * Transactions `lessfsck -r` committed since `txn` (each repair is one, not
+   * logged): they tell the next mount's gap message its cause. The next
+   * commit with the log writes the meta without them.
+   */
+  repairTxns?: number[];
 }
 
 export interface MasterLogOptions {
@@ -417,14 +423,10 @@ export class MasterLog implements CommitObserver {
       }
       if (writer.lastTxn < storeTxn) {
         // Transactions were committed without being logged (a mount with
-        // REPLICATION=off): the log cannot describe them. Close what it holds
-        // and start a new sequence after them; a slave refuses the gap.
-        const gap = `transactions ${writer.lastTxn + 1}..${storeTxn}`;
-        const why =
-          loggedTxn !== undefined
-            ? `${gap} were committed without replication (a mount with REPLICATION=off)`
-            : `the database is at txn ${storeTxn} (${gap} were committed without replication, or lost from a damaged log: this database predates the record that tells which)`;
-        const gapError = `${LIVE_LOG_NAME} ends at txn ${writer.lastTxn}: ${why}; they cannot be replicated; a slave must be re-seeded`;
+        // REPLICATION=off, a repair by lessfsck -r): the log cannot describe
+        // them. Close what it holds and start a new sequence after them; a
+        // slave refuses the gap.
+        const gapError = `${LIVE_LOG_NAME} ends at txn ${writer.lastTxn}: ${gapCause(writer.lastTxn, storeTxn, meta)}; a slave must be re-seeded`;
         logger.log(0, `replication log: ${gapError}`);
         let sequence = writer.header.sequence;
         if (scan.transactions.some((t) => t.decoded.some((r) => r.type === FRAME_TYPE.BLOCKREF))) {
@@ -1007,6 +1009,28 @@ export class MasterLog implements CommitObserver {
     }
     await this.file.close();
   }
+}
+
+/**
+ * Why the store's txns after `logEnd`, the log's last, up to `storeTxn` are not
+ * in the log: repairs by lessfsck -r (the meta lists them), a mount with
+ * REPLICATION=off (the meta records the last txn logged), or, in a store from
+ * before that record, either that or a damaged log.
+ */
+function gapCause(logEnd: number, storeTxn: number, meta: Partial<MasterReplicationMeta> | undefined): string {
+  const gap = `transactions ${logEnd + 1}..${storeTxn}`;
+  const known = meta?.txn !== undefined;
+  const repairs = (meta?.repairTxns ?? []).filter((t) => t > logEnd && t <= storeTxn);
+  if (repairs.length === 0) {
+    return known
+      ? `${gap} were committed without replication (a mount with REPLICATION=off); they cannot be replicated`
+      : `the database is at txn ${storeTxn} (${gap} were committed without replication, or lost from a damaged log: this database predates the record that tells which); they cannot be replicated`;
+  }
+  const repaired = `the database was repaired by lessfsck -r at txn${repairs.length > 1 ? 's' : ''} ${repairs.join(', ')}`;
+  const others = storeTxn - logEnd - repairs.length;
+  if (others === 0) return `${repaired}, which the log does not hold and cannot replicate`;
+  const how = known ? 'by a mount with REPLICATION=off' : 'by a mount with REPLICATION=off, or lost from a damaged log';
+  return `${repaired}, and the other ${others} of ${gap} were committed without replication (${how}); none of them can be replicated`;
 }
 
 /**
