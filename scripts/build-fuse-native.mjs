@@ -9,6 +9,11 @@
 //     unless the fs sets flag_utime_omit_ok;
 //  4. the caller's uid/gid/pid (fuse_get_context) are exposed to JS, so new
 //     files belong to the user who created them, not to the mount process.
+//  5. FUSE INTERRUPT reaches JS: each request gets a sequence number (in the
+//     context), and an interrupt of a request still being handled calls the
+//     Fuse object's onInterrupt(seq). The kernel waits for the answer of a
+//     request it has sent even after SIGKILL; without this a handler that
+//     waits (MAX_BACKLOG_SIZE) left the caller unkillable.
 // If the build fails the prebuilt addon stays in use and this says so loudly:
 // the filesystem works, but explicit mtimes are not kept and new files are root's.
 import { execFileSync } from 'node:child_process';
@@ -101,7 +106,60 @@ function patchFile(file, mark, reps) {
 patchFile(src, MARK2, cReplacements);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: caller of this request', jsReplacements);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v2');
+// Third patch set: interrupts. libfuse2's high-level API has no interrupt hook
+// without -o intr (which signals the handling thread: SIGUSR1 is Node's
+// inspector signal). The low-level one has: fuse_req_interrupt_func on the
+// request, which the high-level context holds right after its public part
+// (struct fuse_context_i in libfuse 2.9's fuse.c). The callback runs on the
+// libfuse thread that read the INTERRUPT; it only records and wakes the JS
+// loop. Unregistering before the answer waits for a running callback (the
+// request's lock), so a callback never sees the next request of the thread.
+const MARK3 = '/* lessfs-ts: interrupts */';
+const intrHelpers = `${MARK3}
+struct lessfs_fuse_context_i { struct fuse_context ctx; fuse_req_t req; };
+static uint32_t lessfs_next_seq = 0;
+static fuse_req_t lessfs_current_req (void) {
+  return ((struct lessfs_fuse_context_i *) fuse_get_context())->req;
+}
+static void lessfs_interrupted (fuse_req_t req, void *data) {
+  fuse_thread_locals_t *l = (fuse_thread_locals_t *) data;
+  l->intr_seq = l->seq;
+  __atomic_store_n(&(l->interrupted), 1, __ATOMIC_SEQ_CST);
+  uv_async_send(&(l->intr_async));
+}
+static void lessfs_dispatch_interrupt (uv_async_t* handle) {
+  fuse_thread_locals_t *l = (fuse_thread_locals_t *) handle->data;
+  fuse_thread_t *ft = l->fuse;
+  if (ft->handlers[34] == NULL) return;
+  FUSE_NATIVE_CALLBACK(ft->handlers[34], {
+    napi_value argv[2];
+    napi_get_reference_value(env, l->self, &(argv[0]));
+    napi_create_uint32(env, l->intr_seq, &(argv[1]));
+    NAPI_MAKE_CALLBACK(env, NULL, ctx, callback, 2, argv, NULL)
+  })
+}
+`;
+const intrC = [
+  ['  uint32_t caller_pid;\n\n  // Extended attributes', '  uint32_t caller_pid;\n  uint32_t seq;\n  uint32_t intr_seq;\n  int interrupted;\n  uv_async_t intr_async;\n\n  // Extended attributes'],
+  ['static void populate_stat (uint32_t *ints, struct stat* stat) {', `${intrHelpers}\nstatic void populate_stat (uint32_t *ints, struct stat* stat) {`],
+  ['  blk\\\n  uv_async_send(&(l->async));\\\n  uv_sem_wait(&(l->sem));\\\n  return l->res;',
+   '  blk\\\n  fuse_req_t lessfs_req = lessfs_current_req();\\\n  l->seq = __atomic_add_fetch(&lessfs_next_seq, 1, __ATOMIC_RELAXED);\\\n  __atomic_store_n(&(l->interrupted), 0, __ATOMIC_SEQ_CST);\\\n  if (lessfs_req != NULL) fuse_req_interrupt_func(lessfs_req, lessfs_interrupted, l);\\\n  uv_async_send(&(l->async));\\\n  uv_sem_wait(&(l->sem));\\\n  if (lessfs_req != NULL) fuse_req_interrupt_func(lessfs_req, NULL, NULL);\\\n  return l->res;'],
+  ['  uv_unref((uv_handle_t *) &(l->async));\n',
+   '  uv_unref((uv_handle_t *) &(l->async));\n  err = uv_async_init(uv_default_loop(), &(l->intr_async), (uv_async_cb) lessfs_dispatch_interrupt);\n  assert(err >= 0);\n  uv_unref((uv_handle_t *) &(l->intr_async));\n  l->intr_async.data = l;\n'],
+  ['  napi_create_array_with_length(env, 3, &arr);', '  napi_create_array_with_length(env, 5, &arr);'],
+  ['  napi_set_element(env, arr, 2, v);\n  return arr;',
+   '  napi_set_element(env, arr, 2, v);\n  napi_create_uint32(env, l->seq, &v);\n  napi_set_element(env, arr, 3, v);\n  napi_create_uint32(env, __atomic_load_n(&(l->interrupted), __ATOMIC_SEQ_CST) ? 1 : 0, &v);\n  napi_set_element(env, arr, 4, v);\n  return arr;'],
+];
+const intrJs = [
+  ['        self.context = c ? { uid: c[0], gid: c[1], pid: c[2] } : undefined\n',
+   '        self.context = c ? { uid: c[0], gid: c[1], pid: c[2], seq: c[3], interrupted: c[4] === 1 } : undefined\n'],
+  ['    return handlers\n\n    function makeHandler',
+   '    // lessfs-ts: interrupts: FUSE INTERRUPT of request seq (still being handled)\n    handlers[34] = function (nativeHandler, seq) {\n      if (typeof self.onInterrupt === \'function\') self.onInterrupt(seq)\n    }\n\n    return handlers\n\n    function makeHandler'],
+];
+patchFile(src, MARK3, intrC);
+patchFile(join(dir, 'index.js'), 'lessfs-ts: interrupts', intrJs);
+
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v3');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);
@@ -114,7 +172,7 @@ try {
   const args = [...gyp[1], 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
   execFileSync(gyp[0], args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   writeFileSync(built, 'fuse-native.c patched and rebuilt by lessfs-ts scripts/build-fuse-native.mjs\n');
-  console.error('build-fuse-native: rebuilt fuse-native with the utimens fix');
+  console.error('build-fuse-native: rebuilt fuse-native with the utimens, caller context and interrupt patches');
 } catch (err) {
-  console.error(`build-fuse-native: WARNING: rebuilding fuse-native failed (${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' / ')}); the prebuilt addon stays in use and explicit mtimes (utimens) will not be kept`);
+  console.error(`build-fuse-native: WARNING: rebuilding fuse-native failed (${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' / ')}); the prebuilt addon stays in use: explicit mtimes (utimens) are not kept, new files are root's, and a request waiting in lessfs does not end when its caller is killed`);
 }

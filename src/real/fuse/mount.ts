@@ -57,14 +57,38 @@ export function fuseCaller(): { uid: number; gid: number } {
   return c ? { uid: c.uid, gid: c.gid } : { uid: 0, gid: 0 };
 }
 
+/**
+ * The request being handled: its sequence number (what an interrupt names)
+ * and whether the kernel has already interrupted it. Valid synchronously at
+ * handler entry; undefined without the patched addon (no interrupts then).
+ */
+export function fuseRequest(): FuseRequest | undefined {
+  const c = (activeFuse as { context?: { seq?: number; interrupted?: boolean } } | undefined)?.context;
+  return c?.seq === undefined ? undefined : { seq: c.seq, interrupted: c.interrupted === true };
+}
+
+export interface FuseRequest {
+  seq: number;
+  interrupted: boolean;
+}
+
 class LessfsFuse extends Fuse {
-  constructor(mnt: string, ops: FuseOps, private readonly optionList: string[]) {
+  constructor(
+    mnt: string,
+    ops: FuseOps,
+    private readonly optionList: string[],
+    private readonly interrupted: ((seq: number) => void) | undefined,
+  ) {
     // No per-operation timeout: a write waiting for cache room or a frozen
     // filesystem may wait long, and every handler always answers.
     super(mnt, ops, { timeout: false });
   }
   protected override _fuseOptions(): string {
     return `-o${this.optionList.join(',')}`;
+  }
+  /** Called by the patched addon: the kernel interrupted request seq (its caller got a signal). */
+  onInterrupt(seq: number): void {
+    this.interrupted?.(seq);
   }
 }
 
@@ -114,11 +138,12 @@ export interface Mounted {
  */
 export class MountRefusedError extends Error {}
 
-export async function mountFuse(mnt: string, ops: FuseOps, options: MountOptions): Promise<Mounted> {
+/** `onInterrupt`: the kernel interrupted a request still being handled (see fuseRequest). */
+export async function mountFuse(mnt: string, ops: FuseOps, options: MountOptions, onInterrupt?: (seq: number) => void): Promise<Mounted> {
   const st = statSync(mnt, { throwIfNoEntry: false });
   if (!st) throw new Error(`mount point ${mnt} does not exist`);
   if (!st.isDirectory()) throw new Error(`mount point ${mnt} is not a directory`);
-  const fuse = new LessfsFuse(mnt, ops, mountOptionList(options));
+  const fuse = new LessfsFuse(mnt, ops, mountOptionList(options), onInterrupt);
   activeFuse = fuse;
   try {
     await new Promise<void>((resolveMount, reject) => fuse.mount((err) => (err ? reject(err) : resolveMount())));
