@@ -7,12 +7,12 @@
 // replication/enabled stops and restarts the flow.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, linkSync, mkdirSync, openSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, linkSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanupMounts, errnoOf, run, sha256File, startMount, tempDir, type ConfigOverrides, type LessfsMount } from '../support/mount.ts';
+import { cleanupMounts, errnoOf, run, sha256File, spawnTracked, startMount, tempDir, type ConfigOverrides, type LessfsMount } from '../support/mount.ts';
 import { treeOf } from '../support/tree.ts';
 
 const MIB = 1024 * 1024;
@@ -161,6 +161,29 @@ async function writeRandom(path: string, sizeBytes: number, onProgress?: (writte
     await fh.close();
   }
   return h.digest('hex');
+}
+
+/** How long a process must stay blocked to count as held by MAX_BACKLOG_SIZE. */
+const HELD_CHECK_MS = 1_500;
+/** A process killed while held must be gone within this (the kernel waits for the daemon's answer). */
+const KILLED_GONE_MS_MAX = 2_000;
+
+/** The state letter of a process in /proc (R, S, D, Z), or 'gone'. */
+function procState(pid: number | undefined): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '?';
+  } catch {
+    return 'gone';
+  }
+}
+
+/** Signal a tracked child and return the ms until it exited (KILLED_GONE_MS_MAX + 1 if it did not). */
+async function goneAfter(p: ReturnType<typeof spawnTracked>, signal: NodeJS.Signals): Promise<number> {
+  const t0 = performance.now();
+  p.child.kill(signal);
+  const gone = await Promise.race([p.exited.then(() => true), sleep(KILLED_GONE_MS_MAX).then(() => false)]);
+  return gone ? performance.now() - t0 : KILLED_GONE_MS_MAX + 1;
 }
 
 /** A socket to the slave's port that resolves once the slave closes it (or rejects after a bound). */
@@ -439,6 +462,43 @@ describe('live replication with real mounts', () => {
     await master.stop();
     await slave.stop();
   }, 60_000);
+
+  it('MAX_BACKLOG_SIZE: a writer held by the backlog dies at kill -9 and a held mkdir at SIGINT; what was acknowledged replicates', async () => {
+    const p = await startPair({ master: { MAX_BACKLOG_SIZE: '64K' } });
+    const { master, slave } = p;
+    await fsp.writeFile(master.path('victim'), '');
+    await slave.stop();
+    const big = randomBytes(MIB);
+    await fsp.writeFile(master.path('big'), big);
+    await commitNow(master); // over the limit from here
+    const source = join(tempDir(), 'source');
+    const sourceBytes = randomBytes(2 * MIB);
+    writeFileSync(source, sourceBytes);
+
+    // dd into a file made before the hold (its open passes; its writes or its close wait).
+    const dd = spawnTracked('dd', [`if=${source}`, `of=${master.path('victim')}`, 'bs=128k', 'conv=notrunc']);
+    const mkdir = spawnTracked('mkdir', [master.path('held-dir')]);
+    await sleep(HELD_CHECK_MS);
+    expect(dd.child.exitCode, `dd finished with the backlog over MAX_BACKLOG_SIZE: ${dd.stderr()}`).toBe(null);
+    expect(mkdir.child.exitCode, 'mkdir finished with the backlog over MAX_BACKLOG_SIZE').toBe(null);
+
+    const ddGoneMs = await goneAfter(dd, 'SIGKILL');
+    const mkdirGoneMs = await goneAfter(mkdir, 'SIGINT');
+    expect(ddGoneMs, `dd still there ${KILLED_GONE_MS_MAX} ms after kill -9 (state ${procState(dd.child.pid)})`).toBeLessThan(KILLED_GONE_MS_MAX);
+    expect(mkdirGoneMs, `mkdir still there ${KILLED_GONE_MS_MAX} ms after SIGINT (state ${procState(mkdir.child.pid)})`).toBeLessThan(KILLED_GONE_MS_MAX);
+
+    // What the master acknowledged is in the size it reports (queued writes included).
+    const ackedBytes = (await fsp.stat(master.path('victim'))).size;
+    expect(await errnoOf(fsp.stat(master.path('held-dir')))).toBe('ENOENT');
+    await slave.restart();
+    await waitDrained(p);
+    const want = sha256(sourceBytes.subarray(0, ackedBytes));
+    expect(await sha256File(master.path('victim'))).toBe(want);
+    expect(await sha256File(slave.path('victim'))).toBe(want);
+    expect(await sha256File(slave.path('big'))).toBe(sha256(big));
+    await master.stop();
+    await slave.stop();
+  }, 90_000);
 
   it('echo 0 > replication/enabled holds writes on the master; echo 1 drains them', async () => {
     const p = await startPair();

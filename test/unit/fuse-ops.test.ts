@@ -6,14 +6,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlFiles, REPLICATION_OFF } from '../../src/core/control.ts';
 import { IoGate } from '../../src/core/gate.ts';
 import type { FsEngine } from '../../src/core/fs/engine.ts';
+import type { FuseRequest } from '../../src/real/fuse/mount.ts';
 import { LessfsFuseOps } from '../../src/real/fuse/ops.ts';
 import { RealHarness } from '../support/harness.ts';
 
 type AnyOps = Record<string, (...args: unknown[]) => void>;
 
-function opsOf(engine: FsEngine): { call: (name: string, ...args: unknown[]) => Promise<[number, unknown]>; ops: LessfsFuseOps } {
+function opsOf(engine: FsEngine, request?: () => FuseRequest | undefined): { call: (name: string, ...args: unknown[]) => Promise<[number, unknown]>; ops: LessfsFuseOps } {
   const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: 1000, nowMs: () => Date.now() });
-  const ops = new LessfsFuseOps({ engine, control, gate: new IoGate(), logger: { log: () => undefined }, logLevel: 0 });
+  const ops = new LessfsFuseOps({ engine, control, gate: new IoGate(), logger: { log: () => undefined }, logLevel: 0, request });
   const handlers = ops.ops() as unknown as AnyOps;
   const call = (name: string, ...args: unknown[]): Promise<[number, unknown]> =>
     new Promise((resolve) => handlers[name](...args, (e: number, v: unknown) => resolve([e, v])));
@@ -146,6 +147,67 @@ describe('FUSE handlers in-process', () => {
     expect((await call('getattr', '/r//q/f'))[0]).toBe(0);
     expect((await call('getattr', '/r/q/f/'))[0]).toBe(0);
     expect((await call('getattr', '/r/q/f/x'))[0]).toBe(-20); // ENOTDIR
+    await engine.close();
+  });
+
+  it('MAX_BACKLOG_SIZE hold: flush and release answer at once, waiting write and mkdir end with EINTR when interrupted, queued writes are stored after', async () => {
+    h = new RealHarness();
+    await h.format();
+    const engine = await h.open();
+    const bs = engine.options.blockSizeBytes;
+    // A hold as a live master's sender makes one (MAX_BACKLOG_SIZE exceeded).
+    let held = false;
+    let waiters: Array<() => void> = [];
+    engine.writesHeld = () => held;
+    engine.writeThrottle = () => (held ? new Promise<void>((r) => waiters.push(r)) : undefined);
+    let seq = 0;
+    const req: { current: FuseRequest } = { current: { seq: 0, interrupted: false } };
+    const { call, ops } = opsOf(engine, () => req.current);
+    const next = (): number => {
+      req.current = { seq: ++seq, interrupted: false };
+      return seq;
+    };
+    /** The handler's answer, or 'waiting' if it has none within a few event-loop turns. */
+    const answer = async (p: Promise<[number, unknown]>): Promise<number | 'waiting'> =>
+      Promise.race([p.then(([e]) => e), new Promise<'waiting'>((r) => setTimeout(() => r('waiting'), 50))]);
+
+    next();
+    const [, fd] = await call('create', '/f', 0o100644);
+    const data = Buffer.alloc(2 * bs, 0x5a);
+    next();
+    expect((await call('write', '/f', fd, data, data.length, 0))[0]).toBe(data.length); // acknowledged, queued
+    held = true; // the backlog passes the limit before the queued store runs
+
+    next();
+    expect(await answer(call('flush', '/f', fd)), 'flush waited on the hold').toBe(0);
+    const w = next();
+    const write = call('write', '/f', fd, data, bs, 2 * bs);
+    expect(await answer(write), 'a write went through the hold').toBe('waiting');
+    ops.interrupt(w);
+    expect((await write)[0]).toBe(-4); // EINTR, nothing queued
+    const m = next();
+    const mkdir = call('mkdir', '/d', 0o755);
+    expect(await answer(mkdir), 'mkdir went through the hold').toBe('waiting');
+    ops.interrupt(m);
+    expect((await mkdir)[0]).toBe(-4);
+    expect((await call('getattr', '/d'))[0]).toBe(-2);
+    // Interrupted before it reached the handler: the same answer without waiting.
+    req.current = { seq: ++seq, interrupted: true };
+    expect(await answer(call('mkdir', '/d', 0o755))).toBe(-4);
+    next();
+    expect(await answer(call('release', '/f', fd)), 'release waited on the hold').toBe(0);
+
+    held = false;
+    const wake = waiters;
+    waiters = [];
+    for (const f of wake) f();
+    await ops.drainWrites();
+    next();
+    const [, rfd] = await call('open', '/f', 0);
+    const out = Buffer.alloc(3 * bs);
+    expect((await call('read', '/f', rfd, out, out.length, 0))[0]).toBe(data.length);
+    expect(Buffer.compare(out.subarray(0, data.length), data)).toBe(0);
+    await call('release', '/f', rfd);
     await engine.close();
   });
 });

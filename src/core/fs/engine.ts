@@ -305,6 +305,8 @@ export class FsEngine {
   commitPhases: ((phase: 'start' | 'end', reason: string) => void) | undefined;
   /** Awaited by every write before it enters the cache (MAX_BACKLOG_SIZE on a live master). */
   writeThrottle: (() => Promise<void> | undefined) | undefined;
+  /** Would writeThrottle hold a write now? (asks without queuing a waiter) */
+  writesHeld: (() => boolean) | undefined;
   lastCommit: CommitInfo | undefined;
   private readonly writer: WriteQueue;
   /** Block buffers recycled between callers of write() and the data-file writer. */
@@ -2124,7 +2126,7 @@ export class FsEngine {
     const len = data.length;
     if (len === 0) return true;
     if (this.locks.has(ino) || !this.cacheHasRoom() || this.writer.backlogged) return false;
-    if (this.writeThrottle && this.writeThrottle() !== undefined) return false;
+    if (this.writesHeld?.() === true) return false;
     const current = this.inode(ino);
     if (!isReg(current.mode)) throw new FsError(isDir(current.mode) ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
     const bs = this.options.blockSizeBytes;

@@ -172,7 +172,10 @@ export class LiveSender {
       afterMasterCommit: (txn) => this.afterMasterCommit(txn),
       masterCommitEnded: () => this.masterCommitEnded(),
     };
-    if (options.maxBacklogBytes > 0) engine.writeThrottle = () => this.throttle();
+    if (options.maxBacklogBytes > 0) {
+      engine.writeThrottle = () => this.throttle();
+      engine.writesHeld = () => this.held;
+    }
     // Transactions of an earlier mount still in the log: their COMMITs' times (lag after a remount).
     for (const [txn, ms] of log.recoveredCommitTimes) this.committedAtMs.set(txn, ms);
   }
@@ -351,8 +354,13 @@ export class LiveSender {
 
   // ------------------------------------------------------------ backlog throttle
 
+  /** Is the backlog over MAX_BACKLOG_SIZE with replication enabled (changes wait)? */
+  private get held(): boolean {
+    return this.enabledFlag && this.backlogBytes > this.options.maxBacklogBytes;
+  }
+
   private throttle(): Promise<void> | undefined {
-    if (!this.enabledFlag || this.backlogBytes <= this.options.maxBacklogBytes) return undefined;
+    if (!this.held) return undefined;
     return new Promise((resolve) => this.backlogWaiters.push(resolve));
   }
 

@@ -13,6 +13,7 @@ import type { Stat } from '../../core/fs/types.ts';
 import type { IoGate } from '../../core/gate.ts';
 import type { SpaceGuard } from '../../core/space-guard.ts';
 import type { TraceOp } from '../../core/trace-format.ts';
+import type { FuseRequest } from './mount.ts';
 import type { TraceRecorder } from './trace-recorder.ts';
 
 interface Handle {
@@ -38,6 +39,8 @@ export interface FuseOpsOptions {
   traceLevel?: number;
   /** Who made the FUSE request being handled; valid only synchronously at handler entry. */
   caller?: () => Caller;
+  /** The FUSE request being handled (what interrupt() names); valid only synchronously at handler entry. */
+  request?: () => FuseRequest | undefined;
   /** Record completed operations here (lessfs --trace); control files are not recorded. */
   trace?: TraceRecorder;
   /** The logger's level (DEBUG): per-operation lines above it are not even built. */
@@ -45,6 +48,8 @@ export interface FuseOpsOptions {
 }
 
 const ROOT_CALLER: Caller = { uid: 0, gid: 0 };
+/** The answer of a wait given up because the kernel interrupted its request (the caller got a signal). */
+const INTERRUPTED = new FsError('EINTR', 'interrupted while waiting');
 /** getattr of a missing path: one shared error (only its errno is used). */
 const NO_ENTRY = new FsError('ENOENT', 'no such file or directory');
 
@@ -110,6 +115,8 @@ export class WriteBehind {
   constructor(
     private readonly logger: Logger,
     private readonly queuedBytesMax = 32 << 20,
+    /** A wait for room given up with EINTR when the request is interrupted (nothing queued yet). */
+    private readonly interruptible: <T>(req: FuseRequest | undefined, p: Promise<T>) => Promise<T> = (_req, p) => p,
   ) {}
 
   get busy(): boolean {
@@ -131,12 +138,12 @@ export class WriteBehind {
     return undefined;
   }
 
-  /** Queue a store; resolves when it is queued (or rejects with a deferred error). */
-  async submit(ino: number, store: () => Promise<unknown>, bytes: number, endBytes: number): Promise<void> {
+  /** Queue a store; resolves when it is queued (or rejects with a deferred error, or EINTR if req is interrupted while it waits for room). */
+  async submit(ino: number, store: () => Promise<unknown>, bytes: number, endBytes: number, req?: FuseRequest): Promise<void> {
     this.takeError(ino);
     this.refuseIfClosed(ino);
     while (this.queuedBytes >= this.queuedBytesMax) {
-      await new Promise<void>((r) => this.roomWaiters.push(r));
+      await this.interruptible(req, new Promise<void>((r) => this.roomWaiters.push(r)));
       this.refuseIfClosed(ino);
     }
     this.queuedBytes += bytes;
@@ -211,8 +218,14 @@ export class WriteBehind {
   }
 }
 
-/** Operations that change the tree (held while a live master's backlog is over MAX_BACKLOG_SIZE). */
-const MUTATING_OPS: ReadonlySet<string> = new Set(['create', 'mknod', 'mkdir', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'truncate', 'ftruncate', 'chmod', 'chown', 'utimens']);
+/**
+ * Operations that change the tree: held while a live master's backlog is over
+ * MAX_BACKLOG_SIZE, before they do anything, so an interrupt can end the wait.
+ * write waits here too, before it is acknowledged: with write-behind the wait
+ * would otherwise land in flush (close), which the kernel sends as a forced
+ * request. flush and release never wait on the hold.
+ */
+const MUTATING_OPS: ReadonlySet<string> = new Set(['create', 'mknod', 'mkdir', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'truncate', 'ftruncate', 'chmod', 'chown', 'utimens', 'write']);
 
 export class LessfsFuseOps {
   private readonly fs: PathFs;
@@ -225,6 +238,9 @@ export class LessfsFuseOps {
   private readonly traceLevel: number;
   private readonly space: SpaceGuard | undefined;
   private readonly caller: () => Caller;
+  private readonly request: () => FuseRequest | undefined;
+  /** Interruptible waits in progress, by request: each gives up its wait with EINTR. */
+  private readonly waits = new Map<number, () => void>();
   private readonly writes: WriteBehind;
   private readonly trace: TraceRecorder | undefined;
   /** Log each operation (traceLevel <= the logger's level). */
@@ -238,7 +254,8 @@ export class LessfsFuseOps {
     this.traceLevel = options.traceLevel ?? 5;
     this.space = options.space;
     this.caller = options.caller ?? (() => ROOT_CALLER);
-    this.writes = new WriteBehind(this.logger);
+    this.request = options.request ?? (() => undefined);
+    this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p));
     this.fs = new PathFs(this.engine);
     this.trace = options.trace;
     this.logOps = options.logLevel === undefined || this.traceLevel <= options.logLevel;
@@ -285,33 +302,77 @@ export class LessfsFuseOps {
     trace.record(op, 0);
   }
 
-  /** Run an operation: wait at the gate, map errors, never throw. */
-  private run<T>(op: string, path: string, fn: () => T | Promise<T>, done: (err: number, value?: T) => void): void {
+  /**
+   * The kernel interrupted request seq: its caller got a signal (for SIGKILL
+   * the kernel still waits for our answer). A wait that registered for it
+   * gives up with EINTR; anything else finishes as it would have.
+   */
+  interrupt(seq: number): void {
+    this.waits.get(seq)?.();
+  }
+
+  /**
+   * p, or EINTR once request req is interrupted. Only for waits that nothing
+   * has been done before, or that change nothing by ending early: the backlog
+   * hold, the freeze gate, room in the write-behind queue, queued writes that
+   * fsync, flush, truncate or utimens wait for (they stay queued). p must not
+   * reject with an error someone else has to see (a given-up p is dropped).
+   */
+  private interruptible<T>(req: FuseRequest | undefined, p: Promise<T>): Promise<T> {
+    if (req === undefined) return p;
+    if (req.interrupted) {
+      p.catch(() => undefined);
+      return Promise.reject(INTERRUPTED);
+    }
+    const seq = req.seq;
+    return new Promise<T>((resolve, reject) => {
+      this.waits.set(seq, () => {
+        this.waits.delete(seq);
+        reject(INTERRUPTED);
+      });
+      p.then(
+        (v) => {
+          this.waits.delete(seq);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.waits.delete(seq);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Run an operation: wait at the gate, map errors, never throw. `fn` gets the FUSE request (for interruptible waits). */
+  private run<T>(op: string, path: string, fn: (req: FuseRequest | undefined) => T | Promise<T>, done: (err: number, value?: T) => void): void {
     // No closures named per call here: the TypeScript loader (esbuild, keepNames)
     // names each one with Object.defineProperty, measured at ~1 µs per operation.
     // The hot handlers pass fuse-native's callback itself as `done` (no wrapper
     // closure per call; it takes (err, value) and ignores what it does not use).
     if (this.logOps) this.logger.log(this.traceLevel as 5, `fuse ${op} ${path}`);
+    const req = this.request();
     const control = ControlFiles.isControl(path);
     const wait = control ? undefined : this.gate.pass();
-    // MAX_BACKLOG_SIZE: every change waits while the slave is too far behind
-    // (writes wait inside the engine too; this holds metadata changes).
+    // MAX_BACKLOG_SIZE: every change waits while the slave is too far behind,
+    // before it is done or acknowledged (the engine holds the stores of
+    // writes acknowledged before the hold began). A signal to the caller ends
+    // the wait with EINTR, having changed nothing.
     const throttle = !control && MUTATING_OPS.has(op) ? this.engine.writeThrottle?.() : undefined;
     if (wait || throttle) {
-      Promise.all([wait, throttle]).then(
-        () => this.go(op, path, fn, done),
-        () => this.go(op, path, fn, done),
+      this.interruptible(req, Promise.all([wait, throttle])).then(
+        () => this.go(op, path, fn, done, req),
+        (err: unknown) => (err === INTERRUPTED ? done(-ERRNO.EINTR) : this.go(op, path, fn, done, req)),
       );
     } else {
-      this.go(op, path, fn, done);
+      this.go(op, path, fn, done, req);
     }
   }
 
-  private go<T>(op: string, path: string, fn: () => T | Promise<T>, done: (err: number, value?: T) => void): void {
+  private go<T>(op: string, path: string, fn: (req: FuseRequest | undefined) => T | Promise<T>, done: (err: number, value?: T) => void, req: FuseRequest | undefined): void {
     this.gate.enter();
     let result: T | Promise<T>;
     try {
-      result = fn();
+      result = fn(req);
     } catch (err) {
       this.gate.leave();
       done(errnoOf(err, this.logger, op, path));
@@ -360,8 +421,23 @@ export class LessfsFuseOps {
     return st;
   }
 
-  /** release of an inode's handle: after its queued writes, reporting their error. */
+  /** Are writes held by MAX_BACKLOG_SIZE now (a live master whose slave is too far behind)? */
+  private get writesHeld(): boolean {
+    return this.engine.writesHeld?.() === true;
+  }
+
+  /**
+   * release of an inode's handle: after its queued writes, reporting their
+   * error. While the backlog holds writes it answers at once (a deferred error
+   * that exists is still reported) and the engine's release follows the
+   * queued writes: release must not wait on the hold.
+   */
   private releaseInode(ino: number): Promise<void> | undefined {
+    if (this.writes.pending(ino) && this.writesHeld) {
+      void this.writes.settled(ino).then(() => this.engine.release(ino));
+      this.writes.takeError(ino);
+      return undefined;
+    }
     let wait: Promise<void> | undefined;
     try {
       wait = this.writes.settledNow(ino, true);
@@ -386,7 +462,7 @@ export class LessfsFuseOps {
    * the data file), other sizes into a fresh one (allocUnsafeSlow: no
    * zero-fill, not a slice of Node's shared pool).
    */
-  private writeOp(fd: number, buf: Buffer, len: number, pos: number): number | Promise<number> {
+  private writeOp(fd: number, buf: Buffer, len: number, pos: number, req: FuseRequest | undefined): number | Promise<number> {
     const h = this.handle(fd);
     if (h.control) {
       const path = h.control.path;
@@ -404,7 +480,7 @@ export class LessfsFuseOps {
     buf.copy(copy, 0, 0, len);
     // Reply first, store after (see WriteBehind): the error of a failed
     // store comes back on the next write, fsync, flush or release.
-    return this.writes.submit(ino, () => this.storeWrite(fd, ino, pos, copy), len, pos + len).then(() => len);
+    return this.writes.submit(ino, () => this.storeWrite(fd, ino, pos, copy), len, pos + len, req).then(() => len);
   }
 
   /** `creates`: the operation makes `path` as a new name, so the control directory's name answers EEXIST; anything else done to it EPERM. */
@@ -502,19 +578,19 @@ export class LessfsFuseOps {
           return this.engine.readInto(h.ino, pos, buf.subarray(0, len));
         }, this.traced(this.controlHandle(fd), () => ({ op: 'read', fh: fd, off: pos, len }), (e, n) => cb(e < 0 ? e : (n ?? 0)))),
       write: (path, fd, buf, len, pos, cb) =>
-        this.run('write', path, () => this.writeOp(fd, buf, len, pos), (e, n) => cb(e < 0 ? e : (n ?? 0))),
+        this.run('write', path, (req) => this.writeOp(fd, buf, len, pos, req), (e, n) => cb(e < 0 ? e : (n ?? 0))),
       truncate: (path, size, cb) =>
-        this.run('truncate', path, async () => {
+        this.run('truncate', path, async (req) => {
           if (ControlFiles.isControl(path)) return this.control.truncate(path);
           const ino = this.fs.resolve(path);
-          await this.writes.settled(ino, true);
+          await this.settledReporting(ino, req);
           await this.engine.truncate(ino, size);
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'truncate', path, size }), (e) => cb(e))),
       ftruncate: (path, fd, size, cb) =>
-        this.run('ftruncate', path, async () => {
+        this.run('ftruncate', path, async (req) => {
           const h = this.handle(fd);
           if (h.control) return this.control.truncate(h.control.path);
-          await this.writes.settled(h.ino, true);
+          await this.settledReporting(h.ino, req);
           await this.engine.truncate(h.ino, size);
         }, this.traced(this.controlHandle(fd), () => ({ op: 'ftruncate', fh: fd, size }), (e) => cb(e))),
       unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'unlink', path }), (e) => cb(e))),
@@ -554,27 +630,27 @@ export class LessfsFuseOps {
           });
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'chown', path, uid, gid }), (e) => cb(e))),
       utimens: (path, atime, mtime, cb) =>
-        this.run('utimens', path, async () => {
+        this.run('utimens', path, async (req) => {
           this.refuseControl(path, 'utimens');
           // 2^64-1 is UTIME_OMIT (see scripts/build-fuse-native.mjs): leave that time alone.
           const given = (ms: number): number | undefined => (ms >= UTIME_OMIT_MS ? undefined : ms);
           // Writes acknowledged before this call are older: their stores (which set
           // mtime to now) must not land after the times set here (cp -a, touch -d).
           const ino = this.fs.resolve(path);
-          await this.writes.settled(ino);
+          await this.interruptible(req, this.writes.settled(ino));
           await this.engine.setattr(ino, { atimeMs: given(atime), mtimeMs: given(mtime) });
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'utimens', path }), (e) => cb(e))),
       flush: (path, fd, cb) =>
-        this.run('flush', path, () => {
+        this.run('flush', path, (req) => {
           const h = this.handles.get(fd);
-          if (h && !h.control) return this.writes.settledNow(h.ino, true);
+          if (h && !h.control) return this.flushInode(h.ino, req);
         }, cb),
       fsync: (path, _dataSync, fd, cb) =>
-        this.run('fsync', path, async () => {
+        this.run('fsync', path, async (req) => {
           const h = this.handles.get(fd);
           if (h?.control) return;
           const ino = h?.ino ?? this.fs.resolve(path);
-          await this.writes.settled(ino, true);
+          await this.settledReporting(ino, req);
           await this.engine.fsync(ino);
         }, this.traced(this.controlHandle(fd) || ControlFiles.isControl(path), this.handles.has(fd) ? () => ({ op: 'fsync', fh: fd }) : () => ({ op: 'fsync', path }), (e) => cb(e))),
       fsyncdir: (path, _dataSync, _fd, cb) =>
@@ -594,6 +670,28 @@ export class LessfsFuseOps {
       listxattr: (path, cb) => this.run('listxattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e, v) => cb(e, v as string[] | undefined)),
       removexattr: (path, _name, cb) => this.run('removexattr', path, () => { throw new FsError('ENOSYS', 'extended attributes are not supported'); }, (e) => cb(e)),
     };
+  }
+
+  /** Wait (interruptibly) for ino's queued writes, then throw a deferred store error. */
+  private async settledReporting(ino: number, req: FuseRequest | undefined): Promise<void> {
+    if (this.writes.pending(ino)) await this.interruptible(req, this.writes.settled(ino));
+    this.writes.takeError(ino);
+  }
+
+  /**
+   * flush (each close(2)): a deferred store error is reported, and queued
+   * writes are waited for, so close reports their errors too, unless the
+   * backlog holds them (MAX_BACKLOG_SIZE): the kernel sends flush as a forced
+   * request, which a signal cannot end, so it answers at once and the writes
+   * stay queued, stored when the hold lifts (an error then goes to the log
+   * and to the inode's next write, fsync or flush).
+   */
+  private flushInode(ino: number, req: FuseRequest | undefined): Promise<void> | undefined {
+    if (!this.writes.pending(ino) || this.writesHeld) {
+      this.writes.takeError(ino);
+      return undefined;
+    }
+    return this.settledReporting(ino, req);
   }
 
   /** Wait until every acknowledged write is stored in the engine. */
