@@ -2,7 +2,7 @@
 // PathFs) and to the reference model. Contents come from a small pool of block
 // patterns so the same blocks appear in many files and dedup is exercised.
 
-import { FsError } from '../core/errors.ts';
+import { DiskError, FsError } from '../core/errors.ts';
 import { fingerprintData } from '../core/trace-format.ts';
 import type { PathFs } from '../core/fs/path-fs.ts';
 import { isDir, isLnk, isReg } from '../core/fs/schema.ts';
@@ -92,7 +92,8 @@ function digest(bytes: Uint8Array): string {
 }
 
 function errCode(err: unknown): string {
-  if (err instanceof FsError || err instanceof ModelError) return err.code;
+  // A DiskError reaches a caller as it is: a data write's ENOSPC at an fsync.
+  if (err instanceof FsError || err instanceof ModelError || err instanceof DiskError) return err.code;
   throw err;
 }
 

@@ -8,9 +8,9 @@ export function pathArb(depthMax = 3): fc.Arbitrary<string> {
   return fc.array(fc.constantFrom(...NAMES), { minLength: 1, maxLength: depthMax }).map((p) => `/${p.join('/')}`);
 }
 
-export function opArb(blockSizeBytes: number, options: { remount?: boolean } = {}): fc.Arbitrary<Op> {
+export function opArb(blockSizeBytes: number, options: { remount?: boolean; depthMax?: number } = {}): fc.Arbitrary<Op> {
   const bs = blockSizeBytes;
-  const path = pathArb();
+  const path = pathArb(options.depthMax);
   const offset = fc.oneof(fc.constantFrom(0, 1, 100, bs - 1, bs, 2 * bs + 7, 3 * bs), fc.nat(5 * bs));
   const length = fc.oneof(fc.constantFrom(1, bs, 2 * bs, bs + 1), fc.integer({ min: 1, max: 4 * bs }));
   const arbs: Array<fc.WeightedArbitrary<Op>> = [

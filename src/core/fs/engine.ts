@@ -580,42 +580,10 @@ export class FsEngine {
     const info: CommitInfo = { txn: this.state.txn, reason, ops: 0, newBlocks: layer.newBlockCount };
     const clock = this.drivers.clock;
     const t0 = clock.nowMs();
-    if (layer.writeError !== undefined) {
-      // Data writes failed in an earlier attempt (EIO, ENOSPC); their bytes are
-      // still in memory: write them again.
-      layer.writeError = undefined;
-      await layer.writesDrained();
-      // A block freed again in this transaction (its file deleted or
-      // overwritten since) is referred to by nothing: it needs no write.
-      const freed = new Set(layer.quarantine.map((e) => e.offsetBytes));
-      let retryBytes = 0;
-      for (const [offset, bytes] of [...layer.newBlocks]) {
-        if (freed.has(offset)) {
-          layer.newBlocks.delete(offset);
-          layer.dataBytes -= bytes.length;
-          layer.storedCrc32.delete(offset);
-          this.buffers.give(bytes);
-        } else {
-          retryBytes += bytes.length;
-        }
-      }
-      // On a full disk the writes are retried only when it has room for them
-      // past the margin: retried at every commit, they would take the space
-      // that deletes free (and the reserve released for the store) as soon
-      // as it appears, and the deletes could never commit.
-      await this.checkDataDisk();
-      const full = this.dataDiskFull;
-      if (full && retryBytes > 0 && retryBytes > full.diskFreeBytes - this.diskMarginBytes) {
-        layer.writeError = new FsError('ENOSPC', `the disk under ${this.options.blockDataPath} is full: ${layer.newBlocks.size} new blocks (${retryBytes} bytes) of txn ${info.txn} wait for room (${full.diskFreeBytes} bytes free); delete data to make room`);
-        throw layer.writeError;
-      }
-      for (const [offset, bytes] of [...layer.newBlocks]) {
-        layer.newBlocks.delete(offset);
-        layer.dataBytes -= bytes.length;
-        this.issueWrite(layer, offset, bytes);
-      }
-    }
     await layer.writesDrained();
+    // Data writes that failed (in an earlier attempt, or just now: EIO,
+    // ENOSPC) are retried once here; their bytes are still in memory.
+    if (layer.writeError !== undefined) await this.retryFailedWrites(layer, info.txn);
     // Nothing is committed while a data write is failing; the next attempt retries.
     if (layer.writeError !== undefined) throw layer.writeError;
     const t1 = clock.nowMs();
@@ -801,6 +769,43 @@ export class FsEngine {
     this.frozen = this.active;
     this.active = new TxLayer(this.frozen);
     this.wakeFreezeWaiters();
+  }
+
+  /**
+   * Write a transaction's failed blocks again. A block freed again in it (its
+   * file deleted or overwritten since) is referred to by nothing: it needs no
+   * write. On a full disk the writes are retried only when it has room for
+   * them past the margin: retried at every commit, they would take the space
+   * that deletes free (and the reserve released for the store) as soon as it
+   * appears, and the deletes could never commit.
+   */
+  private async retryFailedWrites(layer: TxLayer, txn: number): Promise<void> {
+    layer.writeError = undefined;
+    await layer.writesDrained();
+    const freed = new Set(layer.quarantine.map((e) => e.offsetBytes));
+    let retryBytes = 0;
+    for (const [offset, bytes] of [...layer.newBlocks]) {
+      if (freed.has(offset)) {
+        layer.newBlocks.delete(offset);
+        layer.dataBytes -= bytes.length;
+        layer.storedCrc32.delete(offset);
+        this.buffers.give(bytes);
+      } else {
+        retryBytes += bytes.length;
+      }
+    }
+    await this.checkDataDisk();
+    const full = this.dataDiskFull;
+    if (full && retryBytes > 0 && retryBytes > full.diskFreeBytes - this.diskMarginBytes) {
+      layer.writeError = new FsError('ENOSPC', `the disk under ${this.options.blockDataPath} is full: ${layer.newBlocks.size} new blocks (${retryBytes} bytes) of txn ${txn} wait for room (${full.diskFreeBytes} bytes free); delete data to make room`);
+      return;
+    }
+    for (const [offset, bytes] of [...layer.newBlocks]) {
+      layer.newBlocks.delete(offset);
+      layer.dataBytes -= bytes.length;
+      this.issueWrite(layer, offset, bytes);
+    }
+    await layer.writesDrained();
   }
 
   /**
