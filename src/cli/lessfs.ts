@@ -265,7 +265,7 @@ async function foreground(config: LessfsConfig, mnt: string, extra: string[], lo
         await replication.afterEngineClose();
         logger.log(0, `closed cleanly at transaction ${eng.txn}`);
       } catch (err) {
-        logger.log(0, `close failed: ${(err as Error).message}`);
+        logger.log(0, `close failed: ${(err as Error).message}: changes after the last committed transaction (${eng.durableTxn}) are lost; everything an fsync or a commit made durable stays, and the next mount starts from it`);
         code = 1;
       }
       lock.release();

@@ -174,10 +174,15 @@ async function commitCause(error: unknown): Promise<unknown> {
   return cause ?? error;
 }
 
+/** How long close() waits for lmdb-js after a failed commit (see close). */
+const CLOSE_AFTER_FAILURE_WAIT_MS = 2000;
+
 class LmdbStore implements Store {
   readonly tables: readonly string[];
   private readonly tableSet: ReadonlySet<string>;
   private closed = false;
+  /** The last commit failed (close() then does not wait for lmdb-js for ever). */
+  private lastCommitFailed = false;
   /** Settles after the last issued commit or sync has settled: keeps them in order. */
   private tail: Promise<void> = Promise.resolve();
   /** Key+value bytes put by commits issued and not yet committed (for the map quota). */
@@ -292,9 +297,15 @@ class LmdbStore implements Store {
             else w.db.putSync(w.key, w.value);
           }
         })
-        .catch(async (error: unknown) => {
-          throw await commitCause(error);
-        });
+        .then(
+          () => {
+            this.lastCommitFailed = false;
+          },
+          async (error: unknown) => {
+            this.lastCommitFailed = true;
+            throw await commitCause(error);
+          },
+        );
       // First reaction on `committed`: the held read transaction goes before
       // anything that waits for this commit can read.
       const settled = committed.finally(() => {
@@ -331,7 +342,22 @@ class LmdbStore implements Store {
       await this.tail;
       await this.flushTail;
       this.releaseReadTxn();
-      await this.root.close();
+      const closing = this.root.close();
+      if (!this.lastCommitFailed) {
+        await closing;
+      } else {
+        // After a failed commit lmdb-js 3.5.6's close waits for the flush of
+        // that commit, which never comes (measured: forever on a full disk,
+        // and a process with nothing else to do then ends with exit code 13).
+        let timer: NodeJS.Timeout | undefined;
+        const gaveUp = await Promise.race([
+          closing.then(() => false),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(true), CLOSE_AFTER_FAILURE_WAIT_MS);
+          }),
+        ]).finally(() => clearTimeout(timer));
+        if (gaveUp) throw new StoreError('EIO', this.path, `close: the last commit failed and LMDB did not finish closing within ${CLOSE_AFTER_FAILURE_WAIT_MS} ms; the environment is left to the process exit (everything committed before stays)`);
+      }
     } finally {
       openPaths.delete(this.path);
     }

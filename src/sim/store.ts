@@ -294,7 +294,7 @@ export class SimStoreMedium {
     const requested = options.mapSizeBytes ?? 0;
     const medium = this.options.mapSizeBytes;
     const capacityBytes = requested > 0 && medium > 0 ? Math.min(requested, medium) : Math.max(requested, medium);
-    const store = new SimStore(this.scheduler, this.options, env, domain, options.tables, capacityBytes);
+    const store = new SimStore(this.scheduler, () => this.opts, env, domain, options.tables, capacityBytes);
     env.open = store;
     this.scheduler.trace(`store ${env.path} open tables=${options.tables.join(',')} capacity=${capacityBytes}`);
     return store;
@@ -312,7 +312,8 @@ class SimStore implements Store {
 
   constructor(
     private readonly scheduler: Scheduler,
-    private readonly options: Readonly<SimStoreOptions>,
+    /** The medium's options now (setOptions changes them mid-run for open stores too). */
+    private readonly optionsNow: () => Readonly<SimStoreOptions>,
     private readonly env: SimEnv,
     private readonly domain: Domain,
     tables: readonly string[],
@@ -321,6 +322,10 @@ class SimStore implements Store {
     this.tables = Object.freeze([...tables]);
     this.tableSet = new Set(tables);
     this.incarnation = env.incarnation;
+  }
+
+  private get options(): Readonly<SimStoreOptions> {
+    return this.optionsNow();
   }
 
   status(): 'open' | 'closing' | 'dead' {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanupMounts, cli, createStore, errnoOf, isMounted, ROOT, runOk, spawnTracked, startMount, tempDir } from '../support/mount.ts';
+import { cleanupMounts, cli, createStore, errnoOf, isMounted, type LessfsMount, ROOT, runOk, spawnTracked, startMount, tempDir } from '../support/mount.ts';
 
 const MIB = 1024 * 1024;
 
@@ -117,17 +117,26 @@ for (let i = 0; ; i++) {
   }, 120_000);
 });
 
+/** A store with data and metadata on one new 48 MiB tmpfs, mounted, for body. */
+async function onSmallTmpfs(body: (m: LessfsMount) => Promise<void>): Promise<void> {
+  const store = await createStore({ format: false, config: { BLKSIZE: 4096 } });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', store.dataPath]);
+  try {
+    const metaPath = join(store.dataPath, 'meta');
+    await fsp.mkdir(metaPath);
+    store.writeConfig({ META_PATH: metaPath });
+    await runOk(process.execPath, [join(ROOT, 'bin', 'mklessfs.js'), '-f', '-c', store.cfgPath], { timeoutMs: 30_000 });
+    await body(await startMount({ store }));
+  } finally {
+    // Lazily: a lessfs still running holds files in it (afterEach ends it, then removes the dir).
+    execFileSync('umount', ['-l', store.dataPath]);
+  }
+}
+
 describe('a disk filled by the filesystem itself (data and metadata on one 48 MiB tmpfs)', () => {
   // Needs root for the tmpfs; CI runs as root.
   it.skipIf(process.getuid?.() !== 0)('copies fail with ENOSPC; after rm, writes and fsync work at once, unmount is clean, nothing is lost', async () => {
-    const store = await createStore({ format: false, config: { BLKSIZE: 4096 } });
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', store.dataPath]);
-    try {
-      const metaPath = join(store.dataPath, 'meta');
-      await fsp.mkdir(metaPath);
-      store.writeConfig({ META_PATH: metaPath });
-      await runOk(process.execPath, [join(ROOT, 'bin', 'mklessfs.js'), '-f', '-c', store.cfgPath], { timeoutMs: 30_000 });
-      const m = await startMount({ store });
+    await onSmallTmpfs(async (m) => {
       const keep = randomBytes(8 * MIB);
       const writeSynced = async (name: string, bytes: Uint8Array): Promise<void> => {
         const fh = await fsp.open(m.path(name), 'w');
@@ -159,11 +168,65 @@ describe('a disk filled by the filesystem itself (data and metadata on one 48 Mi
       expect((await fsp.readFile(m.path('f3'))).equals(f3)).toBe(true);
       expect(await fsp.readFile(m.path('after'), 'utf8')).toBe('written right after the rm\n');
       await m.stop();
-      const fsck = await cli('lessfsck', ['-c', store.cfgPath]);
+      const fsck = await cli('lessfsck', ['-c', m.cfgPath]);
       expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
-    } finally {
-      // Lazily: a lessfs still running holds files in it (afterEach ends it, then removes the dir).
-      execFileSync('umount', ['-l', store.dataPath]);
-    }
+    });
   }, 120_000);
+
+  it.skipIf(process.getuid?.() !== 0)('4 writers fill the disk at once, retrying short writes as cp does: every byte an fsync covered is there (a failed store stays reported until an fsync)', async () => {
+    await onSmallTmpfs(async (m) => {
+      /**
+       * Writes 64 KiB chunks as cp does (a short write is retried with the
+       * rest) until an error; fsync every 256 KiB. What the last good fsync covered.
+       */
+      const writer = async (name: string): Promise<{ synced: Buffer; failed: string }> => {
+        const fh = await fsp.open(m.path(name), 'w');
+        const chunks: Buffer[] = [];
+        let synced = Buffer.alloc(0);
+        let failed = '';
+        try {
+          for (let i = 0; i < 400; i++) {
+            const chunk = randomBytes(64 * 1024);
+            for (let at = 0; at < chunk.length; ) {
+              const { bytesWritten } = await fh.write(chunk, at);
+              chunks.push(chunk.subarray(at, at + bytesWritten));
+              at += bytesWritten;
+            }
+            if (i % 4 === 3) {
+              await fh.sync();
+              synced = Buffer.concat(chunks);
+            }
+          }
+        } catch (err) {
+          failed = (err as { code?: string }).code ?? String(err);
+        }
+        await fh.close().catch(() => undefined);
+        return { synced, failed };
+      };
+      const results = await Promise.all(['w1', 'w2', 'w3', 'w4'].map(writer));
+      for (const [i, r] of results.entries()) {
+        expect(r.failed, `w${i + 1}`).toBe('ENOSPC');
+        const now = await fsp.readFile(m.path(`w${i + 1}`));
+        expect(now.length, `w${i + 1}`).toBeGreaterThanOrEqual(r.synced.length);
+        expect(now.subarray(0, r.synced.length).equals(r.synced), `w${i + 1}: what fsync covered`).toBe(true);
+      }
+      // Deleting one of them makes room at once.
+      await fsp.unlink(m.path('w1'));
+      const fresh = randomBytes(2 * MIB);
+      const fh = await fsp.open(m.path('fresh'), 'w');
+      await fh.write(fresh);
+      await fh.sync();
+      await fh.close();
+      await m.stop();
+      expect(m.currentLogText()).toMatch(/closed cleanly/);
+      await m.restart();
+      expect((await fsp.readFile(m.path('fresh'))).equals(fresh)).toBe(true);
+      for (const [i, r] of results.entries()) {
+        if (i === 0) continue;
+        expect((await fsp.readFile(m.path(`w${i + 1}`))).subarray(0, r.synced.length).equals(r.synced), `w${i + 1} after remount`).toBe(true);
+      }
+      await m.stop();
+    });
+  }, 180_000);
 });
+

@@ -277,4 +277,46 @@ describe('data disk filled by the filesystem itself (seeds 13, 14)', () => {
     await h.run(fs.fsync('/new'));
     await remountedHolds(h, engine, { '/new': fresh });
   });
+
+  it('a full metadata store refuses new files and directories (deletes go on) until a commit lands', async () => {
+    const h = new SimHarness(15);
+    await h.format();
+    const engine = await h.open();
+    const fs = new PathFs(engine);
+    fs.create('/a');
+    await h.run(fs.fsync('/a'));
+    // The store's commits fail with EIO (as LMDB's failed page spill does) on a disk with no room left.
+    h.machine.disk.setCapacity(h.machine.disk.usedBytes());
+    h.machine.store.setOptions({ commitErrorProbability: 1 });
+    fs.create('/b');
+    const failed = await h.run(codeOf(fs.fsync('/b')));
+    expect(failed).toBe('ENOSPC');
+    expect(h.machine.logger.lines.some((l) => /disk full \(ENOSPC: the disk under \/lessfs\/mta is full/.test(l) && l.includes('files and directories are refused'))).toBe(true);
+    expect(() => fs.create('/c')).toThrow(/ENOSPC: create 'c': the disk under \/lessfs\/mta is full/);
+    expect(() => fs.mkdir('/d')).toThrow(/ENOSPC/);
+    expect(() => fs.link('/a', '/e')).toThrow(/ENOSPC/);
+    fs.unlink('/b'); // deletes go on
+    h.machine.store.setOptions({ commitErrorProbability: 0 });
+    h.machine.disk.setCapacity(1 << 30);
+    await h.run(engine.commit());
+    fs.create('/c');
+    await h.run(fs.fsync('/c'));
+    await h.run(engine.close());
+    expect((await h.open()).readdir(1).map((e) => e.name).sort()).toEqual(['a', 'c']);
+  });
+
+  it('blocks accepted before the disk filled are retried into free space down to a small floor, so the delete of another file commits with them', async () => {
+    const h = new SimHarness(16);
+    const { engine, fs, kept } = await filledDisk(h, 3);
+    // /fill stays; its unwritten blocks wait. Deleting /kept (3 blocks, durable)
+    // commits with them once they fit: here the disk's own free space (the
+    // capacity leaves room for them past the small floor) takes them.
+    h.machine.disk.setCapacity(h.machine.disk.usedBytes() + 300 * 1024 + 6 * BS);
+    fs.unlink('/kept');
+    await h.run(engine.commit());
+    expect(engine.dirty).toBe(false);
+    expect(kept.length).toBe(3 * BS);
+    await remountedHolds(h, engine, { '/fill': unique(2, 8) });
+  });
 });
+

@@ -7,7 +7,7 @@ import { ControlFiles, REPLICATION_OFF } from '../../src/core/control.ts';
 import { IoGate } from '../../src/core/gate.ts';
 import type { FsEngine } from '../../src/core/fs/engine.ts';
 import type { FuseRequest } from '../../src/real/fuse/mount.ts';
-import { LessfsFuseOps } from '../../src/real/fuse/ops.ts';
+import { LessfsFuseOps, WriteBehind } from '../../src/real/fuse/ops.ts';
 import { RealHarness } from '../support/harness.ts';
 
 type AnyOps = Record<string, (...args: unknown[]) => void>;
@@ -209,5 +209,22 @@ describe('FUSE handlers in-process', () => {
     expect(Buffer.compare(out.subarray(0, data.length), data)).toBe(0);
     await call('release', '/f', rfd);
     await engine.close();
+  });
+});
+
+describe('WriteBehind: a failed store', () => {
+  it('fails the next write and stays until an fsync (or flush, release) reports it: a short write must not hide it', async () => {
+    const wb = new WriteBehind({ log: () => undefined });
+    const fail = Object.assign(new Error('ENOSPC: no room'), { code: 'ENOSPC' });
+    await wb.submit(7, () => Promise.reject(fail), 4096, 4096);
+    await wb.settled(7);
+    // The write after it is refused (the kernel makes that a short write)...
+    await expect(wb.submit(7, () => Promise.resolve(), 4096, 8192)).rejects.toBe(fail);
+    await expect(wb.submit(7, () => Promise.resolve(), 4096, 8192)).rejects.toBe(fail);
+    // ...and the fsync still fails: the acknowledged write before it was not stored.
+    await expect(wb.settled(7, true)).rejects.toBe(fail);
+    // Reported: cleared.
+    await expect(wb.settled(7, true)).resolves.toBeUndefined();
+    await expect(wb.submit(7, () => Promise.resolve(), 4096, 8192)).resolves.toBeUndefined();
   });
 });

@@ -15,6 +15,7 @@ import { DIRECT_ALIGN_BYTES, type FileHandle, type Store, type StoreOp, type Tim
 import { binaryKey, equalBytes, readU64, Slabs, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError, AssertionError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
+import { RepeatLimiter } from '../repeat-limiter.ts';
 import { Layer } from './layers.ts';
 import { BlockBufferPool } from './buffer-pool.ts';
 import { ReadQueue, WriteQueue } from './write-queue.ts';
@@ -149,6 +150,8 @@ const DATA_PRESYNC_BYTES = 32 * 1024 * 1024;
  * is admitted.
  */
 const DATA_DISK_MARGIN_BYTES = 1 << 20;
+/** Free space a retry of blocks already accepted leaves on a full disk (the store's next commit), at least; half the space reserve if that is more. */
+const RETRY_FLOOR_BYTES = 256 * 1024;
 /** The space reserve under META_PATH (EngineOptions.spaceReserveBytes). */
 export const SPACE_RESERVE_FILE = 'space-reserve';
 
@@ -246,9 +249,11 @@ export class FsEngine {
    * extents in the data file, and the disk's free space at the last check —
    * so the write cache takes nothing more it could not write (admitNewData).
    */
-  private dataDiskFull: { diskFreeBytes: number } | undefined;
+  private dataDiskFull: { diskFreeBytes: number; path: string; storeFull: boolean } | undefined;
   /** The space reserve (EngineOptions.spaceReserveBytes) is on the disk. */
   private spaceReserveHeld = false;
+  /** Log lines of repeated events (one per kind a minute). */
+  private readonly repeats = new RepeatLimiter(() => this.drivers.clock.nowMs());
   /** How far the data file is written (its size at open, then the end of every write that succeeded). */
   private dataFileEndBytes = 0;
   /** Data-file bytes written since the last background sync started. */
@@ -627,6 +632,7 @@ export class FsEngine {
       throw await this.storeCommitFailure(err);
     });
     info.timing = { writesMs: t1 - t0, dataSyncMs: t2 - t1, syncOnlyMs: syncEnd - t1, logOnlyMs: logEnd - t1, storeMs: clock.nowMs() - t2 };
+    if (this.dataDiskFull?.storeFull) this.dataDiskFull = { ...this.dataDiskFull, storeFull: false };
     // Durable: reads fall through to the store now, freed space may be reused.
     this.active.below = this.store;
     this.frozen = undefined;
@@ -796,8 +802,12 @@ export class FsEngine {
     }
     await this.checkDataDisk();
     const full = this.dataDiskFull;
-    if (full && retryBytes > 0 && retryBytes > full.diskFreeBytes - this.diskMarginBytes) {
-      layer.writeError = new FsError('ENOSPC', `the disk under ${this.options.blockDataPath} is full: ${layer.newBlocks.size} new blocks (${retryBytes} bytes) of txn ${txn} wait for room (${full.diskFreeBytes} bytes free); delete data to make room`);
+    // Blocks already accepted may use the disk down to a small floor (the
+    // store's own next pages), not the margin new data leaves: deletes queued
+    // behind them commit only with them.
+    const floor = Math.max(RETRY_FLOOR_BYTES, Math.floor((this.options.spaceReserveBytes ?? 0) / 2));
+    if (full && retryBytes > 0 && retryBytes > full.diskFreeBytes - floor) {
+      layer.writeError = new FsError('ENOSPC', `the disk under ${full.path} is full: ${layer.newBlocks.size} new blocks (${retryBytes} bytes) of txn ${txn}, written before the disk filled, wait for room (${full.diskFreeBytes} bytes free, ${floor} kept for the metadata store); delete data to make room, or the file being written when the disk filled`);
       return;
     }
     for (const [offset, bytes] of [...layer.newBlocks]) {
@@ -823,15 +833,26 @@ export class FsEngine {
     this.state = { ...this.state, txn: this.state.txn - 1 };
   }
 
-  /** A data write or a store commit failed for want of space. */
-  private noteDataDiskFull(err: unknown): void {
+  /**
+   * A data write (path BLOCKDATA_PATH) or a store commit (META_PATH) failed for
+   * want of space. A full store also refuses new names and inodes
+   * (checkMetaRoom) until a commit lands: they would pile up uncommitted.
+   */
+  private noteDataDiskFull(err: unknown, path = this.options.blockDataPath): void {
+    const storeFull = path === this.options.metaPath;
     if (this.dataDiskFull) {
       this.dataDiskFull.diskFreeBytes = 0;
+      if (storeFull) this.dataDiskFull = { ...this.dataDiskFull, path, storeFull };
       return;
     }
-    this.dataDiskFull = { diskFreeBytes: 0 };
-    this.drivers.logger.log(0, `disk full (${(err as Error).message}): new data is refused with ENOSPC until deletes are committed (their space is reused) or the disk under ${this.options.blockDataPath} has room again`);
+    this.dataDiskFull = { diskFreeBytes: 0, path, storeFull };
+    this.drivers.logger.log(0, `disk full (${(err as Error).message}): new data${storeFull ? ', files and directories are' : ' is'} refused with ENOSPC until deletes are committed (their space is reused) or the disk under ${path} has room again`);
     this.releaseSpaceReserve();
+  }
+
+  /** Operations that add names or inodes fail with ENOSPC while the store cannot commit for want of space. */
+  private checkMetaRoom(what: string): void {
+    if (this.dataDiskFull?.storeFull) throw new FsError('ENOSPC', `${what}: the disk under ${this.options.metaPath} is full: the metadata store cannot commit; delete data to make room`);
   }
 
   /**
@@ -848,7 +869,7 @@ export class FsEngine {
         err = new FsError('ENOSPC', `the disk under ${this.options.metaPath} is full (${space.freeBytes} bytes free): ${(err as Error).message}`);
       }
     }
-    if ((err as { code?: unknown }).code === 'ENOSPC' && (err as { detail?: unknown }).detail !== 'MDB_MAP_FULL') this.noteDataDiskFull(err);
+    if ((err as { code?: unknown }).code === 'ENOSPC' && (err as { detail?: unknown }).detail !== 'MDB_MAP_FULL') this.noteDataDiskFull(err, this.options.metaPath);
     return err;
   }
 
@@ -904,7 +925,7 @@ export class FsEngine {
     const room = this.knownRoom(full);
     if (bytes > room) {
       if (!orThrow) return false;
-      throw new FsError('ENOSPC', `the disk under ${this.options.blockDataPath} is full: no room for ${bytes} bytes of new data (${Math.max(0, room)} known free); delete data to make room`);
+      throw new FsError('ENOSPC', `the disk under ${full.path} is full: no room for ${bytes} bytes of new data (${Math.max(0, room)} known free); delete data to make room`);
     }
     this.active.admittedBytes += bytes;
     return true;
@@ -936,6 +957,29 @@ export class FsEngine {
    * commit of deletes not yet committed (the space they free is reused only
    * then), so `rm big; cp new .` works as on a local disk.
    */
+  /**
+   * For a write about to be acknowledged before it is stored (the mount's
+   * write-behind): while the disk is full, wait for pending deletes' commit
+   * if the write needs their room, then fail with ENOSPC if room for it is
+   * still not known. A refused write is then reported by the write itself,
+   * not by a later call (which a short write can hide from the caller).
+   */
+  async roomForWrite(offsetBytes: number, lengthBytes: number): Promise<void> {
+    if (!this.dataDiskFull || lengthBytes === 0) return;
+    await this.awaitFreedRoom(offsetBytes, lengthBytes);
+    const full = this.dataDiskFull;
+    if (!full) return;
+    const bs = this.options.blockSizeBytes;
+    const need = (Math.floor((offsetBytes + lengthBytes - 1) / bs) - Math.floor(offsetBytes / bs) + 1) * bs;
+    const room = this.knownRoom(full);
+    if (need > room) throw new FsError('ENOSPC', `the disk under ${full.path} is full: no room for ${need} bytes of new data (${Math.max(0, room)} known free); delete data to make room`);
+  }
+
+  /** A disk filled up (roomForWrite has something to check). */
+  get diskFull(): boolean {
+    return this.dataDiskFull !== undefined;
+  }
+
   private async awaitFreedRoom(offsetBytes: number, lengthBytes: number): Promise<void> {
     if (!this.dataDiskFull) return;
     const bs = this.options.blockSizeBytes;
@@ -943,21 +987,23 @@ export class FsEngine {
     const freeing = this.active.quarantine.length > 0 || (this.frozen?.quarantine.length ?? 0) > 0;
     if (!freeing || this.knownRoom(this.dataDiskFull) >= need) return;
     await this.commit('disk full').catch((err: unknown) => {
-      this.drivers.logger.log(1, `commit for room on the full data disk failed: ${(err as Error).message}`);
+      const line = this.repeats.pass('room commit', `commit for room on the full disk failed: ${(err as Error).message}`);
+      if (line !== undefined) this.drivers.logger.log(1, line);
     });
   }
 
   /** While the data disk is full: check its free space again, and leave that state when it has room. */
   private async checkDataDisk(): Promise<void> {
     if (!this.dataDiskFull) return;
-    const { freeBytes } = await this.drivers.disk.space(this.options.blockDataPath);
+    const path = this.dataDiskFull.path;
+    const { freeBytes } = await this.drivers.disk.space(path);
     const full = this.dataDiskFull;
-    if (!full) return;
+    if (!full || full.path !== path) return;
     full.diskFreeBytes = freeBytes;
     // Room for a full write cache of new blocks and the margin: back to normal.
-    if (freeBytes >= this.options.cacheSizeBytes + this.diskMarginBytes) {
+    if (freeBytes >= this.options.cacheSizeBytes + this.diskMarginBytes && !full.storeFull) {
       this.dataDiskFull = undefined;
-      this.drivers.logger.log(0, `the disk under ${this.options.blockDataPath} has room again (${Math.floor(freeBytes / 1048576)} MiB free): new data is taken again`);
+      this.drivers.logger.log(0, `the disk under ${path} has room again (${Math.floor(freeBytes / 1048576)} MiB free): new data is taken again`);
       await this.keepSpaceReserve();
     }
   }
@@ -1213,6 +1259,7 @@ export class FsEngine {
 
   private newInode(parent: number, name: string, mode: number, uid: number, gid: number, rdev: number): Inode {
     this.checkWritable();
+    this.checkMetaRoom(`create '${name}'`);
     const dir = this.dirInode(parent);
     this.checkName(name);
     if (this.findDirent(parent, name)) throw new FsError('EEXIST', `'${name}' exists in directory ${parent}`);
@@ -1268,6 +1315,7 @@ export class FsEngine {
 
   link(ino: number, newParent: number, newName: string): Stat {
     this.checkWritable();
+    this.checkMetaRoom(`link '${newName}'`);
     const inode = this.inode(ino);
     if (isDir(inode.mode)) throw new FsError('EPERM', 'hard links to directories are not allowed');
     const dir = this.dirInode(newParent);
@@ -1649,6 +1697,11 @@ export class FsEngine {
       .finally(() => {
         this.presyncRunning = undefined;
       });
+  }
+
+  /** The last transaction made durable (what a remount starts from). */
+  get durableTxn(): number {
+    return this.lastCommit?.txn ?? 0;
   }
 
   /** Changes in the write cache not yet committed (a live master commits soon after writes stop). */

@@ -26,10 +26,13 @@ export function engineOptionsFromConfig(config: LessfsConfig, overrides: Partial
 
 /**
  * The space reserve of a mount (EngineOptions.spaceReserveBytes) for a
- * META_PATH disk of this size: 2% of it, at least 2 MiB and at most 64 MiB.
- * On the 48 MiB tmpfs of test/mount/persistence.test.ts, 2 MiB let the store
- * commit the delete of a ~40 MiB file of 4 KiB blocks that had filled it.
+ * META_PATH disk of this size: 2% of it, at least 8 MiB and at most 64 MiB.
+ * Released at the first ENOSPC, half of it may take blocks accepted before
+ * the disk filled (their writes failed), half stays for the store to commit
+ * the deletes that free space. 2 MiB (the first minimum) let a 48 MiB tmpfs
+ * commit the delete of the file that filled it, but not the delete of
+ * another file with a second's worth of failed writes waiting.
  */
 export function spaceReserveFor(diskTotalBytes: number): number {
-  return Math.min(64 << 20, Math.max(2 << 20, Math.floor((diskTotalBytes * 0.02) / 4096) * 4096));
+  return Math.min(64 << 20, Math.max(8 << 20, Math.floor((diskTotalBytes * 0.02) / 4096) * 4096));
 }

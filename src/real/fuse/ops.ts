@@ -11,6 +11,7 @@ import { PathFs, type Caller } from '../../core/fs/path-fs.ts';
 import { S_IFMT, S_IFREG } from '../../core/fs/schema.ts';
 import type { Stat } from '../../core/fs/types.ts';
 import type { IoGate } from '../../core/gate.ts';
+import { RepeatLimiter } from '../../core/repeat-limiter.ts';
 import type { SpaceGuard } from '../../core/space-guard.ts';
 import type { TraceOp } from '../../core/trace-format.ts';
 import type { FuseRequest } from './mount.ts';
@@ -105,8 +106,7 @@ export class WriteBehind {
   /** Highest end offset of queued writes per inode (getattr reports it as the size). */
   private readonly ends = new Map<number, number>();
   private readonly errors = new Map<number, unknown>();
-  /** The last store error logged per inode (WriteBehind.submit). */
-  private readonly loggedErrors = new Map<number, string>();
+  private readonly repeats = new RepeatLimiter(() => Date.now());
   private queuedBytes = 0;
   private roomWaiters: Array<() => void> = [];
   /** Set by close(): the filesystem is shutting down, and a write it could no longer store is refused, not acknowledged. */
@@ -138,9 +138,15 @@ export class WriteBehind {
     return undefined;
   }
 
-  /** Queue a store; resolves when it is queued (or rejects with a deferred error, or EINTR if req is interrupted while it waits for room). */
+  /**
+   * Queue a store; resolves when it is queued (or rejects with a deferred
+   * error, or EINTR if req is interrupted while it waits for room). A write
+   * reports a deferred error without clearing it: the kernel turns a failed
+   * write after acknowledged ones into a short write, which callers may not
+   * check, so the error must still fail the next fsync (or flush, release).
+   */
   async submit(ino: number, store: () => Promise<unknown>, bytes: number, endBytes: number, req?: FuseRequest): Promise<void> {
-    this.takeError(ino);
+    this.peekError(ino);
     this.refuseIfClosed(ino);
     while (this.queuedBytes >= this.queuedBytesMax) {
       await this.interruptible(req, new Promise<void>((r) => this.roomWaiters.push(r)));
@@ -152,17 +158,14 @@ export class WriteBehind {
     // The store starts in a later macrotask, so the reply (fuse-native answers
     // on process.nextTick) goes out before the hashing, not after it.
     const next = prev.then(() => new Promise<void>((r) => setImmediate(r))).then(store).then(
-      () => {
-        this.loggedErrors.delete(ino);
-      },
+      () => undefined,
       (err: unknown) => {
         if (!this.errors.has(ino)) this.errors.set(ino, err);
-        // One line per inode and error until a store of it succeeds (a full
-        // disk fails every queued write of a copy).
-        const message = (err as Error).message;
-        if (this.loggedErrors.get(ino) === message) return;
-        this.loggedErrors.set(ino, message);
-        this.logger.log(1, `write-behind store of inode ${ino} failed: ${message}`);
+        // One line per kind of error a minute (a full disk fails every queued
+        // write of a copy, of every file).
+        const code = (err as { code?: unknown }).code;
+        const line = this.repeats.pass(`store ${String(code)}`, `write-behind store of inode ${ino} failed: ${(err as Error).message}`);
+        if (line !== undefined) this.logger.log(1, line);
       },
     ).finally(() => {
       this.queuedBytes -= bytes;
@@ -207,6 +210,12 @@ export class WriteBehind {
 
   private refuseIfClosed(ino: number): void {
     if (this.closed) throw new FsError('EIO', `write to inode ${ino} refused: the filesystem is shutting down`);
+  }
+
+  /** Throw the deferred error of a failed store of ino, if any, and keep it. */
+  peekError(ino: number): void {
+    const err = this.errors.get(ino);
+    if (err !== undefined) throw err;
   }
 
   /** Throw (once) the deferred error of a failed store of ino, if any. */
@@ -473,14 +482,17 @@ export class LessfsFuseOps {
     const bs = this.engine.buffers.blockSizeBytes;
     if (len < bs && !this.writes.pending(ino) && !this.trace?.recording) {
       // A failed store's error comes back here, as from submit.
-      this.writes.takeError(ino);
+      this.writes.peekError(ino);
       if (this.engine.writeNow(ino, pos, buf.subarray(0, len))) return len;
     }
     const copy = len === bs ? this.engine.buffers.take() : Buffer.allocUnsafeSlow(len);
     buf.copy(copy, 0, 0, len);
     // Reply first, store after (see WriteBehind): the error of a failed
-    // store comes back on the next write, fsync, flush or release.
-    return this.writes.submit(ino, () => this.storeWrite(fd, ino, pos, copy), len, pos + len, req).then(() => len);
+    // store comes back on the next write, and on the next fsync, flush or
+    // release (it stays until one of those reports it).
+    const submit = (): Promise<number> => this.writes.submit(ino, () => this.storeWrite(fd, ino, pos, copy), len, pos + len, req).then(() => len);
+    // A full disk refuses the write itself when it is known to have no room.
+    return this.engine.diskFull ? this.engine.roomForWrite(pos, len).then(submit) : submit();
   }
 
   /** `creates`: the operation makes `path` as a new name, so the control directory's name answers EEXIST; anything else done to it EPERM. */
