@@ -26,7 +26,8 @@ export function engineOptionsFromConfig(config: LessfsConfig, overrides: Partial
 
 /**
  * The space reserve of a mount (EngineOptions.spaceReserveBytes) for a
- * META_PATH disk of this size: 2% of it, at least 8 MiB and at most 64 MiB.
+ * META_PATH disk of this size: 2% of it, at least 8 MiB (or a tenth of a
+ * disk smaller than 80 MiB) and at most 64 MiB.
  * Released at the first ENOSPC, half of it may take blocks accepted before
  * the disk filled (their writes failed), half stays for the store to commit
  * the deletes that free space. 2 MiB (the first minimum) let a 48 MiB tmpfs
@@ -34,5 +35,7 @@ export function engineOptionsFromConfig(config: LessfsConfig, overrides: Partial
  * another file with a second's worth of failed writes waiting.
  */
 export function spaceReserveFor(diskTotalBytes: number): number {
-  return Math.min(64 << 20, Math.max(8 << 20, Math.floor((diskTotalBytes * 0.02) / 4096) * 4096));
+  const pages = (bytes: number): number => Math.floor(bytes / 4096) * 4096;
+  // At least 8 MiB, but never more than a tenth of a small disk.
+  return Math.min(64 << 20, Math.max(Math.min(8 << 20, pages(diskTotalBytes * 0.1)), pages(diskTotalBytes * 0.02)));
 }
