@@ -2,19 +2,20 @@
 // once (engine.writeNow), whole blocks through the write-behind queue, and
 // the metadata caches under them, against a model of the file's bytes.
 
+import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlFiles, REPLICATION_OFF } from '../../src/core/control.ts';
 import { IoGate } from '../../src/core/gate.ts';
 import type { FsEngine } from '../../src/core/fs/engine.ts';
 import type { FuseRequest } from '../../src/real/fuse/mount.ts';
-import { LessfsFuseOps, WriteBehind } from '../../src/real/fuse/ops.ts';
+import { callerBeingKilled, LessfsFuseOps, WriteBehind } from '../../src/real/fuse/ops.ts';
 import { RealHarness } from '../support/harness.ts';
 
 type AnyOps = Record<string, (...args: unknown[]) => void>;
 
-function opsOf(engine: FsEngine, request?: () => FuseRequest | undefined): { call: (name: string, ...args: unknown[]) => Promise<[number, unknown]>; ops: LessfsFuseOps } {
+function opsOf(engine: FsEngine, request?: () => FuseRequest | undefined, callerKilled?: (pid: number) => Promise<boolean>): { call: (name: string, ...args: unknown[]) => Promise<[number, unknown]>; ops: LessfsFuseOps } {
   const control = new ControlFiles(engine, REPLICATION_OFF, { contentTtlMs: 1000, nowMs: () => Date.now() });
-  const ops = new LessfsFuseOps({ engine, control, gate: new IoGate(), logger: { log: () => undefined }, logLevel: 0, request });
+  const ops = new LessfsFuseOps({ engine, control, gate: new IoGate(), logger: { log: () => undefined }, logLevel: 0, request, callerKilled });
   const handlers = ops.ops() as unknown as AnyOps;
   const call = (name: string, ...args: unknown[]): Promise<[number, unknown]> =>
     new Promise((resolve) => handlers[name](...args, (e: number, v: unknown) => resolve([e, v])));
@@ -161,10 +162,12 @@ describe('FUSE handlers in-process', () => {
     engine.writesHeld = () => held;
     engine.writeThrottle = () => (held ? new Promise<void>((r) => waiters.push(r)) : undefined);
     let seq = 0;
-    const req: { current: FuseRequest } = { current: { seq: 0, interrupted: false } };
-    const { call, ops } = opsOf(engine, () => req.current);
+    const req: { current: FuseRequest } = { current: { seq: 0, interrupted: false, pid: 4242 } };
+    // The caller of pid 4242 is being killed once `killed` says so.
+    let killed = true;
+    const { call, ops } = opsOf(engine, () => req.current, async (pid) => pid === 4242 && killed);
     const next = (): number => {
-      req.current = { seq: ++seq, interrupted: false };
+      req.current = { seq: ++seq, interrupted: false, pid: 4242 };
       return seq;
     };
     /** The handler's answer, or 'waiting' if it has none within a few event-loop turns. */
@@ -192,8 +195,17 @@ describe('FUSE handlers in-process', () => {
     expect((await mkdir)[0]).toBe(-4);
     expect((await call('getattr', '/d'))[0]).toBe(-2);
     // Interrupted before it reached the handler: the same answer without waiting.
-    req.current = { seq: ++seq, interrupted: true };
+    req.current = { seq: ++seq, interrupted: true, pid: 4242 };
     expect(await answer(call('mkdir', '/d', 0o755))).toBe(-4);
+    // A signal that does not end the caller (a stop, one it handles) must not
+    // make it see EINTR (a short write); a SIGKILL after it still does.
+    killed = false;
+    const s = next();
+    const stopped = call('mkdir', '/d', 0o755);
+    ops.interrupt(s);
+    expect(await answer(stopped), 'a stopped caller got EINTR').toBe('waiting');
+    killed = true; // no second interrupt comes: the wait watches the caller
+    expect((await stopped)[0]).toBe(-4);
     next();
     expect(await answer(call('release', '/f', fd)), 'release waited on the hold').toBe(0);
 
@@ -226,5 +238,23 @@ describe('WriteBehind: a failed store', () => {
     // Reported: cleared.
     await expect(wb.settled(7, true)).resolves.toBeUndefined();
     await expect(wb.submit(7, () => Promise.resolve(), 4096, 8192)).resolves.toBeUndefined();
+  });
+});
+
+describe('callerBeingKilled', () => {
+  it('is false for a running or stopped process, true for one that is gone or not known', async () => {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const pid = child.pid as number;
+      expect(await callerBeingKilled(pid)).toBe(false);
+      process.kill(pid, 'SIGSTOP'); // Ctrl-Z: the kernel interrupts its requests, it is not being killed
+      expect(await callerBeingKilled(pid)).toBe(false);
+      process.kill(pid, 'SIGCONT');
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+    expect(await callerBeingKilled(child.pid as number)).toBe(true);
+    expect(await callerBeingKilled(0)).toBe(true);
   });
 });

@@ -63,13 +63,15 @@ export function fuseCaller(): { uid: number; gid: number } {
  * handler entry; undefined without the patched addon (no interrupts then).
  */
 export function fuseRequest(): FuseRequest | undefined {
-  const c = (activeFuse as { context?: { seq?: number; interrupted?: boolean } } | undefined)?.context;
-  return c?.seq === undefined ? undefined : { seq: c.seq, interrupted: c.interrupted === true };
+  const c = (activeFuse as { context?: { seq?: number; interrupted?: boolean; pid?: number } } | undefined)?.context;
+  return c?.seq === undefined ? undefined : { seq: c.seq, interrupted: c.interrupted === true, pid: c.pid ?? 0 };
 }
 
 export interface FuseRequest {
   seq: number;
   interrupted: boolean;
+  /** The caller's thread id (0: not known). */
+  pid: number;
 }
 
 class LessfsFuse extends Fuse {

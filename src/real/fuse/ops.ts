@@ -2,6 +2,7 @@
 // main thread: it validates, maps errors to negative errno and never throws into
 // fuse-native (a throw there kills the process).
 
+import { readFile } from 'node:fs/promises';
 import type { FuseOps, FuseStat, FuseStatfs } from 'fuse-native';
 import { ControlFiles, CONTROL_DIR, CONTROL_NAME } from '../../core/control.ts';
 import type { Logger } from '../../core/drivers.ts';
@@ -42,6 +43,8 @@ export interface FuseOpsOptions {
   caller?: () => Caller;
   /** The FUSE request being handled (what interrupt() names); valid only synchronously at handler entry. */
   request?: () => FuseRequest | undefined;
+  /** Is a fatal signal pending on this thread (default: /proc/PID/status)? Tests pass their own. */
+  callerKilled?: (pid: number) => Promise<boolean>;
   /** Record completed operations here (lessfs --trace); control files are not recorded. */
   trace?: TraceRecorder;
   /** The logger's level (DEBUG): per-operation lines above it are not even built. */
@@ -49,6 +52,33 @@ export interface FuseOpsOptions {
 }
 
 const ROOT_CALLER: Caller = { uid: 0, gid: 0 };
+/** Interrupts remembered for waits that start after them (the oldest go first). */
+const INTERRUPTED_KEPT = 1024;
+/** How often an interrupted wait checks whether its caller is being killed. */
+const KILL_POLL_MS = 100;
+
+/**
+ * Is a fatal signal pending on thread pid (the kernel marks SIGKILL pending
+ * on every thread of a process a fatal signal ends)? A thread that is gone
+ * waits for nothing. pid 0 (not known): taken as yes, as before.
+ */
+export async function callerBeingKilled(pid: number): Promise<boolean> {
+  if (pid <= 0) return true;
+  let status: string;
+  try {
+    status = await readFile(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return true;
+  }
+  for (const line of status.split('\n')) {
+    if (line.startsWith('SigPnd:') || line.startsWith('ShdPnd:')) {
+      if ((BigInt(`0x${line.slice(7).trim()}`) & SIGKILL_BIT) !== 0n) return true;
+    }
+  }
+  return false;
+}
+const SIGKILL_BIT = 1n << 8n;
+
 /** The answer of a wait given up because the kernel interrupted its request (the caller got a signal). */
 const INTERRUPTED = new FsError('EINTR', 'interrupted while waiting');
 /** getattr of a missing path: one shared error (only its errno is used). */
@@ -248,8 +278,12 @@ export class LessfsFuseOps {
   private readonly space: SpaceGuard | undefined;
   private readonly caller: () => Caller;
   private readonly request: () => FuseRequest | undefined;
-  /** Interruptible waits in progress, by request: each gives up its wait with EINTR. */
+  /** Interruptible waits in progress, by request: told of an interrupt, each starts watching its caller. */
   private readonly waits = new Map<number, () => void>();
+  /** Requests interrupted before (or between) their waits. */
+  private readonly interrupted = new Set<number>();
+  private readonly callerKilled: (pid: number) => Promise<boolean>;
+  private readonly repeats = new RepeatLimiter(() => Date.now());
   private readonly writes: WriteBehind;
   private readonly trace: TraceRecorder | undefined;
   /** Log each operation (traceLevel <= the logger's level). */
@@ -264,6 +298,7 @@ export class LessfsFuseOps {
     this.space = options.space;
     this.caller = options.caller ?? (() => ROOT_CALLER);
     this.request = options.request ?? (() => undefined);
+    this.callerKilled = options.callerKilled ?? callerBeingKilled;
     this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p));
     this.fs = new PathFs(this.engine);
     this.trace = options.trace;
@@ -313,39 +348,72 @@ export class LessfsFuseOps {
 
   /**
    * The kernel interrupted request seq: its caller got a signal (for SIGKILL
-   * the kernel still waits for our answer). A wait that registered for it
-   * gives up with EINTR; anything else finishes as it would have.
+   * the kernel still waits for our answer). A wait registered for it (now or
+   * later: the interrupt is remembered) checks whether the caller is being
+   * killed (interruptible).
    */
   interrupt(seq: number): void {
-    this.waits.get(seq)?.();
+    const wait = this.waits.get(seq);
+    if (wait) {
+      wait();
+      return;
+    }
+    this.interrupted.add(seq);
+    if (this.interrupted.size > INTERRUPTED_KEPT) this.interrupted.delete(this.interrupted.values().next().value as number);
   }
 
   /**
-   * p, or EINTR once request req is interrupted. Only for waits that nothing
-   * has been done before, or that change nothing by ending early: the backlog
-   * hold, the freeze gate, room in the write-behind queue, queued writes that
-   * fsync, flush, truncate or utimens wait for (they stay queued). p must not
+   * p, or EINTR once the caller of request req is being killed. The kernel
+   * sends an interrupt for any signal, a stop (Ctrl-Z) or one the caller
+   * handles included, and an EINTR there turns a write into a short write
+   * that callers take for success: so an interrupt only starts watching the
+   * caller (at once, then every KILL_POLL_MS: a SIGKILL after a stop sends
+   * no second interrupt), and the wait gives up when a fatal signal is
+   * pending on it. Only for waits that nothing has been done before, or
+   * that change nothing by ending early: the backlog hold, the freeze gate,
+   * room in the write-behind queue, queued writes that fsync, fsyncdir,
+   * flush, read, truncate or utimens wait for (they stay queued). p must not
    * reject with an error someone else has to see (a given-up p is dropped).
    */
   private interruptible<T>(req: FuseRequest | undefined, p: Promise<T>): Promise<T> {
     if (req === undefined) return p;
-    if (req.interrupted) {
-      p.catch(() => undefined);
-      return Promise.reject(INTERRUPTED);
-    }
     const seq = req.seq;
     return new Promise<T>((resolve, reject) => {
-      this.waits.set(seq, () => {
+      let settled = false;
+      let poll: ReturnType<typeof setInterval> | undefined;
+      const finish = (): void => {
+        settled = true;
         this.waits.delete(seq);
-        reject(INTERRUPTED);
-      });
+        if (poll !== undefined) clearInterval(poll);
+      };
+      const check = (): void => {
+        this.callerKilled(req.pid).then(
+          (killed) => {
+            if (!killed || settled) return;
+            finish();
+            const line = this.repeats.pass('interrupted', `request ${seq} of pid ${req.pid}: its caller is being killed, answered EINTR`);
+            if (line !== undefined) this.logger.log(2, line);
+            reject(INTERRUPTED);
+          },
+          (err: unknown) => this.logger.log(1, `checking whether pid ${req.pid} is being killed: ${(err as Error).message}`),
+        );
+      };
+      const onInterrupt = (): void => {
+        if (settled || poll !== undefined) return;
+        check();
+        poll = setInterval(check, KILL_POLL_MS);
+      };
+      this.waits.set(seq, onInterrupt);
+      if (req.interrupted || this.interrupted.has(seq)) onInterrupt();
       p.then(
         (v) => {
-          this.waits.delete(seq);
+          if (settled) return;
+          finish();
           resolve(v);
         },
         (err: unknown) => {
-          this.waits.delete(seq);
+          if (settled) return;
+          finish();
           reject(err);
         },
       );
@@ -579,14 +647,14 @@ export class LessfsFuseOps {
           if (h && !h.control) return this.releaseInode(h.ino);
         }, this.trace ? this.traced(this.controlHandle(fd), () => ({ op: 'release', fh: fd }), cb) : cb),
       read: (path, fd, buf, len, pos, cb) =>
-        this.run('read', path, async () => {
+        this.run('read', path, async (req) => {
           const h = this.handle(fd);
           if (h.control) {
             const data = h.control.bytes.subarray(Math.min(pos, h.control.bytes.length), Math.min(pos + len, h.control.bytes.length));
             buf.set(data, 0);
             return data.length;
           }
-          if (this.writes.busy) await this.writes.settled(h.ino);
+          if (this.writes.busy) await this.interruptible(req, this.writes.settled(h.ino));
           return this.engine.readInto(h.ino, pos, buf.subarray(0, len));
         }, this.traced(this.controlHandle(fd), () => ({ op: 'read', fh: fd, off: pos, len }), (e, n) => cb(e < 0 ? e : (n ?? 0)))),
       write: (path, fd, buf, len, pos, cb) =>
@@ -666,8 +734,8 @@ export class LessfsFuseOps {
           await this.engine.fsync(ino);
         }, this.traced(this.controlHandle(fd) || ControlFiles.isControl(path), this.handles.has(fd) ? () => ({ op: 'fsync', fh: fd }) : () => ({ op: 'fsync', path }), (e) => cb(e))),
       fsyncdir: (path, _dataSync, _fd, cb) =>
-        this.run('fsyncdir', path, async () => {
-          await this.writes.all();
+        this.run('fsyncdir', path, async (req) => {
+          await this.interruptible(req, this.writes.all());
           await this.engine.fsync();
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'fsyncdir', path }), (e) => cb(e))),
       // ENOSYS makes the kernel answer EOPNOTSUPP (ENOTSUP) itself from then on
