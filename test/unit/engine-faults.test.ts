@@ -318,5 +318,23 @@ describe('data disk filled by the filesystem itself (seeds 13, 14)', () => {
     expect(kept.length).toBe(3 * BS);
     await remountedHolds(h, engine, { '/fill': unique(2, 8) });
   });
+
+  it('statfs after deletes: used (total - free) is the stored bytes, never negative', async () => {
+    const h = new SimHarness(17);
+    await h.format();
+    const engine = await h.open();
+    const fs = new PathFs(engine);
+    fs.create('/a');
+    fs.create('/b');
+    await h.run(fs.write('/a', 0, unique(1, 8)));
+    await h.run(fs.write('/b', 0, unique(2, 2)));
+    await h.run(engine.commit());
+    fs.unlink('/a');
+    await h.run(engine.commit());
+    const st = await h.run(engine.statfs());
+    expect((st.totalBlocks - st.freeBlocks) * st.blockSizeBytes).toBe(st.storedBytes);
+    expect(st.storedBytes).toBe(2 * BS);
+    await h.run(engine.close());
+  });
 });
 

@@ -2280,7 +2280,9 @@ export class FsEngine {
     const used = this.state.storedBytes;
     return {
       blockSizeBytes: bs,
-      totalBlocks: Math.floor((used + space.freeBytes) / bs),
+      // Free extents of the data file count in both (df's used = total - free
+      // would go negative after deletes: a tester saw "Used -356M").
+      totalBlocks: Math.floor((used + space.freeBytes + this.allocator.freeBytes) / bs),
       freeBlocks: Math.floor((space.freeBytes + this.allocator.freeBytes) / bs),
       availBlocks: Math.floor((space.freeBytes + this.allocator.freeBytes) / bs),
       files: this.state.nextIno,
