@@ -63,8 +63,9 @@ export function fuseCaller(): { uid: number; gid: number } {
  * handler entry; undefined without the patched addon (no interrupts then).
  */
 export function fuseRequest(): FuseRequest | undefined {
-  const c = (activeFuse as { context?: { seq?: number; interrupted?: boolean; pid?: number } } | undefined)?.context;
-  return c?.seq === undefined ? undefined : { seq: c.seq, interrupted: c.interrupted === true, pid: c.pid ?? 0 };
+  // The patched addon's context object is the request (no copy per operation).
+  const c = (activeFuse as { context?: Partial<FuseRequest> } | undefined)?.context;
+  return c?.seq === undefined ? undefined : (c as FuseRequest);
 }
 
 export interface FuseRequest {
