@@ -24,7 +24,7 @@ import { acquireLock, type FsLock } from '../real/lock.ts';
 import { CliError, EXIT_OK, EXIT_RUNTIME, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
 import { withLessfsNodeFlags } from './runtime-flags.ts';
 
-const usage = `Usage: lessfs CONFIG MOUNTPOINT [-o OPTIONS] [-f] [--log FILE] [--trace FILE]
+const usage = `Usage: lessfs CONFIG MOUNTPOINT [-o OPTIONS] [-f] [--log FILE] [--trace FILE] [--accept-replog-gap]
 
 Mount the lessfs filesystem described by CONFIG (a lessfs.cfg) at MOUNTPOINT.
 
@@ -37,6 +37,12 @@ Mount the lessfs filesystem described by CONFIG (a lessfs.cfg) at MOUNTPOINT.
       --trace FILE   record every completed FUSE operation to FILE (names, sizes,
                      offsets, results; no file contents) for lessfs-sim
                      replay-trace; overrides TRACE_FILE in CONFIG
+      --accept-replog-gap
+                     a replication master whose log files with committed
+                     transactions are missing (replog.dta, or a rotated file
+                     before the newest) mounts anyway: the gap is logged, a new
+                     log sequence starts, and its slave must be re-seeded.
+                     Without it such a mount is refused. Give it once.
   -h, --help         show this help
 
 Unmount with: fusermount -u MOUNTPOINT (or send SIGTERM/SIGINT to the process).
@@ -53,6 +59,7 @@ export const lessfs: Command = {
         options: { type: 'string', short: 'o', multiple: true },
         log: { type: 'string' },
         trace: { type: 'string' },
+        'accept-replog-gap': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         'daemon-child': { type: 'boolean' },
       },
@@ -73,7 +80,7 @@ export const lessfs: Command = {
     if (tracePath !== undefined && (tracePath === mnt || tracePath.startsWith(`${mnt}/`))) {
       throw new CliError(`the trace file ${tracePath} is inside the mount point ${mnt} (expected a path outside it: the mount would record its own trace writes)`);
     }
-    return foreground(config, mnt, extra, values.log, tracePath);
+    return foreground(values['accept-replog-gap'] ? { ...config, acceptReplogGap: true } : config, mnt, extra, values.log, tracePath);
   },
 };
 
@@ -145,7 +152,7 @@ async function daemonize(argv: string[], config: LessfsConfig, mnt: string, logP
   throw new CliError(`mount of ${mnt} did not appear within 30 s; see ${log}`);
 }
 
-async function foreground(config: LessfsConfig, mnt: string, extra: string[], logPath: string | undefined, tracePath: string | undefined): Promise<number> {
+async function foreground(config: LessfsConfig & { acceptReplogGap?: boolean }, mnt: string, extra: string[], logPath: string | undefined, tracePath: string | undefined): Promise<number> {
   const logger = logPath ? new FileLogger(config.debug, resolve(logPath), 'lessfs') : new StderrLogger(config.debug, 'lessfs');
   let lock: FsLock & { stalePid?: number };
   try {

@@ -140,7 +140,7 @@ describe('batch master log', () => {
     expect(injected).toBeGreaterThan(0);
   });
 
-  it('a lost replog.dta starts a new sequence; a slave behind it refuses the gap', async () => {
+  it('a lost replog.dta refuses the mount; accepted (--accept-replog-gap), a new sequence starts and a slave behind it refuses the gap', async () => {
     const sched = new Scheduler({ seed: 3 });
     const c = new BatchCluster(sched, 3);
     await c.format();
@@ -151,8 +151,10 @@ describe('batch master log', () => {
     await c.close(c.master);
     const disk = c.master.machine.drivers().disk;
     await c.run(disk.unlink(joinPath(c.master.options.blockDataPath, LIVE_LOG_NAME))); // /b's txns lost
+    await expect(c.open(c.master)).rejects.toThrow(/replication log files are missing .*: replog\.dta \(the live log of sequence 2; txns/);
+    c.master.repl = { ...c.master.repl, acceptReplogGap: true };
     m = await c.open(c.master);
-    expect(c.master.machine.logger.lines.some((l) => /replog\.dta is missing/.test(l) || /is missing \(the log of sequence 2/.test(l))).toBe(true);
+    expect(c.master.machine.logger.lines.some((l) => /is missing \(the log of sequence 2/.test(l))).toBe(true);
     expect(c.master.node!.control.sequence()).toBe(3);
     new PathFs(m).create('/c');
     await c.run(c.master.node!.control.rotate!()); // file 3

@@ -33,6 +33,8 @@ interface Master {
   machine: SimMachine;
   options: EngineOptions;
   status(): string;
+  /** The next mounts run as `lessfs --accept-replog-gap` (true) or without it. */
+  acceptGap(on: boolean): void;
 }
 
 function liveMaster(seed: number): Master & { format(): Promise<void> } {
@@ -51,6 +53,9 @@ function liveMaster(seed: number): Master & { format(): Promise<void> } {
     machine: c.master.machine,
     options: c.master.options,
     status: () => c.master.node!.control.status(),
+    acceptGap: (on) => {
+      c.master.repl = { ...c.master.repl, acceptReplogGap: on };
+    },
   };
 }
 
@@ -64,6 +69,9 @@ function batchMaster(seed: number): Master & { format(): Promise<void> } {
     machine: c.master.machine,
     options: c.master.options,
     status: () => c.master.node!.control.status(),
+    acceptGap: (on) => {
+      c.master.repl = { ...c.master.repl, acceptReplogGap: on };
+    },
   };
 }
 
@@ -121,11 +129,15 @@ for (const [mode, make] of [['live', liveMaster], ['batch', batchMaster]] as con
         const names = await m.run(m.machine.drivers().disk.readdir(m.options.blockDataPath));
         expect(names.filter((n) => n.startsWith('replog'))).toEqual([LIVE_LOG_NAME]);
         expect(m.machine.logger.lines.slice(lines).join('\n')).not.toMatch(/torn tail|cannot be replicated/);
-        // What the error says to do works: with the log moved aside the master mounts, on a new sequence.
+        expect(err!.message).toContain('--accept-replog-gap');
+        // What the error says to do works: with the log moved aside the master is still refused (its
+        // transactions are gone) until it is mounted once with --accept-replog-gap, on a new sequence.
         const disk = m.machine.drivers().disk;
         await m.run(disk.rename(joinPath(m.options.blockDataPath, LIVE_LOG_NAME), joinPath(m.options.blockDataPath, `${LIVE_LOG_NAME}.damaged`)));
+        await expect(m.open()).rejects.toThrow(/replog\.dta \(the live log of sequence 1; txns up to \d+\)/);
+        m.acceptGap(true);
         const e = await m.open();
-        expect(m.machine.logger.lines.slice(lines).join('\n')).toMatch(/replog\.dta is missing.*must be re-seeded/);
+        expect(m.machine.logger.lines.slice(lines).join('\n')).toMatch(/accepted by --accept-replog-gap.*must be re-seeded/);
         expect(scanLiveLog(p, await readLog(m)).header?.firstTxn).toBe(storeTxn + 1);
         expect(e.txn).toBe(storeTxn + 1);
         await m.close();

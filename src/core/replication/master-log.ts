@@ -41,7 +41,7 @@ import {
   type BlockPayload,
   type ReplRecord,
 } from './frames.ts';
-import { LogWriterState, scanLiveLog, type LiveLogScan } from './log-file.ts';
+import { decodeHeader, decodeTrailer, FS_ID_BYTES_MAX, HEADER_FIXED_BYTES, LogWriterState, scanLiveLog, TRAILER_BYTES, type LiveLogScan, type LogHeader } from './log-file.ts';
 
 export const LIVE_LOG_NAME = 'replog.dta';
 export const NEXT_LOG_NAME = 'replog.dta.next';
@@ -74,6 +74,12 @@ export interface MasterReplicationMeta {
    * commit with the log writes the meta without them.
    */
   repairTxns?: number[];
+  /**
+   * Log sequences up to this one that are missing from the master's directory
+   * were given up knowingly (a mount with `--accept-replog-gap`, or a log the
+   * mount discarded and reported): the check at mount no longer refuses them.
+   */
+  gapAcceptedThrough?: number;
 }
 
 export interface MasterLogOptions {
@@ -91,6 +97,12 @@ export interface MasterLogOptions {
   enabled: boolean;
   /** Rare-path hooks (simulation only). */
   buggify?: Buggify;
+  /**
+   * `lessfs --accept-replog-gap`: mount even though log files holding committed
+   * transactions are missing (replog.dta, or a rotated file before the newest);
+   * the gap is logged and a new sequence starts. Without it such a mount is refused.
+   */
+  acceptGap?: boolean;
 }
 
 export interface MasterLogDrivers {
@@ -163,6 +175,8 @@ export class MasterLog implements CommitObserver {
   private enabledFlag: boolean;
   /** The last error of an append, rotation or timer, for the status file. */
   lastError: string | undefined;
+  /** Written to the meta with every commit (MasterReplicationMeta.gapAcceptedThrough). */
+  private gapAcceptedThrough: number | undefined;
   rotations = 0;
   /** End offset of each transaction in the stream the sender reads (BLOCKREFs counted as their BLOCKs), txn firstTxn first. */
   private ends: number[];
@@ -351,110 +365,137 @@ export class MasterLog implements CommitObserver {
       await disk.syncDir(dir);
       liveSt = await disk.stat(livePath);
     }
-    const create = async (wanted: number): Promise<{ file: FileHandle; writer: LogWriterState }> => {
-      // Never a sequence a rotated file already has: a rotation of an empty log
-      // commits nothing, so the store's record of the sequence can be behind
-      // the files (and a .next left by a cut create() can bring back an empty log).
-      const rotated = (await disk.readdir(dir)).map(parseRotatedLogName).filter((n): n is number => n !== undefined);
-      const sequence = Math.max(wanted, ...rotated.map((n) => n + 1));
-      const made = LogWriterState.create(drivers.primitives, { fsId: options.fsId, blockSizeBytes: options.blockSizeBytes, sequence, firstTxn: storeTxn + 1 });
-      await writeFileDurably(disk, nextPath, made.headerBytes);
-      await disk.rename(nextPath, livePath);
-      await disk.syncDir(dir);
-      return { file: await disk.open(livePath), writer: made.state };
-    };
-    if (!liveSt || liveSt.sizeBytes === 0) {
-      let sequence = 1;
-      if (meta?.sequence !== undefined) {
-        sequence = liveSt ? meta.sequence : meta.sequence + 1;
-        if (!liveSt) {
-          logger.log(0, `replication log: ${livePath} is missing (the log of sequence ${meta.sequence} was moved or lost); starting sequence ${sequence} at txn ${storeTxn + 1}: a slave that has not applied up to txn ${storeTxn} will refuse it and must be re-seeded`);
-        }
-      }
-      const made = await create(sequence);
-      return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
-    }
-    const file = await disk.open(livePath);
-    try {
-      const bytes = await file.read(0, liveSt.sizeBytes);
-      let scan: LiveLogScan;
-      try {
-        scan = scanLiveLog(drivers.primitives, bytes, { fileName: LIVE_LOG_NAME });
-      } catch (err) {
-        throw new FormatError('ECORRUPT', `replication log ${livePath} is damaged beyond a torn tail (${(err as Error).message}); move it away to mount (a slave will then need re-seeding)`);
-      }
-      const header = scan.header;
-      if (header && header.fsId !== options.fsId) {
-        throw new FormatError('EFORMAT', `replication log ${livePath} belongs to filesystem ${header.fsId}, this is ${options.fsId}; move it away`);
-      }
-      if (header && header.blockSizeBytes !== options.blockSizeBytes) {
-        throw new FormatError('EFORMAT', `replication log ${livePath} has block size ${header.blockSizeBytes}, this filesystem ${options.blockSizeBytes}; move it away`);
-      }
-      if (!header) {
-        // Torn inside the header of a first log: nothing in it was ever durable.
-        await file.close();
-        logger.log(1, `replication log: ${LIVE_LOG_NAME} ends inside its header; starting it again`);
-        const made = await create(meta?.sequence ?? 1);
-        return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
-      }
-      const loggedTxn = meta?.txn;
-      if (loggedTxn !== undefined && header.firstTxn <= loggedTxn && scan.lastTxn < loggedTxn) {
-        // Every transaction up to loggedTxn was durable in this log before its
-        // store commit: a crash cannot tear it. The file was damaged or replaced
-        // afterwards; cutting it would silently drop what a slave may still need.
-        throw new FormatError('ECORRUPT', lostCommitted(livePath, options.blockSizeBytes, scan, loggedTxn));
-      }
-      if (scan.tail) logger.log(1, `replication log: cutting a torn tail of ${bytes.length - scan.tail.offsetBytes} bytes at offset ${scan.tail.offsetBytes} (${scan.tail.detail})`);
-      if (scan.uncommitted) logger.log(1, `replication log: dropping ${scan.uncommitted.records.length} records of txn ${scan.uncommitted.txn}, which has no COMMIT`);
-      if (scan.lastTxn > storeTxn + 1) {
-        throw new FormatError('ECORRUPT', `replication log ${livePath} reaches txn ${scan.lastTxn} but the database is at txn ${storeTxn}: more than the last transaction is missing from the database`);
-      }
-      if (scan.lastTxn === storeTxn + 1) {
-        // Logged and durable, but the store commit never happened: drop it.
-        const keep = scan.transactions.filter((t) => t.txn <= storeTxn);
-        const cut = keep.length > 0 ? keep[keep.length - 1].endOffsetBytes : header.sizeBytes;
-        logger.log(1, `replication log: dropping txn ${storeTxn + 1}, logged but never committed to the database`);
-        scan = scanLiveLog(drivers.primitives, bytes.subarray(0, cut), { fileName: LIVE_LOG_NAME });
-      }
-      let writer = LogWriterState.resume(drivers.primitives, scan);
-      if (liveSt.sizeBytes > scan.committedEndBytes) {
-        await file.truncate(scan.committedEndBytes);
-        await file.sync();
-      }
-      if (writer.lastTxn < storeTxn) {
-        // Transactions were committed without being logged (a mount with
-        // REPLICATION=off, a repair by lessfsck -r): the log cannot describe
-        // them. Close what it holds and start a new sequence after them; a
-        // slave refuses the gap.
-        const gapError = `${LIVE_LOG_NAME} ends at txn ${writer.lastTxn}: ${gapCause(writer.lastTxn, storeTxn, meta)}; a slave must be re-seeded`;
-        logger.log(0, `replication log: ${gapError}`);
-        let sequence = writer.header.sequence;
-        if (scan.transactions.some((t) => t.decoded.some((r) => r.type === FRAME_TYPE.BLOCKREF))) {
-          // Its BLOCKREFs name extents that mount may have reused: nothing in it can be trusted to send.
-          logger.log(0, `replication log: ${LIVE_LOG_NAME} refers to blockdata.dta extents that a mount without replication may have reused; discarding it (txns ${writer.header.firstTxn}..${writer.lastTxn})`);
-          await file.close();
-          await disk.unlink(livePath);
-          await disk.syncDir(dir);
-          sequence++;
-        } else if (writer.transactionCount > 0) {
-          const old = new MasterLog(drivers, options, engine, file, writer, storeTxn);
-          await old.closeAndRename();
-          await old.file.close();
-          sequence++;
-        } else {
-          await file.close();
+    // Log files that held committed transactions and are gone (docs/replication-log.md, "Missing log files").
+    const gap = await findLogGaps(drivers, dir, meta, liveSt ? { header: await peekHeader(disk, drivers.primitives, livePath, liveSt.sizeBytes) } : undefined);
+    if (gap && !options.acceptGap) throw new FormatError('ECORRUPT', gapRefusal(dir, gap, options.batch));
+    const acceptedNote = gap ? `log files missing, accepted by --accept-replog-gap: ${gap.text}; a slave that has not applied txn ${gap.lastTxn ?? storeTxn} must be re-seeded` : undefined;
+    if (acceptedNote) logger.log(0, `replication log: ${acceptedNote}`);
+    else if (options.acceptGap) logger.log(1, 'replication log: --accept-replog-gap given, but no log file is missing: nothing to accept');
+    let skippedThrough: number | undefined;
+    const log = await (async (): Promise<MasterLog> => {
+      const create = async (wanted: number): Promise<{ file: FileHandle; writer: LogWriterState }> => {
+        // Never a sequence a rotated file already has: a rotation of an empty log
+        // commits nothing, so the store's record of the sequence can be behind
+        // the files (and a .next left by a cut create() can bring back an empty log).
+        const rotated = (await disk.readdir(dir)).map(parseRotatedLogName).filter((n): n is number => n !== undefined);
+        const sequence = Math.max(wanted, ...rotated.map((n) => n + 1));
+        const made = LogWriterState.create(drivers.primitives, { fsId: options.fsId, blockSizeBytes: options.blockSizeBytes, sequence, firstTxn: storeTxn + 1 });
+        await writeFileDurably(disk, nextPath, made.headerBytes);
+        await disk.rename(nextPath, livePath);
+        await disk.syncDir(dir);
+        return { file: await disk.open(livePath), writer: made.state };
+      };
+      if (!liveSt || liveSt.sizeBytes === 0) {
+        let missingNote: string | undefined;
+        let sequence = 1;
+        if (meta?.sequence !== undefined) {
+          sequence = liveSt ? meta.sequence : meta.sequence + 1;
+          if (!liveSt && gap === undefined && meta.txn !== undefined) {
+            // Every transaction committed with the log is in a rotated file (the
+            // live log held none): nothing is lost, and its number was never shipped.
+            sequence = meta.sequence;
+            logger.log(1, `replication log: ${livePath} is missing; the rotated files hold every transaction committed with the log (up to txn ${meta.txn}): starting it again`);
+            if (storeTxn > meta.txn) {
+              missingNote = `${LIVE_LOG_NAME} was missing: ${gapCause(meta.txn, storeTxn, meta)}; a slave must be re-seeded`;
+              logger.log(0, `replication log: ${missingNote}`);
+            }
+          } else if (!liveSt) {
+            skippedThrough = sequence - 1;
+            logger.log(0, `replication log: ${livePath} is missing (the log of sequence ${meta.sequence} was moved or lost); starting sequence ${sequence} at txn ${storeTxn + 1}: a slave that has not applied up to txn ${storeTxn} will refuse it and must be re-seeded`);
+          }
         }
         const made = await create(sequence);
-        const log = new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
-        log.lastError = gapError; // status shows it for this mount
-        return log.ready(undefined);
+        const fresh = new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+        fresh.lastError = missingNote;
+        return fresh.ready(undefined);
       }
-      writer = writer.clone();
-      return await new MasterLog(drivers, options, engine, file, writer, storeTxn).ready(scan);
-    } catch (err) {
-      await file.close().catch(() => undefined);
-      throw err;
-    }
+      const file = await disk.open(livePath);
+      try {
+        const bytes = await file.read(0, liveSt.sizeBytes);
+        let scan: LiveLogScan;
+        try {
+          scan = scanLiveLog(drivers.primitives, bytes, { fileName: LIVE_LOG_NAME });
+        } catch (err) {
+          throw new FormatError('ECORRUPT', `replication log ${livePath} is damaged beyond a torn tail (${(err as Error).message}); move it away to mount (a slave will then need re-seeding)`);
+        }
+        const header = scan.header;
+        if (header && header.fsId !== options.fsId) {
+          throw new FormatError('EFORMAT', `replication log ${livePath} belongs to filesystem ${header.fsId}, this is ${options.fsId}; move it away`);
+        }
+        if (header && header.blockSizeBytes !== options.blockSizeBytes) {
+          throw new FormatError('EFORMAT', `replication log ${livePath} has block size ${header.blockSizeBytes}, this filesystem ${options.blockSizeBytes}; move it away`);
+        }
+        if (!header) {
+          // Torn inside the header of a first log: nothing in it was ever durable.
+          await file.close();
+          logger.log(1, `replication log: ${LIVE_LOG_NAME} ends inside its header; starting it again`);
+          const made = await create(meta?.sequence ?? 1);
+          return new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn).ready(undefined);
+        }
+        const loggedTxn = meta?.txn;
+        if (loggedTxn !== undefined && header.firstTxn <= loggedTxn && scan.lastTxn < loggedTxn) {
+          // Every transaction up to loggedTxn was durable in this log before its
+          // store commit: a crash cannot tear it. The file was damaged or replaced
+          // afterwards; cutting it would silently drop what a slave may still need.
+          throw new FormatError('ECORRUPT', lostCommitted(livePath, options.blockSizeBytes, scan, loggedTxn));
+        }
+        if (scan.tail) logger.log(1, `replication log: cutting a torn tail of ${bytes.length - scan.tail.offsetBytes} bytes at offset ${scan.tail.offsetBytes} (${scan.tail.detail})`);
+        if (scan.uncommitted) logger.log(1, `replication log: dropping ${scan.uncommitted.records.length} records of txn ${scan.uncommitted.txn}, which has no COMMIT`);
+        if (scan.lastTxn > storeTxn + 1) {
+          throw new FormatError('ECORRUPT', `replication log ${livePath} reaches txn ${scan.lastTxn} but the database is at txn ${storeTxn}: more than the last transaction is missing from the database`);
+        }
+        if (scan.lastTxn === storeTxn + 1) {
+          // Logged and durable, but the store commit never happened: drop it.
+          const keep = scan.transactions.filter((t) => t.txn <= storeTxn);
+          const cut = keep.length > 0 ? keep[keep.length - 1].endOffsetBytes : header.sizeBytes;
+          logger.log(1, `replication log: dropping txn ${storeTxn + 1}, logged but never committed to the database`);
+          scan = scanLiveLog(drivers.primitives, bytes.subarray(0, cut), { fileName: LIVE_LOG_NAME });
+        }
+        let writer = LogWriterState.resume(drivers.primitives, scan);
+        if (liveSt.sizeBytes > scan.committedEndBytes) {
+          await file.truncate(scan.committedEndBytes);
+          await file.sync();
+        }
+        if (writer.lastTxn < storeTxn) {
+          // Transactions were committed without being logged (a mount with
+          // REPLICATION=off, a repair by lessfsck -r): the log cannot describe
+          // them. Close what it holds and start a new sequence after them; a
+          // slave refuses the gap.
+          const gapError = `${LIVE_LOG_NAME} ends at txn ${writer.lastTxn}: ${gapCause(writer.lastTxn, storeTxn, meta)}; a slave must be re-seeded`;
+          logger.log(0, `replication log: ${gapError}`);
+          let sequence = writer.header.sequence;
+          if (scan.transactions.some((t) => t.decoded.some((r) => r.type === FRAME_TYPE.BLOCKREF))) {
+            // Its BLOCKREFs name extents that mount may have reused: nothing in it can be trusted to send.
+            logger.log(0, `replication log: ${LIVE_LOG_NAME} refers to blockdata.dta extents that a mount without replication may have reused; discarding it (txns ${writer.header.firstTxn}..${writer.lastTxn})`);
+            await file.close();
+            await disk.unlink(livePath);
+            await disk.syncDir(dir);
+            skippedThrough = sequence;
+            sequence++;
+          } else if (writer.transactionCount > 0) {
+            const old = new MasterLog(drivers, options, engine, file, writer, storeTxn);
+            await old.closeAndRename();
+            await old.file.close();
+            sequence++;
+          } else {
+            await file.close();
+          }
+          const made = await create(sequence);
+          const log = new MasterLog(drivers, options, engine, made.file, made.writer, storeTxn);
+          log.lastError = gapError; // status shows it for this mount
+          return log.ready(undefined);
+        }
+        writer = writer.clone();
+        return await new MasterLog(drivers, options, engine, file, writer, storeTxn).ready(scan);
+      } catch (err) {
+        await file.close().catch(() => undefined);
+        throw err;
+      }
+    })();
+    const through = Math.max(meta?.gapAcceptedThrough ?? 0, gap?.throughSequence ?? 0, skippedThrough ?? 0);
+    if (through > 0) log.gapAcceptedThrough = through;
+    if (acceptedNote && log.lastError === undefined) log.lastError = acceptedNote;
+    return log;
   }
 
   /**
@@ -584,6 +625,7 @@ export class MasterLog implements CommitObserver {
       throw err;
     }
     const meta: MasterReplicationMeta = { role: 'master', sequence: this.writer.header.sequence, txn: ctx.txn };
+    if (this.gapAcceptedThrough !== undefined) meta.gapAcceptedThrough = this.gapAcceptedThrough;
     return [{ table: T.meta, key: metaKey(META.replication), value: encodeJson(meta) }];
   }
 
@@ -1046,8 +1088,133 @@ function lostCommitted(livePath: string, blockSizeBytes: number, scan: LiveLogSc
     `replication log ${livePath} is damaged: ${found}, but the database committed txns up to ${loggedTxn} with this log, ` +
     `which was durable before each commit, so this is not the torn tail of a crash: the file was damaged or replaced since. ` +
     `Txns ${txn}..${loggedTxn} cannot be replicated from it; nothing was changed. ` +
-    `Inspect it (replogtool -r ${livePath} -b ${blockSizeBytes}), move it aside (e.g. to ${LIVE_LOG_NAME}.damaged) and mount: a new log sequence starts after the database's txn, ` +
-    `and a slave that has not applied txn ${loggedTxn} must be re-seeded from a copy of this master`
+    `Inspect it (replogtool -r ${livePath} -b ${blockSizeBytes}); a slave that has not applied txn ${loggedTxn} must be re-seeded from a copy of this master. ` +
+    `Then move the file aside (e.g. to ${LIVE_LOG_NAME}.damaged) and mount once with --accept-replog-gap: a new log sequence starts after the database's txn`
+  );
+}
+
+/** The header of the live log, when it has a whole valid one (anything else is judged by the full scan). */
+async function peekHeader(disk: Disk, p: Primitives, path: string, sizeBytes: number): Promise<LogHeader | undefined> {
+  if (sizeBytes === 0) return undefined;
+  const f = await disk.open(path, { readOnly: true });
+  try {
+    return decodeHeader(p, await f.read(0, Math.min(sizeBytes, HEADER_FIXED_BYTES + FS_ID_BYTES_MAX)));
+  } catch {
+    return undefined; // the scan that follows reports what is wrong with it
+  } finally {
+    await f.close();
+  }
+}
+
+/** First and last txn of a rotated file, from its header and trailer (not the whole file: that is the slave's check). */
+async function rotatedTxns(disk: Disk, p: Primitives, dir: string, sequence: number): Promise<{ firstTxn: number; lastTxn: number } | undefined> {
+  const path = joinPath(dir, rotatedLogName(sequence));
+  const st = await disk.stat(path);
+  if (!st || st.sizeBytes < HEADER_FIXED_BYTES + 1 + TRAILER_BYTES) return undefined;
+  const f = await disk.open(path, { readOnly: true });
+  try {
+    const header = decodeHeader(p, await f.read(0, Math.min(st.sizeBytes - TRAILER_BYTES, HEADER_FIXED_BYTES + FS_ID_BYTES_MAX)));
+    const trailer = decodeTrailer(p, await f.read(st.sizeBytes - TRAILER_BYTES, TRAILER_BYTES));
+    return { firstTxn: header.firstTxn, lastTxn: trailer.lastTxn };
+  } catch {
+    return undefined; // damaged: its range is not known (the slave refuses it, naming what is wrong)
+  } finally {
+    await f.close();
+  }
+}
+
+/** Log files missing from the master's directory: what the refusal or the accepting log line says. */
+export interface LogGap {
+  /** The missing files and the txns each held, as far as the files around them tell. */
+  text: string;
+  /** The last committed txn known to be in a missing file (undefined: not known). */
+  lastTxn: number | undefined;
+  /** The highest missing sequence: a mount that accepts the gap records it in the meta. */
+  throughSequence: number;
+  /** The live log is among them. */
+  liveLost: boolean;
+}
+
+/**
+ * Which log files that held committed transactions are gone. A master rotates
+ * in sequence and its files are shipped in ascending order and only then moved
+ * away, so the rotated files on disk and the live log form an unbroken run of
+ * sequences: a number missing inside it was deleted or lost before it was
+ * shipped. The live log is lost when the store committed transactions with the
+ * log of sequence S (meta) and neither replog.dta nor a rotated file of
+ * sequence S or later is there (a rotated S means it was rotated; files past S
+ * are rotations without transactions). Sequences up to the meta's
+ * gapAcceptedThrough were given up knowingly before.
+ */
+async function findLogGaps(
+  drivers: MasterLogDrivers,
+  dir: string,
+  meta: Partial<MasterReplicationMeta> | undefined,
+  live: { header: LogHeader | undefined } | undefined,
+): Promise<LogGap | undefined> {
+  const { disk, primitives: p } = drivers;
+  const onDisk = (await disk.readdir(dir))
+    .map(parseRotatedLogName)
+    .filter((n): n is number => n !== undefined)
+    .sort((a, b) => a - b);
+  const accepted = meta?.gapAcceptedThrough ?? 0;
+  const S = meta?.sequence;
+  const T = meta?.txn;
+  const liveLost = live === undefined && S !== undefined && T !== undefined && S > accepted && !onDisk.some((n) => n >= S);
+  const liveSequence = live ? (live.header?.sequence ?? S) : undefined;
+  const newest = onDisk.length > 0 ? onDisk[onDisk.length - 1] : undefined;
+  const upper = liveLost ? (S as number) : liveSequence !== undefined && newest !== undefined && liveSequence > newest ? liveSequence : newest !== undefined ? newest + 1 : undefined;
+  const runs: { from: number; to: number }[] = [];
+  const chain = upper !== undefined ? [...onDisk, upper] : onDisk;
+  for (let i = 1; i < chain.length; i++) {
+    const from = Math.max(chain[i - 1] + 1, accepted + 1);
+    if (from <= chain[i] - 1) runs.push({ from, to: chain[i] - 1 });
+  }
+  if (liveLost) {
+    const s = S as number;
+    if (runs.length > 0 && runs[runs.length - 1].to === s - 1) runs[runs.length - 1].to = s;
+    else runs.push({ from: s, to: s });
+  }
+  if (runs.length === 0) return undefined;
+  const present = new Set(onDisk);
+  const name = (n: number): string => (liveLost && n === S ? LIVE_LOG_NAME : rotatedLogName(n));
+  let lastTxn: number | undefined;
+  const parts: string[] = [];
+  for (const r of runs) {
+    const before = present.has(r.from - 1) ? await rotatedTxns(disk, p, dir, r.from - 1) : undefined;
+    let to: number | undefined;
+    if (liveLost && r.to === S) to = T;
+    else if (present.has(r.to + 1)) to = (await rotatedTxns(disk, p, dir, r.to + 1))?.firstTxn;
+    else if (live?.header && live.header.sequence === r.to + 1) to = live.header.firstTxn;
+    if (to !== undefined && !(liveLost && r.to === S)) to -= 1;
+    const from = before ? before.lastTxn + 1 : undefined;
+    const txns =
+      from !== undefined && to !== undefined
+        ? from > to
+          ? 'no transactions, but a slave needs every sequence in order'
+          : `txns ${from}..${to}`
+        : to !== undefined
+          ? `txns up to ${to}${from === undefined && r.from > 1 ? ` (after those of ${rotatedLogName(r.from - 1)}, ${present.has(r.from - 1) ? 'which is unreadable' : 'shipped or gone'})` : ''}`
+          : from !== undefined
+            ? `txns from ${from}`
+            : 'txns not known';
+    if (to !== undefined && (from === undefined || from <= to)) lastTxn = Math.max(lastTxn ?? 0, to);
+    const what = liveLost && r.to === S ? `the live log of sequence ${S}; ` : '';
+    parts.push(`${r.from === r.to ? name(r.from) : `${name(r.from)} .. ${name(r.to)}`} (${what}${txns})`);
+  }
+  return { text: parts.join('; '), lastTxn, throughSequence: runs[runs.length - 1].to, liveLost };
+}
+
+/** Why a mount with missing log files is refused, and what the operator can do. */
+function gapRefusal(dir: string, gap: LogGap, batch: boolean): string {
+  const kept = gap.liveLost
+    ? `the database committed them with the log, which was durable before each commit, and a slave gets them only from these files${batch ? '' : ` (a live master keeps in ${LIVE_LOG_NAME} what its slave has not acknowledged)`}`
+    : 'the master rotates in sequence and ships in ascending order, so a file missing before the newest was deleted or lost before it was shipped, and a slave stops at the gap';
+  const whole = gap.lastTxn !== undefined ? ` (a slave that has applied txn ${gap.lastTxn} already has them)` : '';
+  return (
+    `replication log files are missing from ${dir}: ${gap.text}. ${kept[0].toUpperCase()}${kept.slice(1)}; nothing was changed. ` +
+    `If the files were moved, put them back and mount. Otherwise re-seed the slave from a copy of this master${whole}, ` +
+    `then mount once with --accept-replog-gap: the gap is logged and accepted${gap.liveLost ? ', and a new log sequence starts after the database\'s txn' : ''}`
   );
 }
 

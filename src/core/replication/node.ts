@@ -45,7 +45,10 @@ export type ReplicationConfig = Pick<
   | 'blockDataPath'
 > &
   /** Live modes (defaults as in lessfs.cfg). */
-  Partial<Pick<LessfsConfig, 'replicationPartnerPort' | 'replicationListenIp' | 'replicationListenPort' | 'replicationSecret' | 'maxBacklogSizeBytes'>>;
+  Partial<Pick<LessfsConfig, 'replicationPartnerPort' | 'replicationListenIp' | 'replicationListenPort' | 'replicationSecret' | 'maxBacklogSizeBytes'>> & {
+    /** `lessfs --accept-replog-gap`: a master mounts although log files with committed transactions are missing (MasterLogOptions.acceptGap). */
+    acceptReplogGap?: boolean;
+  };
 
 export class ReplicationNode {
   readonly mode: ReplicationMode;
@@ -107,6 +110,7 @@ export class ReplicationNode {
       rotateIntervalMs: this.config.rotateReplogIntervalS * 1000,
       enabled: this.config.replicationEnabled,
       buggify: engine.buggify,
+      acceptGap: this.config.acceptReplogGap === true,
     }, engine);
     return this.log;
   }
