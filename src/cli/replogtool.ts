@@ -27,7 +27,7 @@ import {
   type LiveLogScan,
 } from '../core/replication/log-file.ts';
 import { LIVE_LOG_NAME, parseRotatedLogName } from '../core/replication/master-log.ts';
-import { SlaveApplier } from '../core/replication/slave.ts';
+import { SlaveApplier, slaveRepairNotice } from '../core/replication/slave.ts';
 import { realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { acquireLock } from '../real/lock.ts';
 import { nodePrimitives } from '../real/primitives.ts';
@@ -431,6 +431,8 @@ async function apply(path: string, cfgPath: string): Promise<number> {
     const engine = await FsEngine.open(drivers, engineOptionsFromConfig(config));
     try {
       const applier = new SlaveApplier(engine, drivers.primitives, logger);
+      const repaired = slaveRepairNotice(applier.position());
+      if (repaired) logger.log(0, `warning: ${repaired}`);
       bar?.start(`${NAME}: checking ${base} (${bytes.length} bytes)...`);
       let outcome;
       try {

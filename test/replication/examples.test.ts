@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig, type LessfsConfig } from '../../src/core/config.ts';
+import type { LessfsConfig } from '../../src/core/config.ts';
 import type { Logger } from '../../src/core/drivers.ts';
 import { FsEngine } from '../../src/core/fs/engine.ts';
 import { engineOptionsFromConfig } from '../../src/core/fs/options.ts';
@@ -16,6 +16,7 @@ import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { ReplicationNode } from '../../src/core/replication/node.ts';
 import { realEngineDrivers } from '../../src/real/drivers.ts';
 import { fsDigest, poolData } from '../../src/sim/workload.ts';
+import { makeBatchNode } from '../support/batch-nodes.ts';
 
 const EXAMPLES = resolve(import.meta.dirname, '../../examples');
 const SHIP = join(EXAMPLES, 'batch-master-ship.sh');
@@ -435,26 +436,7 @@ describe('ship and apply with the real replogtool', () => {
   const BLOCK = 4096;
   const quiet: Logger = { log: () => undefined };
 
-  async function makeNode(dir: string, role: 'master' | 'slave', fsId: string): Promise<{ cfgPath: string; config: LessfsConfig }> {
-    for (const sub of ['mta', 'dta']) mkdirSync(join(dir, sub), { recursive: true });
-    const cfgPath = join(dir, 'lessfs.cfg');
-    const text = [
-      `BLKSIZE=${BLOCK}`,
-      `BLOCKDATA_PATH=${dir}/dta`,
-      `META_PATH=${dir}/mta`,
-      'LISTEN_PORT=0',
-      'REPLICATION=masterslave',
-      `REPLICATION_ROLE=${role}`,
-      'REPLICATION_PARTNER_IP=-1',
-      'ROTATE_REPLOG_SIZE=0',
-      'ROTATE_REPLOG_INTERVAL=0',
-      '',
-    ].join('\n');
-    writeFileSync(cfgPath, text);
-    const config = parseConfig(text, { fileName: cfgPath }).config;
-    await FsEngine.format(realEngineDrivers(quiet), engineOptionsFromConfig(config), { force: false, fsId });
-    return { cfgPath, config };
-  }
+  const makeNode = (dir: string, role: 'master' | 'slave', fsId: string): ReturnType<typeof makeBatchNode> => makeBatchNode(dir, role, fsId, BLOCK);
 
   async function slaveDigest(config: LessfsConfig): Promise<string> {
     const engine = await FsEngine.open(realEngineDrivers(quiet), engineOptionsFromConfig(config));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type LessfsConfig } from '../../src/core/config.ts';
+import type { LessfsConfig } from '../../src/core/config.ts';
 import type { Logger } from '../../src/core/drivers.ts';
 import { FsEngine } from '../../src/core/fs/engine.ts';
 import { engineOptionsFromConfig } from '../../src/core/fs/options.ts';
@@ -21,6 +21,7 @@ import { acquireLock } from '../../src/real/lock.ts';
 import { nodePrimitives } from '../../src/real/primitives.ts';
 import { fsDigest, poolData } from '../../src/sim/workload.ts';
 import type { LogDump } from '../../src/cli/replogtool.ts';
+import { makeBatchNode } from '../support/batch-nodes.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = join(import.meta.dirname, '../..');
@@ -53,34 +54,9 @@ async function replogtool(...args: string[]): Promise<Result> {
 
 const quiet: Logger = { log: () => undefined };
 
-function configText(dir: string, role: 'master' | 'slave'): string {
-  return [
-    `# replogtool test ${role}`,
-    `BLKSIZE=${BLOCK}`,
-    `BLOCKDATA_PATH=${dir}/dta`,
-    `META_PATH=${dir}/mta`,
-    'COMPRESSION=lz4',
-    'LISTEN_PORT=0',
-    'REPLICATION=masterslave',
-    `REPLICATION_ROLE=${role}`,
-    'REPLICATION_PARTNER_IP=-1',
-    'ROTATE_REPLOG_SIZE=0',
-    'ROTATE_REPLOG_INTERVAL=0',
-    '',
-  ].join('\n');
-}
-
-/** Write the config file, make its directories, format the filesystem; returns the parsed config. */
-async function makeNode(dir: string, role: 'master' | 'slave', fsId: string): Promise<{ cfgPath: string; config: LessfsConfig }> {
-  mkdirSync(join(dir, 'mta'), { recursive: true });
-  mkdirSync(join(dir, 'dta'), { recursive: true });
-  const cfgPath = join(dir, 'lessfs.cfg');
-  const text = configText(dir, role);
-  writeFileSync(cfgPath, text);
-  const config = parseConfig(text, { fileName: cfgPath }).config;
-  await FsEngine.format(realEngineDrivers(quiet), engineOptionsFromConfig(config), { force: false, fsId });
-  return { cfgPath, config };
-}
+/** A batch node as users make one (COMPRESSION=lz4: the dumps show its codec). */
+const makeNode = (dir: string, role: 'master' | 'slave', fsId: string): ReturnType<typeof makeBatchNode> =>
+  makeBatchNode(dir, role, fsId, BLOCK, [`# replogtool test ${role}`, 'COMPRESSION=lz4']);
 
 async function slavePosition(config: LessfsConfig): Promise<SlaveReplicationMeta> {
   const drivers = realEngineDrivers(quiet);

@@ -310,13 +310,24 @@ describe('lessfsck -r on a replicating filesystem', () => {
     expect(await replicationMeta()).toEqual({ role: 'master', repairTxns: [before + 1, before + 2] });
   });
 
-  it('a slave: the report warns that it no longer matches its master; its txn stays the master\'s', async () => {
+  it('a slave: the report warns that it no longer matches its master; the repair is recorded in its meta; its txn stays the master\'s', async () => {
     const { lessfsck: slave, before } = await brokenAs('slave');
     const r = await slave(['-r']);
     expect(r.code).toBe(0);
     expect(txnOf(r.stdout)).toBe(before);
-    expect(r.stdout).toContain('\nWARNING: this filesystem is a replication slave: the repair changed it outside replication, so it no longer matches its master; re-seed it from a copy of the master');
-    expect(await replicationMeta()).toBeUndefined();
+    expect(r.stdout).toContain('\nWARNING: this filesystem is a replication slave: the repair changed it outside replication (at master txn 0), so it no longer matches its master; re-seed it from a copy of the master');
+    expect(r.stdout).toContain('its status shows repaired_at_txn 0 until it is re-seeded');
+    // Nothing applied yet: the slave position is master txn 0.
+    expect(await replicationMeta()).toEqual({ role: 'slave', repairedAtTxn: 0 });
+    // A slave that has applied up to master txn 7: recorded there, and a later repair keeps the first.
+    await withStore((store) => store.commit([{ table: T.meta, key: metaKey(META.replication), value: new TextEncoder().encode(JSON.stringify({ role: 'slave', fsId: 'm', txn: 7, sequence: 2 })) }], { durable: true }));
+    await putRecord(new Uint8Array(32).fill(0xab), new Uint8Array([9, 1, 2]));
+    expect((await slave(['-r'])).stdout).toContain('(at master txn 7)');
+    expect(await replicationMeta()).toEqual({ role: 'slave', fsId: 'm', txn: 7, sequence: 2, repairedAtTxn: 7 });
+    await withStore((store) => store.commit([{ table: T.meta, key: metaKey(META.replication), value: new TextEncoder().encode(JSON.stringify({ role: 'slave', fsId: 'm', txn: 9, sequence: 3, repairedAtTxn: 7 })) }], { durable: true }));
+    await putRecord(new Uint8Array(32).fill(0xac), new Uint8Array([9, 1, 2]));
+    expect((await slave(['-r'])).stdout).toContain('(at master txn 7)');
+    expect(await replicationMeta()).toEqual({ role: 'slave', fsId: 'm', txn: 9, sequence: 3, repairedAtTxn: 7 });
   });
 
   it('without replication: no warning, the txn stays', async () => {

@@ -61,6 +61,7 @@ import {
 } from './schema.ts';
 import type { EngineDrivers, EngineOptions } from './types.ts';
 import type { MasterReplicationMeta } from '../replication/master-log.ts';
+import type { SlaveReplicationMeta } from '../replication/slave.ts';
 
 export interface FsckProblem {
   code: string;
@@ -487,9 +488,15 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
             're-seed the slave from a copy of this master (the next mount says so too, and its slave refuses the transaction gap)',
         );
       } else if (role === 'slave') {
+        // Recorded, so that its mounts and status say it until it is re-seeded;
+        // its txn stays the master's (the repair is no master transaction).
+        const slave = (repl ?? { role: 'slave' }) as Partial<SlaveReplicationMeta>;
+        const at = slave.repairedAtTxn ?? slave.txn ?? 0;
+        ops.push({ table: T.meta, key: metaKey(META.replication), value: encodeJson({ ...slave, role: 'slave', repairedAtTxn: at }) });
         warnings.push(
-          'this filesystem is a replication slave: the repair changed it outside replication, so it no longer matches its master; ' +
-            're-seed it from a copy of the master (transactions applied from now on may be refused as diverged, or build on the difference)',
+          `this filesystem is a replication slave: the repair changed it outside replication (at master txn ${at}), so it no longer matches its master; ` +
+            're-seed it from a copy of the master (transactions applied from now on may be refused as diverged, or build on the difference); ' +
+            `the repair is recorded: its mounts say so and its status shows repaired_at_txn ${at} until it is re-seeded`,
         );
       }
       for (const inode of inodes.values()) ops.push({ table: T.inode, key: inoKey(inode.ino), value: encodeInode(inode) });

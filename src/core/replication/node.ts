@@ -19,7 +19,7 @@ import type { CommitObserver } from '../fs/types.ts';
 import { MasterLog } from './master-log.ts';
 import { LiveReceiver } from './receiver.ts';
 import { LiveSender, type LiveTiming } from './sender.ts';
-import { SlaveApplier } from './slave.ts';
+import { SlaveApplier, slaveRepairNotice } from './slave.ts';
 import { WatchdirSlave } from './watchdir.ts';
 
 export interface ReplicationDrivers {
@@ -167,7 +167,7 @@ export class ReplicationNode {
     }
     if (this.mode === 'slave-listen') {
       const applier = new SlaveApplier(engine, this.drivers.primitives, this.drivers.logger);
-      applier.position();
+      this.sayRepaired(applier);
       this.applier = applier;
       const receiver = new LiveReceiver(
         { net: this.drivers.net as Net, clock: this.drivers.clock, logger: this.drivers.logger, primitives: this.drivers.primitives, rng: this.drivers.rng as Rng },
@@ -202,6 +202,7 @@ export class ReplicationNode {
             master_fs_id: durable.fsId ?? '-',
             slave_txn: durable.txn,
             slave_applied_txn: receiver.appliedTxn,
+            repaired_at_txn: durable.repairedAtTxn ?? '-',
             last_error: receiver.lastError ?? '-',
           });
         },
@@ -236,7 +237,7 @@ export class ReplicationNode {
     }
     if (this.mode === 'slave-watchdir' || this.mode === 'slave-replogtool') {
       const applier = new SlaveApplier(engine, this.drivers.primitives, this.drivers.logger);
-      applier.position(); // refuses a master's store now, not at the first file
+      this.sayRepaired(applier); // and refuses a master's store now, not at the first file
       this.applier = applier;
       const dir = this.config.replicationWatchdir;
       if (this.mode === 'slave-watchdir' && dir !== undefined) {
@@ -268,11 +269,18 @@ export class ReplicationNode {
             files_applied: watch?.stats.filesApplied ?? 0,
             duplicates_skipped: watch?.stats.duplicatesSkipped ?? 0,
             files_refused: watch?.stats.filesRefused ?? 0,
+            repaired_at_txn: pos.repairedAtTxn ?? '-',
             last_error: watch?.stats.lastError ?? '-',
           });
         },
       };
     }
+  }
+
+  /** A slave repaired by lessfsck -r says so at every mount until it is re-seeded (it replicates on). */
+  private sayRepaired(applier: SlaveApplier): void {
+    const notice = slaveRepairNotice(applier.position());
+    if (notice) this.drivers.logger.log(0, `replication: ${notice}`);
   }
 
   /** Stop applying files and streams (before the engine's last commit). */

@@ -467,7 +467,7 @@ export class LiveReceiver {
         }
         s.pendingBytes = 0;
         const pos = this.applier.position();
-        const meta: SlaveReplicationMeta = { role: 'slave', fsId: s.masterFsId, txn: tx.txn, sequence: pos.sequence };
+        const meta: SlaveReplicationMeta = { ...pos, fsId: s.masterFsId, txn: tx.txn };
         this.engine.applyReplicated(toReplicatedTxn(tx, true), meta);
         if (pos.fsId === undefined) this.drivers.logger.log(1, `slave adopted master filesystem id ${s.masterFsId}`);
         this.appliedTxn = tx.txn;

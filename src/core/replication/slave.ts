@@ -20,6 +20,21 @@ export interface SlaveReplicationMeta {
   txn: number;
   /** Sequence of the last log file applied completely (0: none). */
   sequence: number;
+  /**
+   * The master txn this slave was at when `lessfsck -r` first repaired it: it
+   * may differ from its master since. Kept with every position written until
+   * the slave is re-seeded (a copy of the master's store has no such record).
+   */
+  repairedAtTxn?: number;
+}
+
+/** What a slave's mount, replogtool and status say about a recorded repair (undefined: none). */
+export function slaveRepairNotice(pos: SlaveReplicationMeta): string | undefined {
+  if (pos.repairedAtTxn === undefined) return undefined;
+  return (
+    `this slave was repaired by lessfsck -r at master txn ${pos.repairedAtTxn} and may differ from its master since; ` +
+    'replication goes on (a transaction that does not fit is refused as diverged); re-seed it from a copy of the master to end this'
+  );
 }
 
 export type ApplyOutcome =
@@ -51,18 +66,16 @@ export class SlaveApplier {
   /** Where this slave is; a filesystem that never applied anything is at txn 0, sequence 0. */
   position(): SlaveReplicationMeta {
     const meta = this.engine.replicationMeta() as Partial<SlaveReplicationMeta> | { role: string } | undefined;
-    if (meta === undefined) return { role: 'slave', fsId: undefined, txn: 0, sequence: 0 };
+    if (meta === undefined) return slavePosition(undefined);
     if (meta.role !== 'slave') {
       throw new FormatError('EFORMAT', `${this.engine.options.metaPath} holds a replication ${String(meta.role)}'s state: it cannot apply a master's log (it is not a slave)`);
     }
-    const m = meta as Partial<SlaveReplicationMeta>;
-    return { role: 'slave', fsId: m.fsId, txn: m.txn ?? 0, sequence: m.sequence ?? 0 };
+    return slavePosition(meta as Partial<SlaveReplicationMeta>);
   }
 
   /** The position as of the last durable commit. */
   durablePosition(): SlaveReplicationMeta {
-    const meta = this.engine.durableReplicationMeta() as Partial<SlaveReplicationMeta> | undefined;
-    return { role: 'slave', fsId: meta?.fsId, txn: meta?.txn ?? 0, sequence: meta?.sequence ?? 0 };
+    return slavePosition(this.engine.durableReplicationMeta() as Partial<SlaveReplicationMeta> | undefined);
   }
 
   /**
@@ -93,16 +106,23 @@ export class SlaveApplier {
     let applied = 0;
     let bytesApplied = 0;
     for (const tx of todo) {
-      this.engine.applyReplicated(toReplicatedTxn(tx), { role: 'slave', fsId: header.fsId, txn: tx.txn, sequence: pos.sequence } satisfies SlaveReplicationMeta);
+      this.engine.applyReplicated(toReplicatedTxn(tx), { ...pos, fsId: header.fsId, txn: tx.txn } satisfies SlaveReplicationMeta);
       applied++;
       for (const r of tx.records) bytesApplied += r.sizeBytes;
       progress?.(applied, todo.length);
     }
     // The file is done: its sequence goes with the same commit.
-    const done: SlaveReplicationMeta = { role: 'slave', fsId: header.fsId, txn: Math.max(pos.txn, trailer.lastTxn), sequence: header.sequence };
+    const done: SlaveReplicationMeta = { ...pos, fsId: header.fsId, txn: Math.max(pos.txn, trailer.lastTxn), sequence: header.sequence };
     this.engine.setReplicationMeta(done);
     await this.engine.commit('replicate');
     if (pos.fsId === undefined) this.logger.log(1, `slave adopted master filesystem id ${header.fsId}`);
     return { kind: 'applied', header, firstTxn: todo[0]?.txn ?? pos.txn, lastTxn: done.txn, transactions: applied, bytes: bytesApplied };
   }
+}
+
+/** A slave's position from its meta (undefined: nothing applied yet); a recorded repair goes with it. */
+function slavePosition(m: Partial<SlaveReplicationMeta> | undefined): SlaveReplicationMeta {
+  const pos: SlaveReplicationMeta = { role: 'slave', fsId: m?.fsId, txn: m?.txn ?? 0, sequence: m?.sequence ?? 0 };
+  if (m?.repairedAtTxn !== undefined) pos.repairedAtTxn = m.repairedAtTxn;
+  return pos;
 }
