@@ -181,7 +181,11 @@ export class LiveCluster {
     };
   }
 
-  /** Every transaction the slave applies must be its position + 1 (never twice, never one skipped). */
+  /**
+   * Every transaction the slave applies must be its position + 1 (never twice,
+   * never one skipped); a drop of what is not durable (a full disk) moves the
+   * position back to the durable txn.
+   */
   private watchApplies(engine: FsEngine): void {
     let last = (engine.replicationMeta() as { txn?: number } | undefined)?.txn ?? 0;
     const apply = engine.applyReplicated.bind(engine);
@@ -189,6 +193,14 @@ export class LiveCluster {
       if (tx.txn !== last + 1) this.applyViolations.push(`${this.scheduler.nowMs()} ms: slave applies txn ${tx.txn} after txn ${last}`);
       apply(tx, meta);
       last = tx.txn;
+    };
+    const discard = engine.discardUncommitted.bind(engine);
+    engine.discardUncommitted = async () => {
+      await discard();
+      const position = (engine.replicationMeta() as { txn?: number } | undefined)?.txn ?? 0;
+      const durable = (engine.durableReplicationMeta() as { txn?: number } | undefined)?.txn ?? 0;
+      if (position !== durable || durable > last) this.applyViolations.push(`${this.scheduler.nowMs()} ms: slave dropped uncommitted txns ${durable + 1}..${last} and is at txn ${position}`);
+      last = durable;
     };
   }
 

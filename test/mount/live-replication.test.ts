@@ -7,12 +7,13 @@
 // replication/enabled stops and restarts the flow.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, linkSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanupMounts, errnoOf, run, sha256File, spawnTracked, startMount, tempDir, type ConfigOverrides, type LessfsMount } from '../support/mount.ts';
+import { cleanupMounts, cli, createStore, errnoOf, run, sha256File, spawnTracked, startMount, tempDir, type ConfigOverrides, type LessfsMount } from '../support/mount.ts';
 import { treeOf } from '../support/tree.ts';
 
 const MIB = 1024 * 1024;
@@ -526,4 +527,50 @@ describe('live replication with real mounts', () => {
     await master.stop();
     await slave.stop();
   }, 60_000);
+});
+
+describe('a live slave whose disk fills (data and metadata on one 32 MiB tmpfs)', () => {
+  // Needs root for the tmpfs; CI runs as root.
+  it.skipIf(process.getuid?.() !== 0)('stops with the reason shown on the master, and converges without a restart once 12 MiB are freed on its disk', async () => {
+    const port = await freePort();
+    const common: ConfigOverrides = { REPLICATION: 'masterslave', COMPRESSION: 'none' };
+    const store = await createStore({ format: false, config: { ...common, REPLICATION_ROLE: 'slave', REPLICATION_LISTEN_IP: '127.0.0.1', REPLICATION_LISTEN_PORT: port } });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m', 'tmpfs', store.dataPath]);
+    try {
+      // Something else on the slave's disk, freed later (outside lessfs).
+      const ballast = join(store.dataPath, 'ballast');
+      writeFileSync(ballast, randomBytes(12 * MIB));
+      const metaPath = join(store.dataPath, 'meta');
+      mkdirSync(metaPath);
+      store.writeConfig({ META_PATH: metaPath });
+      const mk = await cli('mklessfs', ['-f', '-c', store.cfgPath], { timeoutMs: 30_000 });
+      expect(mk.code, mk.stderr).toBe(0);
+      const slave = await startMount({ store });
+      const master = await startMount({ config: { ...common, REPLICATION_ROLE: 'master', REPLICATION_PARTNER_IP: '127.0.0.1', REPLICATION_PARTNER_PORT: port } });
+      const p: Pair = { master, slave, port };
+      // 20 MiB for a disk with about 16 MiB free (32 less the ballast, the space reserve, the store).
+      const sums = new Map<string, string>();
+      for (let i = 0; i < 4; i++) sums.set(`f${i}`, await writeRandom(master.path(`f${i}`), 5 * MIB));
+      await commitNow(master);
+      await waitFor('the master to show the slave refusing it for a full disk', async () => /slave refused the connection: on this slave the disk under .* is full/.test((await statusOf(master)).last_error ?? ''), () => logsOf(p));
+      expect((await statusOf(slave)).stream_stopped).toMatch(/is full/);
+      expect(await readControl(master, 'backlog')).toBe('1');
+      const pid = slave.pid;
+
+      rmSync(ballast);
+      await waitDrained(p, 90_000);
+      expect(slave.pid).toBe(pid);
+      for (const [name, sum] of sums) expect(await sha256File(slave.path(name)), name).toBe(sum);
+      await expectTreesEqual(p);
+      expect(slave.logText()).toMatch(/stopped taking the master's transactions/);
+      expect(slave.logText()).toMatch(/taking the master's transactions again from txn/);
+      await master.stop();
+      await slave.stop();
+      const fsck = await cli('lessfsck', ['-c', store.cfgPath]);
+      expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
+    } finally {
+      // Lazily: a lessfs still running holds files in it (afterEach ends it, then removes the dir).
+      execFileSync('umount', ['-l', store.dataPath]);
+    }
+  }, 180_000);
 });

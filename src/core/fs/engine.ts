@@ -155,6 +155,10 @@ const RETRY_FLOOR_BYTES = 256 * 1024;
 /** The space reserve under META_PATH (EngineOptions.spaceReserveBytes). */
 export const SPACE_RESERVE_FILE = 'space-reserve';
 
+function isOutOfSpace(err: unknown): boolean {
+  return err !== undefined && (err as { code?: unknown }).code === 'ENOSPC';
+}
+
 /** The write cache of one transaction. */
 class TxLayer extends Layer {
   /** Partially written blocks: ino -> block number -> full block of bytes. */
@@ -252,6 +256,8 @@ export class FsEngine {
   private dataDiskFull: { diskFreeBytes: number; path: string; storeFull: boolean } | undefined;
   /** The space reserve (EngineOptions.spaceReserveBytes) is on the disk. */
   private spaceReserveHeld = false;
+  /** Its release (an unlink) under way: what a free-space check waits for. */
+  private spaceReserveRelease: Promise<void> | undefined;
   /** Log lines of repeated events (one per kind a minute). */
   private readonly repeats = new RepeatLimiter(() => this.drivers.clock.nowMs());
   /** How far the data file is written (its size at open, then the end of every write that succeeded). */
@@ -327,7 +333,7 @@ export class FsEngine {
     private readonly dataFile: FileHandle,
     readonly format: FormatInfo,
     private state: NodeState,
-    private readonly allocator: Allocator,
+    private allocator: Allocator,
     /** The previous session ended without a clean unmount. */
     readonly recovered: boolean,
   ) {
@@ -907,7 +913,7 @@ export class FsEngine {
     if (!this.spaceReserveHeld) return;
     this.spaceReserveHeld = false;
     const path = this.spaceReservePath;
-    this.drivers.disk.unlink(path).then(
+    this.spaceReserveRelease = this.drivers.disk.unlink(path).then(
       () => this.drivers.logger.log(0, `released the ${this.options.spaceReserveBytes} bytes set aside in ${path}, so that deletes can commit`),
       (err: unknown) => this.drivers.logger.log(0, `could not release the space set aside in ${path}: ${(err as Error).message}`),
     );
@@ -978,6 +984,11 @@ export class FsEngine {
   /** A disk filled up (roomForWrite has something to check). */
   get diskFull(): boolean {
     return this.dataDiskFull !== undefined;
+  }
+
+  /** The directory (BLOCKDATA_PATH or META_PATH) whose disk filled up last, while the engine takes it to be full. */
+  get fullDiskPath(): string | undefined {
+    return this.dataDiskFull?.path;
   }
 
   private async awaitFreedRoom(offsetBytes: number, lengthBytes: number): Promise<void> {
@@ -1781,6 +1792,73 @@ export class FsEngine {
   private releaseStaged(st: StagedBlock): void {
     this.dropRecent(st.extent.offsetBytes);
     this.allocator.freeInto(st.extent, this.active, this.active.quarantine);
+  }
+
+  /**
+   * Live slave: a data write of the transactions not yet committed failed for
+   * want of space (the error), else undefined. They cannot commit until the
+   * disk has room for their blocks, and the master still holds them.
+   */
+  get replicaWriteOutOfSpace(): unknown {
+    // Asked for every frame a slave receives: no allocation.
+    if (isOutOfSpace(this.active.writeError)) return this.active.writeError;
+    return isOutOfSpace(this.frozen?.writeError) ? this.frozen?.writeError : undefined;
+  }
+
+  /**
+   * Live slave: drop every change since the last durable commit — the
+   * master's transactions applied to the write cache, their blocks (written,
+   * being written or failed), staged blocks — and truncate the data file to
+   * the durable allocator end, as a restart does (an unclean start). The
+   * master still holds those transactions (it forgets only what the slave
+   * acknowledged as durable) and sends them again. Waits for a commit in
+   * progress and for every data write in flight: none may land on an extent
+   * after it is handed out again. The replication position
+   * (replicationMeta) is the durable one again.
+   */
+  async discardUncommitted(): Promise<void> {
+    this.checkOpen();
+    assert(this.options.replica === true && this.observer === undefined, 'discardUncommitted on a node that is not a live slave');
+    if (this.failure !== undefined) throw this.failure;
+    return this.withCommitLock(async () => {
+      for (const layer of [this.frozen, this.active]) await layer?.writesDrained();
+      const dropped = [this.frozen, this.active].filter((l): l is TxLayer => l !== undefined);
+      assert(dropped.every((l) => l.writesInFlight === 0 && l.dirty.size === 0), 'a slave layer with writes in flight or dirty buffers');
+      for (const layer of dropped) for (const bytes of layer.newBlocks.values()) this.buffers.give(bytes);
+      const stateBytes = this.store.get(T.meta, metaKey(META.state));
+      if (!stateBytes) throw new FormatError('ECORRUPT', `${this.options.metaPath}: meta record 'state' is missing`);
+      this.state = decodeJson<NodeState>(stateBytes, 'state');
+      this.allocator = Allocator.load(this.state.dataEndBytes, this.store.range(T.freespace));
+      this.staged.clear();
+      this.frozen = undefined;
+      this.active = new TxLayer(this.store);
+      this.dropMetadataCaches();
+      this.readAhead.clear();
+      this.wakeFreezeWaiters();
+      // What the dropped transactions wrote past the durable end is nobody's:
+      // give its space back (the metadata store may share the disk).
+      const endBytes = this.state.dataEndBytes;
+      this.dataFileEndBytes = Math.min(this.dataFileEndBytes, endBytes);
+      const sizeBytes = await this.dataFile.sizeBytes();
+      if (sizeBytes > endBytes) {
+        await this.dataFile.truncate(endBytes);
+        this.drivers.logger.log(2, `dropped ${sizeBytes - endBytes} bytes of uncommitted block data past ${endBytes}`);
+      }
+    });
+  }
+
+  /**
+   * Free bytes on the disks under BLOCKDATA_PATH and META_PATH now (after a
+   * release of the space reserve under way), and which one is full, if the
+   * engine still takes one to be (checked here: it leaves that state when
+   * the disk has room for a full write cache).
+   */
+  async diskRoom(): Promise<{ fullPath: string | undefined; dataFreeBytes: number; metaFreeBytes: number }> {
+    await this.spaceReserveRelease;
+    await this.checkDataDisk();
+    const { disk } = this.drivers;
+    const [data, meta] = await Promise.all([disk.space(this.options.blockDataPath), disk.space(this.options.metaPath)]);
+    return { fullPath: this.dataDiskFull?.path, dataFreeBytes: data.freeBytes, metaFreeBytes: meta.freeBytes };
   }
 
   applyReplicated(tx: ReplicatedTxn, replicationMeta: unknown): void {

@@ -9,6 +9,8 @@
 import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
 import type { Clock, Connection, Listener, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
 import type { FsEngine } from '../fs/engine.ts';
+import { RepeatLimiter } from '../repeat-limiter.ts';
+import { assert, FsError } from '../errors.ts';
 import { ReplogError } from './errors.ts';
 import { FRAME_TYPE, TransactionAssembler, type Frame } from './frames.ts';
 import { LIVE_TIMING_DEFAULT, type LiveTiming } from './sender.ts';
@@ -35,6 +37,24 @@ const PROGRESS_ACK_BYTES = 4 * 1024 * 1024;
 const STAGED = new Uint8Array(0);
 /** Connections waiting for their handshake at once; more are refused. */
 const PENDING_CONNECTIONS_MAX = 8;
+/**
+ * After a full disk stopped the stream: more free bytes than right after the
+ * uncommitted transactions were dropped, on the disk under BLOCKDATA_PATH or
+ * META_PATH, before the master's transactions are taken again (less would
+ * fill the disk again at about the same place).
+ */
+const RESUME_ROOM_BYTES = 1024 * 1024;
+
+/** Why a live slave stopped taking its master's transactions (a full disk), and when it takes them again. */
+interface Stall {
+  reason: string;
+  /** The drop of uncommitted transactions, then the free space measured after it. */
+  settled: Promise<void>;
+  /** Free bytes (data disk, meta disk) at which the stream resumes; undefined until measured. */
+  resumeAt: { dataFreeBytes: number; metaFreeBytes: number } | undefined;
+  /** What the master is told when it is refused. */
+  refusal: string;
+}
 
 export interface ReceiverOptions {
   host: string;
@@ -99,7 +119,11 @@ export class LiveReceiver {
   servingCommitId: number | undefined;
   lastError: string | undefined;
   lastHeartbeatMasterMs = 0;
-  stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0 };
+  stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0, stalls: 0 };
+  /** Set while a full disk keeps this slave from taking its master's transactions. */
+  private stall: Stall | undefined;
+  /** Log lines of repeated events (a master refused every few seconds while the disk stays full). */
+  private readonly repeats: RepeatLimiter;
   private readonly bug: Buggify;
 
   constructor(
@@ -111,6 +135,7 @@ export class LiveReceiver {
     this.timing = { ...LIVE_TIMING_DEFAULT, ...options.timing };
     this.enabledFlag = options.enabled;
     this.bug = options.buggify ?? BUGGIFY_OFF;
+    this.repeats = new RepeatLimiter(() => drivers.clock.nowMs());
   }
 
   async start(): Promise<void> {
@@ -131,6 +156,8 @@ export class LiveReceiver {
     this.stopped = true;
     for (const s of [...this.pending, ...(this.active ? [this.active] : [])]) this.close(s, 'slave stopping');
     await this.listener?.close();
+    // A drop of uncommitted transactions under way ends before the engine's last commit.
+    await this.stall?.settled;
     this.releaseHold?.();
   }
 
@@ -156,9 +183,16 @@ export class LiveReceiver {
     return this.active?.conn.remote;
   }
 
-  private note(message: string): void {
+  /** Remember and log an error; with `kind`, at most one line of that kind a minute. */
+  private note(message: string, kind?: string): void {
     this.lastError = message;
-    this.drivers.logger.log(0, `replication: ${message}`);
+    const line = kind === undefined ? message : this.repeats.pass(kind, message);
+    if (line !== undefined) this.drivers.logger.log(0, `replication: ${line}`);
+  }
+
+  /** A full disk stops the stream (see Stall), or undefined. */
+  get stalledBy(): string | undefined {
+    return this.stall?.reason;
   }
 
   private accept(conn: Connection): void {
@@ -238,12 +272,14 @@ export class LiveReceiver {
   }
 
   /** Log, tell the peer (when it got as far as a HELLO), close. The slave carries on. */
-  private refuse(s: Session, message: string, reply = false): void {
+  private refuse(s: Session, message: string, reply = false, kind?: string): void {
     this.stats.refused++;
-    this.note(message);
+    this.note(message, kind);
     if (reply && !s.closed) {
       s.conn.write(s.out.frame(FRAME_TYPE.HELLO, 0, encodeHello({ stage: 2, version: 1, refused: true, message, durableTxn: 0, appliedTxn: 0, fsId: '', nonce: new Uint8Array(0), proof: new Uint8Array(0) })));
       s.conn.end();
+      // Closed by this slave, not by the master during its handshake (closed() logs that).
+      this.pending.delete(s);
       this.closed(s);
       return;
     }
@@ -363,13 +399,23 @@ export class LiveReceiver {
       this.handoffs.add(s);
       // A commit the previous master asked for ends first: the new master's
       // commits must not overlap it, and it decides what is durable.
-      void (this.commitLoop ?? Promise.resolve()).then(() => {
-        if (!s.closed) this.sendHello2(s, h.nonce, pos.fsId);
-      });
+      void (this.commitLoop ?? Promise.resolve())
+        .then(() => this.roomToResume())
+        .then(
+          (refusal) => {
+            if (s.closed) return;
+            if (refusal === undefined) this.sendHello2(s, h.nonce, pos.fsId);
+            // The same words every time (no address): the master logs a refusal once, shows it in its status.
+            else this.refuse(s, refusal, true, 'refused: disk full');
+          },
+          (err: unknown) => this.refuse(s, `refusing master ${s.conn.remote}: checking the disks for room failed: ${(err as Error).message}`, true, 'refused: disk check'),
+        );
       return;
     }
     if (h.stage !== 3) throw new ReplogError('EFRAME', `expected HELLO stage 3, got stage ${h.stage}`);
     if (!this.enabledFlag) throw new ReplogError('EFORMAT', 'replication is disabled on this slave (echo 1 > /.lessfs/replication/enabled)');
+    // Its stage 2 went out before the disk filled: no stream while it is full.
+    if (this.stall) throw new FsError('ENOSPC', this.stall.refusal);
     if (secret) {
       if (!proofsEqual(h.proof, masterProof(this.drivers.primitives, secret, s.nonceM, s.nonceS))) {
         throw new ReplogError('ECRC', 'the master\'s proof of REPLICATION_SECRET is wrong');
@@ -452,6 +498,11 @@ export class LiveReceiver {
   }
 
   private onFrame(s: Session, f: Frame): void {
+    const outOfSpace = this.engine.replicaWriteOutOfSpace;
+    if (outOfSpace !== undefined) {
+      this.stopForSpace(outOfSpace);
+      return;
+    }
     switch (f.type) {
       case FRAME_TYPE.KV:
       case FRAME_TYPE.BLOCK:
@@ -496,6 +547,76 @@ export class LiveReceiver {
   }
 
   /**
+   * A data write or a commit of the master's transactions failed for want of
+   * space. Retrying them in place would wait for room for all of their
+   * blocks past the floor kept for the metadata store, which freeing some
+   * space need not give, while the master keeps them anyway (it forgets only
+   * what this slave acknowledged as durable). So, as a restart would: stop
+   * taking the stream (close the master's connection), drop the
+   * transactions not yet durable (FsEngine.discardUncommitted, after the
+   * commit running, if any), and refuse the master with the reason until a
+   * disk has RESUME_ROOM_BYTES more free than after the drop; then take the
+   * stream again from the durable txn. Nothing is acknowledged that is not
+   * durable: ACKs carry the durable txn only.
+   */
+  private stopForSpace(cause: unknown): void {
+    if (this.stall) return;
+    this.stats.stalls++;
+    const reason = `the disk under ${this.engine.fullDiskPath ?? this.engine.options.blockDataPath} is full (${(cause as Error).message})`;
+    const from = this.durableTxn;
+    const stall: Stall = {
+      reason,
+      settled: Promise.resolve(),
+      resumeAt: undefined,
+      refusal: `on this slave ${reason}; it dropped the transactions after txn ${from} it had not made durable and takes them again when room appears`,
+    };
+    this.stall = stall;
+    if (this.active) this.close(this.active, 'disk full');
+    const applied = this.appliedTxn;
+    stall.settled = (async () => {
+      // A commit running (the master's request) ends first: what it makes durable stays.
+      await (this.commitLoop ?? Promise.resolve());
+      await this.engine.discardUncommitted();
+      this.appliedTxn = this.applier.position().txn;
+      // A commit may have made more durable than its request covered: that is durable too.
+      assert(this.appliedTxn >= this.durableTxn && this.appliedTxn === this.applier.durablePosition().txn, `after dropping uncommitted transactions the slave is at txn ${this.appliedTxn}, durable ${this.durableTxn}`);
+      this.durableTxn = this.appliedTxn;
+      const room = await this.engine.diskRoom();
+      stall.resumeAt = { dataFreeBytes: room.dataFreeBytes + RESUME_ROOM_BYTES, metaFreeBytes: room.metaFreeBytes + RESUME_ROOM_BYTES };
+      stall.refusal = `on this slave ${reason}; it dropped the transactions after txn ${this.durableTxn} it had not made durable and takes them again once ${megabytes(stall.resumeAt.dataFreeBytes)} are free under BLOCKDATA_PATH or ${megabytes(stall.resumeAt.metaFreeBytes)} under META_PATH`;
+      const first = this.durableTxn + 1;
+      const txns = applied === first ? `txn ${applied}` : `txns ${first}..${applied}`;
+      const dropped = applied >= first ? `${txns} and what had arrived of the next` : 'what had arrived of the next transaction';
+      this.note(`${reason}: stopped taking the master's transactions; dropped ${dropped} (not durable: the master sends them again); resuming from txn ${this.durableTxn + 1} once ${megabytes(stall.resumeAt.dataFreeBytes)} are free under ${this.engine.options.blockDataPath} (now ${megabytes(room.dataFreeBytes)}) or ${megabytes(stall.resumeAt.metaFreeBytes)} under ${this.engine.options.metaPath} (now ${megabytes(room.metaFreeBytes)})`, 'stopped: disk full');
+    })().catch((err: unknown) => {
+      // The cache could not be put back to the durable state: no stream until a restart does it.
+      stall.resumeAt = undefined;
+      stall.refusal = `on this slave ${reason} and dropping its uncommitted transactions failed (${(err as Error).message}): restart the slave`;
+      this.note(stall.refusal);
+    });
+  }
+
+  /**
+   * Before a master's HELLO is answered: undefined when the stream may go
+   * on, else why not (the disk is still full). A slave that stopped for a
+   * full disk takes the stream again once the engine no longer finds it full
+   * or a disk has RESUME_ROOM_BYTES more free than after the drop.
+   */
+  private async roomToResume(): Promise<string | undefined> {
+    const stall = this.stall;
+    if (!stall) return undefined;
+    await stall.settled;
+    const at = stall.resumeAt;
+    if (at === undefined) return stall.refusal;
+    const room = await this.engine.diskRoom();
+    if (this.stall !== stall) return undefined;
+    if (room.fullPath !== undefined && room.dataFreeBytes < at.dataFreeBytes && room.metaFreeBytes < at.metaFreeBytes) return stall.refusal;
+    this.stall = undefined;
+    this.drivers.logger.log(0, `replication: the disk has room again (${megabytes(room.dataFreeBytes)} free under ${this.engine.options.blockDataPath}, ${megabytes(room.metaFreeBytes)} under ${this.engine.options.metaPath}): taking the master's transactions again from txn ${this.appliedTxn + 1}`);
+    return undefined;
+  }
+
+  /**
    * Commit until every COMMIT_NOW asked for is answered; each answer is an ACK
    * naming the request and the txn its commit made durable.
    */
@@ -518,7 +639,11 @@ export class LiveReceiver {
         try {
           await this.engine.commit('master');
         } catch (err) {
-          this.note(`commit asked by the master failed: ${(err as Error).message}`);
+          if ((err as { code?: unknown }).code === 'ENOSPC') {
+            this.stopForSpace(err);
+            return;
+          }
+          this.note(`commit asked by the master failed: ${(err as Error).message}`, 'commit failed');
           if (this.active) this.close(this.active, 'commit failed');
           return;
         } finally {
@@ -533,4 +658,8 @@ export class LiveReceiver {
       this.commitLoop = undefined;
     });
   }
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
