@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import type { FsEngine } from '../../src/core/fs/engine.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { LiveCluster } from '../../src/sim/live-cluster.ts';
+import { SimRng } from '../../src/sim/rng.ts';
 import { Scheduler } from '../../src/sim/scheduler.ts';
 
 const BS = 4096;
@@ -145,4 +146,35 @@ describe('a live slave whose disk fills mid-stream', () => {
     disk.setCapacity(disk.usedBytes() + 2 * MiB);
     await convergedAndClean(c, slave);
   }, 120_000);
+
+  it('the slave disk fills and empties at random while the master writes, deletes and overwrites: it converges every time (seeds 100..111)', async () => {
+    let stalls = 0;
+    for (let seed = 100; seed < 112; seed++) {
+      const { c, fs } = await cluster(seed);
+      const slave = c.engineOf(c.slave);
+      const disk = c.slave.machine.disk;
+      const rng = new SimRng(seed).split('full-disk');
+      const files: string[] = [];
+      for (let step = 0; step < 40; step++) {
+        const r = rng.int(10);
+        if (r < 2) disk.setCapacity(disk.usedBytes() + rng.int(64) * BS);
+        else if (r < 3) disk.setCapacity(disk.usedBytes() + (1 + rng.int(6)) * MiB);
+        else if (r < 4 && files.length > 0) fs.unlink(files.splice(rng.int(files.length), 1)[0] as string);
+        else {
+          const name = `/s${step}`;
+          if (!files.includes(name)) fs.create(name);
+          files.push(name);
+          await c.run(fs.write(name, rng.int(4) * BS, unique(seed * 1000 + step, 1 + rng.int(96))));
+        }
+        if (rng.chance(0.3)) await c.run(c.engineOf(c.master).commit());
+        await c.advance(rng.int(3000));
+      }
+      await c.run(c.engineOf(c.master).commit());
+      disk.setCapacity(1 << 30);
+      const receiver = c.receiver!;
+      await convergedAndClean(c, slave);
+      stalls += receiver.stats.stalls;
+    }
+    expect(stalls).toBeGreaterThanOrEqual(12);
+  }, 300_000);
 });
