@@ -462,7 +462,8 @@ function toDiskError(err: unknown, path: string): unknown {
   const code = errorCode(err);
   if (code === undefined || !/^E[A-Z0-9]+$/.test(code)) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new DiskError(code, path, message);
+  // Node's own message starts with the code ("ENOSPC: no space left on device, write"); DiskError adds it once.
+  return new DiskError(code, path, message.startsWith(`${code}: `) ? message.slice(code.length + 2) : message);
 }
 
 async function wrap<T>(path: string, fn: () => Promise<T>): Promise<T> {

@@ -83,6 +83,7 @@ function diskContract(name: string, factory: DiskFactory): void {
       it('fails with ENOENT for a missing file, and creates it with create', async () => {
         const err = await expectCode(d.open(p('a')), 'ENOENT');
         expect(err.path).toBe(p('a'));
+        expect(err.message.split('ENOENT').length - 1, err.message).toBe(1); // the code once, not "ENOENT: ENOENT: …"
         const fh = await d.open(p('a'), { create: true });
         expect(fh.path).toBe(p('a'));
         expect(await fh.sizeBytes()).toBe(0);
