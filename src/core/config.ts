@@ -554,7 +554,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     type: 'integer',
     allowed: 'an integer between 1 and 65536 (MiB)',
     default: 128,
-    description: 'Write cache size in MiB. A full cache forces a commit. A live replication master also keeps up to this much of its newest blocks in memory for its sender (and reads of them), a read cache holds a quarter of it. So lessfs holds at most about 1.25 × CACHESIZE of file data (2.25 × on a live master) whatever the number of writers, plus 32 MiB of acknowledged writes queued in the mount; measured peak RSS and what else it counts: docs/architecture.md, "Memory".',
+    description: 'Write cache size in MiB: partly written blocks and new blocks not yet in the data file, of the open and the committing transaction, each byte counted once. A commit starts at half of it; a full cache makes writers wait for one. A live replication master also keeps up to this much of its newest blocks in memory for its sender (and reads of them), a read cache holds a quarter of it. So lessfs holds at most about 1.25 × CACHESIZE of file data (2.25 × on a live master) whatever the number of writers, plus 32 MiB of acknowledged writes queued in the mount; measured peak RSS and what else it counts: docs/architecture.md, "Memory".',
     parse: (raw) => parseIntegerIn(raw, 1, 65536, 'an integer between 1 and 65536 (MiB)'),
   }),
   fieldKey({

@@ -12,14 +12,39 @@ import { applyToFs, applyToModel, fsListing, type Op } from '../../src/sim/workl
 import { RealHarness, SimHarness, type Harness } from '../support/harness.ts';
 import { opArb } from '../support/ops-arb.ts';
 import type { EngineOptions } from '../../src/core/fs/types.ts';
+import type { FsEngine } from '../../src/core/fs/engine.ts';
 
 const BS = 4096;
+
+/**
+ * The write cache's accounting, checked at every step of the simulation: the
+ * bytes counted against CACHESIZE are exactly those held (dirty buffers, new
+ * blocks not yet written), stay within CACHESIZE plus what one operation may
+ * add after its wait for room (a write: its length and two partial edge
+ * blocks; a truncate: a tail block), and the data-file write queue holds only
+ * new blocks the cache counts.
+ */
+function checkCacheAccounting(engine: FsEngine, options: EngineOptions): void {
+  const a = engine.writeCacheAccounting();
+  const bs = options.blockSizeBytes;
+  const slackBytes = 4 * BS + 3 * bs; // opArb writes at most 4 * BS
+  if (a.countedBytes !== a.heldBytes) throw new Error(`write cache counts ${a.countedBytes} bytes, holds ${a.heldBytes}`);
+  if (a.countedBytes > options.cacheSizeBytes + slackBytes) throw new Error(`write cache holds ${a.countedBytes} bytes, CACHESIZE ${options.cacheSizeBytes} + ${slackBytes}`);
+  if (a.queuedWriteBytes > a.newBlockExtentBytes) throw new Error(`data-file write queue holds ${a.queuedWriteBytes} bytes, the cache's new blocks ${a.newBlockExtentBytes}`);
+}
 
 async function runAgainstModel(h: Harness, ops: Op[]): Promise<void> {
   await h.format();
   let engine = await h.open();
   let fs = new PathFs(engine);
   const model = new ModelFs();
+  let accountingChecks = 0;
+  if (h instanceof SimHarness) {
+    h.scheduler.traceSink = () => {
+      checkCacheAccounting(engine, h.options);
+      accountingChecks++;
+    };
+  }
   try {
     for (const [i, op] of ops.entries()) {
       if (op.op === 'commit') {
@@ -46,7 +71,9 @@ async function runAgainstModel(h: Harness, ops: Op[]): Promise<void> {
     }
   } finally {
     await h.run(engine.close());
+    if (h instanceof SimHarness) h.scheduler.traceSink = undefined;
   }
+  if (h instanceof SimHarness) expect(accountingChecks).toBeGreaterThan(0);
   const report = await h.run(fsck(h.drivers(), h.options, { thorough: true, repair: false }));
   expect(report.problems).toEqual([]);
 }

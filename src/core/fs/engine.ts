@@ -1019,10 +1019,17 @@ export class FsEngine {
     }
   }
 
-  /** Hash and store every partially written block of a layer. */
+  /**
+   * Hash and store every partially written block of a layer. A dirty buffer
+   * stops counting as one here: what it becomes (a new block until its write
+   * completes, or nothing when deduplicated or a hole) storeBlock counts.
+   */
   private flushDirty(layer: TxLayer): void {
     for (const [ino, blocks] of layer.dirty) {
-      for (const [bno, bytes] of blocks) this.storeBlock(ino, bno, bytes);
+      for (const [bno, bytes] of blocks) {
+        layer.dataBytes -= bytes.length;
+        this.storeBlock(ino, bno, bytes);
+      }
     }
     layer.dirty.clear();
   }
@@ -2392,6 +2399,28 @@ export class FsEngine {
   /** Read-through view (cache over store), for fsck and digests. */
   get view(): Layer {
     return this.active;
+  }
+
+  /**
+   * The write cache's data bytes, of the open and the committing transaction
+   * together: as counted (what writers wait on against CACHESIZE) and as held
+   * (the dirty buffers, and the new blocks whose data-file write has not
+   * completed); and the bytes queued in the data-file write queue and not yet
+   * issued, every one of them a new block held here (written with its
+   * extent's tail: newBlockExtentBytes). For tests.
+   */
+  writeCacheAccounting(): { countedBytes: number; heldBytes: number; newBlockExtentBytes: number; queuedWriteBytes: number } {
+    let heldBytes = 0;
+    let newBlockExtentBytes = 0;
+    for (const layer of this.frozen ? [this.active, this.frozen] : [this.active]) {
+      for (const blocks of layer.dirty.values()) for (const b of blocks.values()) heldBytes += b.length;
+      for (const b of layer.newBlocks.values()) {
+        heldBytes += b.length;
+        newBlockExtentBytes += alignExtent(b.length);
+      }
+    }
+    const countedBytes = this.active.dataBytes + (this.frozen?.dataBytes ?? 0);
+    return { countedBytes, heldBytes, newBlockExtentBytes, queuedWriteBytes: this.writer.queuedBytesNow };
   }
 
   /** Whether anything is uncommitted. */

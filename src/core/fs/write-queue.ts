@@ -10,7 +10,11 @@ import type { Clock, FileHandle } from '../drivers.ts';
 
 export const WRITES_INFLIGHT_MAX = 4;
 export const GATHER_BYTES_MAX = 4 << 20;
-/** Writers wait while more than this is queued and not yet issued. */
+/**
+ * Writers wait while more than this is queued and not yet issued. Not a bound
+ * on the queue: a commit's freeze queues every dirty block it hashes at once
+ * (the engine's write cache counts them; docs/architecture.md, "Memory").
+ */
 export const QUEUED_BYTES_MAX = 8 << 20;
 
 interface Pending {
@@ -51,6 +55,11 @@ export class WriteQueue {
   room(): Promise<void> {
     if (this.queuedBytes <= QUEUED_BYTES_MAX) return Promise.resolve();
     return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Bytes queued and not yet issued. */
+  get queuedBytesNow(): number {
+    return this.queuedBytes;
   }
 
   /** More than QUEUED_BYTES_MAX queued and not yet issued: room() would wait. */
