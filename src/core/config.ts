@@ -800,7 +800,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     allowed: BACKLOG_ALLOWED,
     default: 0,
     sample: { active: false },
-    description: 'On a master: writers pause while the log not yet acknowledged by the slave exceeds this size, and resume below it; 0 means unlimited.',
+    description: 'On a master: writes (and, through a mount, tree changes) pause while the log not yet acknowledged by the slave exceeds this size, and resume below it; 0 means unlimited. The log passes the limit by what was admitted before it did: the transaction whose commit passed it and the one taking writes meanwhile, each at most CACHESIZE of new blocks plus the partly written blocks its commit hashes (at most CACHESIZE more; none when every write covers whole blocks, as dd bs=1M does) plus one write per file being written, and the writes that had passed the hold and were waiting for cache room (one per file): at most 4 × CACHESIZE + 3 writes per file being written (2 × CACHESIZE + 3 writes with whole-block writes; a write is at most BLKSIZE through a mount), plus the records that describe them. The mount\'s queue of acknowledged writes (32 MiB) does not add to this: its writes wait at the same hold before they enter the cache, and none is acknowledged while it holds.',
     parse: (raw) => parseOptionalSize(raw, 4 * KiB, PiB, BACKLOG_ALLOWED),
   }),
 ];
