@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FileHandle } from '../../src/core/drivers.ts';
-import { GATHER_BYTES_MAX, WRITES_INFLIGHT_MAX, WriteQueue } from '../../src/core/fs/write-queue.ts';
+import { GATHER_BYTES_MAX, ReadQueue, WRITES_INFLIGHT_MAX, WriteQueue } from '../../src/core/fs/write-queue.ts';
 
 const BLOCK = 128 * 1024;
 
@@ -84,5 +84,44 @@ describe('WriteQueue', () => {
       await settle();
     }
     expect(q.backlogged).toBe(false);
+  });
+});
+
+/** A file whose reads finish only when the test says (in any order). */
+class HeldReads {
+  readonly issued: Array<{ offset: number; done: () => void; fail: (err: Error) => void }> = [];
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => this.issued.push({ offset, done: () => resolve(new Uint8Array(length)), fail: reject }));
+  }
+  asHandle(): FileHandle {
+    return this as unknown as FileHandle;
+  }
+}
+
+describe('ReadQueue.settled', () => {
+  it('waits for the reads issued before it (queued or in flight, failed or not), not for later ones', async () => {
+    const f = new HeldReads();
+    const q = new ReadQueue(f.asHandle(), 2);
+    const early = [0, 1, 2].map((k) => q.read(k * BLOCK, BLOCK).catch(() => 'failed'));
+    let settled = false;
+    void q.settled().then(() => (settled = true));
+    // A later caller waits for the same reads even though none was issued in between.
+    let again = false;
+    void q.settled().then(() => (again = true));
+    const late = q.read(10 * BLOCK, BLOCK);
+    f.issued[1].done();
+    f.issued[0].fail(new Error('EIO'));
+    await settle();
+    expect(settled).toBe(false);
+    // The third early read was queued behind the first two: issued now.
+    expect(f.issued.map((r) => r.offset)).toEqual([0, BLOCK, 2 * BLOCK, 10 * BLOCK]);
+    f.issued[2].done();
+    await settle();
+    expect([settled, again]).toEqual([true, true]);
+    expect((await Promise.all(early)).map((r) => (typeof r === 'string' ? r : r.length))).toEqual(['failed', BLOCK, BLOCK]);
+    // The late read is still in flight: it held up nothing.
+    f.issued[3].done();
+    expect(await late).toHaveLength(BLOCK);
+    expect(await Promise.race([q.settled().then(() => 'idle'), settle().then(() => 'waiting')])).toBe('idle');
   });
 });

@@ -1842,6 +1842,11 @@ export class FsEngine {
       this.dropMetadataCaches();
       this.readAhead.clear();
       this.wakeFreezeWaiters();
+      // Reads from here on resolve against the durable tree. A read that
+      // resolved a block of a dropped transaction before (a reader of the
+      // slave's mount) reads its extent first: cut under it, it would fail
+      // with EIO, where its reader should see the tree it started in.
+      await this.reader.settled();
       // What the dropped transactions wrote past the durable end is nobody's:
       // give its space back (the metadata store may share the disk).
       const endBytes = this.state.dataEndBytes;

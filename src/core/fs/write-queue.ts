@@ -124,8 +124,12 @@ export class WriteQueue {
  * offsets defeat that read-ahead.
  */
 export class ReadQueue {
-  private readonly queue: Array<{ offsetBytes: number; length: number; into?: Uint8Array; targets: readonly Uint8Array[] | undefined; resolve: (r: Uint8Array | number) => void; reject: (e: unknown) => void }> = [];
+  private readonly queue: Array<{ offsetBytes: number; length: number; into?: Uint8Array; targets: readonly Uint8Array[] | undefined; epoch: ReadEpoch; resolve: (r: Uint8Array | number) => void; reject: (e: unknown) => void }> = [];
   private inflight = 0;
+  /** Reads issued since the last settled() call (a count, not a list: reads stay cheap). */
+  private epoch: ReadEpoch = { pending: 0, waiters: [] };
+  /** Settles when the reads of every epoch before `epoch` have. */
+  private older: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly file: FileHandle,
@@ -136,7 +140,8 @@ export class ReadQueue {
   read(offsetBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     if (into && into.length < length) return Promise.reject(new RangeError(`read of ${length} bytes into a buffer of ${into.length}`));
     return new Promise((resolve, reject) => {
-      this.queue.push({ offsetBytes, length, into, targets: undefined, resolve: resolve as (r: Uint8Array | number) => void, reject });
+      this.epoch.pending++;
+      this.queue.push({ offsetBytes, length, into, targets: undefined, epoch: this.epoch, resolve: resolve as (r: Uint8Array | number) => void, reject });
       this.pump();
     });
   }
@@ -144,9 +149,26 @@ export class ReadQueue {
   /** Read into the targets back to back (FileHandle.readv); resolves with the bytes read. */
   readv(offsetBytes: number, targets: readonly Uint8Array[]): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ offsetBytes, length: 0, targets, resolve: resolve as (r: Uint8Array | number) => void, reject });
+      this.epoch.pending++;
+      this.queue.push({ offsetBytes, length: 0, targets, epoch: this.epoch, resolve: resolve as (r: Uint8Array | number) => void, reject });
       this.pump();
     });
+  }
+
+  /**
+   * Resolves once every read issued before this call has settled; reads
+   * issued after it do not hold it up (a steady reader cannot starve it).
+   * What FsEngine.discardUncommitted waits for before it cuts the data file:
+   * a read of an extent it cuts, issued against the tree it drops, finishes first.
+   */
+  settled(): Promise<void> {
+    const e = this.epoch;
+    if (e.pending > 0) {
+      this.epoch = { pending: 0, waiters: [] };
+      const mine = new Promise<void>((resolve) => e.waiters.push(resolve));
+      this.older = Promise.all([this.older, mine]).then(() => undefined);
+    }
+    return this.older;
   }
 
   private pump(): void {
@@ -159,14 +181,26 @@ export class ReadQueue {
         (b) => {
           this.inflight--;
           r.resolve(b);
+          settleOne(r.epoch);
           this.pump();
         },
         (err: unknown) => {
           this.inflight--;
           r.reject(err);
+          settleOne(r.epoch);
           this.pump();
         },
       );
     }
   }
+}
+
+interface ReadEpoch {
+  pending: number;
+  waiters: Array<() => void>;
+}
+
+function settleOne(e: ReadEpoch): void {
+  if (--e.pending > 0 || e.waiters.length === 0) return;
+  for (const w of e.waiters.splice(0)) w();
 }
