@@ -27,7 +27,8 @@ import {
   type LiveLogScan,
 } from '../core/replication/log-file.ts';
 import { LIVE_LOG_NAME, parseRotatedLogName } from '../core/replication/master-log.ts';
-import { SlaveApplier, slaveRepairNotice } from '../core/replication/slave.ts';
+import { megabytes } from '../core/replication/room-wait.ts';
+import { FileNotAppliedError, SlaveApplier, slaveRepairNotice } from '../core/replication/slave.ts';
 import { realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { acquireLock } from '../real/lock.ts';
 import { nodePrimitives } from '../real/primitives.ts';
@@ -429,6 +430,7 @@ async function apply(path: string, cfgPath: string): Promise<number> {
     const drivers = realEngineDrivers(logger);
     // No attach: the slave's log is the master's; nothing here writes one.
     const engine = await FsEngine.open(drivers, engineOptionsFromConfig(config));
+    let failed = true;
     try {
       const applier = new SlaveApplier(engine, drivers.primitives, logger);
       const repaired = slaveRepairNotice(applier.position());
@@ -440,10 +442,16 @@ async function apply(path: string, cfgPath: string): Promise<number> {
       } catch (err) {
         // applyFile throws ReplogError only before it applies anything.
         if (err instanceof ReplogError) throw new CliError(`${err.withFileName(path).message}; nothing was applied`);
+        // Applied to the cache, then dropped again: the slave is where it was.
+        if (err instanceof FileNotAppliedError && err.code === 'ENOSPC' && err.dropped) {
+          throw new CliError(`${err.message}; make room (its blocks take about ${megabytes(err.blockBytes)}) and run replogtool again`);
+        }
+        if (err instanceof FileNotAppliedError) throw new CliError(err.message);
         throw err;
       } finally {
         bar?.finish();
       }
+      failed = false;
       if (outcome.kind === 'duplicate') {
         process.stdout.write(`skipped ${path}: already applied (slave at txn ${outcome.appliedTxn}, sequence ${outcome.appliedSequence})\n`);
         return EXIT_OK;
@@ -453,7 +461,12 @@ async function apply(path: string, cfgPath: string): Promise<number> {
       process.stdout.write(`applied ${path}: ${outcome.transactions} transactions (${range}), ${outcome.bytes} bytes; slave now at txn ${pos.txn}, sequence ${pos.sequence}\n`);
       return EXIT_OK;
     } finally {
-      await engine.close();
+      // After a failure its reason is what counts; a close that fails too (its
+      // commit, on the same full disk) only means the next open recovers.
+      await engine.close().catch((err: unknown) => {
+        if (!failed) throw err;
+        logger.log(0, `closing ${config.metaPath} failed too (${(err as Error).message}); the next open recovers from the last durable transaction`);
+      });
     }
   } finally {
     lock.release();

@@ -70,6 +70,14 @@ function blocksOf(blockSizeBytes: number): Uint8Array[] {
   return blocks;
 }
 
+/** `blocks` incompressible blocks that no other tag repeats (no dedup between them). */
+export function uniqueData(blockSizeBytes: number, tag: number, blocks: number): Uint8Array {
+  const out = new Uint8Array(blocks * blockSizeBytes);
+  const view = new DataView(out.buffer);
+  for (let j = 0; j < out.length; j += 4) view.setUint32(j, Math.imul(tag * 0x1000000 + j + 1, 0x9e3779b1) >>> 0);
+  return out;
+}
+
 /** Content of a write: consecutive pool blocks starting at `pool`. */
 export function poolData(blockSizeBytes: number, pool: number, lengthBytes: number): Uint8Array {
   const blocks = blocksOf(blockSizeBytes);

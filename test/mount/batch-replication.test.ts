@@ -5,6 +5,7 @@
 // master's byte for byte. A corrupted and a half-copied file are refused with
 // one log line and nothing of them is applied.
 
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
@@ -148,5 +149,80 @@ describe('batch replication with real mounts', () => {
     expect(await treeOf(offMount.mnt)).toEqual(expected3);
     await offMount.stop();
     await master.stop();
+  }, 240_000);
+});
+
+describe('a batch slave whose disk fills (data and metadata on one 32 MiB tmpfs)', () => {
+  // Needs root for the tmpfs; CI runs as root.
+  it.skipIf(process.getuid?.() !== 0)('a watchdir slave keeps the file it could not apply and applies it once room appears, without a restart; replogtool exits 1 and can be run again', async () => {
+    const common = { REPLICATION: 'masterslave', COMPRESSION: 'none' };
+    const master = await startMount({ config: { ...common, REPLICATION_ROLE: 'master', REPLICATION_PARTNER_IP: -1 } });
+    const trees = [];
+    for (let i = 1; i <= 3; i++) {
+      await fsp.writeFile(master.path(`f${i}`), randomBytes(8 * MIB));
+      await fsp.writeFile(master.path('.lessfs/replication/rotate_replog'), '1');
+      trees.push(await treeOf(master.mnt));
+    }
+    await master.stop();
+    const files = [1, 2, 3].map((n) => join(master.dataPath, `replog.dta-${n}`));
+    const store = await createStore({ format: false, config: { ...common, REPLICATION_ROLE: 'slave', REPLICATION_PARTNER_IP: -1 } });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m', 'tmpfs', store.dataPath]);
+    try {
+      // Room for the first file's 8 MiB, not the second's: 16 MiB of something else on the disk.
+      const ballast = join(store.dataPath, 'ballast');
+      const metaPath = join(store.dataPath, 'meta');
+      await fsp.mkdir(metaPath);
+      const watchdir = join(store.dir, 'incoming');
+      await fsp.mkdir(watchdir);
+      store.writeConfig({ META_PATH: metaPath, REPLICATION_WATCHDIR: watchdir });
+      const mk = await cli('mklessfs', ['-f', '-c', store.cfgPath], { timeoutMs: 30_000 });
+      expect(mk.code, mk.stderr).toBe(0);
+      await fsp.writeFile(ballast, randomBytes(16 * MIB));
+      const slave = await startMount({ store });
+      const pid = slave.pid;
+      for (const f of files) await ship(f, watchdir, f.slice(f.lastIndexOf('/') + 1));
+      await waitFor('replog.dta-2 not applied for the full disk', async () => /replog\.dta-2 was not applied: ENOSPC: .*is full.*nothing of it was kept \(this slave stays at replog\.dta-1/.test(slave.currentLogText()), () => slave.currentLogText());
+      const status = await readControl(slave, 'status');
+      expect(status).toMatch(/applying_stopped: the disk under .* is full: replog\.dta-2 waits for room/);
+      expect(status).toMatch(/files_refused: 0/);
+      expect(await readControl(slave, 'sequence')).toBe('1');
+      expect((await fsp.readdir(watchdir)).sort()).toEqual(['replog.dta-1-processed', 'replog.dta-2', 'replog.dta-3']);
+      expect(await treeOf(slave.mnt)).toEqual(trees[0]);
+
+      await fsp.rm(ballast);
+      await waitFor('sequence 3 on the slave', async () => (await readControl(slave, 'sequence')) === '3', () => slave.currentLogText());
+      expect(slave.pid).toBe(pid);
+      expect(await treeOf(slave.mnt)).toEqual(trees[2]);
+      expect((await fsp.readdir(watchdir)).sort()).toEqual(['replog.dta-1-processed', 'replog.dta-2-processed', 'replog.dta-3-processed']);
+      expect(slave.currentLogText()).toMatch(/the disk has room again .*: applying replog\.dta-2 again/);
+      expect(await readControl(slave, 'status')).toMatch(/applying_stopped: -/);
+      await slave.stop();
+      const fsck = await cli('lessfsck', ['-c', store.cfgPath]);
+      expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
+
+      // By hand: a new slave on the same disk, unmounted, applied with replogtool.
+      const mk2 = await cli('mklessfs', ['-f', '-c', store.cfgPath], { timeoutMs: 30_000 });
+      expect(mk2.code, mk2.stderr).toBe(0);
+      await fsp.writeFile(ballast, randomBytes(16 * MIB));
+      const first = await cli('replogtool', ['-r', files[0], '-c', store.cfgPath], { timeoutMs: 60_000 });
+      expect(first.code, first.stderr).toBe(0);
+      const full = await cli('replogtool', ['-r', files[1], '-c', store.cfgPath], { timeoutMs: 60_000 });
+      expect(full.code, full.stderr).toBe(1);
+      expect(full.stderr).toMatch(/\nreplogtool: replog\.dta-2 was not applied: ENOSPC: the disk under .* is full.*; nothing of it was kept \(this slave stays at replog\.dta-1, txn \d+\); make room \(its blocks take about 8\.0 MiB\) and run replogtool again/);
+      await fsp.rm(ballast);
+      for (const f of files.slice(1)) {
+        const r = await cli('replogtool', ['-r', f, '-c', store.cfgPath], { timeoutMs: 60_000 });
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/^applied /m);
+      }
+      const offMount = await startMount({ store });
+      expect(await treeOf(offMount.mnt)).toEqual(trees[2]);
+      await offMount.stop();
+      const fsck2 = await cli('lessfsck', ['-c', store.cfgPath]);
+      expect(fsck2.code, fsck2.stdout + fsck2.stderr).toBe(0);
+    } finally {
+      // Lazily: a lessfs still running holds files in it (afterEach ends it, then removes the dir).
+      execFileSync('umount', ['-l', store.dataPath]);
+    }
   }, 240_000);
 });

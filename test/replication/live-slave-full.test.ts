@@ -14,17 +14,13 @@ import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { LiveCluster } from '../../src/sim/live-cluster.ts';
 import { SimRng } from '../../src/sim/rng.ts';
 import { Scheduler } from '../../src/sim/scheduler.ts';
+import { uniqueData } from '../../src/sim/workload.ts';
 
 const BS = 4096;
 const MiB = 1 << 20;
 
 /** Incompressible blocks no other tag repeats (no dedup between files). */
-function unique(tag: number, blocks: number): Uint8Array {
-  const out = new Uint8Array(blocks * BS);
-  const view = new DataView(out.buffer);
-  for (let j = 0; j < out.length; j += 4) view.setUint32(j, Math.imul(tag * 0x1000000 + j + 1, 0x9e3779b1) >>> 0);
-  return out;
-}
+const unique = (tag: number, blocks: number): Uint8Array => uniqueData(BS, tag, blocks);
 
 function status(text: string): Record<string, string> {
   return Object.fromEntries(text.trimEnd().split('\n').map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));

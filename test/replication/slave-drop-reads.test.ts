@@ -12,17 +12,11 @@ import { validateRotatedFile } from '../../src/core/replication/log-file.ts';
 import { toReplicatedTxn } from '../../src/core/replication/slave.ts';
 import { BatchCluster } from '../../src/sim/batch-cluster.ts';
 import { Scheduler } from '../../src/sim/scheduler.ts';
-import { fsDigest } from '../../src/sim/workload.ts';
+import { fsDigest, uniqueData } from '../../src/sim/workload.ts';
 
 const BS = 4096;
 
-/** Incompressible blocks no other tag repeats. */
-function unique(tag: number, blocks: number): Uint8Array {
-  const out = new Uint8Array(blocks * BS);
-  const view = new DataView(out.buffer);
-  for (let j = 0; j < out.length; j += 4) view.setUint32(j, Math.imul(tag * 0x1000000 + j + 1, 0x9e3779b1) >>> 0);
-  return out;
-}
+const unique = (tag: number, blocks: number): Uint8Array => uniqueData(BS, tag, blocks);
 
 async function dropDuringReads(seed: number): Promise<{ failures: string[]; reads: number }> {
   const sched = new Scheduler({ seed });

@@ -1813,19 +1813,20 @@ export class FsEngine {
   }
 
   /**
-   * Live slave: drop every change since the last durable commit — the
+   * Slave: drop every change since the last durable commit — the
    * master's transactions applied to the write cache, their blocks (written,
    * being written or failed), staged blocks — and truncate the data file to
-   * the durable allocator end, as a restart does (an unclean start). The
-   * master still holds those transactions (it forgets only what the slave
-   * acknowledged as durable) and sends them again. Waits for a commit in
-   * progress and for every data write in flight: none may land on an extent
-   * after it is handed out again. The replication position
-   * (replicationMeta) is the durable one again.
+   * the durable allocator end, as a restart does (an unclean start). A live
+   * slave's master still holds those transactions (it forgets only what the
+   * slave acknowledged as durable) and sends them again; a batch slave's
+   * file is still in its watch directory. Waits for a commit in progress,
+   * for every data write in flight (none may land on an extent after it is
+   * handed out again) and for the reads issued before (none may find its
+   * extent cut). The replication position (replicationMeta) is the durable one again.
    */
   async discardUncommitted(): Promise<void> {
     this.checkOpen();
-    assert(this.options.replica === true && this.observer === undefined, 'discardUncommitted on a node that is not a live slave');
+    assert(this.options.replica === true && this.observer === undefined, 'discardUncommitted on a node that is not a slave');
     if (this.failure !== undefined) throw this.failure;
     return this.withCommitLock(async () => {
       for (const layer of [this.frozen, this.active]) await layer?.writesDrained();

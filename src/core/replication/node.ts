@@ -271,6 +271,8 @@ export class ReplicationNode {
             files_applied: watch?.stats.filesApplied ?? 0,
             duplicates_skipped: watch?.stats.duplicatesSkipped ?? 0,
             files_refused: watch?.stats.filesRefused ?? 0,
+            // A full disk keeps the next file from being applied (docs/replication-log.md, "A full disk on a batch slave").
+            applying_stopped: watch?.stalledBy ?? '-',
             repaired_at_txn: pos.repairedAtTxn ?? '-',
             last_error: watch?.stats.lastError ?? '-',
           });

@@ -13,6 +13,7 @@ import { RepeatLimiter } from '../repeat-limiter.ts';
 import { assert, FsError } from '../errors.ts';
 import { ReplogError } from './errors.ts';
 import { FRAME_TYPE, TransactionAssembler, type Frame } from './frames.ts';
+import { RoomWait } from './room-wait.ts';
 import { LIVE_TIMING_DEFAULT, type LiveTiming } from './sender.ts';
 import { toReplicatedTxn, type SlaveApplier, type SlaveReplicationMeta } from './slave.ts';
 import {
@@ -37,21 +38,13 @@ const PROGRESS_ACK_BYTES = 4 * 1024 * 1024;
 const STAGED = new Uint8Array(0);
 /** Connections waiting for their handshake at once; more are refused. */
 const PENDING_CONNECTIONS_MAX = 8;
-/**
- * After a full disk stopped the stream: more free bytes than right after the
- * uncommitted transactions were dropped, on the disk under BLOCKDATA_PATH or
- * META_PATH, before the master's transactions are taken again (less would
- * fill the disk again at about the same place).
- */
-const RESUME_ROOM_BYTES = 1024 * 1024;
-
 /** Why a live slave stopped taking its master's transactions (a full disk), and when it takes them again. */
 interface Stall {
   reason: string;
   /** The drop of uncommitted transactions, then the free space measured after it. */
   settled: Promise<void>;
-  /** Free bytes (data disk, meta disk) at which the stream resumes; undefined until measured. */
-  resumeAt: { dataFreeBytes: number; metaFreeBytes: number } | undefined;
+  /** When the stream resumes (the room measured after the drop); undefined until measured, or when the drop failed. */
+  wait: RoomWait | undefined;
   /** What the master is told when it is refused. */
   refusal: string;
 }
@@ -555,7 +548,7 @@ export class LiveReceiver {
    * taking the stream (close the master's connection), drop the
    * transactions not yet durable (FsEngine.discardUncommitted, after the
    * commit running, if any), and refuse the master with the reason until a
-   * disk has RESUME_ROOM_BYTES more free than after the drop; then take the
+   * disk has RESUME_ROOM_BYTES (room-wait.ts) more free than after the drop; then take the
    * stream again from the durable txn. Nothing is acknowledged that is not
    * durable: ACKs carry the durable txn only.
    */
@@ -567,7 +560,7 @@ export class LiveReceiver {
     const stall: Stall = {
       reason,
       settled: Promise.resolve(),
-      resumeAt: undefined,
+      wait: undefined,
       refusal: `on this slave ${reason}; it dropped the transactions after txn ${from} it had not made durable and takes them again when room appears`,
     };
     this.stall = stall;
@@ -581,16 +574,16 @@ export class LiveReceiver {
       // A commit may have made more durable than its request covered: that is durable too.
       assert(this.appliedTxn >= this.durableTxn && this.appliedTxn === this.applier.durablePosition().txn, `after dropping uncommitted transactions the slave is at txn ${this.appliedTxn}, durable ${this.durableTxn}`);
       this.durableTxn = this.appliedTxn;
-      const room = await this.engine.diskRoom();
-      stall.resumeAt = { dataFreeBytes: room.dataFreeBytes + RESUME_ROOM_BYTES, metaFreeBytes: room.metaFreeBytes + RESUME_ROOM_BYTES };
-      stall.refusal = `on this slave ${reason}; it dropped the transactions after txn ${this.durableTxn} it had not made durable and takes them again once ${megabytes(stall.resumeAt.dataFreeBytes)} are free under BLOCKDATA_PATH or ${megabytes(stall.resumeAt.metaFreeBytes)} under META_PATH`;
+      const wait = await RoomWait.afterDrop(this.engine);
+      stall.wait = wait;
+      stall.refusal = `on this slave ${reason}; it dropped the transactions after txn ${this.durableTxn} it had not made durable and takes them again once ${wait.wanted(false)}`;
       const first = this.durableTxn + 1;
       const txns = applied === first ? `txn ${applied}` : `txns ${first}..${applied}`;
       const dropped = applied >= first ? `${txns} and what had arrived of the next` : 'what had arrived of the next transaction';
-      this.note(`${reason}: stopped taking the master's transactions; dropped ${dropped} (not durable: the master sends them again); resuming from txn ${this.durableTxn + 1} once ${megabytes(stall.resumeAt.dataFreeBytes)} are free under ${this.engine.options.blockDataPath} (now ${megabytes(room.dataFreeBytes)}) or ${megabytes(stall.resumeAt.metaFreeBytes)} under ${this.engine.options.metaPath} (now ${megabytes(room.metaFreeBytes)})`, 'stopped: disk full');
+      this.note(`${reason}: stopped taking the master's transactions; dropped ${dropped} (not durable: the master sends them again); resuming from txn ${this.durableTxn + 1} once ${wait.wanted(true)}`, 'stopped: disk full');
     })().catch((err: unknown) => {
       // The cache could not be put back to the durable state: no stream until a restart does it.
-      stall.resumeAt = undefined;
+      stall.wait = undefined;
       stall.refusal = `on this slave ${reason} and dropping its uncommitted transactions failed (${(err as Error).message}): restart the slave`;
       this.note(stall.refusal);
     });
@@ -606,13 +599,12 @@ export class LiveReceiver {
     const stall = this.stall;
     if (!stall) return undefined;
     await stall.settled;
-    const at = stall.resumeAt;
-    if (at === undefined) return stall.refusal;
-    const room = await this.engine.diskRoom();
+    if (stall.wait === undefined) return stall.refusal;
+    const { enough, text } = await stall.wait.check();
     if (this.stall !== stall) return undefined;
-    if (room.fullPath !== undefined && room.dataFreeBytes < at.dataFreeBytes && room.metaFreeBytes < at.metaFreeBytes) return stall.refusal;
+    if (!enough) return stall.refusal;
     this.stall = undefined;
-    this.drivers.logger.log(0, `replication: the disk has room again (${megabytes(room.dataFreeBytes)} free under ${this.engine.options.blockDataPath}, ${megabytes(room.metaFreeBytes)} under ${this.engine.options.metaPath}): taking the master's transactions again from txn ${this.appliedTxn + 1}`);
+    this.drivers.logger.log(0, `replication: the disk has room again (${text}): taking the master's transactions again from txn ${this.appliedTxn + 1}`);
     return undefined;
   }
 
@@ -658,8 +650,4 @@ export class LiveReceiver {
       this.commitLoop = undefined;
     });
   }
-}
-
-function megabytes(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }

@@ -58,7 +58,7 @@ export function toReplicatedTxn(tx: Transaction, staged = false): ReplicatedTxn 
 
 export class SlaveApplier {
   constructor(
-    private readonly engine: FsEngine,
+    readonly engine: FsEngine,
     private readonly p: Primitives,
     private readonly logger: Logger,
   ) {}
@@ -86,6 +86,12 @@ export class SlaveApplier {
    */
   async applyFile(bytes: Uint8Array, fileName: string, nameSequence?: number, progress?: (doneTxns: number, totalTxns: number) => void): Promise<ApplyOutcome> {
     const pos = this.position();
+    // Every file is applied whole and durable, or not at all (below): the
+    // write cache holds nothing of a master's transactions between files.
+    const durable = this.durablePosition();
+    if (pos.txn !== durable.txn || pos.sequence !== durable.sequence) {
+      throw new Error(`${fileName} not applied: this slave holds transactions not yet durable (txn ${pos.txn}, durable txn ${durable.txn}), which a failed drop left behind; restart the slave`);
+    }
     const blockSizeBytes = this.engine.options.blockSizeBytes;
     const peek = decodeHeader(this.p, bytes, fileName);
     const fsId = pos.fsId ?? peek.fsId;
@@ -105,18 +111,65 @@ export class SlaveApplier {
     const todo = file.transactions.filter((t) => t.txn > pos.txn);
     let applied = 0;
     let bytesApplied = 0;
-    for (const tx of todo) {
-      this.engine.applyReplicated(toReplicatedTxn(tx), { ...pos, fsId: header.fsId, txn: tx.txn } satisfies SlaveReplicationMeta);
-      applied++;
-      for (const r of tx.records) bytesApplied += r.sizeBytes;
-      progress?.(applied, todo.length);
-    }
-    // The file is done: its sequence goes with the same commit.
     const done: SlaveReplicationMeta = { ...pos, fsId: header.fsId, txn: Math.max(pos.txn, trailer.lastTxn), sequence: header.sequence };
-    this.engine.setReplicationMeta(done);
-    await this.engine.commit('replicate');
+    try {
+      for (const tx of todo) {
+        this.engine.applyReplicated(toReplicatedTxn(tx), { ...pos, fsId: header.fsId, txn: tx.txn } satisfies SlaveReplicationMeta);
+        applied++;
+        for (const r of tx.records) bytesApplied += r.sizeBytes;
+        progress?.(applied, todo.length);
+      }
+      // The file is done: its sequence goes with the same commit.
+      this.engine.setReplicationMeta(done);
+      await this.engine.commit('replicate');
+    } catch (err) {
+      throw await this.dropFile(err, fileName, todo);
+    }
     if (pos.fsId === undefined) this.logger.log(1, `slave adopted master filesystem id ${header.fsId}`);
     return { kind: 'applied', header, firstTxn: todo[0]?.txn ?? pos.txn, lastTxn: done.txn, transactions: applied, bytes: bytesApplied };
+  }
+
+  /**
+   * Applying a file failed after its transactions went into the write cache:
+   * drop all of it (FsEngine.discardUncommitted: the cache, its blocks
+   * written or failed, the data file cut back to the durable end), so
+   * nothing of the file stays unless all of it is durable, and the next
+   * attempt (the watchdir's, or replogtool run again) starts from the durable position.
+   */
+  private async dropFile(cause: unknown, fileName: string, todo: readonly Transaction[]): Promise<FileNotAppliedError> {
+    const why = (cause as Error).message;
+    let blockBytes = 0;
+    for (const tx of todo) for (const r of tx.decoded) if (r.type === FRAME_TYPE.BLOCK) blockBytes += r.block.stored.length;
+    try {
+      await this.engine.discardUncommitted();
+    } catch (err) {
+      return new FileNotAppliedError(`${fileName} was not applied: ${why}; dropping what was applied of it failed too (${(err as Error).message}): restart the slave`, cause, false, blockBytes);
+    }
+    const pos = this.durablePosition();
+    const at = pos.sequence > 0 ? `replog.dta-${pos.sequence}, txn ${pos.txn}` : `txn ${pos.txn}, no file applied yet`;
+    return new FileNotAppliedError(`${fileName} was not applied: ${why}; nothing of it was kept (this slave stays at ${at})`, cause, true, blockBytes);
+  }
+}
+
+/**
+ * A file that did not become durable (a full disk failed a block write or
+ * the commit, a transaction did not fit): what it put in the write cache was
+ * dropped, and the slave is where it was. `code` is the cause's (ENOSPC for
+ * a full disk: the file can be applied again once there is room).
+ */
+export class FileNotAppliedError extends Error {
+  readonly code: string;
+  constructor(
+    message: string,
+    override readonly cause: unknown,
+    /** False when the drop failed too: the write cache may hold part of the file (applyFile refuses until a restart). */
+    readonly dropped: boolean,
+    /** Stored bytes of the blocks new in the file's transactions: about what the data file needs for them. */
+    readonly blockBytes: number,
+  ) {
+    super(message);
+    this.name = 'FileNotAppliedError';
+    this.code = String((cause as { code?: unknown }).code ?? 'EIO');
   }
 }
 

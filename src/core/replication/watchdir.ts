@@ -8,14 +8,21 @@
 // applied, and it stays where it is: it is looked at again only when it
 // changes (a copy that was still running, a good copy put in its place; see
 // DiskStat.changeTag), so the log is not flooded.
+//
+// A file that fails for want of space (a block write or the commit: ENOSPC)
+// is not refused: nothing of it was kept (SlaveApplier.applyFile drops it),
+// it stays under its name, and it is applied again, without a restart, once
+// the disks have room for it (see SpaceWait); meanwhile a statfs a poll.
 
 import { BUGGIFY_OFF, type Buggify } from '../buggify.ts';
 import type { Clock, Disk, Logger, TimerHandle } from '../drivers.ts';
 import { DiskError } from '../errors.ts';
 import { joinPath } from '../fs/engine.ts';
+import { RepeatLimiter } from '../repeat-limiter.ts';
 import { ReplogError } from './errors.ts';
 import { parseRotatedLogName, processedLogName } from './master-log.ts';
-import type { SlaveApplier } from './slave.ts';
+import { megabytes, RESUME_ROOM_BYTES, RoomWait } from './room-wait.ts';
+import { FileNotAppliedError, type SlaveApplier } from './slave.ts';
 
 export const WATCHDIR_POLL_MS = 1000;
 
@@ -29,8 +36,28 @@ export interface WatchdirStats {
   filesApplied: number;
   duplicatesSkipped: number;
   filesRefused: number;
+  /** Files that failed for want of space (applied again once there is room). */
+  stalls: number;
   lastError: string | undefined;
   lastAppliedFile: string | undefined;
+}
+
+/**
+ * A full disk kept `file` from being applied. It is applied again once the
+ * room rule of RoomWait holds (the engine no longer takes the disk to be
+ * full, or 1 MiB more is free than after the drop) and the data disk's free
+ * space with the data file's free extents holds the file's new blocks (and
+ * RESUME_ROOM_BYTES): less would fill the disk again at about the same
+ * place, and writing the file's blocks again for nothing every poll is the
+ * effort this bounds.
+ */
+interface SpaceWait {
+  file: string;
+  /** The full disk, for the status. */
+  reason: string;
+  /** Undefined until the room after the drop is measured (a failed statfs is measured again next poll). */
+  wait: RoomWait | undefined;
+  needBytes: number;
 }
 
 export class WatchdirSlave {
@@ -40,7 +67,11 @@ export class WatchdirSlave {
   private paused = false;
   /** Refusals already logged: file name -> its changeTag when refused. */
   private readonly refused = new Map<string, string>();
-  readonly stats: WatchdirStats = { filesApplied: 0, duplicatesSkipped: 0, filesRefused: 0, lastError: undefined, lastAppliedFile: undefined };
+  readonly stats: WatchdirStats = { filesApplied: 0, duplicatesSkipped: 0, filesRefused: 0, stalls: 0, lastError: undefined, lastAppliedFile: undefined };
+  /** Set while a full disk keeps the next file from being applied. */
+  private space: SpaceWait | undefined;
+  /** Log lines of a disk that fills again and again (one a minute). */
+  private readonly repeats: RepeatLimiter;
 
   constructor(
     private readonly drivers: WatchdirDrivers,
@@ -48,7 +79,15 @@ export class WatchdirSlave {
     private readonly dir: string,
     private readonly pollMs = WATCHDIR_POLL_MS,
     private readonly buggify: Buggify = BUGGIFY_OFF,
-  ) {}
+  ) {
+    this.repeats = new RepeatLimiter(() => drivers.clock.nowMs());
+  }
+
+  /** The full disk that keeps the next file from being applied, or undefined. */
+  get stalledBy(): string | undefined {
+    const sw = this.space;
+    return sw && `${sw.reason}: ${sw.file} waits for room${sw.wait ? ` (${sw.wait.wanted(false)}, and ${megabytes(sw.needBytes)} for its blocks)` : ''}`;
+  }
 
   start(): void {
     this.stopped = false;
@@ -93,6 +132,8 @@ export class WatchdirSlave {
   /** Apply every file that is next in sequence; returns the number applied. */
   async scanOnce(): Promise<void> {
     if (this.paused) return;
+    // Files still wait (backlog stays set) while the disk has no room for the next.
+    if (this.space && !(await this.roomAgain(this.space))) return;
     const { disk, logger } = this.drivers;
     let names: string[];
     try {
@@ -138,8 +179,13 @@ export class WatchdirSlave {
         }
         outcome = await this.applier.applyFile(bytes, f.name, f.sequence);
       } catch (err) {
+        if (err instanceof FileNotAppliedError && err.code === 'ENOSPC' && err.dropped) {
+          await this.stopForSpace(f.name, err);
+          return;
+        }
         this.stats.filesRefused++;
-        const retry = err instanceof ReplogError && err.code === 'ETRUNCATED' ? '; will look again when it changes' : '; nothing applied from it';
+        // A FileNotAppliedError says itself that nothing of the file was kept (or that it could not be dropped).
+        const retry = err instanceof ReplogError && err.code === 'ETRUNCATED' ? '; will look again when it changes' : err instanceof FileNotAppliedError ? '' : '; nothing applied from it';
         this.note(f.name, sizeKey, `refusing ${f.name}: ${(err as Error).message}${retry}`);
         if (stale) continue;
         return;
@@ -162,6 +208,61 @@ export class WatchdirSlave {
         this.note(f.name, 'rename', `applied ${f.name} but could not rename it to ${processedLogName(f.sequence)}: ${(err as Error).message}`);
       }
     }
+  }
+
+  /** A file failed for want of space and was dropped: wait for room before it is applied again. */
+  private async stopForSpace(file: string, err: FileNotAppliedError): Promise<void> {
+    this.stats.stalls++;
+    const engine = this.applier.engine;
+    const sw: SpaceWait = {
+      file,
+      reason: `the disk under ${engine.fullDiskPath ?? engine.options.blockDataPath} is full`,
+      wait: undefined,
+      needBytes: err.blockBytes + RESUME_ROOM_BYTES,
+    };
+    this.space = sw;
+    this.stats.lastError = err.message;
+    await this.measure(sw);
+    const then = sw.wait ? `once ${sw.wait.wanted(true)}, and the data disk with the free space inside the data file has ${megabytes(sw.needBytes)} for its blocks` : 'once there is room';
+    this.limited(`disk full: ${file}`, `${err.message}; it stays in ${this.dir} and is applied again ${then}`);
+  }
+
+  private async measure(sw: SpaceWait): Promise<void> {
+    try {
+      sw.wait = await RoomWait.afterDrop(this.applier.engine);
+    } catch (err) {
+      this.checkFailed(sw, err);
+    }
+  }
+
+  private checkFailed(sw: SpaceWait, err: unknown): void {
+    this.limited('disk check', `checking the disks for room failed: ${(err as Error).message}; ${sw.file} is applied again once a check finds room`);
+  }
+
+  /** Whether the disks have room for the file the last full disk stopped (then it is applied again). */
+  private async roomAgain(sw: SpaceWait): Promise<boolean> {
+    if (!sw.wait) {
+      await this.measure(sw);
+      return false;
+    }
+    let check;
+    try {
+      check = await sw.wait.check();
+    } catch (err) {
+      this.checkFailed(sw, err);
+      return false;
+    }
+    const dataRoomBytes = check.room.dataFreeBytes + this.applier.engine.reusableDataBytes;
+    if (!check.enough || dataRoomBytes < sw.needBytes) return false;
+    this.space = undefined;
+    this.limited(`room again: ${sw.file}`, `the disk has room again (${check.text}, ${megabytes(this.applier.engine.reusableDataBytes)} free inside the data file): applying ${sw.file} again`);
+    return true;
+  }
+
+  /** Log at level 0, at most one line of this kind a minute. */
+  private limited(kind: string, message: string): void {
+    const line = this.repeats.pass(kind, message);
+    if (line !== undefined) this.drivers.logger.log(0, line);
   }
 
   private note(name: string, key: string, message: string): void {
