@@ -23,6 +23,10 @@ export interface SimDiskOptions {
   readErrorProbability: number;
   /** Chance that a write, append, truncate, sync or syncDir fails with EIO (no effect). */
   writeErrorProbability: number;
+  /** Read and write errors hit only paths under this one ('': every path), e.g. one node's data file. */
+  faultPathPrefix: string;
+  /** Read and write errors hit only these operations (read, write, append, truncate, sync, syncDir; empty: all). */
+  faultOps: readonly string[];
   /** Total bytes across all live files; a change that would exceed it fails with ENOSPC. */
   capacityBytes: number;
   /** At power loss, chance that the last surviving unsynced write of a file is cut at a 512-byte boundary. */
@@ -49,6 +53,8 @@ export const SIM_DISK_DEFAULTS: Readonly<SimDiskOptions> = Object.freeze({
   latencyMsMax: 1,
   readErrorProbability: 0,
   writeErrorProbability: 0,
+  faultPathPrefix: '',
+  faultOps: [],
   capacityBytes: 1 << 30,
   tornWriteProbability: 0,
   reorderProbability: 0,
@@ -59,6 +65,8 @@ export const SIM_DISK_DEFAULTS: Readonly<SimDiskOptions> = Object.freeze({
   inflightOpsMax: 100_000,
   ioLengthMaxBytes: 64 << 20,
 });
+
+const FAULT_OPS: readonly string[] = ['read', 'write', 'append', 'truncate', 'sync', 'syncDir'];
 
 /** Fill defaults and reject nonsense (RangeError naming the option). */
 export function checkSimDiskOptions(partial: Partial<SimDiskOptions>): SimDiskOptions {
@@ -84,6 +92,10 @@ export function checkSimDiskOptions(partial: Partial<SimDiskOptions>): SimDiskOp
   ] as const) {
     const v = o[key];
     if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new RangeError(`SimDiskOptions.${key} must be in [0, 1], got ${v}`);
+  }
+  if (typeof o.faultPathPrefix !== 'string') throw new RangeError(`SimDiskOptions.faultPathPrefix must be a string, got ${String(o.faultPathPrefix)}`);
+  if (!Array.isArray(o.faultOps) || !o.faultOps.every((op) => FAULT_OPS.includes(op))) {
+    throw new RangeError(`SimDiskOptions.faultOps must list operations of ${FAULT_OPS.join(', ')}, got ${String(o.faultOps)}`);
   }
   checkCount('capacityBytes', o.capacityBytes, 0);
   for (const key of ['pendingOpsPerFileMax', 'pendingDirOpsMax', 'inodesMax', 'inflightOpsMax', 'ioLengthMaxBytes'] as const) {
@@ -501,6 +513,9 @@ export class SimDiskMedium {
   }
 
   maybeFault(kind: 'read' | 'write', what: string, path: string): void {
+    const { faultPathPrefix, faultOps } = this.options;
+    // Outside the filter nothing is drawn: a run without one draws as before.
+    if (!path.startsWith(faultPathPrefix) || (faultOps.length > 0 && !faultOps.includes(what))) return;
     const p = kind === 'read' ? this.options.readErrorProbability : this.options.writeErrorProbability;
     if (this.faultRng.chance(p)) {
       this.scheduler.trace(`${this.options.label} fault EIO ${what} ${path}`);

@@ -198,6 +198,35 @@ describe('background data sync (seed 12)', () => {
   });
 });
 
+describe('a failed fsync of the data file (seed 15)', () => {
+  it('no commit follows it, not even once the disk works again: the interval timer stops and a remount recovers the durable state', async () => {
+    const h = new SimHarness(15, { commitIntervalMs: 1000 });
+    await h.format();
+    const engine = await h.open();
+    const fs = new PathFs(engine);
+    fs.create('/a');
+    const a = poolData(BS, 1, 4 * BS);
+    await h.run(fs.write('/a', 0, a));
+    await h.run(fs.fsync('/a'));
+    h.machine.disk.setOptions({ writeErrorProbability: 1, faultPathPrefix: h.options.blockDataPath, faultOps: ['sync'] });
+    fs.create('/b');
+    await h.run(fs.write('/b', 0, poolData(BS, 2, 4 * BS)));
+    expect(await h.run(codeOf(fs.fsync('/b')))).toBe('EIO');
+    expect(engine.stopped).toBe(true);
+    // The next sync would succeed, but the kernel may have dropped /b's pages at the failed one.
+    h.machine.disk.setOptions({ writeErrorProbability: 0 });
+    const lines = h.machine.logger.lines.length;
+    await h.scheduler.run({ untilMs: h.scheduler.nowMs() + 60_000 });
+    expect(h.machine.logger.lines.slice(lines).filter((l) => /\[0\]/.test(l))).toEqual([]);
+    expect(await h.run(codeOf(engine.commit('request')))).toBe('EIO');
+    h.machine.crash();
+    const again = new PathFs(await h.open());
+    expect(await h.run(again.readFile('/a'))).toEqual(a);
+    expect(again.exists('/b')).toBe(false);
+    await h.run(again.engine.close());
+  });
+});
+
 describe('data disk filled by the filesystem itself (seeds 13, 14)', () => {
   /** Blocks no other block deduplicates with. */
   const unique = (tag: number, blocks: number): Uint8Array => {

@@ -529,7 +529,8 @@ export class FsEngine {
     if (this.options.readOnly || this.closed) return;
     this.timer = this.drivers.clock.setTimer(this.options.commitIntervalMs, () => {
       this.timer = undefined;
-      if (this.closed) return;
+      // Stopped after a failed data sync: nothing commits until a remount (it said so once).
+      if (this.closed || this.failure !== undefined) return;
       const due = (this.active.changes > 0 || this.frozen) && this.commitHolds === 0;
       // While the data disk is full, its space is checked at this pace too (commits check it as well).
       const run = (due ? this.commit('interval') : Promise.resolve()).then(() => this.checkDataDisk());
@@ -551,6 +552,9 @@ export class FsEngine {
     while (this.commitRunning) {
       await this.commitRunning.catch(() => undefined);
     }
+    // After a failed data sync a later sync may succeed without the pages
+    // the kernel dropped: no commit may follow it (checkOpen says why).
+    if (this.failure !== undefined) this.checkOpen();
     if (!this.dirty) return;
     const run = (async () => {
       // A frozen transaction left by a failed commit goes first, then the cache.

@@ -143,7 +143,7 @@ export class SlaveApplier {
     try {
       await this.engine.discardUncommitted();
     } catch (err) {
-      return new FileNotAppliedError(`${fileName} was not applied: ${why}; dropping what was applied of it failed too (${(err as Error).message}): restart the slave`, cause, false, blockBytes);
+      return new FileNotAppliedError(`${fileName} was not applied: ${why}; dropping what was applied of it failed too (${(err as Error).message})`, cause, false, blockBytes);
     }
     const pos = this.durablePosition();
     const at = pos.sequence > 0 ? `replog.dta-${pos.sequence}, txn ${pos.txn}` : `txn ${pos.txn}, no file applied yet`;

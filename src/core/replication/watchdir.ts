@@ -13,18 +13,32 @@
 // is not refused: nothing of it was kept (SlaveApplier.applyFile drops it),
 // it stays under its name, and it is applied again, without a restart, once
 // the disks have room for it (see SpaceWait); meanwhile a statfs a poll.
+//
+// A file that fails with an I/O error of this slave's own disks (a block
+// write, the data file's truncate, a store commit: EIO and the like, not the
+// file's fault) is dropped whole the same way and tried again after a wait
+// that doubles from IO_RETRY_FIRST_MS up to IO_RETRY_MAX_MS (see IoWait). A
+// failure the engine cannot recover from in place (a failed fsync of the data
+// file stops it: the kernel may have dropped the pages; a drop that failed)
+// stops applying until the slave is remounted, said once in the log and in
+// the status.
 
 import { BUGGIFY_OFF, type Buggify } from '../buggify.ts';
 import type { Clock, Disk, Logger, TimerHandle } from '../drivers.ts';
-import { DiskError } from '../errors.ts';
+import { DiskError, FsError } from '../errors.ts';
 import { joinPath } from '../fs/engine.ts';
 import { RepeatLimiter } from '../repeat-limiter.ts';
+import { StoreError } from '../store-rules.ts';
 import { ReplogError } from './errors.ts';
 import { parseRotatedLogName, processedLogName } from './master-log.ts';
 import { megabytes, RESUME_ROOM_BYTES, RoomWait } from './room-wait.ts';
 import { FileNotAppliedError, type SlaveApplier } from './slave.ts';
 
 export const WATCHDIR_POLL_MS = 1000;
+/** The first wait before a file that failed with an I/O error is tried again; it doubles with each failure. */
+export const IO_RETRY_FIRST_MS = 2000;
+/** The longest wait between attempts at a file that keeps failing with I/O errors. */
+export const IO_RETRY_MAX_MS = 60_000;
 
 export interface WatchdirDrivers {
   disk: Disk;
@@ -38,6 +52,8 @@ export interface WatchdirStats {
   filesRefused: number;
   /** Files that failed for want of space (applied again once there is room). */
   stalls: number;
+  /** Attempts that failed with an I/O error of this slave's disks (tried again after a wait). */
+  ioErrors: number;
   lastError: string | undefined;
   lastAppliedFile: string | undefined;
 }
@@ -51,6 +67,20 @@ export interface WatchdirStats {
  * place, and writing the file's blocks again for nothing every poll is the
  * effort this bounds.
  */
+/**
+ * An I/O error of this slave's disks (not ENOSPC) kept `file` from being
+ * applied; nothing of it was kept. It is tried again at `retryAtMs`.
+ */
+interface IoWait {
+  file: string;
+  /** Attempts at it that failed so, in a row. */
+  failures: number;
+  sinceMs: number;
+  retryAtMs: number;
+  /** The last failure's cause. */
+  cause: string;
+}
+
 interface SpaceWait {
   file: string;
   /** The full disk, for the status. */
@@ -67,9 +97,13 @@ export class WatchdirSlave {
   private paused = false;
   /** Refusals already logged: file name -> its changeTag when refused. */
   private readonly refused = new Map<string, string>();
-  readonly stats: WatchdirStats = { filesApplied: 0, duplicatesSkipped: 0, filesRefused: 0, stalls: 0, lastError: undefined, lastAppliedFile: undefined };
+  readonly stats: WatchdirStats = { filesApplied: 0, duplicatesSkipped: 0, filesRefused: 0, stalls: 0, ioErrors: 0, lastError: undefined, lastAppliedFile: undefined };
   /** Set while a full disk keeps the next file from being applied. */
   private space: SpaceWait | undefined;
+  /** Set while the next file waits to be tried again after an I/O error. */
+  private io: IoWait | undefined;
+  /** Set once the engine cannot apply files until the slave is remounted: why. */
+  private halted: string | undefined;
   /** Log lines of a disk that fills again and again (one a minute). */
   private readonly repeats: RepeatLimiter;
 
@@ -85,6 +119,13 @@ export class WatchdirSlave {
 
   /** The full disk that keeps the next file from being applied, or undefined. */
   get stalledBy(): string | undefined {
+    if (this.halted !== undefined) return `remount this slave: ${this.halted}`;
+    const io = this.io;
+    if (io) {
+      const now = this.drivers.clock.nowMs();
+      const over = io.failures > 1 ? ` over ${Math.round((now - io.sinceMs) / 60_000)} min` : '';
+      return `an I/O error: ${io.file} is tried again in ${Math.max(0, Math.ceil((io.retryAtMs - now) / 1000))} s (${io.failures} attempt${io.failures > 1 ? 's' : ''} failed${over}: ${io.cause})`;
+    }
     const sw = this.space;
     return sw && `${sw.reason}: ${sw.file} waits for room${sw.wait ? ` (${sw.wait.wanted(false)}, and ${megabytes(sw.needBytes)} for its blocks)` : ''}`;
   }
@@ -131,9 +172,10 @@ export class WatchdirSlave {
 
   /** Apply every file that is next in sequence; returns the number applied. */
   async scanOnce(): Promise<void> {
-    if (this.paused) return;
+    if (this.paused || this.halted !== undefined) return;
     // Files still wait (backlog stays set) while the disk has no room for the next.
     if (this.space && !(await this.roomAgain(this.space))) return;
+    if (this.io && this.drivers.clock.nowMs() < this.io.retryAtMs) return;
     const { disk, logger } = this.drivers;
     let names: string[];
     try {
@@ -179,10 +221,22 @@ export class WatchdirSlave {
         }
         outcome = await this.applier.applyFile(bytes, f.name, f.sequence);
       } catch (err) {
-        if (err instanceof FileNotAppliedError && err.code === 'ENOSPC' && err.dropped) {
-          await this.stopForSpace(f.name, err);
-          return;
+        if (err instanceof FileNotAppliedError) {
+          if (!err.dropped || this.applier.engine.stopped) {
+            this.halt(f.name, err);
+            return;
+          }
+          if (err.code === 'ENOSPC') {
+            this.io = undefined;
+            await this.stopForSpace(f.name, err);
+            return;
+          }
+          if (isOwnIoError(err.cause)) {
+            this.ioFailed(f.name, err);
+            return;
+          }
         }
+        this.io = undefined;
         this.stats.filesRefused++;
         // A FileNotAppliedError says itself that nothing of the file was kept (or that it could not be dropped).
         const retry = err instanceof ReplogError && err.code === 'ETRUNCATED' ? '; will look again when it changes' : err instanceof FileNotAppliedError ? '' : '; nothing applied from it';
@@ -191,6 +245,9 @@ export class WatchdirSlave {
         return;
       }
       this.refused.delete(f.name);
+      const io = this.io;
+      this.io = undefined;
+      if (io?.file === f.name) logger.log(0, `applied ${f.name} after ${io.failures} attempt${io.failures > 1 ? 's' : ''} failed with I/O errors`);
       if (outcome.kind === 'duplicate') {
         this.stats.duplicatesSkipped++;
         logger.log(1, `skipping ${f.name}: already applied (this slave is at replog.dta-${outcome.appliedSequence}, txn ${outcome.appliedTxn})`);
@@ -208,6 +265,30 @@ export class WatchdirSlave {
         this.note(f.name, 'rename', `applied ${f.name} but could not rename it to ${processedLogName(f.sequence)}: ${(err as Error).message}`);
       }
     }
+  }
+
+  /**
+   * An I/O error of this slave's disks failed the file and it was dropped:
+   * try it again after a wait that doubles with each failure in a row.
+   */
+  private ioFailed(file: string, err: FileNotAppliedError): void {
+    this.stats.ioErrors++;
+    const now = this.drivers.clock.nowMs();
+    const prev = this.io?.file === file ? this.io : undefined;
+    const failures = (prev?.failures ?? 0) + 1;
+    const waitMs = Math.min(IO_RETRY_MAX_MS, IO_RETRY_FIRST_MS * 2 ** Math.min(failures - 1, 30));
+    this.io = { file, failures, sinceMs: prev?.sinceMs ?? now, retryAtMs: now + waitMs, cause: (err.cause as Error).message };
+    this.stats.lastError = err.message;
+    const since = prev ? ` (${failures} attempts failed in ${Math.round((now - prev.sinceMs) / 1000)} s)` : '';
+    this.limited(`I/O error: ${file}`, `${err.message}; an I/O error of this slave's disks: it stays in ${this.dir} and is tried again in ${waitMs / 1000} s${since}, the wait doubling up to ${IO_RETRY_MAX_MS / 1000} s`);
+  }
+
+  /** The engine cannot apply files until the slave is remounted (it stopped, or a drop failed): say so once, stop trying. */
+  private halt(file: string, err: FileNotAppliedError): void {
+    this.io = undefined;
+    this.halted = err.message;
+    this.stats.lastError = err.message;
+    this.drivers.logger.log(0, `${err.message}: this slave applies no more files until it is remounted (it then starts from its last durable file, and ${file} stays in ${this.dir} to be applied)`);
   }
 
   /** A file failed for want of space and was dropped: wait for room before it is applied again. */
@@ -271,4 +352,9 @@ export class WatchdirSlave {
     this.stats.lastError = message;
     this.drivers.logger.log(0, message);
   }
+}
+
+/** An error of this slave's own disks (a data write, truncate or sync, a store commit), not of the file it applied. */
+function isOwnIoError(cause: unknown): boolean {
+  return cause instanceof DiskError || cause instanceof StoreError || (cause instanceof FsError && cause.code === 'EIO');
 }
