@@ -32,6 +32,9 @@ describe('a watchdir slave whose disk fills while it applies a file', () => {
     expect(st.last_error).toMatch(/replog\.dta-2 was not applied: ENOSPC/);
     expect(st.files_refused).toBe('0');
     expect(watch.backlog).toBe(true);
+    // Advice that fits a slave: its mount is read-only, nothing on it can be deleted.
+    expect(lines.some((l) => /\[0\] disk full \(.*\): this slave takes no more of its master's transactions until the disk under \/slave\/dta has room again; free space on that disk outside lessfs, or grow it: a slave's files cannot be deleted, its mount is read-only$/.test(l)), lines.join('\n')).toBe(true);
+    expect(lines.filter((l) => /delete data|deletes are committed/.test(l))).toEqual([]);
 
     // Ten minutes of a full disk: one attempt, no data written, a line or two.
     const before = { lines: lines.length, stalls: watch.stats.stalls, written: disk.usedBytes() };

@@ -817,7 +817,7 @@ export class FsEngine {
     // behind them commit only with them.
     const floor = Math.max(RETRY_FLOOR_BYTES, Math.floor((this.options.spaceReserveBytes ?? 0) / 2));
     if (full && retryBytes > 0 && retryBytes > full.diskFreeBytes - floor) {
-      layer.writeError = new FsError('ENOSPC', `the disk under ${full.path} is full: ${layer.newBlocks.size} new blocks (${retryBytes} bytes) of txn ${txn}, written before the disk filled, wait for room (${full.diskFreeBytes} bytes free, ${floor} kept for the metadata store); delete data to make room, or the file being written when the disk filled`);
+      layer.writeError = new FsError('ENOSPC', `the disk under ${full.path} is full: ${layer.newBlocks.size} new blocks (${retryBytes} bytes) of txn ${txn}, written before the disk filled, wait for room (${full.diskFreeBytes} bytes free, ${floor} kept for the metadata store); ${this.roomAdvice}`);
       return;
     }
     for (const [offset, bytes] of [...layer.newBlocks]) {
@@ -856,8 +856,23 @@ export class FsEngine {
       return;
     }
     this.dataDiskFull = { diskFreeBytes: 0, path, storeFull };
-    this.drivers.logger.log(0, `disk full (${(err as Error).message}): new data${storeFull ? ', files and directories are' : ' is'} refused with ENOSPC until deletes are committed (their space is reused) or the disk under ${path} has room again`);
+    const refused = this.options.replica
+      ? `this slave takes no more of its master's transactions until the disk under ${path} has room again; ${this.roomAdvice}`
+      : `new data${storeFull ? ', files and directories are' : ' is'} refused with ENOSPC until deletes are committed (their space is reused) or the disk under ${path} has room again`;
+    this.drivers.logger.log(0, `disk full (${(err as Error).message}): ${refused}`);
     this.releaseSpaceReserve();
+  }
+
+  /**
+   * What to do about a full disk. A slave's mount is read-only and its
+   * master's deletes reach it only through the transactions it cannot take:
+   * room comes from outside lessfs. How it then resumes (by itself, or
+   * replogtool run again) its caller says.
+   */
+  private get roomAdvice(): string {
+    return this.options.replica
+      ? 'free space on that disk outside lessfs, or grow it: a slave\'s files cannot be deleted, its mount is read-only'
+      : 'delete data to make room, or the file being written when the disk filled';
   }
 
   /** Operations that add names or inodes fail with ENOSPC while the store cannot commit for want of space. */
