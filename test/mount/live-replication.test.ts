@@ -564,6 +564,9 @@ describe('a live slave whose disk fills (data and metadata on one 32 MiB tmpfs)'
       await expectTreesEqual(p);
       expect(slave.logText()).toMatch(/stopped taking the master's transactions/);
       expect(slave.logText()).toMatch(/taking the master's transactions again from txn/);
+      // Advice that fits a read-only slave: nothing on it can be deleted.
+      expect(slave.logText()).toMatch(/released the \d+ bytes set aside in .*, so that the metadata store can commit what is already on the disk/);
+      expect(slave.logText()).not.toMatch(/delete data|deletes can commit/);
       await master.stop();
       await slave.stop();
       const fsck = await cli('lessfsck', ['-c', store.cfgPath]);

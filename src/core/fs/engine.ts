@@ -933,7 +933,11 @@ export class FsEngine {
     this.spaceReserveHeld = false;
     const path = this.spaceReservePath;
     this.spaceReserveRelease = this.drivers.disk.unlink(path).then(
-      () => this.drivers.logger.log(0, `released the ${this.options.spaceReserveBytes} bytes set aside in ${path}, so that deletes can commit`),
+      () =>
+        this.drivers.logger.log(
+          0,
+          `released the ${this.options.spaceReserveBytes} bytes set aside in ${path}, ${this.options.replica === true ? "so that the metadata store can commit what is already on the disk" : 'so that deletes can commit'}`,
+        ),
       (err: unknown) => this.drivers.logger.log(0, `could not release the space set aside in ${path}: ${(err as Error).message}`),
     );
   }
