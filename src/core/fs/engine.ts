@@ -732,22 +732,36 @@ export class FsEngine {
     return this.active.newBlocks.get(offsetBytes) ?? this.frozen?.newBlocks.get(offsetBytes) ?? this.recent.get(offsetBytes);
   }
 
-  /** Keep a live master's block after its write (see recent); the oldest go back to the pool. */
+  /**
+   * Keep a live master's block after its write (see recent); the oldest go
+   * back to the pool. The limit counts the memory an entry holds, not its
+   * stored length: a pool buffer is held whole, and a block written in pieces
+   * lives in a view of a shared slab (dirtySlabs), which would keep the whole
+   * slab alive, so such a block is kept as an exact copy. Counted by stored
+   * length, a stream of small files held about 5 times CACHESIZE here (a
+   * 1,000,000-file ingest on a live master: 690 MB of slabs at CACHESIZE=128).
+   */
   private keepRecent(offsetBytes: number, stored: Uint8Array): void {
     const limit = Math.floor(this.options.cacheSizeBytes * RECENT_BLOCKS_SHARE);
     if (!this.observer?.wantsStoredCrc32 || stored.length > limit) {
       this.buffers.give(stored);
       return;
     }
+    const kept = this.buffers.owns(stored) || stored.byteLength === stored.buffer.byteLength ? stored : stored.slice();
     this.dropRecent(offsetBytes);
-    this.recent.set(offsetBytes, stored);
-    this.recentBytes += stored.length;
+    this.recent.set(offsetBytes, kept);
+    this.recentBytes += this.recentHeld(kept);
     while (this.recentBytes > limit) {
       const [oldest, bytes] = this.recent.entries().next().value as [number, Uint8Array];
       this.recent.delete(oldest);
-      this.recentBytes -= bytes.length;
+      this.recentBytes -= this.recentHeld(bytes);
       this.buffers.give(bytes);
     }
+  }
+
+  /** Memory a recent block holds: its pool buffer whole, else its own bytes. */
+  private recentHeld(bytes: Uint8Array): number {
+    return this.buffers.owns(bytes) ? this.options.blockSizeBytes : bytes.byteLength;
   }
 
   /** The block at offsetBytes is freed (its extent may be reused): no copy of it may outlive it. */
@@ -755,7 +769,7 @@ export class FsEngine {
     const bytes = this.recent.get(offsetBytes);
     if (!bytes) return;
     this.recent.delete(offsetBytes);
-    this.recentBytes -= bytes.length;
+    this.recentBytes -= this.recentHeld(bytes);
     this.buffers.give(bytes);
   }
 
