@@ -186,7 +186,11 @@ async function foreground(config: LessfsConfig & { acceptReplogGap?: boolean }, 
     // of a hard-linked file show its new size/mode up to 1 s late (libfuse2
     // gives each name its own kernel inode). `-o attr_timeout=0` opts out.
     const attrTimeoutS = slave ? 0 : 1;
-    const control = new ControlFiles(engine, replNode.control, { contentTtlMs: attrTimeoutS * 1000 + 1000, nowMs: () => Date.now() });
+    const control = new ControlFiles(engine, replNode.control, {
+      contentTtlMs: attrTimeoutS * 1000 + 1000,
+      nowMs: () => Date.now(),
+      pause: () => new Promise((resolve) => setImmediate(resolve)),
+    });
     const gate = new IoGate();
     ioGate = gate;
     const drivers = realEngineDrivers(logger);

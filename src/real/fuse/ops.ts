@@ -569,14 +569,19 @@ export class LessfsFuseOps {
     if (ControlFiles.isControl(path)) throw new FsError('EPERM', `${path} is a control file (${what})`);
   }
 
-  private statOf(path: string): Stat {
+  private statOf(path: string): Stat | Promise<Stat> {
     return ControlFiles.isControl(path) ? this.control.getattr(path) : this.fs.stat(path);
+  }
+
+  private controlStat(path: string): FuseStat | Promise<FuseStat> {
+    const st = this.control.getattr(path);
+    return st instanceof Promise ? st.then(toFuseStat) : toFuseStat(st);
   }
 
   ops(): FuseOps {
     return {
       init: (cb) => cb(0),
-      access: (path, _mode, cb) => this.run('access', path, () => void this.statOf(path), (e) => cb(e)),
+      access: (path, _mode, cb) => this.run('access', path, () => this.statOf(path), (e) => cb(e)),
       statfs: (path, cb) =>
         this.run('statfs', path, async (): Promise<FuseStatfs> => {
           const s = await this.engine.statfs();
@@ -589,7 +594,7 @@ export class LessfsFuseOps {
         }, (e, v) => cb(e, v)),
       getattr: (path, cb) =>
         this.run('getattr', path, () => {
-          if (ControlFiles.isControl(path)) return toFuseStat(this.control.getattr(path));
+          if (ControlFiles.isControl(path)) return this.controlStat(path);
           // The kernel's lookup of a name about to be created lands here: a miss
           // builds no error object (one was 2-3% of the creates' CPU time).
           const ino = this.fs.tryResolve(path);
@@ -600,7 +605,7 @@ export class LessfsFuseOps {
         this.run('fgetattr', path, () => {
           const h = this.handles.get(fd);
           if (h && !h.control) return this.inodeStat(h.ino);
-          return toFuseStat(this.statOf(path));
+          return ControlFiles.isControl(path) ? this.controlStat(path) : toFuseStat(this.fs.stat(path));
         }, (e, v) => cb(e, v)),
       readdir: (path, cb) =>
         this.run('readdir', path, () => {
@@ -631,7 +636,9 @@ export class LessfsFuseOps {
         this.run('open', path, () => {
           if (ControlFiles.isControl(path)) {
             const writing = (flags & O_ACCMODE) !== O_RDONLY;
-            return this.newHandle({ ino: 0, control: { path, bytes: this.control.open(path, writing), writing } });
+            const bytes = this.control.open(path, writing);
+            if (bytes instanceof Uint8Array) return this.newHandle({ ino: 0, control: { path, bytes, writing } });
+            return bytes.then((b) => this.newHandle({ ino: 0, control: { path, bytes: b, writing } }));
           }
           const ino = this.fs.resolve(path);
           if (this.engine.options.replica && (flags & O_ACCMODE) !== O_RDONLY) {
