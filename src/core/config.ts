@@ -542,7 +542,8 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     type: 'boolean',
     allowed: BOOLEAN_ALLOWED,
     default: false,
-    description: 'on: deleting or truncating a large file returns at once and its blocks are released by a background task.',
+    description:
+      "Accepted for compatibility with lessfs; lessfs-ts does not act on it. Whatever its value, a deleted file of more than 65,536 blocks (8 GiB at BLKSIZE 128K, 256 MiB at 4K) has its blocks released in steps by a background task after the delete returns (an orphan until then; a crash leaves it to the next mount), so that no commit carries more changes than the store takes; a smaller file's blocks, and a truncation's, are released in the call's own transaction. on is accepted with a warning.",
     parse: parseBoolean,
     format: formatBoolean,
   }),
@@ -1085,6 +1086,7 @@ const CROSS_KEY_RULES: readonly { level: 'error' | 'warning'; text: string }[] =
   { level: 'warning', text: 'The management port on an address other than loopback is reachable without authentication.' },
   { level: 'warning', text: 'REPLICATION=off with other REPLICATION_*, ROTATE_REPLOG_* or MAX_BACKLOG_SIZE keys changed from their defaults: those keys are ignored.' },
   { level: 'warning', text: 'ENABLE_TRANSACTIONS=off changes nothing: lessfs-ts always commits atomically.' },
+  { level: 'warning', text: 'BACKGROUND_DELETE=on changes nothing: deletes and truncations release their blocks in their own transaction.' },
   { level: 'warning', text: 'HASHNAME=sha1: SHA-1 collisions can be constructed.' },
 ];
 
@@ -1149,6 +1151,9 @@ export function validateConfig(config: LessfsConfig): string[] {
   }
   if (!config.enableTransactions) {
     warnings.push('ENABLE_TRANSACTIONS=off changes nothing: lessfs-ts always commits atomically');
+  }
+  if (config.backgroundDelete) {
+    warnings.push('BACKGROUND_DELETE=on changes nothing: deletes and truncations release their blocks in their own transaction (not implemented in lessfs-ts)');
   }
   if (config.hashName === 'sha1') {
     warnings.push('HASHNAME=sha1: SHA-1 collisions can be constructed, so a user who can write files could make two different blocks deduplicate; prefer sha256');

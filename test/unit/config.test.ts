@@ -150,7 +150,7 @@ describe('parseConfig: keys and defaults', () => {
       maxBacklogSizeBytes: 1000000,
       replicationSecret: 'correct horse battery staple',
     } satisfies LessfsConfig);
-    expect(warnings).toEqual([]);
+    expect(warnings).toEqual([expect.stringMatching(/^BACKGROUND_DELETE=on changes nothing/)]);
     expect(Object.values(sources).every((s) => s === 'file')).toBe(true);
   });
 
@@ -592,6 +592,13 @@ describe('rules between keys', () => {
       'ENABLE_TRANSACTIONS=off changes nothing: lessfs-ts always commits atomically',
       expect.stringContaining('HASHNAME=sha1: SHA-1 collisions can be constructed'),
     ]);
+  });
+
+  it('warns that BACKGROUND_DELETE=on is not implemented, and accepts it', () => {
+    const { config, warnings } = parse(`${PATHS}BACKGROUND_DELETE=on`);
+    expect(config.backgroundDelete).toBe(true);
+    expect(warnings).toEqual(['BACKGROUND_DELETE=on changes nothing: deletes and truncations release their blocks in their own transaction (not implemented in lessfs-ts)']);
+    expect(parse(`${PATHS}BACKGROUND_DELETE=off`).warnings).toEqual([]);
   });
 
   it('allows the same directory for BLOCKDATA_PATH and META_PATH', () => {

@@ -16,6 +16,7 @@ import { binaryKey, equalBytes, readU64, Slabs, toHex, u64 } from '../bytes.ts';
 import { assert, FormatError, FsError, AssertionError } from '../errors.ts';
 import { Allocator, type Extent } from './allocator.ts';
 import { RepeatLimiter } from '../repeat-limiter.ts';
+import { STORE_COMMIT_OPS_MAX } from '../store-rules.ts';
 import { Layer } from './layers.ts';
 import { BlockBufferPool } from './buffer-pool.ts';
 import { ReadQueue, WriteQueue } from './write-queue.ts';
@@ -99,6 +100,16 @@ export interface ReplicatedTxn {
 }
 /** Write-cache cost charged per metadata entry of a layer (key, value, maps). */
 const LAYER_ENTRY_BYTES = 256;
+/**
+ * Store operations in the open transaction at which a commit starts, and at
+ * which writers wait for one, whatever CACHESIZE: one commit must stay within
+ * the store's STORE_COMMIT_OPS_MAX (a deduplicated write adds entries but no
+ * bytes, so CACHESIZE above 256 MiB did not bound them).
+ */
+const OPS_PRESSURE = STORE_COMMIT_OPS_MAX / 4;
+const OPS_FULL = STORE_COMMIT_OPS_MAX / 2;
+/** EngineOptions.releaseStepBlocks by default. */
+export const RELEASE_STEP_BLOCKS = 65_536;
 const S_ISGID = 0o2000;
 /**
  * Blocks fetched ahead of a sequential reader (at most a quarter of the read
@@ -260,6 +271,10 @@ export class FsEngine {
   private spaceReserveRelease: Promise<void> | undefined;
   /** Log lines of repeated events (one per kind a minute). */
   private readonly repeats = new RepeatLimiter(() => this.drivers.clock.nowMs());
+  /** Deleted files whose blocks are being released in steps (destroyInode), by inode number. */
+  private readonly releasing = new Set<number>();
+  /** The task releasing them (releaseLarge), while it runs. */
+  private releaseRun: Promise<void> | undefined;
   /** How far the data file is written (its size at open, then the end of every write that succeeded). */
   private dataFileEndBytes = 0;
   /** Data-file bytes written since the last background sync started. */
@@ -489,9 +504,9 @@ export class FsEngine {
     let orphans = 0;
     for (const { key } of this.options.replica ? [] : this.store.range(T.orphan)) {
       const ino = readU64(key);
-      this.active.del(T.orphan, key);
       const inode = this.findInode(ino);
       if (inode && inode.nlink === 0) this.destroyInode(inode);
+      else this.active.del(T.orphan, key);
       orphans++;
     }
     if (orphans > 0) logger.log(1, `recovery: removed ${orphans} orphaned inode(s)`);
@@ -512,6 +527,8 @@ export class FsEngine {
           this.openCounts.set(ino, 1);
           this.release(ino);
         }
+        // Large deleted files are released to the end (in steps, with commits).
+        await this.releaseDone();
         this.active.put(T.meta, metaKey(META.clean), utf8('1'));
         this.active.changes++;
         await this.commit('unmount');
@@ -1078,7 +1095,7 @@ export class FsEngine {
   /** Backpressure: wait while the cache is full; start a commit when half full. */
   private async cacheRoom(): Promise<void> {
     const limit = this.options.cacheSizeBytes;
-    for (let i = 0; this.cacheBytesTotal() >= limit; i++) {
+    for (let i = 0; this.cacheBytesTotal() >= limit || this.active.size >= OPS_FULL; i++) {
       if (!(i < 1000)) throw new AssertionError(`write cache did not drain: active ${this.active.cacheBytes} frozen ${this.frozen?.cacheBytes} changes ${this.active.changes} dirty ${this.active.dirty.size} limit ${limit}`);
       await this.commit('cache full');
     }
@@ -1102,14 +1119,14 @@ export class FsEngine {
   /** cacheRoom would not wait now. */
   private cacheHasRoom(): boolean {
     const limit = this.options.cacheSizeBytes;
-    return this.cacheBytesTotal() < limit && !(this.observer !== undefined && this.active.newStoredBytes >= limit);
+    return this.cacheBytesTotal() < limit && this.active.size < OPS_FULL && !(this.observer !== undefined && this.active.newStoredBytes >= limit);
   }
 
   /** Start a commit in the background when the cache is half full (or the transaction big). */
   private commitOnPressure(): void {
     const limit = this.options.cacheSizeBytes;
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
-    if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || bigTxn || this.buggify.fires('early-commit'))) {
+    if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || this.active.size >= OPS_PRESSURE || bigTxn || this.buggify.fires('early-commit'))) {
       this.commit('cache pressure').catch((err: unknown) => {
         this.drivers.logger.log(0, `commit on cache pressure failed: ${(err as Error).message}`);
       });
@@ -1510,10 +1527,7 @@ export class FsEngine {
     this.openCounts.delete(ino);
     if (this.options.readOnly || this.closed) return;
     const inode = this.findInode(ino);
-    if (inode && inode.nlink === 0) {
-      this.destroyInode(inode);
-      this.active.del(T.orphan, inoKey(ino));
-    }
+    if (inode && inode.nlink === 0) this.destroyInode(inode);
   }
 
   /** Inodes write-locked by a running truncation (/.lessfs/locks). */
@@ -1521,16 +1535,99 @@ export class FsEngine {
     return [...this.truncating].sort((a, b) => a - b);
   }
 
-  /** Remove an inode and everything it owns. */
+  /**
+   * Remove an inode and everything it owns, and its orphan record. A file of
+   * more than releaseStepBlocks blocks stays an orphan (nlink 0, no name)
+   * whose blocks are released in steps (releaseLarge): all at once, their
+   * changes could pass what one commit may carry (STORE_COMMIT_OPS_MAX; a
+   * 128 GiB file at BLKSIZE 128K, 4 GiB at 4K) and every commit would fail.
+   */
   private destroyInode(inode: Inode): void {
     const key = inoKey(inode.ino);
     if (isReg(inode.mode)) {
-      for (const { key: bk, value } of this.active.scanPrefix(T.blockmap, key)) {
+      const entries = this.active.scanPrefix(T.blockmap, key);
+      const step = this.options.releaseStepBlocks ?? RELEASE_STEP_BLOCKS;
+      this.dropDirty(inode.ino, 0);
+      if (entries.length > step) {
+        this.putInode({ ...inode, nlink: 0, ctimeMs: this.now() });
+        this.active.put(T.orphan, key, EMPTY);
+        this.releasing.add(inode.ino);
+        this.releaseLarge();
+        return;
+      }
+      for (const { key: bk, value } of entries) {
         this.active.del(T.blockmap, bk);
         this.derefBlock(value);
       }
-      this.dropDirty(inode.ino, 0);
     }
+    this.forgetInode(inode);
+  }
+
+  /** Start the task that releases the blocks of large deleted files, unless it runs. */
+  private releaseLarge(): void {
+    if (this.releaseRun || this.options.readOnly) return;
+    this.releaseRun = this.releaseSteps().finally(() => {
+      this.releaseRun = undefined;
+    });
+  }
+
+  /**
+   * Release the blocks of the files in `releasing`, releaseStepBlocks at a
+   * time, each step its own event (other requests go on between steps), a
+   * commit whenever the open transaction holds four steps' changes (at most OPS_PRESSURE). An orphan
+   * until its last step: a crash leaves it to the next mount, which releases
+   * it the same way. A failed commit keeps the changes for the next one: the
+   * steps wait a second and go on (logged once a minute).
+   */
+  private async releaseSteps(): Promise<void> {
+    const step = this.options.releaseStepBlocks ?? RELEASE_STEP_BLOCKS;
+    const stopped = (): boolean => this.closed || this.failure !== undefined;
+    // A step changes up to three records per block (map entry, block, free extent).
+    const commitAt = Math.min(OPS_PRESSURE, 4 * step);
+    while (this.releasing.size > 0 && !stopped()) {
+      await new Promise<void>((resolve) => this.drivers.clock.setTimer(0, resolve));
+      if (stopped()) return;
+      const ino = this.releasing.values().next().value as number;
+      const inode = this.findInode(ino);
+      if (!inode || inode.nlink !== 0) {
+        this.releasing.delete(ino);
+        continue;
+      }
+      const entries = this.active.scanPrefix(T.blockmap, inoKey(ino));
+      const n = Math.min(step, entries.length);
+      for (let i = 0; i < n; i++) {
+        this.active.del(T.blockmap, entries[i].key);
+        this.derefBlock(entries[i].value);
+      }
+      this.active.touched.add(ino);
+      this.active.changes++;
+      if (entries.length <= step) {
+        this.releasing.delete(ino);
+        this.forgetInode(inode);
+        this.drivers.logger.log(2, `released the last ${n} blocks of deleted inode ${ino}`);
+      }
+      if (this.active.size >= commitAt || this.releasing.size === 0) {
+        try {
+          await this.commit('release of a large deleted file');
+        } catch (err) {
+          if (stopped()) return;
+          const line = this.repeats.pass('release commit', `releasing the blocks of deleted files: commit failed (${(err as Error).message}); trying again`);
+          if (line) this.drivers.logger.log(0, line);
+          await new Promise<void>((resolve) => this.drivers.clock.setTimer(1000, resolve));
+        }
+      }
+    }
+  }
+
+  /** Wait until the blocks of every large deleted file are released (or the engine stops). */
+  async releaseDone(): Promise<void> {
+    while (this.releaseRun) await this.releaseRun;
+  }
+
+  /** The last of destroyInode: the inode record, its orphan record and caches. */
+  private forgetInode(inode: Inode): void {
+    const key = inoKey(inode.ino);
+    this.active.del(T.orphan, key);
     if (isLnk(inode.mode)) this.active.del(T.symlink, key);
     this.active.del(T.inode, key);
     this.inodeCache.delete(inode.ino);

@@ -43,6 +43,13 @@ export interface EngineOptions {
    * commit the deletes that free space. 0 (the simulator's default): none.
    */
   spaceReserveBytes?: number;
+  /**
+   * A deleted file with more blocks than this has them released in steps of
+   * this many, each in the transaction open at the time, with commits between
+   * (FsEngine's release of large files); a smaller one at once. Default
+   * RELEASE_STEP_BLOCKS.
+   */
+  releaseStepBlocks?: number;
   /** Rare-path hooks; only the simulator passes them (default BUGGIFY_OFF: never fire). */
   buggify?: Buggify;
 }
