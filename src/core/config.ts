@@ -543,7 +543,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     allowed: BOOLEAN_ALLOWED,
     default: false,
     description:
-      "Accepted for compatibility with lessfs; lessfs-ts does not act on it. Whatever its value, a deleted file of more than 65,536 blocks (8 GiB at BLKSIZE 128K, 256 MiB at 4K) has its blocks released in steps by a background task after the delete returns (an orphan until then; a crash leaves it to the next mount), so that no commit carries more changes than the store takes; a smaller file's blocks, and a truncation's, are released in the call's own transaction. on is accepted with a warning.",
+      "Accepted for compatibility with lessfs; lessfs-ts does not act on it. Whatever its value, a deleted file of more than 65,536 blocks (8 GiB at BLKSIZE 128K, 256 MiB at 4K) has its blocks released in steps by a background task after the delete returns (an orphan until then; a crash leaves it to the next mount), so that no commit carries more changes than the store takes; a smaller file's blocks are released in the call's own transaction. A truncation that cuts more than 65,536 blocks releases them from the end in steps with commits between, before it returns, and changes the size last. on is accepted with a warning.",
     parse: parseBoolean,
     format: formatBoolean,
   }),

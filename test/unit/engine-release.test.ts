@@ -94,4 +94,45 @@ describe('release of a large deleted file in steps (seeds 21, 22)', () => {
     const report = await h.run(fsck(h.drivers(), h.options, { thorough: true, repair: false }));
     expect(report.problems).toEqual([]);
   });
+
+  it('a truncation of a large file goes from the end in steps, the size changes last, and a crash between steps shows no other file\'s blocks (seed 23)', async () => {
+    const { h, fs, big, keep } = await setUp(23);
+    const from = h.machine.logger.lines.length;
+    const cutAt = 3 * BS + 100;
+    const truncating = fs.truncate('/big', cutAt);
+    // Writes to another file go on meanwhile; one to /big waits for the truncation.
+    await h.run(fs.write('/keep', 0, keep));
+    const later = fs.write('/big', cutAt, keep.subarray(0, 10));
+    await h.run(truncating);
+    await h.run(later);
+    const commits = commitOps(h.machine.logger.lines, from);
+    expect(commits.filter((c) => c.reason.startsWith('truncation')).length, JSON.stringify(commits)).toBeGreaterThanOrEqual(2);
+    for (const c of commits) expect(c.ops, JSON.stringify(commits)).toBeLessThanOrEqual(4 * STEP + 3 * STEP + 50);
+    const want = new Uint8Array(cutAt + 10);
+    want.set(big.subarray(0, cutAt));
+    want.set(keep.subarray(0, 10), cutAt);
+    expect(await h.run(fs.readFile('/big'))).toEqual(want);
+    await h.run(fs.engine.close());
+    expect((await h.run(fsck(h.drivers(), h.options, { thorough: true, repair: false }))).problems).toEqual([]);
+
+    // Crash between steps: the old size, the released tail reads as zeros.
+    const c = await setUp(24);
+    const at = c.h.machine.logger.lines.length;
+    void c.fs.truncate('/big', 0).catch(() => undefined);
+    const steps = (): number => commitOps(c.h.machine.logger.lines, at).filter((x) => x.reason.startsWith('truncation')).length;
+    await c.h.scheduler.run({ done: () => steps() >= 2, untilMs: c.h.scheduler.nowMs() + 600_000 });
+    expect(steps()).toBeGreaterThanOrEqual(2);
+    c.h.machine.crash();
+    const again = new PathFs(await c.h.open());
+    const seen = await c.h.run(again.readFile('/big'));
+    expect(seen.length).toBe(c.big.length);
+    for (let b = 0; b < BLOCKS; b++) {
+      const got = seen.subarray(b * BS, (b + 1) * BS);
+      if (!got.every((x) => x === 0)) expect(Buffer.from(got).equals(Buffer.from(c.big.subarray(b * BS, (b + 1) * BS))), `block ${b}`).toBe(true);
+    }
+    expect(seen.subarray((BLOCKS - 1) * BS).every((x) => x === 0)).toBe(true);
+    expect(seen.subarray(0, BS)).toEqual(c.big.subarray(0, BS));
+    await c.h.run(again.engine.close());
+    expect((await c.h.run(fsck(c.h.drivers(), c.h.options, { thorough: true, repair: false }))).problems).toEqual([]);
+  });
 });

@@ -1576,16 +1576,13 @@ export class FsEngine {
    * time, each step its own event (other requests go on between steps), a
    * commit whenever the open transaction holds four steps' changes (at most OPS_PRESSURE). An orphan
    * until its last step: a crash leaves it to the next mount, which releases
-   * it the same way. A failed commit keeps the changes for the next one: the
-   * steps wait a second and go on (logged once a minute).
+   * it the same way (stepPause between steps).
    */
   private async releaseSteps(): Promise<void> {
     const step = this.options.releaseStepBlocks ?? RELEASE_STEP_BLOCKS;
     const stopped = (): boolean => this.closed || this.failure !== undefined;
-    // A step changes up to three records per block (map entry, block, free extent).
-    const commitAt = Math.min(OPS_PRESSURE, 4 * step);
     while (this.releasing.size > 0 && !stopped()) {
-      await new Promise<void>((resolve) => this.drivers.clock.setTimer(0, resolve));
+      await this.stepPause(step, 'release of a large deleted file');
       if (stopped()) return;
       const ino = this.releasing.values().next().value as number;
       const inode = this.findInode(ino);
@@ -1605,17 +1602,31 @@ export class FsEngine {
         this.releasing.delete(ino);
         this.forgetInode(inode);
         this.drivers.logger.log(2, `released the last ${n} blocks of deleted inode ${ino}`);
+        if (this.releasing.size === 0) await this.stepPause(0, 'release of a large deleted file');
       }
-      if (this.active.size >= commitAt || this.releasing.size === 0) {
-        try {
-          await this.commit('release of a large deleted file');
-        } catch (err) {
-          if (stopped()) return;
-          const line = this.repeats.pass('release commit', `releasing the blocks of deleted files: commit failed (${(err as Error).message}); trying again`);
-          if (line) this.drivers.logger.log(0, line);
-          await new Promise<void>((resolve) => this.drivers.clock.setTimer(1000, resolve));
-        }
-      }
+    }
+  }
+
+  /**
+   * Between two steps of a large release (a delete's or a truncation's): a
+   * commit when the open transaction holds four steps' changes (a step
+   * changes up to three records per block: map entry, block, free extent; at
+   * most OPS_PRESSURE), else a turn of the event loop for other requests. A
+   * failed commit keeps its changes for the next: wait a second and go on
+   * (logged once a minute). step 0: commit whatever is open.
+   */
+  private async stepPause(step: number, reason: string): Promise<void> {
+    if (this.active.size < Math.min(OPS_PRESSURE, 4 * step)) {
+      await new Promise<void>((resolve) => this.drivers.clock.setTimer(0, resolve));
+      return;
+    }
+    try {
+      await this.commit(reason);
+    } catch (err) {
+      if (this.closed || this.failure !== undefined) return;
+      const line = this.repeats.pass('release commit', `${reason}: commit failed (${(err as Error).message}); trying again`);
+      if (line) this.drivers.logger.log(0, line);
+      await new Promise<void>((resolve) => this.drivers.clock.setTimer(1000, resolve));
     }
   }
 
@@ -2473,10 +2484,24 @@ export class FsEngine {
         if (sizeBytes < current.sizeBytes) {
           const keepBlocks = Math.ceil(sizeBytes / bs);
           const after = keepBlocks > 0 ? blockmapKey(ino, keepBlocks - 1) : undefined;
-          for (const { key, value } of this.active.scanPrefix(T.blockmap, inoKey(ino), after)) {
-            assert(blockmapBlockNo(key) >= keepBlocks, 'truncate scan went below the cut');
-            this.active.del(T.blockmap, key);
-            this.derefBlock(value);
+          const cut = this.active.scanPrefix(T.blockmap, inoKey(ino), after);
+          // A large cut goes from the end in steps, with commits between, as a
+          // large delete does (releaseSteps); the size changes last, so a crash
+          // in between leaves the old size with the released tail reading as
+          // zeros (holes), never blocks of another file.
+          const step = this.options.releaseStepBlocks ?? RELEASE_STEP_BLOCKS;
+          for (let end = cut.length; end > 0; end -= step) {
+            for (let i = Math.max(0, end - step); i < end; i++) {
+              const { key, value } = cut[i];
+              assert(blockmapBlockNo(key) >= keepBlocks, 'truncate scan went below the cut');
+              this.active.del(T.blockmap, key);
+              this.derefBlock(value);
+            }
+            if (end > step) {
+              this.active.touched.add(ino);
+              this.active.changes++;
+              await this.stepPause(step, 'truncation of a large file');
+            }
           }
           this.dropDirty(ino, keepBlocks);
           const dirtyTail = this.active.dirty.get(ino)?.get(tailBno);
