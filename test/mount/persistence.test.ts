@@ -74,6 +74,29 @@ describe('unmount and remount', () => {
     expect(fsck.stdout).toContain('clean');
   }, 120_000);
 
+  it('rm of a file of more than 65,536 blocks (BLKSIZE 4096): released in steps in the background; the mount answers meanwhile; unmount waits; lessfsck clean', async () => {
+    const m = await startMount({ config: { BLKSIZE: 4096, DEBUG: 2 } });
+    const piece = randomBytes(MIB);
+    const blocks = 80_000; // > 65,536 block map entries, 256 unique blocks
+    const fh = await fsp.open(m.path('big'), 'w');
+    for (let at = 0; at < blocks * 4096; at += MIB) await fh.write(piece, 0, Math.min(MIB, blocks * 4096 - at), at);
+    await fh.sync();
+    await fh.close();
+    await fsp.writeFile(m.path('keep'), piece);
+    await fsp.unlink(m.path('big'));
+    // The name is gone at once and the mount answers other requests.
+    expect(await errnoOf(fsp.stat(m.path('big')))).toBe('ENOENT');
+    expect((await fsp.readFile(m.path('keep'))).equals(piece)).toBe(true);
+    await m.stop();
+    expect(m.currentLogText()).toMatch(/released the last \d+ blocks of deleted inode/);
+    const fsck = await cli('lessfsck', ['-f', '-t', '-c', m.cfgPath], { timeoutMs: 120_000 });
+    expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
+    await m.restart();
+    expect((await fsp.readdir(m.mnt)).sort()).toEqual(['.lessfs', 'keep']);
+    expect((await fsp.readFile(m.path('keep'))).equals(piece)).toBe(true);
+    await m.stop();
+  }, 180_000);
+
   // Found by a bug hunt: writes are acknowledged before they are stored
   // (WriteBehind), and the kernel may still send writes after the unmount
   // began; those were answered as done and then failed against a closed
