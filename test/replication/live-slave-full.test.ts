@@ -9,62 +9,8 @@
 // last_error "-" meanwhile.
 
 import { describe, expect, it } from 'vitest';
-import type { FsEngine } from '../../src/core/fs/engine.ts';
-import { PathFs } from '../../src/core/fs/path-fs.ts';
-import { LiveCluster } from '../../src/sim/live-cluster.ts';
 import { SimRng } from '../../src/sim/rng.ts';
-import { Scheduler } from '../../src/sim/scheduler.ts';
-import { uniqueData } from '../../src/sim/workload.ts';
-
-const BS = 4096;
-const MiB = 1 << 20;
-
-/** Incompressible blocks no other tag repeats (no dedup between files). */
-const unique = (tag: number, blocks: number): Uint8Array => uniqueData(BS, tag, blocks);
-
-function status(text: string): Record<string, string> {
-  return Object.fromEntries(text.trimEnd().split('\n').map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
-}
-
-async function cluster(seed: number): Promise<{ c: LiveCluster; fs: PathFs }> {
-  const sched = new Scheduler({ seed });
-  const c = new LiveCluster(sched, seed, {
-    engine: { cacheSizeBytes: 16 * MiB, commitIntervalMs: 1000 },
-    net: { latencyMsMin: 1, latencyMsMax: 5 },
-  });
-  await c.format();
-  await c.open(c.slave);
-  const m = await c.open(c.master);
-  const fs = new PathFs(m);
-  fs.create('/a');
-  await c.run(fs.write('/a', 0, unique(1, 64)));
-  await c.run(m.commit());
-  expect(await c.converge()).toBe(true);
-  return { c, fs };
-}
-
-/** The master writes `files` files of `blocks` new blocks each and commits. */
-async function writeFiles(c: LiveCluster, fs: PathFs, tag: number, files: number, blocks: number): Promise<void> {
-  for (let i = 0; i < files; i++) {
-    const name = `/f${tag}-${i}`;
-    fs.create(name);
-    await c.run(fs.write(name, 0, unique(tag * 100 + i, blocks)));
-  }
-  await c.run(c.engineOf(c.master).commit());
-}
-
-/** Converged with the slave engine it had all along (no restart), identical trees, both clean. */
-async function convergedAndClean(c: LiveCluster, slave: FsEngine): Promise<void> {
-  expect(await c.converge(300_000)).toBe(true);
-  expect(c.slave.engine).toBe(slave);
-  expect(await c.digest(c.slave)).toBe(await c.digest(c.master));
-  expect(c.applyViolations).toEqual([]);
-  expect(c.overlaps).toEqual([]);
-  await c.close(c.master);
-  await c.close(c.slave);
-  expect((await c.fsck(c.slave)).problems).toEqual([]);
-  expect((await c.fsck(c.master)).problems).toEqual([]);
-}
+import { BS, cluster, convergedAndClean, loggedSince, MiB, status, unique, writeFiles } from './live-slave-support.ts';
 
 describe('a live slave whose disk fills mid-stream', () => {
   it('converges without a restart once room appears, when its accepted blocks would not fit past the retry floor (seed 41)', async () => {
@@ -111,7 +57,7 @@ describe('a live slave whose disk fills mid-stream', () => {
     }
     // The master's reconnects back off to 5 s (plus jitter): about 120 in ten minutes.
     expect(r.stats.connections - connections).toBeLessThanOrEqual(160);
-    const since = (n: 'slave' | 'master'): string[] => c[n].machine.logger.lines.slice(lines[n]).filter((l) => /\[[01]\]/.test(l));
+    const since = (n: 'slave' | 'master'): string[] => loggedSince(c, n, lines[n]);
     // One line a minute of the refusal on the slave, one on the master for all of them.
     expect(since('slave').length).toBeLessThanOrEqual(12);
     expect(since('master').length).toBeLessThanOrEqual(2);

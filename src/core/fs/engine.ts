@@ -166,10 +166,6 @@ const RETRY_FLOOR_BYTES = 256 * 1024;
 /** The space reserve under META_PATH (EngineOptions.spaceReserveBytes). */
 export const SPACE_RESERVE_FILE = 'space-reserve';
 
-function isOutOfSpace(err: unknown): boolean {
-  return err !== undefined && (err as { code?: unknown }).code === 'ENOSPC';
-}
-
 /** The write cache of one transaction. */
 class TxLayer extends Layer {
   /** Partially written blocks: ino -> block number -> full block of bytes. */
@@ -1153,6 +1149,11 @@ export class FsEngine {
     return this.failure !== undefined;
   }
 
+  /** The failed data sync that stopped the filesystem, if it stopped. */
+  get stoppedBy(): unknown {
+    return this.failure;
+  }
+
   /** Throws EIO once the engine is closed or stopped. */
   checkOpen(): void {
     if (this.closed) throw new FsError('EIO', 'filesystem is closed');
@@ -1947,14 +1948,14 @@ export class FsEngine {
   }
 
   /**
-   * Live slave: a data write of the transactions not yet committed failed for
-   * want of space (the error), else undefined. They cannot commit until the
-   * disk has room for their blocks, and the master still holds them.
+   * Live slave: the error of a failed data write of the transactions not yet
+   * committed (ENOSPC: want of space; else an I/O error of the disk), else
+   * undefined. They cannot commit until a retry of those writes succeeds,
+   * and the master still holds them.
    */
-  get replicaWriteOutOfSpace(): unknown {
+  get replicaWriteError(): unknown {
     // Asked for every frame a slave receives: no allocation.
-    if (isOutOfSpace(this.active.writeError)) return this.active.writeError;
-    return isOutOfSpace(this.frozen?.writeError) ? this.frozen?.writeError : undefined;
+    return this.active.writeError ?? this.frozen?.writeError;
   }
 
   /**

@@ -203,7 +203,7 @@ export class ReplicationNode {
             slave_txn: durable.txn,
             slave_applied_txn: receiver.appliedTxn,
             repaired_at_txn: durable.repairedAtTxn ?? '-',
-            // A full disk stopped the stream (docs/replication-protocol.md, "A full disk on the slave").
+            // A full disk, an I/O error or a stopped engine stopped the stream (docs/replication-protocol.md, "A full disk on the slave", "An I/O error on the slave").
             stream_stopped: receiver.stalledBy ?? '-',
             last_error: receiver.lastError ?? '-',
           });

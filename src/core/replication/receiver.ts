@@ -4,7 +4,10 @@
 // transaction as it completes, commits only when the master says, and
 // acknowledges what is durable. A bad frame is NAKed and the stream skipped to
 // the master's RESYNC marker; garbage, foreign masters and wrong versions are
-// refused and logged without disturbing the slave.
+// refused and logged without disturbing the slave. A failure of its own
+// disks (full, an I/O error) drops what is not durable and refuses the master
+// until it may take the stream again; a stopped engine (a failed data fsync)
+// refuses it until a remount.
 
 import { BUGGIFY_OFF, buggifyDelay, type Buggify } from '../buggify.ts';
 import type { Clock, Connection, Listener, Logger, Net, Primitives, Rng, TimerHandle } from '../drivers.ts';
@@ -13,7 +16,7 @@ import { RepeatLimiter } from '../repeat-limiter.ts';
 import { assert, FsError } from '../errors.ts';
 import { ReplogError } from './errors.ts';
 import { FRAME_TYPE, TransactionAssembler, type Frame } from './frames.ts';
-import { RoomWait } from './room-wait.ts';
+import { IO_RETRY_MAX_MS, ioRetryWaitMs, RoomWait } from './room-wait.ts';
 import { LIVE_TIMING_DEFAULT, type LiveTiming } from './sender.ts';
 import { toReplicatedTxn, type SlaveApplier, type SlaveReplicationMeta } from './slave.ts';
 import {
@@ -38,13 +41,17 @@ const PROGRESS_ACK_BYTES = 4 * 1024 * 1024;
 const STAGED = new Uint8Array(0);
 /** Connections waiting for their handshake at once; more are refused. */
 const PENDING_CONNECTIONS_MAX = 8;
-/** Why a live slave stopped taking its master's transactions (a full disk), and when it takes them again. */
+/** Why a live slave stopped taking its master's transactions (a full disk, an I/O error of its disks), and when it takes them again. */
 interface Stall {
+  /** 'space': until room appears (wait); 'io': at resumeAtMs. */
+  kind: 'space' | 'io';
   reason: string;
   /** The drop of uncommitted transactions, then the free space measured after it. */
   settled: Promise<void>;
   /** When the stream resumes (the room measured after the drop); undefined until measured, or when the drop failed. */
   wait: RoomWait | undefined;
+  /** When an I/O error's stream resumes; undefined until the drop ended. */
+  resumeAtMs: number | undefined;
   /** What the master is told when it is refused. */
   refusal: string;
 }
@@ -112,9 +119,14 @@ export class LiveReceiver {
   servingCommitId: number | undefined;
   lastError: string | undefined;
   lastHeartbeatMasterMs = 0;
-  stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0, stalls: 0 };
-  /** Set while a full disk keeps this slave from taking its master's transactions. */
+  stats = { connections: 0, refused: 0, naksSent: 0, transactions: 0, commits: 0, stalls: 0, ioErrors: 0 };
+  /** Set while a full disk or an I/O error keeps this slave from taking its master's transactions. */
   private stall: Stall | undefined;
+  /** I/O errors of this slave's disks in a row (no commit succeeded since), and since when. */
+  private ioFailures = 0;
+  private ioSinceMs = 0;
+  /** Set once this slave takes no transactions until it is remounted (its engine stopped): what it tells the master. */
+  private halted: string | undefined;
   /** Log lines of repeated events (a master refused every few seconds while the disk stays full). */
   private readonly repeats: RepeatLimiter;
   private readonly bug: Buggify;
@@ -176,16 +188,22 @@ export class LiveReceiver {
     return this.active?.conn.remote;
   }
 
-  /** Remember and log an error; with `kind`, at most one line of that kind a minute. */
-  private note(message: string, kind?: string): void {
+  /** Remember and log an error; with `kind`, at most one line of that kind a minute; with null, no line (one was logged before). */
+  private note(message: string, kind?: string | null): void {
     this.lastError = message;
+    if (kind === null) return;
     const line = kind === undefined ? message : this.repeats.pass(kind, message);
     if (line !== undefined) this.drivers.logger.log(0, `replication: ${line}`);
   }
 
-  /** A full disk stops the stream (see Stall), or undefined. */
+  /** What stops the stream (a full disk, an I/O error, a stopped engine), or undefined. */
   get stalledBy(): string | undefined {
-    return this.stall?.reason;
+    if (this.halted !== undefined) return this.halted;
+    const stall = this.stall;
+    if (stall?.kind !== 'io' || stall.resumeAtMs === undefined) return stall?.reason;
+    const now = this.drivers.clock.nowMs();
+    const over = this.ioFailures > 1 ? ` over ${Math.round((now - this.ioSinceMs) / 60_000)} min` : '';
+    return `${stall.reason}: the stream is taken again in ${Math.max(0, Math.ceil((stall.resumeAtMs - now) / 1000))} s (${this.ioFailures} attempt${this.ioFailures > 1 ? 's' : ''} failed${over})`;
   }
 
   private accept(conn: Connection): void {
@@ -265,15 +283,20 @@ export class LiveReceiver {
   }
 
   /** Log, tell the peer (when it got as far as a HELLO), close. The slave carries on. */
-  private refuse(s: Session, message: string, reply = false, kind?: string): void {
+  private refuse(s: Session, message: string, reply = false, kind?: string | null): void {
     this.stats.refused++;
     this.note(message, kind);
     if (reply && !s.closed) {
-      s.conn.write(s.out.frame(FRAME_TYPE.HELLO, 0, encodeHello({ stage: 2, version: 1, refused: true, message, durableTxn: 0, appliedTxn: 0, fsId: '', nonce: new Uint8Array(0), proof: new Uint8Array(0) })));
-      s.conn.end();
       // Closed by this slave, not by the master during its handshake (closed() logs that).
       this.pending.delete(s);
       this.closed(s);
+      // Like an accepting one, a refusing HELLO goes out only once the commits in
+      // progress ended: a master waiting for one may commit when it has the answer.
+      const answer = s.out.frame(FRAME_TYPE.HELLO, 0, encodeHello({ stage: 2, version: 1, refused: true, message, durableTxn: 0, appliedTxn: 0, fsId: '', nonce: new Uint8Array(0), proof: new Uint8Array(0) }));
+      void (this.commitLoop ?? Promise.resolve()).then(() => {
+        s.conn.write(answer);
+        s.conn.end();
+      });
       return;
     }
     this.close(s, message);
@@ -314,6 +337,10 @@ export class LiveReceiver {
         if (err instanceof ReplogError) {
           this.nak(s, err.message);
           continue;
+        }
+        if (this.engine.stopped) {
+          this.halt();
+          return;
         }
         // The slave's state does not fit the master's transaction: stop taking it.
         this.note(`${(err as Error).message}; closing the connection from the master`);
@@ -399,7 +426,8 @@ export class LiveReceiver {
             if (s.closed) return;
             if (refusal === undefined) this.sendHello2(s, h.nonce, pos.fsId);
             // The same words every time (no address): the master logs a refusal once, shows it in its status.
-            else this.refuse(s, refusal, true, 'refused: disk full');
+            // A halted slave, or one waiting after an I/O error, said why once when it stopped: its refusals are not logged.
+            else this.refuse(s, refusal, true, this.halted === refusal || this.stall?.kind === 'io' ? null : 'refused: disk');
           },
           (err: unknown) => this.refuse(s, `refusing master ${s.conn.remote}: checking the disks for room failed: ${(err as Error).message}`, true, 'refused: disk check'),
         );
@@ -407,8 +435,9 @@ export class LiveReceiver {
     }
     if (h.stage !== 3) throw new ReplogError('EFRAME', `expected HELLO stage 3, got stage ${h.stage}`);
     if (!this.enabledFlag) throw new ReplogError('EFORMAT', 'replication is disabled on this slave (echo 1 > /.lessfs/replication/enabled)');
-    // Its stage 2 went out before the disk filled: no stream while it is full.
-    if (this.stall) throw new FsError('ENOSPC', this.stall.refusal);
+    // Its stage 2 went out before the disk filled or failed: no stream until the slave may take it again.
+    if (this.halted !== undefined) throw new FsError('EIO', this.halted);
+    if (this.stall) throw new FsError(this.stall.kind === 'space' ? 'ENOSPC' : 'EIO', this.stall.refusal);
     if (secret) {
       if (!proofsEqual(h.proof, masterProof(this.drivers.primitives, secret, s.nonceM, s.nonceS))) {
         throw new ReplogError('ECRC', 'the master\'s proof of REPLICATION_SECRET is wrong');
@@ -491,9 +520,14 @@ export class LiveReceiver {
   }
 
   private onFrame(s: Session, f: Frame): void {
-    const outOfSpace = this.engine.replicaWriteOutOfSpace;
-    if (outOfSpace !== undefined) {
-      this.stopForSpace(outOfSpace);
+    // A failed data sync in the background (FsEngine.presyncData) stopped the engine.
+    if (this.engine.stopped) {
+      this.halt();
+      return;
+    }
+    const writeError = this.engine.replicaWriteError;
+    if (writeError !== undefined) {
+      this.stopFor(writeError);
       return;
     }
     switch (f.type) {
@@ -539,6 +573,13 @@ export class LiveReceiver {
     }
   }
 
+  /** A data write or a commit of the master's transactions failed: stop the stream the way the error asks for. */
+  private stopFor(err: unknown): void {
+    if (this.engine.stopped) this.halt();
+    else if ((err as { code?: unknown }).code === 'ENOSPC') this.stopForSpace(err);
+    else this.stopForIo(err);
+  }
+
   /**
    * A data write or a commit of the master's transactions failed for want of
    * space. Retrying them in place would wait for room for all of their
@@ -556,15 +597,58 @@ export class LiveReceiver {
     if (this.stall) return;
     this.stats.stalls++;
     const reason = `the disk under ${this.engine.fullDiskPath ?? this.engine.options.blockDataPath} is full (${(cause as Error).message})`;
-    const from = this.durableTxn;
-    const stall: Stall = {
-      reason,
-      settled: Promise.resolve(),
-      wait: undefined,
-      refusal: `on this slave ${reason}; it dropped the transactions after txn ${from} it had not made durable and takes them again when room appears`,
-    };
+    const stall = this.stopStream('space', reason, `on this slave ${reason}; it dropped the transactions after txn ${this.durableTxn} it had not made durable and takes them again when room appears`);
+    this.dropUncommitted(stall, async (dropped) => {
+      const wait = await RoomWait.afterDrop(this.engine);
+      stall.wait = wait;
+      stall.refusal = `on this slave ${reason}; it dropped the transactions after txn ${this.durableTxn} it had not made durable and takes them again once ${wait.wanted(false)}`;
+      this.note(`${reason}: stopped taking the master's transactions; dropped ${dropped} (not durable: the master sends them again); resuming from txn ${this.durableTxn + 1} once ${wait.wanted(true)}`, 'stopped: disk full');
+    });
+  }
+
+  /**
+   * A data write or a commit of the master's transactions failed with an I/O
+   * error of this slave's disks (not ENOSPC; the engine still runs). Retrying
+   * in place would hold the transactions in memory while the master sends
+   * more, and a write that keeps failing holds the stream for good. So, as
+   * for a full disk: stop taking the stream, drop what is not durable, and
+   * refuse the master until a wait that doubles with each failure in a row
+   * (ioRetryWaitMs, room-wait.ts) has passed; then take the stream again
+   * from the durable txn. A commit that succeeds ends the run of failures.
+   */
+  private stopForIo(cause: unknown): void {
+    if (this.stall) return;
+    this.stats.ioErrors++;
+    const now = this.drivers.clock.nowMs();
+    if (this.ioFailures === 0) this.ioSinceMs = now;
+    this.ioFailures++;
+    const failures = this.ioFailures;
+    const waitMs = ioRetryWaitMs(failures);
+    const error = `(${(cause as Error).message})`;
+    const reason = `an I/O error of this slave's disks ${error}`;
+    const stall = this.stopStream('io', reason, `on this slave an I/O error of its disks ${error} failed the master's transactions; it drops the transactions after txn ${this.durableTxn} it had not made durable`);
+    this.dropUncommitted(stall, async (dropped) => {
+      stall.resumeAtMs = this.drivers.clock.nowMs() + waitMs;
+      stall.refusal = `on this slave an I/O error of its disks ${error} failed the master's transactions; it dropped the transactions after txn ${this.durableTxn} it had not made durable and takes them again in ${waitMs / 1000} s (attempt ${failures}, the wait doubling up to ${IO_RETRY_MAX_MS / 1000} s)`;
+      const since = failures > 1 ? ` (${failures} attempts failed in ${Math.round((this.drivers.clock.nowMs() - this.ioSinceMs) / 1000)} s)` : '';
+      this.note(`${reason}: stopped taking the master's transactions; dropped ${dropped} (not durable: the master sends them again); resuming from txn ${this.durableTxn + 1} in ${waitMs / 1000} s${since}, the wait doubling up to ${IO_RETRY_MAX_MS / 1000} s`, 'stopped: I/O error');
+    });
+  }
+
+  /** Stop taking the stream: the master's connection closes, its HELLOs are refused while the stall lasts. */
+  private stopStream(kind: Stall['kind'], reason: string, refusal: string): Stall {
+    const stall: Stall = { kind, reason, settled: Promise.resolve(), wait: undefined, resumeAtMs: undefined, refusal };
     this.stall = stall;
-    if (this.active) this.close(this.active, 'disk full');
+    if (this.active) this.close(this.active, reason);
+    return stall;
+  }
+
+  /**
+   * Drop the transactions not yet durable (after the commit running: what it
+   * makes durable stays), then `then` with what was dropped, in words. A
+   * drop that fails leaves the cache as it was: no stream until a remount.
+   */
+  private dropUncommitted(stall: Stall, then: (dropped: string) => Promise<void>): void {
     const applied = this.appliedTxn;
     stall.settled = (async () => {
       // A commit running (the master's request) ends first: what it makes durable stays.
@@ -574,19 +658,29 @@ export class LiveReceiver {
       // A commit may have made more durable than its request covered: that is durable too.
       assert(this.appliedTxn >= this.durableTxn && this.appliedTxn === this.applier.durablePosition().txn, `after dropping uncommitted transactions the slave is at txn ${this.appliedTxn}, durable ${this.durableTxn}`);
       this.durableTxn = this.appliedTxn;
-      const wait = await RoomWait.afterDrop(this.engine);
-      stall.wait = wait;
-      stall.refusal = `on this slave ${reason}; it dropped the transactions after txn ${this.durableTxn} it had not made durable and takes them again once ${wait.wanted(false)}`;
       const first = this.durableTxn + 1;
       const txns = applied === first ? `txn ${applied}` : `txns ${first}..${applied}`;
-      const dropped = applied >= first ? `${txns} and what had arrived of the next` : 'what had arrived of the next transaction';
-      this.note(`${reason}: stopped taking the master's transactions; dropped ${dropped} (not durable: the master sends them again); resuming from txn ${this.durableTxn + 1} once ${wait.wanted(true)}`, 'stopped: disk full');
+      await then(applied >= first ? `${txns} and what had arrived of the next` : 'what had arrived of the next transaction');
     })().catch((err: unknown) => {
-      // The cache could not be put back to the durable state: no stream until a restart does it.
+      // The cache could not be put back to the durable state: no stream until a remount does it.
       stall.wait = undefined;
-      stall.refusal = `on this slave ${reason} and dropping its uncommitted transactions failed (${(err as Error).message}): restart the slave`;
-      this.note(stall.refusal);
+      this.halt(`${stall.reason}, and dropping the transactions it had not made durable failed (${(err as Error).message})`);
     });
+  }
+
+  /**
+   * This slave can take no more transactions until it is remounted: its
+   * engine stopped (a failed fsync of the data file: the kernel may have
+   * dropped pages a later fsync would not report, so nothing may commit
+   * after it), or a drop of what was not durable failed. Said once in the
+   * log; the status and every refused HELLO say it (not logged again).
+   */
+  private halt(why?: string): void {
+    if (this.halted !== undefined) return;
+    const what = why ?? `fsync of the block data file failed (${(this.engine.stoppedBy as Error | undefined)?.message})`;
+    this.halted = `remount this slave: ${what}; it takes no more of its master's transactions until it is remounted (it then starts from its durable txn ${this.durableTxn})`;
+    if (this.active) this.close(this.active, 'the slave must be remounted');
+    this.note(this.halted);
   }
 
   /**
@@ -596,9 +690,20 @@ export class LiveReceiver {
    * or a disk has RESUME_ROOM_BYTES more free than after the drop.
    */
   private async roomToResume(): Promise<string | undefined> {
+    if (this.halted !== undefined) return this.halted;
     const stall = this.stall;
     if (!stall) return undefined;
     await stall.settled;
+    if (this.halted !== undefined) return this.halted;
+    if (stall.kind === 'io') {
+      if (stall.resumeAtMs === undefined || this.drivers.clock.nowMs() < stall.resumeAtMs) return stall.refusal;
+      if (this.stall === stall) {
+        this.stall = undefined;
+        const line = this.repeats.pass('resumed: I/O error', `replication: taking the master's transactions again from txn ${this.appliedTxn + 1} after ${this.ioFailures} I/O error${this.ioFailures > 1 ? 's' : ''} of this slave's disks in a row`);
+        if (line !== undefined) this.drivers.logger.log(0, line);
+      }
+      return undefined;
+    }
     if (stall.wait === undefined) return stall.refusal;
     const { enough, text } = await stall.wait.check();
     if (this.stall !== stall) return undefined;
@@ -631,17 +736,17 @@ export class LiveReceiver {
         try {
           await this.engine.commit('master');
         } catch (err) {
-          if ((err as { code?: unknown }).code === 'ENOSPC') {
-            this.stopForSpace(err);
-            return;
-          }
-          this.note(`commit asked by the master failed: ${(err as Error).message}`, 'commit failed');
-          if (this.active) this.close(this.active, 'commit failed');
+          // The commit failed: what it covered is not durable. Its error stops the stream.
+          this.stopFor(err);
           return;
         } finally {
           this.servingCommitId = undefined;
         }
         this.durableTxn = Math.max(this.durableTxn, covered);
+        if (this.ioFailures > 0) {
+          this.drivers.logger.log(0, `replication: txn ${this.durableTxn} is durable: this slave's disks work again after ${this.ioFailures} I/O error${this.ioFailures > 1 ? 's' : ''} in a row`);
+          this.ioFailures = 0;
+        }
         this.doneCommitId = id;
         this.stats.commits++;
         if (this.active) this.ack(this.active, true);

@@ -6,9 +6,24 @@
 // engine no longer takes the disk to be full (it has room for a full write
 // cache) or a disk under BLOCKDATA_PATH or META_PATH has RESUME_ROOM_BYTES
 // more free than right after the drop. A check costs a statfs of each.
+//
+// After an I/O error of its own disks (not ENOSPC) a slave drops the same way
+// and tries again after a wait that doubles with each failure in a row
+// (ioRetryWaitMs): a transient error passes without a restart, a lasting one
+// costs an attempt a minute.
 
 /** More free bytes than right after the drop, on either disk, before a slave takes transactions again. */
 export const RESUME_ROOM_BYTES = 1024 * 1024;
+
+/** The first wait before a slave tries again after an I/O error of its disks; it doubles with each failure in a row. */
+export const IO_RETRY_FIRST_MS = 2000;
+/** The longest wait between attempts while its disks keep failing with I/O errors. */
+export const IO_RETRY_MAX_MS = 60_000;
+
+/** The wait after the `failures`-th I/O error in a row (1, 2, …). */
+export function ioRetryWaitMs(failures: number): number {
+  return Math.min(IO_RETRY_MAX_MS, IO_RETRY_FIRST_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 30));
+}
 
 /** Free space as FsEngine.diskRoom measures it. */
 export interface DiskRoom {

@@ -613,6 +613,8 @@ export class LiveSender {
         return;
       }
       if (h.refused) {
+        // Answered, like an acceptance, after the slave's commits in progress ended: a master commit need not wait for one.
+        this.releaseSlaveCommit();
         this.fail(s, `the slave refused the connection: ${h.message}`);
         return;
       }

@@ -17,7 +17,7 @@
 // A file that fails with an I/O error of this slave's own disks (a block
 // write, the data file's truncate, a store commit: EIO and the like, not the
 // file's fault) is dropped whole the same way and tried again after a wait
-// that doubles from IO_RETRY_FIRST_MS up to IO_RETRY_MAX_MS (see IoWait). A
+// that doubles from IO_RETRY_FIRST_MS up to IO_RETRY_MAX_MS (room-wait.ts; see IoWait). A
 // failure the engine cannot recover from in place (a failed fsync of the data
 // file stops it: the kernel may have dropped the pages; a drop that failed)
 // stops applying until the slave is remounted, said once in the log and in
@@ -31,14 +31,10 @@ import { RepeatLimiter } from '../repeat-limiter.ts';
 import { StoreError } from '../store-rules.ts';
 import { ReplogError } from './errors.ts';
 import { parseRotatedLogName, processedLogName } from './master-log.ts';
-import { megabytes, RESUME_ROOM_BYTES, RoomWait } from './room-wait.ts';
+import { IO_RETRY_MAX_MS, ioRetryWaitMs, megabytes, RESUME_ROOM_BYTES, RoomWait } from './room-wait.ts';
 import { FileNotAppliedError, type SlaveApplier } from './slave.ts';
 
 export const WATCHDIR_POLL_MS = 1000;
-/** The first wait before a file that failed with an I/O error is tried again; it doubles with each failure. */
-export const IO_RETRY_FIRST_MS = 2000;
-/** The longest wait between attempts at a file that keeps failing with I/O errors. */
-export const IO_RETRY_MAX_MS = 60_000;
 
 export interface WatchdirDrivers {
   disk: Disk;
@@ -276,7 +272,7 @@ export class WatchdirSlave {
     const now = this.drivers.clock.nowMs();
     const prev = this.io?.file === file ? this.io : undefined;
     const failures = (prev?.failures ?? 0) + 1;
-    const waitMs = Math.min(IO_RETRY_MAX_MS, IO_RETRY_FIRST_MS * 2 ** Math.min(failures - 1, 30));
+    const waitMs = ioRetryWaitMs(failures);
     this.io = { file, failures, sinceMs: prev?.sinceMs ?? now, retryAtMs: now + waitMs, cause: (err.cause as Error).message };
     this.stats.lastError = err.message;
     const since = prev ? ` (${failures} attempts failed in ${Math.round((now - prev.sinceMs) / 1000)} s)` : '';
