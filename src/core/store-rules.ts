@@ -99,11 +99,15 @@ export function checkRange(path: string, options: RangeOptions | undefined): voi
   }
 }
 
-/** Validate a whole batch before anything is applied; returns its key+value bytes. */
-export function checkOps(path: string, tables: ReadonlySet<string>, ops: readonly StoreOp[]): number {
+/**
+ * Validate a whole batch before anything is applied; returns its key+value
+ * bytes. opsMax: a smaller bound on operations per commit (the simulated
+ * store's `commitOpsMax`, so a test reaches it with a small tree).
+ */
+export function checkOps(path: string, tables: ReadonlySet<string>, ops: readonly StoreOp[], opsMax = STORE_COMMIT_OPS_MAX): number {
   if (!Array.isArray(ops)) throw new StoreError('EINVAL', path, 'commit: ops must be an array');
-  if (ops.length > STORE_COMMIT_OPS_MAX) {
-    throw new StoreError('EINVAL', path, `commit: ${ops.length} ops, at most ${STORE_COMMIT_OPS_MAX} per commit`);
+  if (ops.length > opsMax) {
+    throw new StoreError('EINVAL', path, `commit: ${ops.length} ops, at most ${opsMax} per commit`);
   }
   let bytes = 0;
   for (let i = 0; i < ops.length; i++) {

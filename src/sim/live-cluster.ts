@@ -47,6 +47,9 @@ export interface LiveClusterOptions extends BuggifyChoice {
   timing?: Partial<LiveTiming>;
   secret?: string;
   maxBacklogSizeBytes?: number;
+  /** The master's catch-up commit bounds (LiveSender's catchUpCommitRecords, catchUpCommitBytes). */
+  catchUpCommitRecords?: number;
+  catchUpCommitBytes?: number;
 }
 
 /** Commits that are not ordered by the master's coordination (each node's own mount and unmount). */
@@ -132,7 +135,7 @@ export class LiveCluster {
   async open(n: LiveNode): Promise<FsEngine> {
     const d = n.machine.drivers();
     const drivers = { ...d, net: this.tamperable(n, this.network.host(n.name, n.machine.domain)), rng: this.rng.split(`${n.name}/${n.machine.domain.name}`) };
-    const repl = new ReplicationNode(n.repl, drivers, { timing: this.opts.timing });
+    const repl = new ReplicationNode(n.repl, drivers, { timing: this.opts.timing, catchUpCommitRecords: this.opts.catchUpCommitRecords, catchUpCommitBytes: this.opts.catchUpCommitBytes });
     const engine = await this.run(FsEngine.open(d, n.buggify ? { ...n.options, buggify: n.buggify } : n.options, (e) => repl.attach(e)));
     engine.commitPhases = (phase, reason) => {
       if (phase === 'end') {

@@ -13,7 +13,7 @@
 
 import type { Store, StoreEntry, StoreFactory, StoreOp, StoreOpenOptions, RangeOptions } from '../core/drivers.ts';
 import { AssertionError, assert } from '../core/errors.ts';
-import { StoreError, checkKey, checkOpenOptions, checkOps, checkRange, checkTable } from '../core/store-rules.ts';
+import { STORE_COMMIT_OPS_MAX, StoreError, checkKey, checkOpenOptions, checkOps, checkRange, checkTable } from '../core/store-rules.ts';
 import type { SimRng } from './rng.ts';
 import type { Domain, Scheduler } from './scheduler.ts';
 import { SortedTable, type SortedTableDraft } from './sorted-table.ts';
@@ -37,6 +37,12 @@ export interface SimStoreOptions {
   mapSizeBytes: number;
   /** Commits issued but not resolved per environment before it is a bug. */
   commitsInflightMax: number;
+  /**
+   * Operations per commit, at most STORE_COMMIT_OPS_MAX (the real store's
+   * bound, the default): a smaller one lets a test reach the bound with a
+   * small tree. A commit over it fails with EINVAL and applies nothing.
+   */
+  commitOpsMax: number;
 }
 
 export const SIM_STORE_OPTIONS_DEFAULT: Readonly<SimStoreOptions> = Object.freeze({
@@ -47,6 +53,7 @@ export const SIM_STORE_OPTIONS_DEFAULT: Readonly<SimStoreOptions> = Object.freez
   commitErrorProbability: 0,
   mapSizeBytes: 0,
   commitsInflightMax: 100_000,
+  commitOpsMax: STORE_COMMIT_OPS_MAX,
 });
 
 function validateOptions(o: SimStoreOptions): void {
@@ -64,6 +71,9 @@ function validateOptions(o: SimStoreOptions): void {
   if (!Number.isSafeInteger(o.mapSizeBytes) || o.mapSizeBytes < 0) bad(`mapSizeBytes must be an integer >= 0, got ${o.mapSizeBytes}`);
   if (!Number.isSafeInteger(o.commitsInflightMax) || o.commitsInflightMax < 1) {
     bad(`commitsInflightMax must be an integer >= 1, got ${o.commitsInflightMax}`);
+  }
+  if (!Number.isSafeInteger(o.commitOpsMax) || o.commitOpsMax < 1 || o.commitOpsMax > STORE_COMMIT_OPS_MAX) {
+    bad(`commitOpsMax must be an integer in 1..${STORE_COMMIT_OPS_MAX}, got ${o.commitOpsMax}`);
   }
 }
 
@@ -363,7 +373,7 @@ class SimStore implements Store {
   commit(ops: readonly StoreOp[], options: { durable: boolean }): Promise<void> {
     try {
       this.checkUsable('commit');
-      checkOps(this.env.path, this.tableSet, ops);
+      checkOps(this.env.path, this.tableSet, ops, this.options.commitOpsMax);
       this.checkInflight();
     } catch (error) {
       return Promise.reject(error);

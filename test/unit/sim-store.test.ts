@@ -202,6 +202,17 @@ describe('SimStoreMedium', () => {
     expect(node.medium.info(PATH)?.committedBytes).toBe(11 + 101);
   });
 
+  it('refuses a commit of more than commitOpsMax operations with EINVAL, applying nothing (seed 7)', async () => {
+    const node = new Node(7, { commitOpsMax: 3 });
+    const s = await node.open();
+    const error = await node.run(s.commit([1, 2, 3, 4].map((i) => put('inode', b(i), b(i))), { durable: false })).catch((e: unknown) => e);
+    expect(errorCode(error)).toBe('EINVAL');
+    expect(String(error)).toMatch(/4 ops, at most 3 per commit/);
+    expect(dump(s)).toEqual([]);
+    await node.run(s.commit([1, 2, 3].map((i) => put('inode', b(i), b(i))), { durable: false }));
+    expect(dump(s)).toHaveLength(3);
+  });
+
   it('range iterators read the state committed when range() was called (seed 8)', async () => {
     const node = new Node(8);
     const s = await node.open();
@@ -374,6 +385,8 @@ describe('SimStoreMedium', () => {
     expect(make({ commitErrorProbability: 1.5 })).toThrow(/commitErrorProbability/);
     expect(make({ mapSizeBytes: 0.5 })).toThrow(/mapSizeBytes/);
     expect(make({ commitsInflightMax: 0 })).toThrow(/commitsInflightMax/);
+    expect(make({ commitOpsMax: 0 })).toThrow(/commitOpsMax/);
+    expect(make({ commitOpsMax: (1 << 20) + 1 })).toThrow(/commitOpsMax/);
   });
 
   it('is deterministic per seed', async () => {

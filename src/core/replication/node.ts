@@ -63,12 +63,13 @@ export class ReplicationNode {
   constructor(
     private readonly config: ReplicationConfig,
     private readonly drivers: ReplicationDrivers,
-    options: { watchdirPollMs?: number; timing?: Partial<LiveTiming> } = {},
+    options: { watchdirPollMs?: number; timing?: Partial<LiveTiming>; catchUpCommitRecords?: number; catchUpCommitBytes?: number } = {},
   ) {
     this.mode = replicationModeOf(config as LessfsConfig);
     this.slaveEnabled = config.replicationEnabled;
     this.pollMs = options.watchdirPollMs;
     this.timing = options.timing;
+    this.catchUp = { catchUpCommitRecords: options.catchUpCommitRecords, catchUpCommitBytes: options.catchUpCommitBytes };
     if ((this.mode === 'master-live' || this.mode === 'slave-listen') && (!drivers.net || !drivers.rng)) {
       throw new FormatError('EFORMAT', `live replication (${this.mode}) needs network and random drivers`);
     }
@@ -76,6 +77,8 @@ export class ReplicationNode {
 
   private readonly pollMs: number | undefined;
   private readonly timing: Partial<LiveTiming> | undefined;
+  /** The sender's catch-up commit bounds (LiveSender; a simulation sets small ones). */
+  private readonly catchUp: { catchUpCommitRecords?: number; catchUpCommitBytes?: number };
 
   get liveSender(): LiveSender | undefined {
     return this.sender;
@@ -131,6 +134,7 @@ export class ReplicationNode {
           secret: this.secret,
           enabled: this.config.replicationEnabled,
           maxBacklogBytes: this.config.maxBacklogSizeBytes ?? 0,
+          ...this.catchUp,
           timing: this.timing,
           buggify: engine.buggify,
         },

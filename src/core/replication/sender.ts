@@ -63,6 +63,15 @@ const SEND_BUFFERS_KEPT = 24;
 const SLAVE_FRAME_BYTES_MAX = 4096;
 /** A commit request is sent behind at most this much data in flight. */
 const COMMIT_REQUEST_IN_FLIGHT_MAX_BYTES = 1024 * 1024;
+/**
+ * Records (frames) sent since the last commit request after which the slave
+ * is asked to commit even with data in flight (a catch-up); sending pauses
+ * at a transaction boundary at twice this until it is asked. What a slave
+ * holds uncommitted stays far below the store's 2^20 operations per commit.
+ */
+export const CATCH_UP_COMMIT_RECORDS = 1 << 16;
+/** The same in bytes sent (large blocks: what a slave crash makes it take again). */
+export const CATCH_UP_COMMIT_BYTES = 256 * 1024 * 1024;
 /** NAKs without progress before the connection is dropped. */
 export const NAKS_MAX = 8;
 
@@ -75,6 +84,9 @@ export interface SenderOptions {
   enabled: boolean;
   /** 0: unlimited. */
   maxBacklogBytes: number;
+  /** CATCH_UP_COMMIT_RECORDS and _BYTES unless set (a simulation with a small store op limit). */
+  catchUpCommitRecords?: number;
+  catchUpCommitBytes?: number;
   timing?: Partial<LiveTiming>;
   /** Rare-path hooks (simulation only). */
   buggify?: Buggify;
@@ -112,6 +124,9 @@ interface Session {
   nonceM: Uint8Array;
   handshaking: boolean;
   drainWaiters: Array<() => void>;
+  /** Frames and bytes sent since the last commit request: what the slave's next commit holds, about. */
+  recordsSinceAsk: number;
+  bytesSinceAsk: number;
 }
 
 export class LiveSender {
@@ -143,6 +158,8 @@ export class LiveSender {
   private lastSlaveCommitMs = 0;
   /** Half the master's commit interval, at least a second (DESIGN §4: commits offset from the master's). */
   private readonly slaveCommitGapMs: number;
+  private readonly catchUpRecords: number;
+  private readonly catchUpBytes: number;
   /** Writers waiting for the backlog to shrink (MAX_BACKLOG_SIZE). */
   private backlogWaiters: Array<() => void> = [];
   lastError: string | undefined;
@@ -164,6 +181,11 @@ export class LiveSender {
     this.timing = { ...LIVE_TIMING_DEFAULT, ...options.timing };
     this.sendBuffers = new ScratchBuffers(SEND_BUFFERS_KEPT, 64 * 1024, SEND_CHUNK_BYTES + 2 * options.blockSizeBytes);
     this.slaveCommitGapMs = Math.max(1000, Math.floor(engine.options.commitIntervalMs / 2));
+    this.catchUpRecords = options.catchUpCommitRecords ?? CATCH_UP_COMMIT_RECORDS;
+    this.catchUpBytes = options.catchUpCommitBytes ?? CATCH_UP_COMMIT_BYTES;
+    for (const [name, v] of [['catchUpCommitRecords', this.catchUpRecords], ['catchUpCommitBytes', this.catchUpBytes]] as const) {
+      if (!(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
+    }
     this.backoffMs = this.timing.backoffMinMs;
     this.enabledFlag = options.enabled;
     this.bug = options.buggify ?? BUGGIFY_OFF;
@@ -293,7 +315,10 @@ export class LiveSender {
     this.masterCommitting = false;
     this.lastMasterCommitEndMs = this.drivers.clock.nowMs();
     const s = this.session;
-    if (s && this.state === 'streaming') this.maybeAskSlaveCommit(s);
+    if (s && this.state === 'streaming') {
+      this.maybeAskSlaveCommit(s);
+      this.maybeAskCatchUpCommit(s);
+    }
   }
 
   /**
@@ -313,7 +338,39 @@ export class LiveSender {
     if ((quiet && inFlight === 0) || (due && inFlight <= COMMIT_REQUEST_IN_FLIGHT_MAX_BYTES)) this.askSlaveCommit(s);
   }
 
+  /**
+   * A slave catching up a backlog: the master streams without pause, so
+   * neither condition of maybeAskSlaveCommit holds and the slave would apply
+   * the whole backlog into one uncommitted state (its memory grows with it,
+   * and past the store's operations per commit its commit fails for ever).
+   * After catchUpRecords frames (or catchUpBytes) sent since the last request it is asked to
+   * commit, in flight or not: the request queues behind those frames, so the
+   * slave commits the whole transactions among them (still never while the
+   * master commits). Nothing happens below the bound (traces unchanged).
+   */
+  private maybeAskCatchUpCommit(s: Session): void {
+    if (this.catchUpShare(s.recordsSinceAsk, s.bytesSinceAsk) < 1) return;
+    if (s.sendTxn - 1 <= this.ackedTxn) {
+      // Every whole transaction sent is durable on the slave already (its
+      // last commit took more than its request covered): it holds none of them.
+      s.recordsSinceAsk = 0;
+      s.bytesSinceAsk = 0;
+      void this.pump(s);
+      return;
+    }
+    if (this.slaveCommitting || this.masterCommitting) return;
+    this.askSlaveCommit(s);
+    void this.pump(s);
+  }
+
+  /** What was sent since the last commit request, in catch-up bounds (1: ask; 2: pause). */
+  private catchUpShare(records: number, bytes: number): number {
+    return Math.max(records / this.catchUpRecords, bytes / this.catchUpBytes);
+  }
+
   private askSlaveCommit(s: Session): void {
+    s.recordsSinceAsk = 0;
+    s.bytesSinceAsk = 0;
     this.lastSlaveCommitMs = this.drivers.clock.nowMs();
     const id = this.nextCommitId++;
     this.slaveCommitting = { id, sinceMs: this.drivers.clock.nowMs(), waiters: [] };
@@ -433,6 +490,8 @@ export class LiveSender {
       nonceM: this.drivers.rng.bytes(NONCE_BYTES),
       handshaking: true,
       drainWaiters: [],
+      recordsSinceAsk: 0,
+      bytesSinceAsk: 0,
     };
     this.session = s;
     this.state = 'handshake';
@@ -509,6 +568,7 @@ export class LiveSender {
         this.send(s, FRAME_TYPE.HEARTBEAT, this.log.committedTxn, encodeHeartbeat(now));
         // A slave that caught up while the master is idle still gets its commit.
         this.maybeAskSlaveCommit(s);
+        this.maybeAskCatchUpCommit(s);
       }
       this.armHeartbeat(s);
     });
@@ -550,6 +610,7 @@ export class LiveSender {
           this.stats.slaveCommits++;
           this.releaseSlaveCommit();
         }
+        this.maybeAskCatchUpCommit(s);
         void this.pump(s);
         return;
       }
@@ -680,6 +741,10 @@ export class LiveSender {
     s.pumping = true;
     try {
       while (!s.closed && s.sendTxn <= this.log.committedTxn) {
+        // A catch-up whose commit request cannot go yet (the master or the
+        // slave is committing) waits at a transaction boundary: whole
+        // transactions reach the slave, so it can commit what it holds.
+        if (s.sendInTxn === 0 && this.catchUpShare(s.recordsSinceAsk, s.bytesSinceAsk) >= 2) return;
         const windowStart = s.appliedTxn + 1 >= this.log.firstTxn ? this.log.startOf(s.appliedTxn + 1) + s.pendingBytes : this.log.startOf(this.log.firstTxn);
         const from = this.log.startOf(s.sendTxn) + s.sendInTxn;
         if (from - windowStart >= SEND_WINDOW_BYTES) return;
@@ -710,12 +775,19 @@ export class LiveSender {
         // between frames, never inside one.
         let sent = 0;
         const ends: number[] = [];
+        // A catch-up piece ends with the transaction that reaches the bound
+        // (the commit request goes right behind it) or twice it (a pause).
+        const before = this.catchUpShare(s.recordsSinceAsk, s.bytesSinceAsk);
         for (let o = 0; o + 4 <= bytes.length; ) {
           const size = 8 + new DataView(bytes.buffer, bytes.byteOffset + o, 4).getUint32(0);
           if (o + size > bytes.length) break;
+          const type = bytes[o + 8];
           o += size;
           ends.push(o);
           sent = o;
+          if (type !== FRAME_TYPE.COMMIT) continue;
+          const after = this.catchUpShare(s.recordsSinceAsk + ends.length, s.bytesSinceAsk + o);
+          if ((before < 1 && after >= 1) || after >= 2) break;
         }
         if (sent === 0) throw new ReplogError('EFRAME', `replog.dta at ${from}: no whole frame in ${bytes.length} bytes`);
         let ok: boolean;
@@ -732,6 +804,8 @@ export class LiveSender {
           ok = s.conn.write(bytes.subarray(0, sent), true, giveBack);
         }
         this.stats.bytesSent += sent;
+        s.recordsSinceAsk += ends.length;
+        s.bytesSinceAsk += sent;
         if (this.bug.fires('drop-mid-stream')) {
           this.buggifyDrop(s, `after sending ${sent} bytes from offset ${from}`);
           return;
@@ -739,6 +813,7 @@ export class LiveSender {
         const at = from + sent;
         while (s.sendTxn <= this.log.committedTxn && this.log.startOf(s.sendTxn + 1) <= at) s.sendTxn++;
         s.sendInTxn = at - this.log.startOf(s.sendTxn);
+        this.maybeAskCatchUpCommit(s);
         if (!ok) await new Promise<void>((resolve) => s.drainWaiters.push(resolve));
       }
     } catch (err) {
