@@ -136,3 +136,28 @@ describe('release of a large deleted file in steps (seeds 21, 22)', () => {
     expect((await c.h.run(fsck(c.h.drivers(), c.h.options, { thorough: true, repair: false }))).problems).toEqual([]);
   });
 });
+
+describe('metadata changes start a commit when the open transaction is large (seed 25)', () => {
+  it('creating thousands of files between commit intervals never makes a commit larger than the store takes', async () => {
+    // 1 MiB cache: a commit starts at 512 KiB of counted entries (256 bytes each);
+    // the store takes 3,000 operations per commit.
+    const h = new SimHarness(25, { cacheSizeBytes: 1 << 20, commitIntervalMs: 600_000 }, { store: { commitOpsMax: 3000 } });
+    await h.format();
+    const fs = new PathFs(await h.open());
+    const from = h.machine.logger.lines.length;
+    for (let i = 0; i < 3000; i++) {
+      fs.create(`/f${i}`);
+      if (i % 20 === 19) await h.scheduler.run({ untilMs: h.scheduler.nowMs() + 1 });
+    }
+    await h.run(fs.fsync());
+    const commits = commitOps(h.machine.logger.lines, from);
+    expect(commits.filter((c) => c.reason === 'cache pressure').length, JSON.stringify(commits)).toBeGreaterThanOrEqual(2);
+    for (const c of commits) expect(c.ops, JSON.stringify(commits)).toBeLessThanOrEqual(3000);
+    expect(h.machine.logger.lines.slice(from).filter((l) => /failed/.test(l))).toEqual([]);
+    await h.run(fs.engine.close());
+    const again = new PathFs(await h.open());
+    expect(again.exists('/f2999')).toBe(true);
+    await h.run(again.engine.close());
+  });
+});
+

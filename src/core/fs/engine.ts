@@ -1164,6 +1164,11 @@ export class FsEngine {
     this.checkOpen();
     if (this.options.replica) throw new FsError('EPERM', 'read-only filesystem: a replication slave changes only through its master');
     if (this.options.readOnly) throw new FsError('EPERM', 'filesystem opened read-only');
+    // Metadata changes (create, unlink, rename, chmod...) start a commit too
+    // when the open transaction is large: they add entries, not data, and
+    // never wait in cacheRoom (an rm -rf of a million files in one commit
+    // interval would pass what one commit may carry).
+    this.commitOnPressure();
   }
 
   private findInode(ino: number): Inode | undefined {
