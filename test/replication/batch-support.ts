@@ -1,8 +1,11 @@
 // Shared pieces of the batch-replication simulation tests: a master history
 // (rotated files plus the master's tree at the end of each), and a content hash.
 
+import { fsck, type FsckReport } from '../../src/core/fs/fsck.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
+import { direntKey, ROOT_INO, T, TABLES } from '../../src/core/fs/schema.ts';
 import type { EngineOptions } from '../../src/core/fs/types.ts';
+import type { SimMachine } from '../../src/sim/node-env.ts';
 import { BatchCluster, type BatchClusterOptions, type RotatedFileInfo } from '../../src/sim/batch-cluster.ts';
 import { SimRng } from '../../src/sim/rng.ts';
 import { Scheduler } from '../../src/sim/scheduler.ts';
@@ -80,4 +83,41 @@ export function contentKey(bytes: Uint8Array): string {
  */
 export function propOptions(defaultRuns: number, defaultSeed: number): { numRuns: number; seed: number } {
   return { numRuns: Number(process.env.LESSFS_PROP_RUNS ?? defaultRuns), seed: Number(process.env.LESSFS_PROP_SEED ?? defaultSeed) };
+}
+
+/**
+ * Take /NAME out of the root directory of a closed node (repair puts it in
+ * /lost+found) and repair it as lessfsck -r does on a node of that role.
+ */
+export async function breakAndRepair(
+  run: <X>(p: Promise<X>) => Promise<X>,
+  n: { machine: SimMachine; options: EngineOptions },
+  replicationRole: 'master' | 'slave',
+  name = 'a',
+): Promise<FsckReport> {
+  const d = n.machine.drivers();
+  const store = await run(d.storeFactory.open({ path: n.options.metaPath, tables: TABLES, mapSizeBytes: n.options.lmdbMapSizeBytes }));
+  await run(store.commit([{ table: T.dirent, key: direntKey(ROOT_INO, name), value: undefined }], { durable: true }));
+  await run(store.close());
+  return run(fsck(d, n.options, { thorough: false, repair: true, replicationRole }));
+}
+
+/**
+ * A formatted batch cluster whose master made /a (two blocks), rotated to
+ * replog.dta-1, made /b (and rotated again when asked), and closed: returns
+ * the master's last txn.
+ */
+export async function masterWithTwoFiles(c: BatchCluster, o: { rotateLast: boolean }): Promise<number> {
+  await c.format();
+  const e = await c.open(c.master);
+  const fs = new PathFs(e);
+  fs.create('/a');
+  await c.run(fs.write('/a', 0, poolData(BS, 1, 2 * BS)));
+  await c.run(e.commit());
+  await c.rotate();
+  fs.create('/b');
+  await c.run(e.commit());
+  if (o.rotateLast) await c.rotate();
+  await c.close(c.master);
+  return e.txn;
 }

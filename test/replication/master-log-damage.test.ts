@@ -7,9 +7,9 @@
 // committed) is still cut quietly.
 
 import { describe, expect, it } from 'vitest';
+import { breakAndRepair, masterWithTwoFiles } from './batch-support.ts';
 import { FsEngine, joinPath } from '../../src/core/fs/engine.ts';
-import { fsck, type FsckReport } from '../../src/core/fs/fsck.ts';
-import { direntKey, ROOT_INO, T, TABLES } from '../../src/core/fs/schema.ts';
+import { T } from '../../src/core/fs/schema.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { encodeRecordFrame, FRAME_TYPE } from '../../src/core/replication/frames.ts';
 import { scanLiveLog } from '../../src/core/replication/log-file.ts';
@@ -193,30 +193,10 @@ describe('a log behind the store after a mount without replication', () => {
 });
 
 describe('a master repaired by lessfsck -r', () => {
-  /** Take /a out of the root directory (repair puts it in /lost+found) and repair the closed master as lessfsck -r does. */
-  async function breakAndRepair(c: BatchCluster): Promise<FsckReport> {
-    const n = c.master;
-    const d = n.machine.drivers();
-    const store = await c.run(d.storeFactory.open({ path: n.options.metaPath, tables: TABLES, mapSizeBytes: n.options.lmdbMapSizeBytes }));
-    await c.run(store.commit([{ table: T.dirent, key: direntKey(ROOT_INO, 'a'), value: undefined }], { durable: true }));
-    await c.run(store.close());
-    return c.run(fsck(d, n.options, { thorough: false, repair: true, replicationRole: 'master' }));
-  }
-
   /** A batch master with replog.dta-1 applied by its slave and more transactions in replog.dta; closed. */
   async function replicated(): Promise<{ c: BatchCluster; logged: number }> {
     const c = new BatchCluster(new Scheduler({ seed: 5 }), 5);
-    await c.format();
-    const e = await c.open(c.master);
-    const fs = new PathFs(e);
-    fs.create('/a');
-    await c.run(fs.write('/a', 0, poolData(BS, 1, 2 * BS)));
-    await c.run(e.commit());
-    await c.rotate();
-    fs.create('/b');
-    await c.run(e.commit());
-    await c.close(c.master);
-    const logged = e.txn;
+    const logged = await masterWithTwoFiles(c, { rotateLast: false });
     await c.open(c.slave);
     await c.run(c.slave.node!.slaveApplier!.applyFile(await c.readMasterFile('replog.dta-1'), 'replog.dta-1', 1));
     await c.close(c.slave);
@@ -225,7 +205,7 @@ describe('a master repaired by lessfsck -r', () => {
 
   it('the repair is a transaction of its own, and the next mount names it as the cause of the gap; the slave refuses the gap', async () => {
     const { c, logged } = await replicated();
-    const report = await breakAndRepair(c);
+    const report = await breakAndRepair((p) => c.run(p), c.master, 'master');
     expect(report.problems.some((p) => p.repaired)).toBe(true);
     expect(report.txn).toBe(logged + 1);
     expect(report.warnings).toEqual([expect.stringContaining(`the repair is txn ${logged + 1}, committed without the replication log`)]);
@@ -252,7 +232,7 @@ describe('a master repaired by lessfsck -r', () => {
 
   it('a repair and a mount without replication: the mount names both', async () => {
     const { c, logged } = await replicated();
-    await breakAndRepair(c);
+    await breakAndRepair((p) => c.run(p), c.master, 'master');
     const plain = await c.run(FsEngine.open(c.master.machine.drivers(), c.master.options));
     new PathFs(plain).create('/c');
     await c.run(plain.close());

@@ -5,9 +5,9 @@
 // could not be read), and the record survives the positions it writes.
 
 import { describe, expect, it } from 'vitest';
-import { fsck, type FsckReport } from '../../src/core/fs/fsck.ts';
+import { breakAndRepair, masterWithTwoFiles } from './batch-support.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
-import { direntKey, metaKey, META, ROOT_INO, T, TABLES } from '../../src/core/fs/schema.ts';
+import { metaKey, META, T, TABLES } from '../../src/core/fs/schema.ts';
 import { BatchCluster } from '../../src/sim/batch-cluster.ts';
 import { LiveCluster } from '../../src/sim/live-cluster.ts';
 import type { SimMachine } from '../../src/sim/node-env.ts';
@@ -17,15 +17,6 @@ import type { EngineOptions } from '../../src/core/fs/types.ts';
 
 const BS = 4096;
 const statusField = (status: string, key: string): string | undefined => new RegExp(`^${key}: (.*)$`, 'm').exec(status)?.[1];
-
-/** Take /NAME out of the root directory of a closed node (repair puts it in /lost+found) and repair it as lessfsck -r on a slave does. */
-async function breakAndRepair(run: <X>(p: Promise<X>) => Promise<X>, n: { machine: SimMachine; options: EngineOptions }, name = 'a'): Promise<FsckReport> {
-  const d = n.machine.drivers();
-  const store = await run(d.storeFactory.open({ path: n.options.metaPath, tables: TABLES, mapSizeBytes: n.options.lmdbMapSizeBytes }));
-  await run(store.commit([{ table: T.dirent, key: direntKey(ROOT_INO, name), value: undefined }], { durable: true }));
-  await run(store.close());
-  return run(fsck(d, n.options, { thorough: false, repair: true, replicationRole: 'slave' }));
-}
 
 const slaveMeta = async (run: <X>(p: Promise<X>) => Promise<X>, n: { machine: SimMachine; options: EngineOptions }): Promise<unknown> => {
   const store = await run(n.machine.drivers().storeFactory.open({ path: n.options.metaPath, tables: TABLES, mapSizeBytes: n.options.lmdbMapSizeBytes }));
@@ -40,17 +31,7 @@ const slaveMeta = async (run: <X>(p: Promise<X>) => Promise<X>, n: { machine: Si
 describe('a slave repaired by lessfsck -r', () => {
   it('batch (watchdir): recorded at the master txn it was at; each mount logs it, status shows it, files still apply and keep it', async () => {
     const c = new BatchCluster(new Scheduler({ seed: 6 }), 6);
-    await c.format();
-    const e = await c.open(c.master);
-    const fs = new PathFs(e);
-    fs.create('/a');
-    await c.run(fs.write('/a', 0, poolData(BS, 1, 2 * BS)));
-    await c.run(e.commit());
-    await c.rotate();
-    fs.create('/b');
-    await c.run(e.commit());
-    await c.rotate();
-    await c.close(c.master);
+    await masterWithTwoFiles(c, { rotateLast: true });
     await c.open(c.slave);
     const applier = c.slave.node!.slaveApplier!;
     await c.run(applier.applyFile(await c.readMasterFile('replog.dta-1'), 'replog.dta-1', 1));
@@ -58,7 +39,7 @@ describe('a slave repaired by lessfsck -r', () => {
     expect(statusField(c.slave.node!.control.status(), 'repaired_at_txn')).toBe('-');
     await c.close(c.slave);
 
-    const report = await breakAndRepair((p) => c.run(p), c.slave);
+    const report = await breakAndRepair((p) => c.run(p), c.slave, 'slave');
     expect(report.problems.some((p) => p.repaired)).toBe(true);
     expect(report.warnings).toEqual([expect.stringContaining(`no longer matches its master`)]);
     expect(report.warnings[0]).toContain(`status shows repaired_at_txn ${at}`);
@@ -78,7 +59,7 @@ describe('a slave repaired by lessfsck -r', () => {
     expect(await slaveMeta((p) => c.run(p), c.slave)).toMatchObject({ sequence: 2, repairedAtTxn: at });
 
     // A second repair keeps the first txn: the slave may differ since then.
-    const second = await breakAndRepair((p) => c.run(p), c.slave, 'b');
+    const second = await breakAndRepair((p) => c.run(p), c.slave, 'slave', 'b');
     expect(second.problems.some((p) => p.repaired)).toBe(true);
     expect(await slaveMeta((p) => c.run(p), c.slave)).toMatchObject({ sequence: 2, repairedAtTxn: at });
     const again = c.slave.machine.logger.lines.length;
@@ -98,7 +79,7 @@ describe('a slave repaired by lessfsck -r', () => {
     await c.run(m.commit());
     expect(await c.converge()).toBe(true);
     await c.close(c.slave);
-    await breakAndRepair((p) => c.run(p), c.slave);
+    await breakAndRepair((p) => c.run(p), c.slave, 'slave');
     const at = ((await slaveMeta((p) => c.run(p), c.slave)) as { repairedAtTxn: number }).repairedAtTxn;
     expect(at).toBeGreaterThan(0);
     const lines = c.slave.machine.logger.lines.length;
