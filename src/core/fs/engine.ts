@@ -1119,10 +1119,10 @@ export class FsEngine {
   }
 
   /** Start a commit in the background when the cache is half full (or the transaction big). */
-  private commitOnPressure(): void {
+  private commitOnPressure(buggify = true): void {
     const limit = this.options.cacheSizeBytes;
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
-    if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || this.active.size >= OPS_PRESSURE || bigTxn || this.buggify.fires('early-commit'))) {
+    if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || this.active.size >= OPS_PRESSURE || bigTxn || (buggify && this.buggify.fires('early-commit')))) {
       this.commit('cache pressure').catch((err: unknown) => {
         this.drivers.logger.log(0, `commit on cache pressure failed: ${(err as Error).message}`);
       });
@@ -1167,8 +1167,9 @@ export class FsEngine {
     // Metadata changes (create, unlink, rename, chmod...) start a commit too
     // when the open transaction is large: they add entries, not data, and
     // never wait in cacheRoom (an rm -rf of a million files in one commit
-    // interval would pass what one commit may carry).
-    this.commitOnPressure();
+    // interval would pass what one commit may carry). No buggify draw here:
+    // the simulator's seeded stream stays that of the data paths.
+    this.commitOnPressure(false);
   }
 
   private findInode(ino: number): Inode | undefined {
