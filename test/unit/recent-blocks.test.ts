@@ -2,7 +2,7 @@
 // (FsEngine.recent, up to CACHESIZE). What counts is the memory those entries
 // hold: small files' blocks are views of shared 256 KiB slabs, and counted by
 // their stored length they kept whole slabs alive — ~5x CACHESIZE in a
-// 1,000,000-file ingest on a real mount (BENCHMARKS.md, "Scale").
+// 564,593-file ingest on a real mount (BENCHMARKS.md, "Scale").
 
 import { describe, expect, it } from 'vitest';
 import { FsEngine } from '../../src/core/fs/engine.ts';
