@@ -752,7 +752,7 @@ export class FsEngine {
    * lives in a view of a shared slab (dirtySlabs), which would keep the whole
    * slab alive, so such a block is kept as an exact copy. Counted by stored
    * length, a stream of small files held about 5 times CACHESIZE here (a
-   * 1,000,000-file ingest on a live master: 690 MB of slabs at CACHESIZE=128).
+   * 564,593-file ingest on a live master: 690 MB of slabs at CACHESIZE=128).
    */
   private keepRecent(offsetBytes: number, stored: Uint8Array): void {
     const limit = Math.floor(this.options.cacheSizeBytes * RECENT_BLOCKS_SHARE);
