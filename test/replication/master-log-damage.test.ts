@@ -37,42 +37,45 @@ interface Master {
   acceptGap(on: boolean): void;
 }
 
-function liveMaster(seed: number): Master & { format(): Promise<void> } {
-  // The slave is never opened: everything the master commits stays in its log.
-  const c = new LiveCluster(new Scheduler({ seed }), seed);
+type Cluster = LiveCluster | BatchCluster;
+
+/** The Master of a cluster whose master node is opened by `open` and closed by `close`. */
+function masterOf(c: Cluster, open: () => Promise<Engine>, close: () => Promise<void>): Master & { format(): Promise<void> } {
+  const n = c.master;
   return {
     run: (x) => c.run(x),
     format: () => c.format(),
-    // A refused mount ends the process: its network endpoint goes with it.
-    open: () =>
-      c.open(c.master).catch((err: unknown) => {
-        c.fail(c.master, 'crash');
-        throw err;
-      }),
-    close: () => c.close(c.master),
-    machine: c.master.machine,
-    options: c.master.options,
-    status: () => c.master.node!.control.status(),
+    open,
+    close,
+    machine: n.machine,
+    options: n.options,
+    status: () => n.node!.control.status(),
     acceptGap: (on) => {
-      c.master.repl = { ...c.master.repl, acceptReplogGap: on };
+      n.repl = { ...n.repl, acceptReplogGap: on };
     },
   };
 }
 
+function liveMaster(seed: number): Master & { format(): Promise<void> } {
+  // The slave is never opened: everything the master commits stays in its log.
+  const c = new LiveCluster(new Scheduler({ seed }), seed);
+  // A refused mount ends the process: its network endpoint goes with it.
+  return masterOf(c, () =>
+    c.open(c.master).catch((err: unknown) => {
+      c.fail(c.master, 'crash');
+      throw err;
+    }),
+    () => c.close(c.master),
+  );
+}
+
 function batchMaster(seed: number): Master & { format(): Promise<void> } {
   const c = new BatchCluster(new Scheduler({ seed }), seed);
-  return {
-    run: (x) => c.run(x),
-    format: () => c.format(),
-    open: () => c.open(c.master),
-    close: () => c.close(c.master),
-    machine: c.master.machine,
-    options: c.master.options,
-    status: () => c.master.node!.control.status(),
-    acceptGap: (on) => {
-      c.master.repl = { ...c.master.repl, acceptReplogGap: on };
-    },
-  };
+  return masterOf(
+    c,
+    () => c.open(c.master),
+    () => c.close(c.master),
+  );
 }
 
 const logPath = (m: Master): string => joinPath(m.options.blockDataPath, LIVE_LOG_NAME);
