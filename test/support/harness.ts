@@ -69,10 +69,10 @@ export class RealHarness implements Harness {
   readonly options: EngineOptions;
   private readonly d: EngineDrivers;
 
-  constructor(overrides: Partial<EngineOptions> = {}) {
+  constructor(overrides: Partial<EngineOptions> = {}, logger: Logger = quietLogger) {
     this.dir = mkdtempSync(join(tmpdir(), 'lessfs-test-'));
     this.options = engineOptions(this.dir, overrides);
-    this.d = realEngineDrivers(quietLogger);
+    this.d = realEngineDrivers(logger);
   }
 
   drivers(): EngineDrivers {

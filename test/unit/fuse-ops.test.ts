@@ -224,6 +224,42 @@ describe('FUSE handlers in-process', () => {
   });
 });
 
+describe('metadata changes through the mount wait for commit room', () => {
+  let h: RealHarness | undefined;
+  afterEach(() => h?.cleanup());
+
+  it('3,000 creates from 32 callers at once never make a commit larger than commitOpsMax, and all are kept', async () => {
+    // Creates change entries, not data: without the wait (engine.metadataRoom)
+    // they pile into the open transaction while the first pressure commit runs
+    // (~9,000 operations in one commit here; past STORE_COMMIT_OPS_MAX at scale).
+    const lines: string[] = [];
+    const opsMax = 400;
+    h = new RealHarness({ commitOpsMax: opsMax, commitIntervalMs: 600_000, cacheSizeBytes: 1 << 30 }, { log: (_level, line) => void lines.push(line) });
+    await h.format();
+    const engine = await h.open();
+    const { call } = opsOf(engine);
+    const callers = 32;
+    const perCaller = 3000 / callers;
+    const failed: string[] = [];
+    await Promise.all(Array.from({ length: callers }, async (_, c) => {
+      for (let i = 0; i < perCaller; i++) {
+        const [e, fd] = await call('create', `/c${c}-${i}`, 0o100644);
+        if (e !== 0) failed.push(`create /c${c}-${i}: ${e}`);
+        else await call('release', `/c${c}-${i}`, fd);
+      }
+    }));
+    expect(failed).toEqual([]);
+    await engine.close();
+    const commits = lines.map((l) => /commit txn \d+ \(([^)]*)\): (\d+) ops/.exec(l)).filter((m) => m !== null).map((m) => Number(m[2]));
+    expect(Math.max(...commits), commits.join(' ')).toBeLessThanOrEqual(opsMax);
+    expect(commits.length).toBeGreaterThan(10);
+    const again = await h.open();
+    const { call: call2 } = opsOf(again);
+    for (const name of ['/c0-0', '/c31-92', '/c17-50']) expect((await call2('getattr', name))[0], name).toBe(0);
+    await again.close();
+  });
+});
+
 describe('WriteBehind: a failed store', () => {
   it('fails the next write and stays until an fsync (or flush, release) reports it: a short write must not hide it', async () => {
     const wb = new WriteBehind({ log: () => undefined });

@@ -100,14 +100,6 @@ export interface ReplicatedTxn {
 }
 /** Write-cache cost charged per metadata entry of a layer (key, value, maps). */
 const LAYER_ENTRY_BYTES = 256;
-/**
- * Store operations in the open transaction at which a commit starts, and at
- * which writers wait for one, whatever CACHESIZE: one commit must stay within
- * the store's STORE_COMMIT_OPS_MAX (a deduplicated write adds entries but no
- * bytes, so CACHESIZE above 256 MiB did not bound them).
- */
-const OPS_PRESSURE = STORE_COMMIT_OPS_MAX / 4;
-const OPS_FULL = STORE_COMMIT_OPS_MAX / 2;
 /** EngineOptions.releaseStepBlocks by default. */
 export const RELEASE_STEP_BLOCKS = 65_536;
 const S_ISGID = 0o2000;
@@ -293,6 +285,15 @@ export class FsEngine {
    */
   private readonly direntCache = new Map<number, Map<string, number>>();
   private direntCacheSize = 0;
+  /**
+   * Store operations in the open transaction at which a commit starts, and at
+   * which writers (and metadata changes through the mount: metadataRoom) wait
+   * for one, whatever CACHESIZE: one commit must stay within the store's
+   * STORE_COMMIT_OPS_MAX (a deduplicated write adds entries but no bytes, so
+   * CACHESIZE above 256 MiB did not bound them).
+   */
+  private readonly opsPressure: number;
+  private readonly opsFull: number;
   /** Dirty buffers of small writes (they live until the commit that stores them). */
   private readonly dirtySlabs = new Slabs(256 * 1024);
   /**
@@ -350,6 +351,9 @@ export class FsEngine {
   ) {
     this.active = new TxLayer(store);
     this.buggify = options.buggify ?? BUGGIFY_OFF;
+    const opsMax = options.commitOpsMax ?? STORE_COMMIT_OPS_MAX;
+    this.opsPressure = Math.floor(opsMax / 4);
+    this.opsFull = Math.floor(opsMax / 2);
     this.writer = new WriteQueue(dataFile, undefined, this.buggify, drivers.clock);
     // A live slave holds arriving blocks in these buffers until their data-file
     // writes finish (stageReplicatedBlock): the master's send window plus the
@@ -1091,7 +1095,7 @@ export class FsEngine {
   /** Backpressure: wait while the cache is full; start a commit when half full. */
   private async cacheRoom(): Promise<void> {
     const limit = this.options.cacheSizeBytes;
-    for (let i = 0; this.cacheBytesTotal() >= limit || this.active.size >= OPS_FULL; i++) {
+    for (let i = 0; this.cacheBytesTotal() >= limit || this.active.size >= this.opsFull; i++) {
       if (!(i < 1000)) throw new AssertionError(`write cache did not drain: active ${this.active.cacheBytes} frozen ${this.frozen?.cacheBytes} changes ${this.active.changes} dirty ${this.active.dirty.size} limit ${limit}`);
       await this.commit('cache full');
     }
@@ -1112,17 +1116,36 @@ export class FsEngine {
     this.commitOnPressure();
   }
 
+  /**
+   * Metadata changes through the mount (create, unlink, rename, chmod…) wait
+   * here while the open transaction holds half of what one commit may carry
+   * (undefined: no wait): they never wait in cacheRoom, and a burst of them
+   * faster than commits land (an rm -rf of a million files, thousands of
+   * parallel creates) would otherwise pass STORE_COMMIT_OPS_MAX and make a
+   * commit the store refuses. Each wait ends after a commit took the
+   * transaction; requests already past it may add their few entries.
+   */
+  metadataRoom(): Promise<void> | undefined {
+    if (this.active.size < this.opsFull) return undefined;
+    return (async () => {
+      for (let i = 0; this.active.size >= this.opsFull; i++) {
+        if (!(i < 1000)) throw new AssertionError(`open transaction did not shrink: ${this.active.size} changes, limit ${this.opsFull}`);
+        await this.commit('transaction size');
+      }
+    })();
+  }
+
   /** cacheRoom would not wait now. */
   private cacheHasRoom(): boolean {
     const limit = this.options.cacheSizeBytes;
-    return this.cacheBytesTotal() < limit && this.active.size < OPS_FULL && !(this.observer !== undefined && this.active.newStoredBytes >= limit);
+    return this.cacheBytesTotal() < limit && this.active.size < this.opsFull && !(this.observer !== undefined && this.active.newStoredBytes >= limit);
   }
 
   /** Start a commit in the background when the cache is half full (or the transaction big). */
   private commitOnPressure(buggify = true): void {
     const limit = this.options.cacheSizeBytes;
     const bigTxn = this.observer !== undefined && this.active.newStoredBytes >= limit / 2;
-    if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || this.active.size >= OPS_PRESSURE || bigTxn || (buggify && this.buggify.fires('early-commit')))) {
+    if (!this.commitRunning && (this.active.cacheBytes >= limit / 2 || this.active.size >= this.opsPressure || bigTxn || (buggify && this.buggify.fires('early-commit')))) {
       this.commit('cache pressure').catch((err: unknown) => {
         this.drivers.logger.log(0, `commit on cache pressure failed: ${(err as Error).message}`);
       });
@@ -1167,7 +1190,8 @@ export class FsEngine {
     // Metadata changes (create, unlink, rename, chmod...) start a commit too
     // when the open transaction is large: they add entries, not data, and
     // never wait in cacheRoom (an rm -rf of a million files in one commit
-    // interval would pass what one commit may carry). No buggify draw here:
+    // interval would pass what one commit may carry; through the mount they
+    // wait in metadataRoom at half of it). No buggify draw here:
     // the simulator's seeded stream stays that of the data paths.
     this.commitOnPressure(false);
   }
@@ -1581,7 +1605,7 @@ export class FsEngine {
   /**
    * Release the blocks of the files in `releasing`, releaseStepBlocks at a
    * time, each step its own event (other requests go on between steps), a
-   * commit whenever the open transaction holds four steps' changes (at most OPS_PRESSURE). An orphan
+   * commit whenever the open transaction holds four steps' changes (at most opsPressure). An orphan
    * until its last step: a crash leaves it to the next mount, which releases
    * it the same way (stepPause between steps).
    */
@@ -1618,12 +1642,12 @@ export class FsEngine {
    * Between two steps of a large release (a delete's or a truncation's): a
    * commit when the open transaction holds four steps' changes (a step
    * changes up to three records per block: map entry, block, free extent; at
-   * most OPS_PRESSURE), else a turn of the event loop for other requests. A
+   * most opsPressure), else a turn of the event loop for other requests. A
    * failed commit keeps its changes for the next: wait a second and go on
    * (logged once a minute). step 0: commit whatever is open.
    */
   private async stepPause(step: number, reason: string): Promise<void> {
-    if (this.active.size < Math.min(OPS_PRESSURE, 4 * step)) {
+    if (this.active.size < Math.min(this.opsPressure, 4 * step)) {
       await new Promise<void>((resolve) => this.drivers.clock.setTimer(0, resolve));
       return;
     }

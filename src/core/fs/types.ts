@@ -50,6 +50,13 @@ export interface EngineOptions {
    * RELEASE_STEP_BLOCKS.
    */
   releaseStepBlocks?: number;
+  /**
+   * Store operations one commit may carry (STORE_COMMIT_OPS_MAX by default;
+   * tests pass a store's smaller limit): a commit starts when the open
+   * transaction holds a quarter of this many changes, and writers and
+   * metadata changes made through the mount wait at half.
+   */
+  commitOpsMax?: number;
   /** Rare-path hooks; only the simulator passes them (default BUGGIFY_OFF: never fire). */
   buggify?: Buggify;
 }

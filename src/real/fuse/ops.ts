@@ -434,9 +434,13 @@ export class LessfsFuseOps {
     // before it is done or acknowledged (the engine holds the stores of
     // writes acknowledged before the hold began). A signal to the caller ends
     // the wait with EINTR, having changed nothing.
-    const throttle = !control && MUTATING_OPS.has(op) ? this.engine.writeThrottle?.() : undefined;
-    if (wait || throttle) {
-      this.interruptible(req, Promise.all([wait, throttle])).then(
+    // Every change also waits while the open transaction holds half of what
+    // one commit may carry (engine.metadataRoom).
+    const mutating = !control && MUTATING_OPS.has(op);
+    const throttle = mutating ? this.engine.writeThrottle?.() : undefined;
+    const room = mutating ? this.engine.metadataRoom() : undefined;
+    if (wait || throttle || room) {
+      this.interruptible(req, Promise.all([wait, throttle, room])).then(
         () => this.go(op, path, fn, done, req),
         (err: unknown) => (err === INTERRUPTED ? done(-ERRNO.EINTR) : this.go(op, path, fn, done, req)),
       );
