@@ -1135,6 +1135,15 @@ export class FsEngine {
     })();
   }
 
+  /**
+   * The open transaction holds a quarter of what one commit may carry: a
+   * caller that makes one transaction of many (a batch slave applying a
+   * large file) commits before it adds more.
+   */
+  get transactionLarge(): boolean {
+    return this.active.size >= this.opsPressure;
+  }
+
   /** cacheRoom would not wait now. */
   private cacheHasRoom(): boolean {
     const limit = this.options.cacheSizeBytes;

@@ -80,7 +80,8 @@ export class SlaveApplier {
 
   /**
    * Check a whole rotated file, then apply the transactions of it this slave
-   * has not applied, in one store commit. Nothing of a file that fails any
+   * has not applied, in one store commit (a file too large for one is
+   * committed in pieces that end at its transactions). Nothing of a file that fails any
    * check is applied. `nameSequence` is the N of replog.dta-N when the caller
    * found the file by that name.
    */
@@ -114,6 +115,12 @@ export class SlaveApplier {
     const done: SlaveReplicationMeta = { ...pos, fsId: header.fsId, txn: Math.max(pos.txn, trailer.lastTxn), sequence: header.sequence };
     try {
       for (const tx of todo) {
+        // A file too large for one commit (more changes than a quarter of
+        // STORE_COMMIT_OPS_MAX: a master that created or deleted a million
+        // files between rotations) is made durable in pieces, each ending at
+        // one of its transactions: a consistent state of the master, from
+        // which the next attempt goes on (the transactions applied are skipped).
+        if (this.engine.transactionLarge) await this.engine.commit('replicate, part of a large file');
         this.engine.applyReplicated(toReplicatedTxn(tx), { ...pos, fsId: header.fsId, txn: tx.txn } satisfies SlaveReplicationMeta);
         applied++;
         for (const r of tx.records) bytesApplied += r.sizeBytes;
@@ -133,21 +140,32 @@ export class SlaveApplier {
    * Applying a file failed after its transactions went into the write cache:
    * drop all of it (FsEngine.discardUncommitted: the cache, its blocks
    * written or failed, the data file cut back to the durable end), so
-   * nothing of the file stays unless all of it is durable, and the next
-   * attempt (the watchdir's, or replogtool run again) starts from the durable position.
+   * nothing of the file stays unless it is durable (all of it, or the pieces
+   * of a large file committed before the failure), and the next attempt (the
+   * watchdir's, or replogtool run again) starts from the durable position.
    */
   private async dropFile(cause: unknown, fileName: string, todo: readonly Transaction[]): Promise<FileNotAppliedError> {
     const why = (cause as Error).message;
-    let blockBytes = 0;
-    for (const tx of todo) for (const r of tx.decoded) if (r.type === FRAME_TYPE.BLOCK) blockBytes += r.block.stored.length;
+    const blockBytesAfter = (txn: number): number => {
+      let n = 0;
+      for (const tx of todo) if (tx.txn > txn) for (const r of tx.decoded) if (r.type === FRAME_TYPE.BLOCK) n += r.block.stored.length;
+      return n;
+    };
     try {
       await this.engine.discardUncommitted();
     } catch (err) {
-      return new FileNotAppliedError(`${fileName} was not applied: ${why}; dropping what was applied of it failed too (${(err as Error).message})`, cause, false, blockBytes);
+      return new FileNotAppliedError(`${fileName} was not applied: ${why}; dropping what was applied of it failed too (${(err as Error).message})`, cause, false, blockBytesAfter(0));
     }
     const pos = this.durablePosition();
+    if (todo.length > 0 && pos.txn >= todo[0].txn) {
+      // Pieces of a large file committed before the failure: they stay.
+      return new FileNotAppliedError(
+        `${fileName} was not applied whole: ${why}; its transactions up to txn ${pos.txn} are applied and durable (it was too large for one commit), the rest was dropped and is applied from txn ${pos.txn + 1} next time`,
+        cause, true, blockBytesAfter(pos.txn),
+      );
+    }
     const at = pos.sequence > 0 ? `replog.dta-${pos.sequence}, txn ${pos.txn}` : `txn ${pos.txn}, no file applied yet`;
-    return new FileNotAppliedError(`${fileName} was not applied: ${why}; nothing of it was kept (this slave stays at ${at})`, cause, true, blockBytes);
+    return new FileNotAppliedError(`${fileName} was not applied: ${why}; nothing of it was kept (this slave stays at ${at})`, cause, true, blockBytesAfter(0));
   }
 }
 
