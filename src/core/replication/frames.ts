@@ -764,6 +764,14 @@ export interface AssemblerOptions {
    * carry an empty payload.
    */
   ownRecord?: (record: ReplRecord) => ReplRecord;
+  /**
+   * Records are handed here once decoded and checked (the frame's and the
+   * record's bytes may be views valid only during the call) and not kept:
+   * transactions come back with empty `records` and `decoded`, and
+   * `pendingRecords` stays empty (`pendingCount` counts them). For a reader
+   * that streams a log too large to hold (MasterLog's scan at mount).
+   */
+  visitRecord?: (frame: Frame, record: ReplRecord) => void;
 }
 
 const NO_PAYLOAD = new Uint8Array(0);
@@ -779,6 +787,8 @@ export class TransactionAssembler {
   private pending: Frame[] = [];
   private pendingDecoded: ReplRecord[] = [];
   private pendingCrc = 0;
+  /** Records of the open transaction (pending.length unless they are visited, not kept). */
+  private pendingN = 0;
   private readonly codecIds: Set<number>;
 
   constructor(
@@ -801,6 +811,11 @@ export class TransactionAssembler {
     return this.pending;
   }
 
+  /** How many records the open transaction has (kept or visited). */
+  get pendingCount(): number {
+    return this.pendingN;
+  }
+
   private fail(code: 'ETXN' | 'ERECORD' | 'EFRAME', detail: string, frame: Frame): ReplogError {
     return new ReplogError(code, detail, { offsetBytes: frame.offsetBytes, fileName: this.options.fileName });
   }
@@ -818,13 +833,13 @@ export class TransactionAssembler {
     }
     if (frame.txn !== this.expected) {
       const detail =
-        this.pending.length > 0
-          ? `${frameTypeName(frame.type)} frame carries txn ${frame.txn} inside txn ${this.expected}, which has ${this.pending.length} records and no COMMIT`
+        this.pendingN > 0
+          ? `${frameTypeName(frame.type)} frame carries txn ${frame.txn} inside txn ${this.expected}, which has ${this.pendingN} records and no COMMIT`
           : `${frameTypeName(frame.type)} frame carries txn ${frame.txn}, expected txn ${this.expected} (txn ids rise by exactly 1)`;
       throw this.fail('ETXN', detail, frame);
     }
     if (frame.type !== FRAME_TYPE.COMMIT) {
-      if (this.pending.length >= TXN_RECORDS_MAX) {
+      if (this.pendingN >= TXN_RECORDS_MAX) {
         throw this.fail('ETXN', `txn ${frame.txn} has more than ${TXN_RECORDS_MAX} records without a COMMIT`, frame);
       }
       let record: ReplRecord;
@@ -845,6 +860,12 @@ export class TransactionAssembler {
       }
       // A BLOCKREF counts as the BLOCK it stands for: the COMMIT binds that frame's CRC.
       this.pendingCrc = foldFrameCrc(this.p, this.pendingCrc, record.type === FRAME_TYPE.BLOCKREF ? record.ref.blockFrameCrc32 : frame.crc32);
+      this.pendingN++;
+      const visit = this.options.visitRecord;
+      if (visit) {
+        visit(frame, record);
+        return undefined;
+      }
       const own = this.options.ownRecord;
       this.pending.push(own ? { ...frame, payload: NO_PAYLOAD } : frame);
       this.pendingDecoded.push(own ? own(record) : record);
@@ -856,13 +877,13 @@ export class TransactionAssembler {
     } catch (err) {
       throw this.tag(err);
     }
-    if (commit.recordCount !== this.pending.length) {
-      throw this.fail('ETXN', `COMMIT of txn ${frame.txn} counts ${commit.recordCount} records, found ${this.pending.length}`, frame);
+    if (commit.recordCount !== this.pendingN) {
+      throw this.fail('ETXN', `COMMIT of txn ${frame.txn} counts ${commit.recordCount} records, found ${this.pendingN}`, frame);
     }
     if (commit.framesCrc32 !== this.pendingCrc) {
       throw this.fail(
         'ETXN',
-        `COMMIT of txn ${frame.txn} binds records with frames CRC-32 ${hex32(commit.framesCrc32)}, the ${this.pending.length} records before it give ${hex32(this.pendingCrc)}`,
+        `COMMIT of txn ${frame.txn} binds records with frames CRC-32 ${hex32(commit.framesCrc32)}, the ${this.pendingN} records before it give ${hex32(this.pendingCrc)}`,
         frame,
       );
     }
@@ -877,6 +898,7 @@ export class TransactionAssembler {
     this.pending = [];
     this.pendingDecoded = [];
     this.pendingCrc = 0;
+    this.pendingN = 0;
     this.expected++;
     return txn;
   }

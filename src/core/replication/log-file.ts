@@ -6,7 +6,7 @@
 // docs/replication-log.md.
 
 import { assert, AssertionError } from '../errors.ts';
-import type { Primitives } from '../drivers.ts';
+import type { FileHandle, Primitives } from '../drivers.ts';
 import { ReplogError } from './errors.ts';
 import {
   decodeBlockRef,
@@ -18,8 +18,10 @@ import {
   foldFrameCrc,
   hex32,
   inspectFrameAt,
+  type InspectOptions,
   LIVE_LOG_FRAME_TYPES,
   RECORD_FRAME_TYPES,
+  type ReplRecord,
   type Transaction,
   TransactionAssembler,
   U64_SAFE_MAX,
@@ -310,8 +312,8 @@ export class LogWriterState {
     return { state, headerBytes };
   }
 
-  /** Continue a live log after scanLiveLog; the file must first be cut to `scan.committedEndBytes`. */
-  static resume(p: Primitives, scan: LiveLogScan): LogWriterState {
+  /** Continue a live log after a scan (scanLiveLog, scanLiveLogFile); the file must first be cut to `scan.committedEndBytes`. */
+  static resume(p: Primitives, scan: LiveLogEnd): LogWriterState {
     assert(scan.header !== undefined, 'cannot resume a live log without a header');
     return new LogWriterState(p, scan.header, {
       sizeBytes: scan.committedEndBytes,
@@ -477,11 +479,10 @@ export interface LiveLogTail {
   detail: string;
 }
 
-export interface LiveLogScan {
+/** Where the committed part of a scanned live log ends: what a writer resumes from. */
+export interface LiveLogEnd {
   /** Undefined when the file is empty or ends inside its header. */
   header: LogHeader | undefined;
-  /** Committed transactions, in order. Payloads are views of the scanned bytes. */
-  transactions: Transaction[];
   /** End of the last COMMIT (the header's end when none, 0 without a header): cut the file here. */
   committedEndBytes: number;
   /** CRC-32 of bytes [0, committedEndBytes): the writer's running CRC. */
@@ -490,10 +491,15 @@ export interface LiveLogScan {
   frameCount: number;
   /** Last committed txn (header.firstTxn - 1 when none; 0 without a header). */
   lastTxn: number;
-  /** Whole records of a transaction whose COMMIT is missing: logged, never committed. */
-  uncommitted: { txn: number; records: Frame[] } | undefined;
   /** Set when bytes follow the last whole frame: torn or damaged; they are past committedEndBytes. */
   tail: LiveLogTail | undefined;
+}
+
+export interface LiveLogScan extends LiveLogEnd {
+  /** Committed transactions, in order. Payloads are views of the scanned bytes. */
+  transactions: Transaction[];
+  /** Whole records of a transaction whose COMMIT is missing: logged, never committed. */
+  uncommitted: { txn: number; records: Frame[] } | undefined;
 }
 
 /**
@@ -561,4 +567,222 @@ export function scanLiveLog(p: Primitives, bytes: Uint8Array, options: { fileNam
     uncommitted: pending.length > 0 ? { txn: assembler.nextTxn, records: [...pending] } : undefined,
     tail,
   };
+}
+
+// ---------------------------------------------------------------- streamed live log scan
+
+/**
+ * What a streamed scan hands its caller as it goes (nothing of it is kept by
+ * the scan). Bytes in frames and records are views valid only during the call.
+ */
+export interface LiveLogVisitor {
+  /** A record of the transaction being read, decoded and checked; dropped again if no COMMIT follows. */
+  record?(frame: Frame, record: ReplRecord): void;
+  /** The COMMIT of that transaction (`records` and `decoded` are empty: they went to `record`). */
+  commit?(transaction: Transaction): void;
+}
+
+/** scanLiveLog's result without the transactions' contents, which a streamed scan visits instead of keeping. */
+export interface LiveLogStreamScan extends LiveLogEnd {
+  /** Committed transactions. */
+  transactionCount: number;
+  /** The whole records of a transaction whose COMMIT is missing: logged, never committed. */
+  uncommitted: { txn: number; recordCount: number } | undefined;
+  /** Where the committed part ended before the last transaction (undefined when none): to drop it without a second scan. */
+  beforeLast: Pick<LiveLogEnd, 'committedEndBytes' | 'committedCrc32' | 'frameCount'> | undefined;
+}
+
+export interface LiveLogScanOptions {
+  /** Named in errors. */
+  fileName?: string;
+  maxFrameBytes?: number;
+  visit?: LiveLogVisitor;
+  /** The scanner's buffer is never smaller (64 KiB unless set; tests set it tiny so that every push moves it). */
+  bufferMinBytes?: number;
+}
+
+/**
+ * scanLiveLog over bytes pushed in chunks cut anywhere: it keeps the bytes
+ * of at most one frame beyond the chunk being read, and hands each record and
+ * COMMIT to a visitor, so a log of any size is scanned in memory of O(chunk +
+ * largest frame). It judges a frame only once all its bytes are there (or the
+ * input ended), so it finds exactly what scanLiveLog finds over the whole
+ * bytes: the same header, transactions, tail (and its offset and detail) and
+ * committed end; it throws what scanLiveLog throws. After a damaged frame it
+ * ignores the rest (`stopped`: a reader need not read it).
+ */
+export class LiveLogScanner {
+  private buf = new Uint8Array(0);
+  /** Unjudged bytes: buf[from, to), at file offset base + from. */
+  private from = 0;
+  private to = 0;
+  private base = 0;
+  private header: LogHeader | undefined;
+  private assembler: TransactionAssembler | undefined;
+  private readonly frameOptions: InspectOptions;
+  private readonly bufferMinBytes: number;
+  /** CRC-32 of the file's bytes before buf[crcAt] (extended a span at a time: one call per frame cost a third of the scan). */
+  private crc = 0;
+  private crcAt = 0;
+  private framesTotal = 0;
+  private committed = { committedEndBytes: 0, committedCrc32: 0, frameCount: 0 };
+  private beforeLast: LiveLogStreamScan['beforeLast'];
+  private transactionCount = 0;
+  private tail: LiveLogTail | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly p: Primitives,
+    private readonly options: LiveLogScanOptions = {},
+  ) {
+    this.bufferMinBytes = options.bufferMinBytes ?? 64 * 1024;
+    assert(Number.isInteger(this.bufferMinBytes) && this.bufferMinBytes >= 1, `scan buffer of ${this.bufferMinBytes} bytes`);
+    this.frameOptions = { maxFrameBytes: options.maxFrameBytes ?? FRAME_BYTES_MAX, allowedTypes: LIVE_LOG_FRAME_TYPES, baseOffsetBytes: 0 };
+  }
+
+  /** A damaged frame was found: nothing after it matters. */
+  get stopped(): boolean {
+    return this.tail !== undefined;
+  }
+
+  /** The next bytes of the file. Throws what scanLiveLog throws (header, ETXN, ERECORD). */
+  push(chunk: Uint8Array): void {
+    assert(!this.ended, 'push after end');
+    if (this.stopped || chunk.length === 0) return;
+    const live = this.to - this.from;
+    const need = live + chunk.length;
+    this.extendCrc();
+    if (this.buf.length < need || this.buf.length > 2 * need + this.bufferMinBytes) {
+      // Grown for a long frame, and shrunk again after it: never pinned at a frame's size.
+      const fresh = new Uint8Array(Math.max(need + (need >> 3), this.bufferMinBytes));
+      fresh.set(this.buf.subarray(this.from, this.to));
+      this.buf = fresh;
+    } else if (this.buf.length - this.to < chunk.length) {
+      this.buf.copyWithin(0, this.from, this.to);
+    } else {
+      this.buf.set(chunk, this.to);
+      this.to += chunk.length;
+      this.judge(false);
+      return;
+    }
+    this.base += this.from;
+    this.from = 0;
+    this.to = live;
+    this.crcAt = 0;
+    this.buf.set(chunk, this.to);
+    this.to += chunk.length;
+    this.judge(false);
+  }
+
+  /** The input ended: what is left unjudged is the tail. */
+  end(): LiveLogStreamScan {
+    if (!this.ended) {
+      this.ended = true;
+      this.judge(true);
+    }
+    const a = this.assembler;
+    if (!this.header || !a) {
+      return { header: undefined, committedEndBytes: 0, committedCrc32: 0, frameCount: 0, lastTxn: 0, tail: this.tail, transactionCount: 0, uncommitted: undefined, beforeLast: undefined };
+    }
+    return {
+      header: this.header,
+      ...this.committed,
+      lastTxn: a.nextTxn - 1,
+      tail: this.tail,
+      transactionCount: this.transactionCount,
+      uncommitted: a.pendingCount > 0 ? { txn: a.nextTxn, recordCount: a.pendingCount } : undefined,
+      beforeLast: this.beforeLast,
+    };
+  }
+
+  /** Take the judged bytes buf[crcAt, from) into the running CRC (before they leave the buffer, and at each COMMIT). */
+  private extendCrc(): void {
+    if (this.from > this.crcAt) this.crc = this.p.crc32(this.buf.subarray(this.crcAt, this.from), this.crc);
+    this.crcAt = this.from;
+  }
+
+  private judge(atEnd: boolean): void {
+    const bytes = this.buf.subarray(0, this.to);
+    if (!this.header) {
+      // A header is at most HEADER_FIXED_BYTES + FS_ID_BYTES_MAX: judged with that many bytes, or all there are.
+      if (!atEnd && this.to - this.from < HEADER_FIXED_BYTES + FS_ID_BYTES_MAX) return;
+      if (this.to === this.from) return; // an empty file
+      const seen = inspectHeader(this.p, bytes.subarray(this.from), this.options.fileName);
+      if (seen.kind === 'incomplete') {
+        this.tail = { code: 'ETRUNCATED', offsetBytes: 0, detail: headerTornText(this.to - this.from, seen) };
+        return;
+      }
+      const header = seen.header;
+      this.header = header;
+      this.assembler = new TransactionAssembler(this.p, header.firstTxn, {
+        blockSizeBytes: header.blockSizeBytes,
+        fileName: this.options.fileName,
+        allowBlockRefs: true,
+        visitRecord: this.options.visit?.record?.bind(this.options.visit) ?? (() => undefined),
+      });
+      this.from += header.sizeBytes;
+      this.extendCrc();
+      this.committed = { committedEndBytes: header.sizeBytes, committedCrc32: this.crc, frameCount: 0 };
+    }
+    const assembler = this.assembler as TransactionAssembler;
+    this.frameOptions.baseOffsetBytes = this.base;
+    while (this.from < this.to) {
+      const seen = inspectFrameAt(this.p, bytes, this.from, this.frameOptions);
+      if (seen.kind === 'incomplete') {
+        if (atEnd) this.tail = { code: 'ETRUNCATED', offsetBytes: this.base + this.from, detail: `frame needs ${seen.neededBytes} bytes, ${this.to - this.from} remain` };
+        return;
+      }
+      if (seen.kind === 'bad') {
+        this.tail = { code: seen.error.code as LiveLogTail['code'], offsetBytes: this.base + this.from, detail: seen.error.detail };
+        this.buf = new Uint8Array(0);
+        this.from = this.to = this.crcAt = 0;
+        return;
+      }
+      const done = assembler.accept(seen.frame);
+      this.framesTotal++;
+      this.from += seen.frame.sizeBytes;
+      if (done) {
+        this.extendCrc();
+        this.beforeLast = this.committed;
+        this.committed = { committedEndBytes: this.base + this.from, committedCrc32: this.crc, frameCount: this.framesTotal };
+        this.transactionCount++;
+        this.options.visit?.commit?.(done);
+      }
+    }
+  }
+}
+
+/** The scan without its last committed transaction (logged, but the store never committed it). */
+export function withoutLastTransaction(scan: LiveLogStreamScan): LiveLogStreamScan {
+  assert(scan.beforeLast !== undefined && scan.transactionCount > 0, 'no transaction to drop');
+  return { ...scan, ...scan.beforeLast, lastTxn: scan.lastTxn - 1, transactionCount: scan.transactionCount - 1, tail: undefined, uncommitted: undefined, beforeLast: undefined };
+}
+
+/** Bytes read per read by scanLiveLogFile unless told otherwise. */
+export const LIVE_LOG_SCAN_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Scan the first `sizeBytes` of a live log file (as scanLiveLog would scan
+ * them read whole) in reads of at most `chunkBytes` into one reused buffer;
+ * after a damaged frame the rest is not read. A read shorter than asked ends
+ * the file there.
+ */
+export async function scanLiveLogFile(
+  p: Primitives,
+  file: Pick<FileHandle, 'read'>,
+  sizeBytes: number,
+  options: LiveLogScanOptions & { chunkBytes?: number } = {},
+): Promise<LiveLogStreamScan> {
+  const chunkBytes = options.chunkBytes ?? LIVE_LOG_SCAN_CHUNK_BYTES;
+  assert(Number.isInteger(chunkBytes) && chunkBytes >= 1, `scan chunk of ${chunkBytes} bytes`);
+  const scanner = new LiveLogScanner(p, options);
+  const into = new Uint8Array(Math.min(chunkBytes, sizeBytes));
+  for (let at = 0; at < sizeBytes && !scanner.stopped; ) {
+    const want = Math.min(chunkBytes, sizeBytes - at);
+    const got = await file.read(at, want, into);
+    scanner.push(got);
+    at += got.length;
+    if (got.length < want) break;
+  }
+  return scanner.end();
 }

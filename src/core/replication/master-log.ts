@@ -39,9 +39,24 @@ import {
   writeBlockFrameFromRef,
   type BlockHead,
   type BlockPayload,
+  type Frame,
   type ReplRecord,
+  type Transaction,
 } from './frames.ts';
-import { decodeHeader, decodeTrailer, FS_ID_BYTES_MAX, HEADER_FIXED_BYTES, LogWriterState, scanLiveLog, TRAILER_BYTES, type LiveLogScan, type LogHeader } from './log-file.ts';
+import {
+  decodeHeader,
+  decodeTrailer,
+  FS_ID_BYTES_MAX,
+  HEADER_FIXED_BYTES,
+  LogWriterState,
+  scanLiveLogFile,
+  TRAILER_BYTES,
+  withoutLastTransaction,
+  type LiveLogEnd,
+  type LiveLogStreamScan,
+  type LiveLogVisitor,
+  type LogHeader,
+} from './log-file.ts';
 
 export const LIVE_LOG_NAME = 'replog.dta';
 export const NEXT_LOG_NAME = 'replog.dta.next';
@@ -103,6 +118,8 @@ export interface MasterLogOptions {
    * the gap is logged and a new sequence starts. Without it such a mount is refused.
    */
   acceptGap?: boolean;
+  /** Bytes per read when the live log is scanned at open (LIVE_LOG_SCAN_CHUNK_BYTES unless set: tests set it small). */
+  scanChunkBytes?: number;
 }
 
 export interface MasterLogDrivers {
@@ -144,6 +161,53 @@ interface LogRef {
   storedBytes: number;
   /** Wire bytes minus file bytes of the log up to the end of this frame. */
   deltaAfter: number;
+}
+
+/**
+ * What open keeps of the live log while it streams it (scanLiveLogFile):
+ * each transaction's end in stream offsets, its commit time, and the
+ * BLOCKREFs; records are not kept. A transaction's BLOCKREFs count only once
+ * its COMMIT is read (a transaction without one is dropped).
+ */
+class LogIndex implements LiveLogVisitor {
+  readonly ends: number[] = [];
+  readonly refs: LogRef[] = [];
+  readonly commitTimes = new Map<number, number>();
+  /** BLOCKREFs of the transaction being read. */
+  private open: LogRef[] = [];
+  /** Stream minus file offset after the last BLOCKREF read. */
+  private delta = 0;
+
+  record(frame: Frame, r: ReplRecord): void {
+    if (r.type !== FRAME_TYPE.BLOCKREF) return;
+    const wireOffset = frame.offsetBytes + this.delta;
+    this.delta += r.ref.blockFrameBytes - frame.sizeBytes;
+    this.open.push({
+      txn: frame.txn,
+      logOffset: frame.offsetBytes,
+      logBytes: frame.sizeBytes,
+      wireOffset,
+      wireBytes: r.ref.blockFrameBytes,
+      extent: { offsetBytes: r.ref.extentOffsetBytes, lengthBytes: alignExtent(Math.max(1, r.ref.storedLength)) },
+      storedBytes: r.ref.storedLength,
+      deltaAfter: this.delta,
+    });
+  }
+
+  commit(t: Transaction): void {
+    for (const r of this.open) this.refs.push(r);
+    this.open = [];
+    this.ends.push(t.endOffsetBytes + this.delta);
+    this.commitTimes.set(t.txn, t.commit.timeMs);
+  }
+
+  /** Forget the last committed transaction, txn (logged, never committed to the store). */
+  dropLast(txn: number): void {
+    this.ends.pop();
+    this.commitTimes.delete(txn);
+    while (this.refs.length > 0 && this.refs[this.refs.length - 1].txn === txn) this.refs.pop();
+    this.delta = this.refs.length > 0 ? this.refs[this.refs.length - 1].deltaAfter : 0;
+  }
 }
 
 export class MasterLog implements CommitObserver {
@@ -233,41 +297,13 @@ export class MasterLog implements CommitObserver {
   }
 
   /** Transaction ends and BLOCKREFs (in stream offsets) of a scanned live log. */
-  private adoptScan(scan: LiveLogScan): void {
-    const header = scan.header as NonNullable<LiveLogScan['header']>;
-    let wire = header.sizeBytes;
-    let delta = 0;
-    const ends: number[] = [];
-    const refs: LogRef[] = [];
-    for (const t of scan.transactions) {
-      t.records.forEach((f, i) => {
-        const r = t.decoded[i];
-        if (r.type === FRAME_TYPE.BLOCKREF) {
-          delta += r.ref.blockFrameBytes - f.sizeBytes;
-          refs.push({
-            txn: t.txn,
-            logOffset: f.offsetBytes,
-            logBytes: f.sizeBytes,
-            wireOffset: wire,
-            wireBytes: r.ref.blockFrameBytes,
-            extent: { offsetBytes: r.ref.extentOffsetBytes, lengthBytes: alignExtent(Math.max(1, r.ref.storedLength)) },
-            storedBytes: r.ref.storedLength,
-            deltaAfter: delta,
-          });
-          wire += r.ref.blockFrameBytes;
-        } else {
-          wire += f.sizeBytes;
-        }
-      });
-      wire += t.commitFrame.sizeBytes;
-      ends.push(wire);
-    }
-    this.recoveredCommitTimes = new Map(scan.transactions.map((t) => [t.txn, t.commit.timeMs]));
-    this.ends = ends;
-    this.refs = refs;
+  private adoptScan(index: LogIndex): void {
+    this.recoveredCommitTimes = index.commitTimes;
+    this.ends = index.ends;
+    this.refs = index.refs;
     this.pinFrom = 0;
     this.pins.clear();
-    for (const r of refs) this.pin(r);
+    for (const r of this.refs) this.pin(r);
     this.pinsSorted = undefined;
   }
 
@@ -411,11 +447,13 @@ export class MasterLog implements CommitObserver {
       }
       const file = await disk.open(livePath);
       try {
-        const bytes = await file.read(0, liveSt.sizeBytes);
-        let scan: LiveLogScan;
+        // Streamed: a log of what a slave has not acknowledged can be any size (docs/architecture.md, "Limits at scale").
+        const index = new LogIndex();
+        let scan: LiveLogStreamScan;
         try {
-          scan = scanLiveLog(drivers.primitives, bytes, { fileName: LIVE_LOG_NAME });
+          scan = await scanLiveLogFile(drivers.primitives, file, liveSt.sizeBytes, { fileName: LIVE_LOG_NAME, visit: index, chunkBytes: options.scanChunkBytes });
         } catch (err) {
+          if (!(err instanceof ReplogError)) throw err; // the disk's, not the log's
           throw new FormatError('ECORRUPT', `replication log ${livePath} is damaged beyond a torn tail (${(err as Error).message}); move it away to mount (a slave will then need re-seeding)`);
         }
         const header = scan.header;
@@ -439,17 +477,16 @@ export class MasterLog implements CommitObserver {
           // afterwards; cutting it would silently drop what a slave may still need.
           throw new FormatError('ECORRUPT', lostCommitted(livePath, options.blockSizeBytes, scan, loggedTxn));
         }
-        if (scan.tail) logger.log(1, `replication log: cutting a torn tail of ${bytes.length - scan.tail.offsetBytes} bytes at offset ${scan.tail.offsetBytes} (${scan.tail.detail})`);
-        if (scan.uncommitted) logger.log(1, `replication log: dropping ${scan.uncommitted.records.length} records of txn ${scan.uncommitted.txn}, which has no COMMIT`);
+        if (scan.tail) logger.log(1, `replication log: cutting a torn tail of ${liveSt.sizeBytes - scan.tail.offsetBytes} bytes at offset ${scan.tail.offsetBytes} (${scan.tail.detail})`);
+        if (scan.uncommitted) logger.log(1, `replication log: dropping ${scan.uncommitted.recordCount} records of txn ${scan.uncommitted.txn}, which has no COMMIT`);
         if (scan.lastTxn > storeTxn + 1) {
           throw new FormatError('ECORRUPT', `replication log ${livePath} reaches txn ${scan.lastTxn} but the database is at txn ${storeTxn}: more than the last transaction is missing from the database`);
         }
         if (scan.lastTxn === storeTxn + 1) {
           // Logged and durable, but the store commit never happened: drop it.
-          const keep = scan.transactions.filter((t) => t.txn <= storeTxn);
-          const cut = keep.length > 0 ? keep[keep.length - 1].endOffsetBytes : header.sizeBytes;
           logger.log(1, `replication log: dropping txn ${storeTxn + 1}, logged but never committed to the database`);
-          scan = scanLiveLog(drivers.primitives, bytes.subarray(0, cut), { fileName: LIVE_LOG_NAME });
+          scan = withoutLastTransaction(scan);
+          index.dropLast(storeTxn + 1);
         }
         let writer = LogWriterState.resume(drivers.primitives, scan);
         if (liveSt.sizeBytes > scan.committedEndBytes) {
@@ -464,7 +501,7 @@ export class MasterLog implements CommitObserver {
           const gapError = `${LIVE_LOG_NAME} ends at txn ${writer.lastTxn}: ${gapCause(writer.lastTxn, storeTxn, meta)}; a slave must be re-seeded`;
           logger.log(0, `replication log: ${gapError}`);
           let sequence = writer.header.sequence;
-          if (scan.transactions.some((t) => t.decoded.some((r) => r.type === FRAME_TYPE.BLOCKREF))) {
+          if (index.refs.length > 0) {
             // Its BLOCKREFs name extents that mount may have reused: nothing in it can be trusted to send.
             logger.log(0, `replication log: ${LIVE_LOG_NAME} refers to blockdata.dta extents that a mount without replication may have reused; discarding it (txns ${writer.header.firstTxn}..${writer.lastTxn})`);
             await file.close();
@@ -486,7 +523,7 @@ export class MasterLog implements CommitObserver {
           return log.ready(undefined);
         }
         writer = writer.clone();
-        return await new MasterLog(drivers, options, engine, file, writer, storeTxn).ready(scan);
+        return await new MasterLog(drivers, options, engine, file, writer, storeTxn).ready(index);
       } catch (err) {
         await file.close().catch(() => undefined);
         throw err;
@@ -503,8 +540,8 @@ export class MasterLog implements CommitObserver {
    * live master pins their extents, a batch master (mounted live before)
    * rewrites the log with the blocks' bytes, as rotated files must carry them.
    */
-  private async ready(scan: LiveLogScan | undefined): Promise<MasterLog> {
-    if (scan) this.adoptScan(scan);
+  private async ready(index: LogIndex | undefined): Promise<MasterLog> {
+    if (index) this.adoptScan(index);
     if (this.useRefs) this.engine.pinExtents((e) => this.isPinned(e));
     else if (this.refs.length > 0) await this.materialize();
     return this;
@@ -540,14 +577,14 @@ export class MasterLog implements CommitObserver {
     await this.file.close();
     this.file = await disk.open(this.livePath);
     const st = await disk.stat(this.livePath);
-    const bytes = await this.file.read(0, st?.sizeBytes ?? 0);
-    const scan = scanLiveLog(primitives, bytes, { fileName: LIVE_LOG_NAME });
+    const index = new LogIndex();
+    const scan = await scanLiveLogFile(primitives, this.file, st?.sizeBytes ?? 0, { fileName: LIVE_LOG_NAME, visit: index, chunkBytes: this.options.scanChunkBytes });
     if (scan.tail || scan.uncommitted || scan.lastTxn !== this.writer.lastTxn) {
       throw new FormatError('ECORRUPT', `replication log: rewriting ${LIVE_LOG_NAME} with its blocks' bytes gave a log ending at txn ${scan.lastTxn}${scan.tail ? ` (${scan.tail.detail})` : ''}, expected txn ${this.writer.lastTxn}`);
     }
     this.writer = LogWriterState.resume(primitives, scan).clone();
     this.beforeLast = undefined;
-    this.adoptScan(scan);
+    this.adoptScan(index);
     logger.log(1, `replication log: ${LIVE_LOG_NAME} of a live master rewritten for batch mode: ${count} block references replaced by the blocks' bytes (${this.writer.sizeBytes} bytes)`);
   }
 
@@ -1079,7 +1116,7 @@ function gapCause(logEnd: number, storeTxn: number, meta: Partial<MasterReplicat
  * Why a live log that ends before `loggedTxn`, the last transaction the store
  * committed with it, is refused, and what the operator can do.
  */
-function lostCommitted(livePath: string, blockSizeBytes: number, scan: LiveLogScan, loggedTxn: number): string {
+function lostCommitted(livePath: string, blockSizeBytes: number, scan: LiveLogEnd, loggedTxn: number): string {
   const txn = scan.lastTxn + 1;
   const found = scan.tail
     ? `the frame at offset ${scan.tail.offsetBytes} (in txn ${txn}) fails its check (${scan.tail.code}: ${scan.tail.detail})`
