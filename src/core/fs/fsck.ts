@@ -19,11 +19,14 @@
 // transaction of its own, recorded as not logged (the next mount says the
 // slave must be re-seeded); on a slave it makes the store differ from its
 // master. Either way the report warns.
+// Memory: a fixed number of bytes per inode and per block (fsck-tables.ts),
+// plus the problems found and the repair's store operations.
 
 import type { FileHandle, StoreOp } from '../drivers.ts';
-import { readU64, toHex, utf8 } from '../bytes.ts';
+import { equalBytes, readU64, toHex, utf8 } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
 import { contentEnd, joinPath } from './engine.ts';
+import { BlockStatus, BlockTable, CREATED, DIRTY, InodeTable, ORPHAN } from './fsck-tables.ts';
 import {
   alignExtent,
   blockmapBlockNo,
@@ -116,8 +119,11 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       problems.push({ code, message, repaired: repair && fix !== undefined });
     };
 
-    // Inodes.
-    const inodes = new Map<number, Inode>();
+    // Inodes: the fields the checks need, one row each (fsck-tables.ts). A
+    // record is decoded whole again only when a repair rewrites it.
+    let inodeCount = 0;
+    for (const _ of store.range(T.inode)) inodeCount++;
+    const inodes = new InodeTable(inodeCount + 1); // + a lost+found the repair may make
     for (const { key, value } of store.range(T.inode)) {
       const ino = readU64(key);
       let inode: Inode;
@@ -131,143 +137,170 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
       if (ino >= state.nextIno) {
         problem('ENEXTINO', `inode ${ino} is not below the next inode number ${state.nextIno}`, () => { state.nextIno = ino + 1; });
       }
-      inodes.set(ino, inode);
+      inodes.add(ino, inode);
     }
-    const root = inodes.get(ROOT_INO);
-    if (!root || !isDir(root.mode)) throw new FormatError('ECORRUPT', 'the root directory (inode 1) is missing or not a directory');
-    const orphans = new Set<number>();
-    for (const { key } of store.range(T.orphan)) orphans.add(readU64(key));
+    const rootRow = inodes.find(ROOT_INO);
+    if (rootRow < 0 || !isDir(inodes.mode[rootRow])) throw new FormatError('ECORRUPT', 'the root directory (inode 1) is missing or not a directory');
+    for (const { key } of store.range(T.orphan)) {
+      const row = inodes.find(readU64(key));
+      if (row >= 0) inodes.flags[row] |= ORPHAN;
+    }
+    const typeOf = (row: number): number => (inodes.mode[row] & S_IFMT) >> 12;
+    const changed = (row: number): void => { inodes.flags[row] |= DIRTY; };
 
     // Directory entries.
-    const links = new Map<number, number>();
-    const subdirs = new Map<number, number>();
-    const dirParent = new Map<number, number>();
     let dirents = 0;
     for (const { key, value } of store.range(T.dirent)) {
       dirents++;
       const parent = readU64(key);
-      const name = direntName(key);
+      const name = (): string => direntName(key);
       const d = decodeDirent(value);
-      const parentInode = inodes.get(parent);
-      const target = inodes.get(d.ino);
-      if (!parentInode || !isDir(parentInode.mode)) {
-        problem('EDIRENT', `entry '${name}' in ${parent}, which is not a live directory`, () => ops.push({ table: T.dirent, key, value: undefined }));
+      const parentRow = inodes.find(parent);
+      const target = inodes.find(d.ino);
+      if (parentRow < 0 || !isDir(inodes.mode[parentRow])) {
+        problem('EDIRENT', `entry '${name()}' in ${parent}, which is not a live directory`, () => ops.push({ table: T.dirent, key, value: undefined }));
         continue;
       }
-      if (!target) {
-        problem('EDANGLING', `entry '${name}' in directory ${parent} points at missing inode ${d.ino}`, () => ops.push({ table: T.dirent, key, value: undefined }));
+      if (target < 0) {
+        problem('EDANGLING', `entry '${name()}' in directory ${parent} points at missing inode ${d.ino}`, () => ops.push({ table: T.dirent, key, value: undefined }));
         continue;
       }
-      if (d.type !== (target.mode & S_IFMT) >> 12) {
-        problem('ETYPE', `entry '${name}' in ${parent} has type ${d.type}, inode ${d.ino} has ${(target.mode & S_IFMT) >> 12}`, () =>
-          ops.push({ table: T.dirent, key, value: encodeDirent({ ino: d.ino, type: (target.mode & S_IFMT) >> 12 }) }));
+      if (d.type !== typeOf(target)) {
+        problem('ETYPE', `entry '${name()}' in ${parent} has type ${d.type}, inode ${d.ino} has ${typeOf(target)}`, () =>
+          ops.push({ table: T.dirent, key, value: encodeDirent({ ino: d.ino, type: typeOf(target) }) }));
       }
-      if (isDir(target.mode)) {
-        if (dirParent.has(d.ino)) {
-          problem('EDIRLINK', `directory ${d.ino} has a second entry '${name}' in ${parent}`, () => ops.push({ table: T.dirent, key, value: undefined }));
+      if (isDir(inodes.mode[target])) {
+        if (inodes.dirParent[target] >= 0) {
+          problem('EDIRLINK', `directory ${d.ino} has a second entry '${name()}' in ${parent}`, () => ops.push({ table: T.dirent, key, value: undefined }));
           continue;
         }
-        dirParent.set(d.ino, parent);
-        subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
+        inodes.dirParent[target] = parent;
+        inodes.subdirs[parentRow]++;
       } else {
-        links.set(d.ino, (links.get(d.ino) ?? 0) + 1);
+        inodes.links[target]++;
       }
     }
 
     // Reachability and link counts.
-    let lostFound: Inode | undefined;
-    const reattach = (inode: Inode): void => {
-      if (!lostFound) {
+    let lostFound = -1;
+    const reattach = (row: number): void => {
+      if (lostFound < 0) {
         const existing = store.get(T.dirent, direntKey(ROOT_INO, 'lost+found'));
         const ino = existing ? decodeDirent(existing).ino : state.nextIno++;
-        lostFound = inodes.get(ino);
-        if (!lostFound) {
-          lostFound = { ino, mode: S_IFDIR | 0o700, uid: 0, gid: 0, nlink: 2, sizeBytes: 0, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, rdev: 0, parent: ROOT_INO };
-          inodes.set(ino, lostFound);
+        lostFound = inodes.find(ino);
+        if (lostFound < 0) {
+          const made: Inode = { ino, mode: S_IFDIR | 0o700, uid: 0, gid: 0, nlink: 2, sizeBytes: 0, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, rdev: 0, parent: ROOT_INO };
+          lostFound = inodes.add(ino, made, CREATED | DIRTY);
           ops.push({ table: T.dirent, key: direntKey(ROOT_INO, 'lost+found'), value: encodeDirent({ ino, type: S_IFDIR >> 12 }) });
-          subdirs.set(ROOT_INO, (subdirs.get(ROOT_INO) ?? 0) + 1);
-          dirParent.set(ino, ROOT_INO);
+          inodes.subdirs[rootRow]++;
+          inodes.dirParent[lostFound] = ROOT_INO;
         }
       }
-      const name = `#${inode.ino}`;
-      ops.push({ table: T.dirent, key: direntKey(lostFound.ino, name), value: encodeDirent({ ino: inode.ino, type: (inode.mode & S_IFMT) >> 12 }) });
-      if (isDir(inode.mode)) {
-        inode.parent = lostFound.ino;
-        dirParent.set(inode.ino, lostFound.ino);
-        subdirs.set(lostFound.ino, (subdirs.get(lostFound.ino) ?? 0) + 1);
+      const ino = inodes.ino[row];
+      const lostFoundIno = inodes.ino[lostFound];
+      ops.push({ table: T.dirent, key: direntKey(lostFoundIno, `#${ino}`), value: encodeDirent({ ino, type: typeOf(row) }) });
+      if (isDir(inodes.mode[row])) {
+        inodes.parent[row] = lostFoundIno;
+        changed(row);
+        inodes.dirParent[row] = lostFoundIno;
+        inodes.subdirs[lostFound]++;
       } else {
-        links.set(inode.ino, 1);
+        inodes.links[row] = 1;
       }
     };
-    for (const inode of [...inodes.values()]) {
-      if (inode.ino === ROOT_INO) continue;
-      const n = isDir(inode.mode) ? (dirParent.has(inode.ino) ? 1 : 0) : (links.get(inode.ino) ?? 0);
+    for (let row = 0, rows = inodes.size; row < rows; row++) {
+      const ino = inodes.ino[row];
+      if (ino === ROOT_INO) continue;
+      const n = isDir(inodes.mode[row]) ? (inodes.dirParent[row] >= 0 ? 1 : 0) : inodes.links[row];
       if (n === 0) {
-        if (orphans.has(inode.ino) && inode.nlink === 0) continue; // deleted at next mount
-        problem('EUNREACHABLE', `inode ${inode.ino} (nlink ${inode.nlink}) is not in any directory`, () => reattach(inode));
+        if (inodes.flags[row] & ORPHAN && inodes.nlink[row] === 0) continue; // deleted at next mount
+        problem('EUNREACHABLE', `inode ${ino} (nlink ${inodes.nlink[row]}) is not in any directory`, () => reattach(row));
       }
     }
-    for (const inode of inodes.values()) {
-      if (isDir(inode.mode)) {
-        const want = 2 + (subdirs.get(inode.ino) ?? 0);
-        const parent = inode.ino === ROOT_INO ? ROOT_INO : dirParent.get(inode.ino);
-        if (parent !== undefined && inode.parent !== parent) {
-          problem('EPARENT', `directory ${inode.ino} records parent ${inode.parent} but is listed in ${parent}`, () => { inode.parent = parent; });
+    for (let row = 0; row < inodes.size; row++) {
+      const ino = inodes.ino[row];
+      const mode = inodes.mode[row];
+      if (isDir(mode)) {
+        const want = 2 + inodes.subdirs[row];
+        const parent = ino === ROOT_INO ? ROOT_INO : inodes.dirParent[row] >= 0 ? inodes.dirParent[row] : undefined;
+        if (parent !== undefined && inodes.parent[row] !== parent) {
+          problem('EPARENT', `directory ${ino} records parent ${inodes.parent[row]} but is listed in ${parent}`, () => { inodes.parent[row] = parent; changed(row); });
         }
-        if (inode.nlink !== want) problem('ENLINK', `directory ${inode.ino} has nlink ${inode.nlink}, expected ${want}`, () => { inode.nlink = want; });
+        if (inodes.nlink[row] !== want) problem('ENLINK', `directory ${ino} has nlink ${inodes.nlink[row]}, expected ${want}`, () => { inodes.nlink[row] = want; changed(row); });
       } else {
-        const want = links.get(inode.ino) ?? 0;
-        if (want === 0 && orphans.has(inode.ino)) continue;
-        if (inode.nlink !== want) problem('ENLINK', `inode ${inode.ino} has nlink ${inode.nlink}, expected ${want}`, () => { inode.nlink = want; });
+        const want = inodes.links[row];
+        if (want === 0 && inodes.flags[row] & ORPHAN) continue;
+        if (inodes.nlink[row] !== want) problem('ENLINK', `inode ${ino} has nlink ${inodes.nlink[row]}, expected ${want}`, () => { inodes.nlink[row] = want; changed(row); });
       }
-      if (isLnk(inode.mode) && !store.get(T.symlink, inoKey(inode.ino))) {
-        problem('ESYMLINK', `symlink ${inode.ino} has no target`, () => ops.push({ table: T.symlink, key: inoKey(inode.ino), value: utf8('?') }));
+      if (isLnk(mode) && !store.get(T.symlink, inoKey(ino))) {
+        problem('ESYMLINK', `symlink ${ino} has no target`, () => ops.push({ table: T.symlink, key: inoKey(ino), value: utf8('?') }));
       }
     }
     for (const { key } of store.range(T.symlink)) {
       const ino = readU64(key);
-      const inode = inodes.get(ino);
-      if (!inode || !isLnk(inode.mode)) problem('ESYMLINK', `symlink target record for ${ino}, which is not a symlink`, () => ops.push({ table: T.symlink, key, value: undefined }));
+      const row = inodes.find(ino);
+      if (row < 0 || !isLnk(inodes.mode[row])) problem('ESYMLINK', `symlink target record for ${ino}, which is not a symlink`, () => ops.push({ table: T.symlink, key, value: undefined }));
     }
 
-    // Block records. One that does not decode is kept aside: its data may still
-    // be in the data file, and then the record is rebuilt rather than lost.
-    const refs = new Map<string, number>();
-    let blockRefs = 0;
-    const blocks = new Map<string, { key: Uint8Array; rec: BlockRecord }>();
-    const badRecords: BadRecord[] = [];
+    // Block records: every key, in key order (fsck-tables.ts). One that does
+    // not decode is kept aside: its data may still be in the data file, and
+    // then the record is rebuilt rather than lost.
+    let blockCount = 0;
+    let blockKeyBytes = 0;
+    let keyWidth: number | undefined;
+    for (const { key } of store.range(T.block)) {
+      if (blockCount++ === 0) keyWidth = key.length;
+      else if (key.length !== keyWidth) keyWidth = undefined;
+      blockKeyBytes += key.length;
+    }
+    const blocks = new BlockTable(blockCount, blockKeyBytes, keyWidth);
+    const badRecords = new Map<number, { value: Uint8Array; why: string }>();
     for (const { key, value } of store.range(T.block)) {
+      let rec: BlockRecord | undefined;
       try {
-        blocks.set(toHex(key), { key, rec: decodeBlock(value) });
+        rec = decodeBlock(value);
       } catch (err) {
-        badRecords.push({ key, value, why: (err as Error).message });
+        badRecords.set(blocks.size, { value, why: (err as Error).message });
       }
+      blocks.add(key, rec);
     }
 
-    // Block maps.
-    const checkSize = (inode: Inode, ino: number, bno: number): void => {
-      if (bno * bs >= inode.sizeBytes) {
-        problem('ESIZE', `inode ${ino} has size ${inode.sizeBytes} but maps block ${bno}`, () => { inode.sizeBytes = (bno + 1) * bs; });
+    // Block maps. An entry whose block has no decodable record (yet) is
+    // resolved after the rebuild below, in a second pass over the maps.
+    const checkSize = (row: number, bno: number): void => {
+      if (bno * bs >= inodes.sizeBytes[row]) {
+        problem('ESIZE', `inode ${inodes.ino[row]} has size ${inodes.sizeBytes[row]} but maps block ${bno}`, () => { inodes.sizeBytes[row] = (bno + 1) * bs; changed(row); });
       }
     };
-    /** Block map entries whose block has no decodable record (yet). */
-    const unresolved: Array<{ key: Uint8Array; ino: number; bno: number; hk: string; inode: Inode }> = [];
+    let blockRefs = 0;
+    let unresolved = 0;
+    let lastIno = -1;
+    let lastRow = -1;
+    /** The row of a block map entry's live regular file, or -1. */
+    const fileRow = (ino: number): number => {
+      if (ino !== lastIno) {
+        lastIno = ino;
+        lastRow = inodes.find(ino);
+        if (lastRow >= 0 && !isReg(inodes.mode[lastRow])) lastRow = -1;
+      }
+      return lastRow;
+    };
     for (const { key, value } of store.range(T.blockmap)) {
       blockRefs++;
       const ino = readU64(key);
       const bno = blockmapBlockNo(key);
-      const inode = inodes.get(ino);
-      if (!inode || !isReg(inode.mode)) {
+      const row = fileRow(ino);
+      if (row < 0) {
         problem('ESTRAYMAP', `block map entry ${bno} of ${ino}, which is not a live regular file`, () => ops.push({ table: T.blockmap, key, value: undefined }));
         continue;
       }
-      const hk = toHex(value);
-      refs.set(hk, (refs.get(hk) ?? 0) + 1);
-      if (!blocks.has(hk)) {
-        unresolved.push({ key, ino, bno, hk, inode });
+      const b = blocks.find(value);
+      if (b >= 0) blocks.refs[b]++;
+      if (!blocks.has(b)) {
+        unresolved++;
         continue;
       }
-      checkSize(inode, ino, bno);
+      checkSize(row, bno);
     }
 
     const dataPath = joinPath(options.blockDataPath, DATA_FILE);
@@ -291,41 +324,70 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
     };
     const matchesKey = (raw: Uint8Array, key: Uint8Array): boolean => {
       const hash = drivers.primitives.hash(format.hashName, raw);
-      return toHex(hash) === toHex(key.subarray(0, hash.length));
+      return hash.length <= key.length && equalBytes(hash, key.subarray(0, hash.length));
     };
+
+    // Free extents, in key order (length, offset).
+    let freeCount = 0;
+    for (const _ of store.range(T.freespace)) freeCount++;
+    const freeOffset = new Float64Array(freeCount);
+    const freeLength = new Float64Array(freeCount);
+    freeCount = 0;
+    for (const { key } of store.range(T.freespace)) {
+      const { lengthBytes, offsetBytes } = decodeFreeKey(key);
+      freeOffset[freeCount] = offsetBytes;
+      freeLength[freeCount++] = lengthBytes;
+    }
+    const freeList = (rows: Uint32Array): ExtentList => ({
+      length: rows.length,
+      start: (i) => freeOffset[rows[i]],
+      end: (i) => freeOffset[rows[i]] + freeLength[rows[i]],
+    });
+    /** Free extents (those for which `keep` holds) by offset, then length. */
+    const freeByOffset = (keep: (f: number) => boolean): Uint32Array => {
+      const rows: number[] = [];
+      for (let f = 0; f < freeCount; f++) if (keep(f)) rows.push(f);
+      return Uint32Array.from(rows).sort((a, b) => freeOffset[a] - freeOffset[b] || freeLength[a] - freeLength[b]);
+    };
+    const blockList = (rows: Uint32Array): ExtentList => ({ length: rows.length, start: (i) => blocks.offsetBytes[rows[i]], end: (i) => blocks.extentEnd(rows[i]) });
 
     // Records that do not decode. Unreferenced ones go; a referenced one is
     // rebuilt if its data is found and verified against its key (refcount from
     // the block maps); only data that cannot be found becomes holes.
-    const referencedBad = badRecords.filter((b) => refs.has(toHex(b.key)));
-    for (const bad of badRecords) {
-      if (refs.has(toHex(bad.key))) continue;
-      problem('EBLOCK', `block ${toHex(bad.key)}: ${bad.why}; no file refers to it (repair removes the record)`, () =>
-        ops.push({ table: T.block, key: bad.key, value: undefined }));
+    const referencedBad: number[] = [];
+    for (const [b, bad] of badRecords) {
+      if (blocks.refs[b] > 0) {
+        referencedBad.push(b);
+        continue;
+      }
+      problem('EBLOCK', `block ${blocks.hex(b)}: ${bad.why}; no file refers to it (repair removes the record)`, () =>
+        ops.push({ table: T.block, key: blocks.key(b), value: undefined }));
     }
+    /** Rows rebuilt, in the order they were. */
+    const rebuilt: number[] = [];
     if (referencedBad.length > 0 && st) {
       const file = await openData();
       // Space no decodable record or free extent claims: where lost blocks can be.
-      const claimed: Extent[] = [...blocks.values()].map(({ rec }) => blockExtent(rec));
-      for (const { key } of store.range(T.freespace)) {
-        const { lengthBytes, offsetBytes } = decodeFreeKey(key);
-        claimed.push({ start: offsetBytes, end: offsetBytes + lengthBytes });
-      }
+      const claimedBlocks = blockList(blocks.byOffset());
+      const claimedFree = freeList(freeByOffset(() => true));
+      const found: Extent[] = [];
+      const foundList: ExtentList = { get length() { return found.length; }, start: (i) => found[i].start, end: (i) => found[i].end };
       const plausible = (r: BlockRecord): boolean =>
         r.storedBytes > 0 && r.storedBytes <= bs && r.rawBytes > 0 && r.rawBytes <= bs && drivers.primitives.codecs.some((c) => c.id === r.codec);
-      const find = async (bad: BadRecord, refcount: number): Promise<BlockRecord | undefined> => {
-        const fields = decodeBlockFields(bad.value);
+      const find = async (b: number, refcount: number): Promise<BlockRecord | undefined> => {
+        const key = blocks.key(b);
+        const fields = decodeBlockFields((badRecords.get(b) as { value: Uint8Array }).value);
         const inside = (r: BlockRecord, end: number): boolean => r.offsetBytes + alignExtent(r.storedBytes) <= end;
-        if (fields && plausible(fields) && inside(fields, state.dataEndBytes) && !(await mismatch(file, bad.key, fields))) {
+        if (fields && plausible(fields) && inside(fields, state.dataEndBytes) && !(await mismatch(file, key, fields))) {
           return { ...fields, refcount };
         }
         // Not where the record says: try the start of each unclaimed region,
         // with the record's lengths and codec if it has them, and as an
         // uncompressed block (its stored bytes end at its last non-zero byte).
-        for (const gap of gapsBelow(claimed, state.dataEndBytes)) {
+        for (const gap of gapsBelow([claimedBlocks, claimedFree, foundList], state.dataEndBytes)) {
           if (fields && plausible(fields)) {
             const moved = { ...fields, offsetBytes: gap.start, refcount };
-            if (inside(moved, gap.end) && !(await mismatch(file, bad.key, moved))) return moved;
+            if (inside(moved, gap.end) && !(await mismatch(file, key, moved))) return moved;
           }
           const window = await file.read(gap.start, Math.min(bs, gap.end - gap.start));
           const tried = new Set<number>();
@@ -333,103 +395,115 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
             const n = contentEnd(window.subarray(0, Math.min(upTo, window.length)));
             if (n === 0 || tried.has(n)) continue;
             tried.add(n);
-            if (matchesKey(window.subarray(0, n), bad.key)) return { refcount, codec: 0, storedBytes: n, rawBytes: n, offsetBytes: gap.start };
+            if (matchesKey(window.subarray(0, n), key)) return { refcount, codec: 0, storedBytes: n, rawBytes: n, offsetBytes: gap.start };
           }
         }
         return undefined;
       };
       // A record found claims its extent, which may be where the next one starts.
       let pending = referencedBad;
-      for (let found = true; found && pending.length > 0; ) {
-        found = false;
-        const left: BadRecord[] = [];
-        for (const bad of pending) {
-          const hk = toHex(bad.key);
-          const refcount = refs.get(hk) ?? 0;
-          const rec = await find(bad, refcount);
+      for (let progress = true; progress && pending.length > 0; ) {
+        progress = false;
+        const left: number[] = [];
+        for (const b of pending) {
+          const refcount = blocks.refs[b];
+          const rec = await find(b, refcount);
           if (!rec) {
-            left.push(bad);
+            left.push(b);
             continue;
           }
-          found = true;
-          blocks.set(hk, { key: bad.key, rec });
-          claimed.push(blockExtent(rec));
+          progress = true;
+          blocks.setRecord(b, rec, BlockStatus.Rebuilt);
+          rebuilt.push(b);
+          const extent = { start: rec.offsetBytes, end: blocks.extentEnd(b) };
+          found.splice(sortedIndex(found, extent.start), 0, extent);
           problem(
             'EBLOCK',
-            `block ${hk}: ${bad.why}; its data is intact at ${rec.offsetBytes}+${rec.storedBytes} (${codecName(rec.codec)}, ${rec.rawBytes} bytes, matches its key): ` +
+            `block ${blocks.hex(b)}: ${(badRecords.get(b) as { why: string }).why}; its data is intact at ${rec.offsetBytes}+${rec.storedBytes} (${codecName(rec.codec)}, ${rec.rawBytes} bytes, matches its key): ` +
               `repair rebuilds the record with refcount ${refcount}`,
-            () => ops.push({ table: T.block, key: bad.key, value: encodeBlock(rec) }),
+            () => ops.push({ table: T.block, key: blocks.key(b), value: encodeBlock(rec) }),
           );
         }
         pending = left;
       }
     }
-    const lost = new Set<string>();
-    for (const bad of referencedBad) {
-      const hk = toHex(bad.key);
-      if (blocks.has(hk)) continue;
-      lost.add(hk);
+    for (const b of referencedBad) {
+      if (blocks.has(b)) continue;
+      blocks.status[b] = BlockStatus.Lost;
       problem(
         'EBLOCK',
-        `block ${hk}: ${bad.why}; its data was not found in ${dataPath} (nothing there matches its key): ` +
-          `${refs.get(hk)} file block(s) refer to it and lose their data (repair removes the record; they become holes)`,
-        () => ops.push({ table: T.block, key: bad.key, value: undefined }),
+        `block ${blocks.hex(b)}: ${(badRecords.get(b) as { why: string }).why}; its data was not found in ${dataPath} (nothing there matches its key): ` +
+          `${blocks.refs[b]} file block(s) refer to it and lose their data (repair removes the record; they become holes)`,
+        () => ops.push({ table: T.block, key: blocks.key(b), value: undefined }),
       );
     }
-    for (const { key, ino, bno, hk, inode } of unresolved) {
-      if (blocks.has(hk)) {
-        checkSize(inode, ino, bno);
-        continue;
+    badRecords.clear();
+    // The block map entries left unresolved above, in the same order.
+    if (unresolved > 0) {
+      lastIno = -1;
+      for (const { key, value } of store.range(T.blockmap)) {
+        const row = fileRow(readU64(key));
+        if (row < 0) continue;
+        const b = blocks.find(value);
+        if (b >= 0 && blocks.status[b] === BlockStatus.Good) continue;
+        const bno = blockmapBlockNo(key);
+        if (blocks.has(b)) {
+          checkSize(row, bno);
+          continue;
+        }
+        const what = b >= 0 ? `block ${blocks.hex(b)}, whose record does not decode and whose data was not found` : `missing block ${toHex(value)}`;
+        problem('EMISSINGBLOCK', `block ${bno} of inode ${inodes.ino[row]} points at ${what} (data lost; repair makes it a hole)`, () =>
+          ops.push({ table: T.blockmap, key, value: undefined }));
       }
-      const what = lost.has(hk) ? `block ${hk}, whose record does not decode and whose data was not found` : `missing block ${hk}`;
-      problem('EMISSINGBLOCK', `block ${bno} of inode ${ino} points at ${what} (data lost; repair makes it a hole)`, () =>
-        ops.push({ table: T.blockmap, key, value: undefined }));
     }
 
-    // Blocks, extents, counters.
-    const extents: Array<Extent & { what: string }> = [];
-    const unreferenced: typeof extents = [];
+    // Blocks, extents, counters: the records in key order, then the rebuilt ones.
     let storedBytes = 0;
     let uniqueBlocks = 0;
-    for (const [hk, { key, rec }] of blocks) {
-      const n = refs.get(hk) ?? 0;
-      const len = alignExtent(Math.max(1, rec.storedBytes));
+    const checkBlock = (b: number): void => {
+      const n = blocks.refs[b];
+      const offset = blocks.offsetBytes[b];
+      const len = blocks.extentEnd(b) - offset;
       if (n === 0) {
-        unreferenced.push({ start: rec.offsetBytes, end: rec.offsetBytes + len, what: `block ${hk}` });
-        problem('EUNREFERENCED', `block ${hk} has refcount ${rec.refcount} but no references`, () => {
-          ops.push({ table: T.block, key, value: undefined });
-          if (rec.offsetBytes + len <= state.dataEndBytes) ops.push({ table: T.freespace, key: freeKey(len, rec.offsetBytes), value: EMPTY });
+        problem('EUNREFERENCED', `block ${blocks.hex(b)} has refcount ${blocks.refcount[b]} but no references`, () => {
+          ops.push({ table: T.block, key: blocks.key(b), value: undefined });
+          if (offset + len <= state.dataEndBytes) ops.push({ table: T.freespace, key: freeKey(len, offset), value: EMPTY });
         });
-        continue;
+        return;
       }
-      if (rec.refcount !== n) {
-        problem('EREFCOUNT', `block ${hk} has refcount ${rec.refcount}, expected ${n}`, () =>
-          ops.push({ table: T.block, key, value: encodeBlock({ ...rec, refcount: n }) }));
+      if (blocks.refcount[b] !== n) {
+        problem('EREFCOUNT', `block ${blocks.hex(b)} has refcount ${blocks.refcount[b]}, expected ${n}`, () =>
+          ops.push({ table: T.block, key: blocks.key(b), value: encodeBlock({ ...blocks.record(b), refcount: n }) }));
       }
-      if (rec.offsetBytes + len > state.dataEndBytes) {
-        problem('EEXTENT', `block ${hk} lies at ${rec.offsetBytes}+${len}, past the data end ${state.dataEndBytes}`);
+      if (offset + len > state.dataEndBytes) {
+        problem('EEXTENT', `block ${blocks.hex(b)} lies at ${offset}+${len}, past the data end ${state.dataEndBytes}`);
       }
-      extents.push({ start: rec.offsetBytes, end: rec.offsetBytes + len, what: `block ${hk}` });
       storedBytes += len;
       uniqueBlocks++;
-    }
-    for (const { key } of store.range(T.freespace)) {
-      const { lengthBytes, offsetBytes } = decodeFreeKey(key);
-      if (offsetBytes + lengthBytes > state.dataEndBytes) {
-        problem('EFREE', `free extent ${offsetBytes}+${lengthBytes} lies past the data end ${state.dataEndBytes}`, () => ops.push({ table: T.freespace, key, value: undefined }));
-        continue;
-      }
-      extents.push({ start: offsetBytes, end: offsetBytes + lengthBytes, what: `free extent ${offsetBytes}+${lengthBytes}` });
-    }
-    extents.sort((a, b) => a.start - b.start);
-    for (let i = 1; i < extents.length; i++) {
-      if (extents[i].start < extents[i - 1].end) {
-        problem('EOVERLAP', `${extents[i - 1].what} overlaps ${extents[i].what}`);
+    };
+    for (let b = 0; b < blocks.size; b++) if (blocks.status[b] === BlockStatus.Good) checkBlock(b);
+    for (const b of rebuilt) checkBlock(b);
+    for (let f = 0; f < freeCount; f++) {
+      if (freeOffset[f] + freeLength[f] > state.dataEndBytes) {
+        problem('EFREE', `free extent ${freeOffset[f]}+${freeLength[f]} lies past the data end ${state.dataEndBytes}`, () =>
+          ops.push({ table: T.freespace, key: freeKey(freeLength[f], freeOffset[f]), value: undefined }));
       }
     }
+    // Referenced blocks and free extents inside the data end must not overlap
+    // (blocks first where two start together).
+    const byOffset = blocks.byOffset();
+    const freeInside = freeByOffset((f) => freeOffset[f] + freeLength[f] <= state.dataEndBytes);
+    const describe = (list: number, i: number): string =>
+      list === 0 ? `block ${blocks.hex(byOffset[i])}` : `free extent ${freeOffset[freeInside[i]]}+${freeLength[freeInside[i]]}`;
+    let prev: { list: number; i: number; end: number } | undefined;
+    mergeSorted([blockList(byOffset), freeList(freeInside)], (list, i, start, end) => {
+      if (list === 0 && blocks.refs[byOffset[i]] === 0) return;
+      if (prev && start < prev.end) problem('EOVERLAP', `${describe(prev.list, prev.i)} overlaps ${describe(list, i)}`);
+      prev = { list, i, end };
+    });
     // Every byte below the data end is a block's or free: anything else is
     // space no allocation can reach again (leaked).
-    for (const g of gapsBelow([...extents, ...unreferenced], state.dataEndBytes)) {
+    for (const g of gapsBelow([blockList(byOffset), freeList(freeInside)], state.dataEndBytes)) {
       problem('ELEAK', `data file bytes ${g.start}+${g.end - g.start} belong to no block and are not free (leaked space)`, () =>
         ops.push({ table: T.freespace, key: freeKey(g.end - g.start, g.start), value: EMPTY }));
     }
@@ -443,29 +517,33 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
     // The data file holds every referenced block; thorough: read each back.
     let blocksVerified = 0;
     let blocksFailed = 0;
-    const referenced = [...blocks].filter(([hk]) => refs.has(hk)).sort(([, a], [, b]) => a.rec.offsetBytes - b.rec.offsetBytes);
+    const storedEnd = (b: number): number => blocks.offsetBytes[b] + blocks.storedBytes[b];
     if (!st) {
       problem('EDATAFILE', `${dataPath} is missing`);
-      if (fsckOptions.thorough) blocksFailed = referenced.length;
+      if (fsckOptions.thorough) for (const b of byOffset) if (blocks.refs[b] > 0) blocksFailed++;
     } else {
-      const past = referenced.filter(([, { rec }]) => rec.offsetBytes + rec.storedBytes > st.sizeBytes);
-      for (const [hk, { rec }] of past.slice(0, PAST_END_LISTED)) {
-        problem('EDATAFILE', `${dataPath} has ${st.sizeBytes} bytes, but block ${hk} is stored at ${rec.offsetBytes}+${rec.storedBytes} (to ${rec.offsetBytes + rec.storedBytes}): the file is truncated`);
+      let past = 0;
+      let reach = 0;
+      for (const b of byOffset) {
+        if (blocks.refs[b] === 0 || storedEnd(b) <= st.sizeBytes) continue;
+        if (past++ < PAST_END_LISTED) {
+          problem('EDATAFILE', `${dataPath} has ${st.sizeBytes} bytes, but block ${blocks.hex(b)} is stored at ${blocks.offsetBytes[b]}+${blocks.storedBytes[b]} (to ${storedEnd(b)}): the file is truncated`);
+        }
+        reach = Math.max(reach, storedEnd(b));
       }
-      if (past.length > PAST_END_LISTED) {
-        const reach = Math.max(...past.map(([, { rec }]) => rec.offsetBytes + rec.storedBytes));
-        problem('EDATAFILE', `${dataPath} has ${st.sizeBytes} bytes: ${past.length - PAST_END_LISTED} more blocks lie past its end (${past.length} in all, stored blocks reach ${reach})`);
+      if (past > PAST_END_LISTED) {
+        problem('EDATAFILE', `${dataPath} has ${st.sizeBytes} bytes: ${past - PAST_END_LISTED} more blocks lie past its end (${past} in all, stored blocks reach ${reach})`);
       }
       if (fsckOptions.thorough) {
-        blocksFailed = past.length;
-        for (const [hk, { key, rec }] of referenced) {
-          if (rec.offsetBytes + rec.storedBytes > st.sizeBytes) continue;
-          const why = await mismatch(await openData(), key, rec);
+        blocksFailed = past;
+        for (const b of byOffset) {
+          if (blocks.refs[b] === 0 || storedEnd(b) > st.sizeBytes) continue;
+          const why = await mismatch(await openData(), blocks.key(b), blocks.record(b));
           if (why === undefined) {
             blocksVerified++;
           } else {
             blocksFailed++;
-            problem('EBADBLOCK', `block ${hk} at ${rec.offsetBytes} ${why}`);
+            problem('EBADBLOCK', `block ${blocks.hex(b)} at ${blocks.offsetBytes[b]} ${why}`);
           }
         }
       }
@@ -499,7 +577,14 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
             `the repair is recorded: its mounts say so and its status shows repaired_at_txn ${at} until it is re-seeded`,
         );
       }
-      for (const inode of inodes.values()) ops.push({ table: T.inode, key: inoKey(inode.ino), value: encodeInode(inode) });
+      // Only the inodes a repair changed: each read back whole from the store.
+      for (let row = 0; row < inodes.size; row++) {
+        if ((inodes.flags[row] & DIRTY) === 0) continue;
+        const key = inoKey(inodes.ino[row]);
+        const stored = inodes.flags[row] & CREATED ? undefined : store.get(T.inode, key);
+        const base: Inode = stored ? decodeInode(stored) : { ino: inodes.ino[row], mode: 0, uid: 0, gid: 0, nlink: 0, sizeBytes: 0, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, rdev: 0, parent: 0 };
+        ops.push({ table: T.inode, key, value: encodeInode(inodes.inode(row, base)) });
+      }
       ops.push({ table: T.meta, key: metaKey(META.state), value: encodeJson(state) });
       await store.commit(dedupeOps(ops), { durable: true });
     }
@@ -527,28 +612,53 @@ interface Extent {
   end: number;
 }
 
-/** A block record that does not decode, and why. */
-interface BadRecord {
-  key: Uint8Array;
-  value: Uint8Array;
-  why: string;
+/** Extents sorted by start, read by position (a view of typed-array columns). */
+interface ExtentList {
+  readonly length: number;
+  start(i: number): number;
+  end(i: number): number;
 }
 
 /** Blocks past the end of a truncated data file reported one by one; the rest as a count. */
 const PAST_END_LISTED = 10;
 
-const blockExtent = (rec: BlockRecord): Extent => ({ start: rec.offsetBytes, end: rec.offsetBytes + alignExtent(Math.max(1, rec.storedBytes)) });
+/** Visit the extents of sorted lists in order of start (the earlier list first where two start together). */
+function mergeSorted(lists: readonly ExtentList[], visit: (list: number, i: number, start: number, end: number) => void): void {
+  const at = lists.map(() => 0);
+  for (;;) {
+    let pick = -1;
+    let pickStart = Infinity;
+    for (let l = 0; l < lists.length; l++) {
+      if (at[l] >= lists[l].length) continue;
+      const s = lists[l].start(at[l]);
+      if (pick < 0 || s < pickStart) {
+        pick = l;
+        pickStart = s;
+      }
+    }
+    if (pick < 0) return;
+    const i = at[pick]++;
+    visit(pick, i, pickStart, lists[pick].end(i));
+  }
+}
 
-/** The non-empty stretches of [0, end) that none of the extents cover. */
-function gapsBelow(extents: readonly Extent[], end: number): Extent[] {
+/** The non-empty stretches of [0, end) that no extent of the lists covers. */
+function gapsBelow(lists: readonly ExtentList[], end: number): Extent[] {
   let covered = 0;
   const gaps: Extent[] = [];
-  for (const e of [...extents].sort((a, b) => a.start - b.start)) {
-    if (e.start > covered) gaps.push({ start: covered, end: Math.min(e.start, end) });
-    covered = Math.max(covered, e.end);
-  }
+  mergeSorted(lists, (_list, _i, start, extentEnd) => {
+    if (start > covered) gaps.push({ start: covered, end: Math.min(start, end) });
+    covered = Math.max(covered, extentEnd);
+  });
   if (covered < end) gaps.push({ start: covered, end });
   return gaps.filter((g) => g.end > g.start);
+}
+
+/** Where an extent starting at `start` goes in `sorted` (after those that start there too). */
+function sortedIndex(sorted: readonly Extent[], start: number): number {
+  let i = sorted.length;
+  while (i > 0 && sorted[i - 1].start > start) i--;
+  return i;
 }
 
 /** Last write to a key wins, as it would within one transaction. */
