@@ -14,6 +14,8 @@
 //     Fuse object's onInterrupt(seq). The kernel waits for the answer of a
 //     request it has sent even after SIGKILL; without this a handler that
 //     waits (MAX_BACKLOG_SIZE) left the caller unkillable.
+//  6. the state of a libfuse thread that ended is reused by the next new
+//     thread instead of leaked (see the fourth patch set below).
 // If the build fails the prebuilt addon stays in use and this says so loudly:
 // the filesystem works, but explicit mtimes are not kept and new files are root's.
 import { execFileSync } from 'node:child_process';
@@ -159,7 +161,50 @@ const intrJs = [
 patchFile(src, MARK3, intrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: interrupts', intrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v3');
+// Fourth patch set: a libfuse thread's state is reused, not leaked. libfuse
+// 2.9's loop starts a thread whenever none is idle and ends one whenever more
+// than 10 are idle, so under parallel writers threads come and go by the
+// thousand. fuse-native gave each new thread a fresh state with two
+// uv_async handles (made on the JS thread: the thread's first request first
+// waited for an event-loop turn) and never closed them; libuv looks at every
+// async handle of the loop each time any one is signalled, so every request
+// cost more the longer the mount had run (measured: uv__async_io was the
+// largest item of the main thread's CPU profile, 16%, five minutes into a run
+// of 32 small-file writes in flight). Now a thread's state goes to a free
+// list when the thread ends (the key's destructor) and the next new thread
+// takes it: the states number at most the threads ever alive at once.
+const MARK4 = '/* lessfs-ts: thread states reused */';
+const reuseHelpers = `${MARK4}
+static fuse_thread_locals_t *lessfs_free_locals = NULL;
+static pthread_mutex_t lessfs_free_locals_lock = PTHREAD_MUTEX_INITIALIZER;
+static void lessfs_locals_free (void *data) {
+  fuse_thread_locals_t *l = (fuse_thread_locals_t *) data;
+  pthread_mutex_lock(&lessfs_free_locals_lock);
+  l->lessfs_next = lessfs_free_locals;
+  lessfs_free_locals = l;
+  pthread_mutex_unlock(&lessfs_free_locals_lock);
+}
+/* A state an ended thread of the same mount left, or NULL. */
+static fuse_thread_locals_t *lessfs_locals_reuse (fuse_thread_t *ft) {
+  pthread_mutex_lock(&lessfs_free_locals_lock);
+  fuse_thread_locals_t **p = &lessfs_free_locals;
+  while (*p != NULL && (*p)->fuse != ft) p = (fuse_thread_locals_t **) &((*p)->lessfs_next);
+  fuse_thread_locals_t *l = *p;
+  if (l != NULL) *p = (fuse_thread_locals_t *) l->lessfs_next;
+  pthread_mutex_unlock(&lessfs_free_locals_lock);
+  return l;
+}
+`;
+const reuseC = [
+  ['  uv_async_t intr_async;\n\n  // Extended attributes', '  uv_async_t intr_async;\n  void *lessfs_next;\n\n  // Extended attributes'],
+  ['static fuse_thread_locals_t* get_thread_locals () {', `${reuseHelpers}\nstatic fuse_thread_locals_t* get_thread_locals () {`],
+  ['  if (data != NULL) {\n    return (fuse_thread_locals_t *) data;\n  }\n',
+   '  if (data != NULL) {\n    return (fuse_thread_locals_t *) data;\n  }\n\n  fuse_thread_locals_t *reused = lessfs_locals_reuse(ft);\n  if (reused != NULL) {\n    pthread_setspecific(thread_locals_key, (void *) reused);\n    return reused;\n  }\n'],
+  ['  pthread_key_create(&(thread_locals_key), NULL); // TODO: add destructor', '  pthread_key_create(&(thread_locals_key), lessfs_locals_free);'],
+];
+patchFile(src, MARK4, reuseC);
+
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v4');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);
@@ -172,7 +217,7 @@ try {
   const args = [...gyp[1], 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
   execFileSync(gyp[0], args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   writeFileSync(built, 'fuse-native.c patched and rebuilt by lessfs-ts scripts/build-fuse-native.mjs\n');
-  console.error('build-fuse-native: rebuilt fuse-native with the utimens, caller context and interrupt patches');
+  console.error('build-fuse-native: rebuilt fuse-native with the utimens, caller context, interrupt and thread-state patches');
 } catch (err) {
   console.error(`build-fuse-native: WARNING: rebuilding fuse-native failed (${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' / ')}); the prebuilt addon stays in use: explicit mtimes (utimens) are not kept, new files are root's, and a request waiting in lessfs does not end when its caller is killed`);
 }
