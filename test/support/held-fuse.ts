@@ -1,23 +1,29 @@
-// A FUSE filesystem whose file lookups are answered late, for tests of the
-// FUSE glue under parallel requests: `/` and every name directly under it
-// are empty directories, answered at once; any deeper name is a 0-byte file
-// whose attributes are answered HOLD_MS after they are asked for. The kernel
-// sends a libfuse2 filesystem one lookup per directory at a time, so N
-// parallel stats of files in N directories hold N of libfuse's threads.
+// A FUSE filesystem for tests of the FUSE glue under parallel requests (no
+// lessfs code in it): `/` and every name directly under it are empty
+// directories, answered at once; any deeper name is a 0-byte file whose
+// attributes are answered HOLD_MS after they are asked for (at once for 0).
+// The kernel sends a libfuse2 filesystem one lookup per directory at a time,
+// so N parallel stats of files in N directories hold N of libfuse's threads.
+// Truncating a file (`: > FILE`) keeps the JS thread busy for BUSY_MS, as a
+// write's hashing does; looking up a name under `/stall/` keeps it busy for
+// 200 ms, so that requests pile up meanwhile.
 //
-//   node --import tsx test/support/held-fuse.ts MOUNTPOINT HOLD_MS
+//   node --import tsx test/support/held-fuse.ts MOUNTPOINT HOLD_MS [BUSY_MS]
 //
-// Prints "mounted" once mounted, and "states N" whenever the number of
+// Prints "mounted" once mounted; "states N" whenever the number of
 // per-thread states fuse-native has made changes (one per libfuse thread that
-// ever ran a request, unless ended threads' states are reused). SIGTERM
-// unmounts and exits. Never call into the mount from this process.
+// ever ran a request, unless ended threads' states are reused); and, when
+// `/report/x` is looked up, "gaps G1 G2 ...": for each lookup of a name under
+// `/probe/`, how many truncations ran between the end of the last stall and it. SIGTERM unmounts
+// and exits. Never call into the mount from this process.
 
 import Fuse, { type FuseStat } from 'fuse-native';
 
-const [mnt, holdArg] = process.argv.slice(2);
+const [mnt, holdArg, busyArg = '0'] = process.argv.slice(2);
 const holdMs = Number(holdArg);
-if (!mnt || !Number.isInteger(holdMs) || holdMs < 0) {
-  console.error('usage: held-fuse.ts MOUNTPOINT HOLD_MS');
+const busyMs = Number(busyArg);
+if (!mnt || !Number.isInteger(holdMs) || holdMs < 0 || !(busyMs >= 0)) {
+  console.error('usage: held-fuse.ts MOUNTPOINT HOLD_MS [BUSY_MS]');
   process.exit(2);
 }
 
@@ -28,13 +34,43 @@ function stat(mode: number): FuseStat {
   return { mode, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: 1, rdev: 0, blksize: 4096, blocks: 0, atime: t, mtime: t, ctime: t };
 }
 
+let truncations = 0;
+const gaps: number[] = [];
+const STALL_MS = 200;
+function spin(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // the JS thread does nothing else meanwhile
+  }
+}
+function busy(cb: (err: number) => void): void {
+  spin(busyMs);
+  truncations++;
+  cb(0);
+}
+
 const fuse = new Fuse(mnt, {
   getattr: (path, cb) => {
     report();
     if (path.lastIndexOf('/') === 0) return cb(0, stat(S_IFDIR | 0o755));
+    if (path.startsWith('/stall/')) {
+      // Requests pile up meanwhile, as behind a commit.
+      spin(STALL_MS);
+      truncations = 0;
+    } else if (path.startsWith('/probe/')) {
+      gaps.push(truncations);
+    } else if (path.startsWith('/report/')) {
+      process.stdout.write(`gaps ${gaps.join(' ')}\n`);
+    }
+    if (holdMs === 0) return cb(0, stat(S_IFREG | 0o644));
     setTimeout(() => cb(0, stat(S_IFREG | 0o644)), holdMs);
   },
   readdir: (_path, cb) => cb(0, []),
+  open: (_path, _flags, cb) => cb(0, 1),
+  truncate: (_path, _size, cb) => busy(cb),
+  ftruncate: (_path, _fd, _size, cb) => busy(cb),
+  flush: (_path, _fd, cb) => cb(0),
+  release: (_path, _fd, cb) => cb(0),
 }, { timeout: false });
 
 /** fuse-native keeps every per-thread state it made in `_threads`. */
