@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { nodePrimitives as P } from '../../src/real/primitives.ts';
 import { concat } from '../../src/core/bytes.ts';
+import { blockArb, damageArb, damaged, kvArb } from '../support/log-arb.ts';
 import {
   type BlockPayload,
   encodeBlockRefFrame,
@@ -19,10 +20,7 @@ import {
   foldFrameCrc,
   type Frame,
   FRAME_TYPE,
-  type KvPayload,
-  REPL_TABLE_IDS,
   type ReplRecord,
-  type ReplTableName,
   blockFrameCrc,
   decodeRecord,
   type Transaction,
@@ -43,19 +41,6 @@ const RUNS = Number(process.env.LESSFS_PROP_RUNS ?? 300);
 // ------------------------------------------------------------ random live logs
 
 type LogRecord = ReplRecord | { type: 'ref'; block: BlockPayload; extentOffsetBytes: number };
-
-const kvArb: fc.Arbitrary<KvPayload> = fc.record({
-  table: fc.constantFrom(...(Object.keys(REPL_TABLE_IDS) as ReplTableName[])),
-  key: fc.uint8Array({ minLength: 1, maxLength: 40 }),
-  value: fc.option(fc.uint8Array({ maxLength: 300 }), { nil: undefined }),
-});
-
-const blockArb: fc.Arbitrary<BlockPayload> = fc.record({
-  key: fc.uint8Array({ minLength: 1, maxLength: 40 }),
-  codec: fc.constantFrom(...P.codecs.map((c) => c.id)),
-  rawLength: fc.integer({ min: 1, max: 4096 }),
-  stored: fc.uint8Array({ maxLength: 600 }),
-});
 
 const recordArb: fc.Arbitrary<LogRecord> = fc.oneof(
   kvArb.map((kv): LogRecord => ({ type: FRAME_TYPE.KV, kv })),
@@ -85,41 +70,6 @@ function liveLog(fields: LogHeaderFields, txns: readonly LogRecord[][]): Uint8Ar
     parts.push(encodeCommitFrame(P, txn, { recordCount: records.length, nextIno: 10 + i, framesCrc32, timeMs: 1000 * i }));
   });
   return concat(...parts);
-}
-
-/** What happened to the log after it was written: what a crash, bit rot or a foreign writer leave. */
-type Damage =
-  | { kind: 'none' }
-  | { kind: 'cut'; at: number }
-  | { kind: 'flip'; at: number; mask: number }
-  | { kind: 'garbage'; bytes: Uint8Array }
-  | { kind: 'zeros'; length: number };
-
-const damageArb: fc.Arbitrary<Damage> = fc.oneof(
-  fc.constant<Damage>({ kind: 'none' }),
-  fc.nat().map((at): Damage => ({ kind: 'cut', at })),
-  fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })).map(([at, mask]): Damage => ({ kind: 'flip', at, mask })),
-  fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes): Damage => ({ kind: 'garbage', bytes })),
-  fc.integer({ min: 1, max: 700 }).map((length): Damage => ({ kind: 'zeros', length })),
-);
-
-function damaged(log: Uint8Array, d: Damage): Uint8Array {
-  switch (d.kind) {
-    case 'none':
-      return log;
-    case 'cut':
-      return log.subarray(0, d.at % (log.length + 1));
-    case 'flip': {
-      // A flipped bit in the header throws; in a frame it is a CRC (or length) failure: a tail that is not the end.
-      const out = log.slice();
-      out[d.at % out.length] ^= d.mask;
-      return out;
-    }
-    case 'garbage':
-      return concat(log, d.bytes);
-    case 'zeros':
-      return concat(log, new Uint8Array(d.length));
-  }
 }
 
 // ------------------------------------------------------------ what a scan found

@@ -13,6 +13,7 @@ import {
   decodeCommit,
   type Frame,
   FRAME_BYTES_MAX,
+  type FrameInspection,
   FRAME_HEADER_BYTES,
   FRAME_TYPE,
   foldFrameCrc,
@@ -422,41 +423,65 @@ export function validateRotatedFile(
   const fileName = expect.fileName;
   const header = decodeHeader(p, bytes, fileName);
   checkHeader(header, expect, fileName);
-  const trailerOffset = bytes.length - TRAILER_BYTES;
-  if (trailerOffset < header.sizeBytes) {
-    throw new ReplogError(
-      'ETRUNCATED',
-      `file of ${bytes.length} bytes has room for no trailer after its ${header.sizeBytes}-byte header (a rotated file ends with a ${TRAILER_BYTES}-byte trailer); half-copied?`,
-      { offsetBytes: bytes.length, fileName },
-    );
-  }
+  const trailerOffset = rotatedTrailerOffset(header, bytes.length, fileName);
   const trailer = decodeTrailer(p, bytes.subarray(trailerOffset), { offsetBytes: trailerOffset, fileName });
   const content = bytes.subarray(0, trailerOffset);
-  const fileCrc = p.crc32(content);
-  if (fileCrc !== trailer.fileCrc32) {
-    throw new ReplogError('ECRC', `whole-file CRC-32 ${hex32(fileCrc)} of the ${trailerOffset} bytes before the trailer, the trailer expects ${hex32(trailer.fileCrc32)}`, {
-      offsetBytes: trailerOffset,
-      fileName,
-    });
-  }
+  checkFileCrc(p.crc32(content), trailer, trailerOffset, fileName);
   const assembler = new TransactionAssembler(p, header.firstTxn, { blockSizeBytes: header.blockSizeBytes, fileName });
-  const options = { maxFrameBytes: expect.maxFrameBytes ?? FRAME_BYTES_MAX, allowedTypes: RECORD_FRAME_TYPES };
+  const options = rotatedFrameOptions(expect.maxFrameBytes);
   const transactions: Transaction[] = [];
   let frameCount = 0;
   let offset = header.sizeBytes;
   while (offset < trailerOffset) {
     const seen = inspectFrameAt(p, content, offset, options);
-    if (seen.kind === 'incomplete') {
-      throw new ReplogError('EFRAME', `frame needs ${seen.neededBytes} bytes, only ${trailerOffset - offset} remain before the trailer`, { offsetBytes: offset, fileName });
-    }
-    if (seen.kind === 'bad') throw fileName === undefined ? seen.error : seen.error.withFileName(fileName);
+    if (seen.kind !== 'frame') throw rotatedFrameError(seen, offset, trailerOffset, fileName);
     const done = assembler.accept(seen.frame);
     if (done) transactions.push(done);
     frameCount++;
     offset += seen.frame.sizeBytes;
   }
-  if (assembler.pendingRecords.length > 0) {
-    throw new ReplogError('ETXN', `txn ${assembler.nextTxn} has ${assembler.pendingRecords.length} records but no COMMIT before the trailer`, {
+  checkRotatedTotals(assembler, trailer, frameCount, trailerOffset, fileName);
+  return { header, transactions, trailer };
+}
+
+/** Where a rotated file of `sizeBytes` has its trailer; ETRUNCATED when it has no room for one after its header. */
+export function rotatedTrailerOffset(header: LogHeader, sizeBytes: number, fileName: string | undefined): number {
+  const trailerOffset = sizeBytes - TRAILER_BYTES;
+  if (trailerOffset < header.sizeBytes) {
+    throw new ReplogError(
+      'ETRUNCATED',
+      `file of ${sizeBytes} bytes has room for no trailer after its ${header.sizeBytes}-byte header (a rotated file ends with a ${TRAILER_BYTES}-byte trailer); half-copied?`,
+      { offsetBytes: sizeBytes, fileName },
+    );
+  }
+  return trailerOffset;
+}
+
+/** The CRC-32 of the bytes before the trailer must be the trailer's. */
+export function checkFileCrc(fileCrc: number, trailer: LogTrailer, trailerOffset: number, fileName: string | undefined): void {
+  if (fileCrc === trailer.fileCrc32) return;
+  throw new ReplogError('ECRC', `whole-file CRC-32 ${hex32(fileCrc)} of the ${trailerOffset} bytes before the trailer, the trailer expects ${hex32(trailer.fileCrc32)}`, {
+    offsetBytes: trailerOffset,
+    fileName,
+  });
+}
+
+export function rotatedFrameOptions(maxFrameBytes: number | undefined): InspectOptions {
+  return { maxFrameBytes: maxFrameBytes ?? FRAME_BYTES_MAX, allowedTypes: RECORD_FRAME_TYPES, baseOffsetBytes: 0 };
+}
+
+/** A rotated file's frame at `offset` is damaged, or cut by the trailer (the bytes end at `trailerOffset`). */
+export function rotatedFrameError(seen: Exclude<FrameInspection, { kind: 'frame' }>, offset: number, trailerOffset: number, fileName: string | undefined): ReplogError {
+  if (seen.kind === 'incomplete') {
+    return new ReplogError('EFRAME', `frame needs ${seen.neededBytes} bytes, only ${trailerOffset - offset} remain before the trailer`, { offsetBytes: offset, fileName });
+  }
+  return fileName === undefined ? seen.error : seen.error.withFileName(fileName);
+}
+
+/** After the last frame: no open transaction, and the trailer's last txn and frame count are the file's. */
+export function checkRotatedTotals(assembler: TransactionAssembler, trailer: LogTrailer, frameCount: number, trailerOffset: number, fileName: string | undefined): void {
+  if (assembler.pendingCount > 0) {
+    throw new ReplogError('ETXN', `txn ${assembler.nextTxn} has ${assembler.pendingCount} records but no COMMIT before the trailer`, {
       offsetBytes: trailerOffset,
       fileName,
     });
@@ -468,7 +493,6 @@ export function validateRotatedFile(
   if (trailer.frameCount !== frameCount) {
     throw new ReplogError('ETXN', `trailer counts ${trailer.frameCount} frames, the file holds ${frameCount}`, { offsetBytes: trailerOffset, fileName });
   }
-  return { header, transactions, trailer };
 }
 
 /** Why a live log scan stopped before the end of the bytes. */
