@@ -6,9 +6,10 @@
 // Format: docs/replication-log.md; the command: docs/replogtool.md.
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import { basename } from 'node:path';
 import { replicationModeOf, type LessfsConfig, type ReplicationMode } from '../core/config.ts';
-import type { Logger, Primitives } from '../core/drivers.ts';
+import type { FileHandle, Logger, Primitives } from '../core/drivers.ts';
 import { FsEngine } from '../core/fs/engine.ts';
 import { engineOptionsFromConfig } from '../core/fs/options.ts';
 import { ReplogError } from '../core/replication/errors.ts';
@@ -28,6 +29,7 @@ import {
 } from '../core/replication/log-file.ts';
 import { LIVE_LOG_NAME, parseRotatedLogName } from '../core/replication/master-log.ts';
 import { megabytes } from '../core/replication/room-wait.ts';
+import { rotatedFileSource } from '../core/replication/rotated-file.ts';
 import { FileNotAppliedError, SlaveApplier, slaveRepairNotice } from '../core/replication/slave.ts';
 import { realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { acquireLock } from '../real/lock.ts';
@@ -58,7 +60,7 @@ Exit status: 0 dumped, applied or already applied; 1 the file was refused or
 another error; 2 usage error.
 `;
 
-/** readFileSync's own ceiling; a rotated log is read whole (its trailer's CRC covers every byte). */
+/** One buffer's ceiling: the dump (-b) reads a log whole; -c reads it in chunks and has no such limit. */
 export const LOG_FILE_BYTES_MAX = 2 ** 31 - 1;
 /** Files at least this large get a progress bar while applied (on a terminal). */
 const PROGRESS_FILE_BYTES_MIN = 16 * 1024 * 1024;
@@ -294,21 +296,24 @@ export function parseBlockSizeArg(raw: string): number {
   return n;
 }
 
-/** The whole file; a log larger than a buffer can hold is refused up front. */
+function openErrorText(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+}
+
+/** The whole file, for the dump; a log larger than a buffer can hold is refused up front. */
 function readLogFile(path: string): Uint8Array {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new CliError(`cannot read log file ${path}: ${why}`);
+    throw new CliError(`cannot read log file ${path}: ${openErrorText(err)}`);
   }
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new CliError(`cannot read log file ${path}: not a regular file`);
     if (st.size > LOG_FILE_BYTES_MAX) {
-      throw new CliError(`log file ${path} is ${st.size} bytes; replogtool reads a log whole and takes at most ${LOG_FILE_BYTES_MAX} bytes (rotate the master's log at a smaller ROTATE_REPLOG_SIZE)`);
+      throw new CliError(`log file ${path} is ${st.size} bytes; replogtool -b reads a log whole and takes at most ${LOG_FILE_BYTES_MAX} bytes (rotate the master's log at a smaller ROTATE_REPLOG_SIZE; -c applies a file of any size)`);
     }
     const out = new Uint8Array(st.size);
     let done = 0;
@@ -320,6 +325,38 @@ function readLogFile(path: string): Uint8Array {
     return out;
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * An open log file for -c, read in chunks (rotated-file.ts): checked, then
+ * read again as it is applied, so its size is not bounded by memory or by
+ * what one buffer holds.
+ */
+async function openLogFile(path: string): Promise<{ file: Pick<FileHandle, 'read'>; sizeBytes: number; close(): Promise<void> }> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(path, 'r');
+  } catch (err) {
+    throw new CliError(`cannot read log file ${path}: ${openErrorText(err)}`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new CliError(`cannot read log file ${path}: not a regular file`);
+    const read = async (positionBytes: number, length: number, into?: Uint8Array): Promise<Uint8Array> => {
+      const out = into ?? new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(out, done, length - done, positionBytes + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return out.subarray(0, done);
+    };
+    return { file: { read }, sizeBytes: st.size, close: () => fh.close() };
+  } catch (err) {
+    await fh.close();
+    throw err;
   }
 }
 
@@ -415,11 +452,18 @@ async function apply(path: string, cfgPath: string): Promise<number> {
   const config = loadConfig(NAME, cfgPath);
   const mode = replicationModeOf(config);
   if (!SLAVE_MODES.includes(mode)) throw notASlave(cfgPath, config, mode);
-  const bytes = readLogFile(path);
+  const log = await openLogFile(path);
   const base = basename(path);
-  const lock = acquireLock(config.metaPath, NAME);
+  let lock;
   try {
-    const bar = process.stderr.isTTY === true && bytes.length > PROGRESS_FILE_BYTES_MIN ? progressBar(`${NAME}: applying ${base}`) : undefined;
+    lock = acquireLock(config.metaPath, NAME);
+  } catch (err) {
+    await log.close();
+    throw err;
+  }
+  try {
+    const source = await rotatedFileSource(log.file, log.sizeBytes);
+    const bar = process.stderr.isTTY === true && log.sizeBytes > PROGRESS_FILE_BYTES_MIN ? progressBar(`${NAME}: applying ${base}`) : undefined;
     const stderrLogger = new StderrLogger(config.debug, NAME);
     const logger: Logger = {
       log: (level, message) => {
@@ -435,10 +479,10 @@ async function apply(path: string, cfgPath: string): Promise<number> {
       const applier = new SlaveApplier(engine, drivers.primitives, logger);
       const repaired = slaveRepairNotice(applier.position());
       if (repaired) logger.log(0, `warning: ${repaired}`);
-      bar?.start(`${NAME}: checking ${base} (${bytes.length} bytes)...`);
+      bar?.start(`${NAME}: checking ${base} (${log.sizeBytes} bytes)...`);
       let outcome;
       try {
-        outcome = await applier.applyFile(bytes, base, parseRotatedLogName(base), bar?.update);
+        outcome = await applier.applyFile(source, base, parseRotatedLogName(base), bar?.update);
       } catch (err) {
         // applyFile throws ReplogError only before it applies anything.
         if (err instanceof ReplogError) throw new CliError(`${err.withFileName(path).message}; nothing was applied`);
@@ -470,6 +514,7 @@ async function apply(path: string, cfgPath: string): Promise<number> {
     }
   } finally {
     lock.release();
+    await log.close();
   }
 }
 

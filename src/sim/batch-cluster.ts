@@ -76,6 +76,8 @@ export interface BatchClusterOptions extends BuggifyChoice {
   masterNode?: Partial<SimNodeOptions>;
   slaveNode?: Partial<SimNodeOptions>;
   watchdirPollMs?: number;
+  /** The watchdir's read size for rotated files (a file larger than it is read in chunks, twice). */
+  watchdirChunkBytes?: number;
   /** The master's fs id (default `master-SEED`): two clusters can share one, or differ. */
   masterFsId?: string;
 }
@@ -144,7 +146,7 @@ export class BatchCluster {
     const repl = new ReplicationNode(
       { ...n.repl, replicationWatchdir: n === this.slave && watch ? WATCH_DIR : undefined, replicationBatchMode: true },
       d,
-      { watchdirPollMs: this.opts.watchdirPollMs },
+      { watchdirPollMs: this.opts.watchdirPollMs, watchdirChunkBytes: this.opts.watchdirChunkBytes },
     );
     const engine = await this.run(FsEngine.open(d, n.buggify ? { ...n.options, buggify: n.buggify } : n.options, (e) => repl.attach(e)));
     repl.start(engine);

@@ -20,7 +20,9 @@ export type ReplogErrorCode =
   /** A frame with a valid CRC holds a record payload that does not parse. */
   | 'ERECORD'
   /** Transaction structure: txn gap or regression, records without COMMIT, COMMIT not matching its records. */
-  | 'ETXN';
+  | 'ETXN'
+  /** A rotated file read twice (checked, then applied) held other bytes the second time: changed in between. */
+  | 'ECHANGED';
 
 export interface ReplogErrorContext {
   /** Byte offset (in the file or stream) of the frame or field at fault. */

@@ -63,11 +63,12 @@ export class ReplicationNode {
   constructor(
     private readonly config: ReplicationConfig,
     private readonly drivers: ReplicationDrivers,
-    options: { watchdirPollMs?: number; timing?: Partial<LiveTiming>; catchUpCommitRecords?: number; catchUpCommitBytes?: number } = {},
+    options: { watchdirPollMs?: number; watchdirChunkBytes?: number; timing?: Partial<LiveTiming>; catchUpCommitRecords?: number; catchUpCommitBytes?: number } = {},
   ) {
     this.mode = replicationModeOf(config as LessfsConfig);
     this.slaveEnabled = config.replicationEnabled;
     this.pollMs = options.watchdirPollMs;
+    this.chunkBytes = options.watchdirChunkBytes;
     this.timing = options.timing;
     this.catchUp = { catchUpCommitRecords: options.catchUpCommitRecords, catchUpCommitBytes: options.catchUpCommitBytes };
     if ((this.mode === 'master-live' || this.mode === 'slave-listen') && (!drivers.net || !drivers.rng)) {
@@ -76,6 +77,8 @@ export class ReplicationNode {
   }
 
   private readonly pollMs: number | undefined;
+  /** Reads of a rotated file by the watchdir (ROTATED_FILE_CHUNK_BYTES unless a simulation sets small ones). */
+  private readonly chunkBytes: number | undefined;
   private readonly timing: Partial<LiveTiming> | undefined;
   /** The sender's catch-up commit bounds (LiveSender; a simulation sets small ones). */
   private readonly catchUp: { catchUpCommitRecords?: number; catchUpCommitBytes?: number };
@@ -247,7 +250,7 @@ export class ReplicationNode {
       this.applier = applier;
       const dir = this.config.replicationWatchdir;
       if (this.mode === 'slave-watchdir' && dir !== undefined) {
-        const watch = new WatchdirSlave(this.drivers, applier, dir, this.pollMs, engine.buggify);
+        const watch = new WatchdirSlave(this.drivers, applier, dir, this.pollMs, engine.buggify, this.chunkBytes);
         this.watch = watch;
         if (!this.slaveEnabled) watch.setEnabled(false);
         watch.start();

@@ -9,7 +9,8 @@ import { FormatError } from '../errors.ts';
 import type { FsEngine, ReplicatedTxn } from '../fs/engine.ts';
 import { ReplogError } from './errors.ts';
 import { FRAME_TYPE, type Transaction } from './frames.ts';
-import { checkNamedSequence, decodeHeader, validateRotatedFile, type LogHeader } from './log-file.ts';
+import { checkNamedSequence, type LogHeader } from './log-file.ts';
+import { bytesSource, checkRotatedFile, type RotatedFileCheck, type RotatedFileSource, rotatedTransactions } from './rotated-file.ts';
 
 /** What a slave keeps in its store (meta 'replication'). */
 export interface SlaveReplicationMeta {
@@ -83,9 +84,14 @@ export class SlaveApplier {
    * has not applied, in one store commit (a file too large for one is
    * committed in pieces that end at its transactions). Nothing of a file that fails any
    * check is applied. `nameSequence` is the N of replog.dta-N when the caller
-   * found the file by that name.
+   * found the file by that name. A file not in memory (rotatedFileSource) is
+   * read twice, in chunks: checked (checkRotatedFile), then read again a
+   * transaction at a time as it is applied (rotatedTransactions), each
+   * compared with what the check saw; a file that changed in between is
+   * dropped as any other failure is (ECHANGED).
    */
-  async applyFile(bytes: Uint8Array, fileName: string, nameSequence?: number, progress?: (doneTxns: number, totalTxns: number) => void): Promise<ApplyOutcome> {
+  async applyFile(file: Uint8Array | RotatedFileSource, fileName: string, nameSequence?: number, progress?: (doneTxns: number, totalTxns: number) => void): Promise<ApplyOutcome> {
+    const source = file instanceof Uint8Array ? bytesSource(file) : file;
     const pos = this.position();
     // Every file is applied whole and durable, or not at all (below): the
     // write cache holds nothing of a master's transactions between files.
@@ -94,10 +100,8 @@ export class SlaveApplier {
       throw new Error(`${fileName} not applied: this slave holds transactions not yet durable (txn ${pos.txn}, durable txn ${durable.txn}), which a failed drop left behind; restart the slave`);
     }
     const blockSizeBytes = this.engine.options.blockSizeBytes;
-    const peek = decodeHeader(this.p, bytes, fileName);
-    const fsId = pos.fsId ?? peek.fsId;
-    const file = validateRotatedFile(this.p, bytes, { fsId, blockSizeBytes, fileName });
-    const { header, trailer } = file;
+    const check = await checkRotatedFile(this.p, source, { fsId: pos.fsId, blockSizeBytes, fileName });
+    const { header, trailer } = check;
     checkNamedSequence(header, nameSequence, fileName);
     if (pos.sequence > 0 && header.sequence <= pos.sequence) {
       return { kind: 'duplicate', header, appliedTxn: pos.txn, appliedSequence: pos.sequence };
@@ -109,12 +113,17 @@ export class SlaveApplier {
       const why = pos.txn === 0 ? 'this slave has applied nothing and needs the master\'s log from txn 1 (re-seed it from a copy of the master to start later)' : `this slave is at txn ${pos.txn}`;
       throw new ReplogError('ESEQUENCE', `transaction gap: the file starts at txn ${header.firstTxn}, but ${why}`, { fileName });
     }
-    const todo = file.transactions.filter((t) => t.txn > pos.txn);
+    const todoFirst = Math.max(pos.txn + 1, header.firstTxn);
+    const todoCount = Math.max(0, trailer.lastTxn - todoFirst + 1);
     let applied = 0;
     let bytesApplied = 0;
     const done: SlaveReplicationMeta = { ...pos, fsId: header.fsId, txn: Math.max(pos.txn, trailer.lastTxn), sequence: header.sequence };
+    // Reads of a file larger than one read come between its transactions:
+    // the commit timer must not make a part of it durable meanwhile (one
+    // commit per file, or pieces ending where applyFile chooses).
+    const release = this.engine.holdCommits();
     try {
-      for (const tx of todo) {
+      for await (const tx of rotatedTransactions(this.p, source, check, { fileName, afterTxn: pos.txn })) {
         // A file too large for one commit (more changes than a quarter of
         // STORE_COMMIT_OPS_MAX: a master that created or deleted a million
         // files between rotations) is made durable in pieces, each ending at
@@ -124,16 +133,19 @@ export class SlaveApplier {
         this.engine.applyReplicated(toReplicatedTxn(tx), { ...pos, fsId: header.fsId, txn: tx.txn } satisfies SlaveReplicationMeta);
         applied++;
         for (const r of tx.records) bytesApplied += r.sizeBytes;
-        progress?.(applied, todo.length);
+        progress?.(applied, todoCount);
       }
+      release();
       // The file is done: its sequence goes with the same commit.
       this.engine.setReplicationMeta(done);
       await this.engine.commit('replicate');
     } catch (err) {
-      throw await this.dropFile(err, fileName, todo);
+      throw await this.dropFile(err, fileName, check, todoFirst);
+    } finally {
+      release();
     }
     if (pos.fsId === undefined) this.logger.log(1, `slave adopted master filesystem id ${header.fsId}`);
-    return { kind: 'applied', header, firstTxn: todo[0]?.txn ?? pos.txn, lastTxn: done.txn, transactions: applied, bytes: bytesApplied };
+    return { kind: 'applied', header, firstTxn: todoCount > 0 ? todoFirst : pos.txn, lastTxn: done.txn, transactions: applied, bytes: bytesApplied };
   }
 
   /**
@@ -144,11 +156,11 @@ export class SlaveApplier {
    * of a large file committed before the failure), and the next attempt (the
    * watchdir's, or replogtool run again) starts from the durable position.
    */
-  private async dropFile(cause: unknown, fileName: string, todo: readonly Transaction[]): Promise<FileNotAppliedError> {
+  private async dropFile(cause: unknown, fileName: string, check: RotatedFileCheck, todoFirst: number): Promise<FileNotAppliedError> {
     const why = (cause as Error).message;
     const blockBytesAfter = (txn: number): number => {
       let n = 0;
-      for (const tx of todo) if (tx.txn > txn) for (const r of tx.decoded) if (r.type === FRAME_TYPE.BLOCK) n += r.block.stored.length;
+      for (let i = Math.max(txn + 1, todoFirst) - check.header.firstTxn; i < check.blockBytes.length; i++) n += check.blockBytes[i];
       return n;
     };
     try {
@@ -157,7 +169,7 @@ export class SlaveApplier {
       return new FileNotAppliedError(`${fileName} was not applied: ${why}; dropping what was applied of it failed too (${(err as Error).message})`, cause, false, blockBytesAfter(0));
     }
     const pos = this.durablePosition();
-    if (todo.length > 0 && pos.txn >= todo[0].txn) {
+    if (todoFirst <= check.trailer.lastTxn && pos.txn >= todoFirst) {
       // Pieces of a large file committed before the failure: they stay.
       return new FileNotAppliedError(
         `${fileName} was not applied whole: ${why}; its transactions up to txn ${pos.txn} are applied and durable (it was too large for one commit), the rest was dropped and is applied from txn ${pos.txn + 1} next time`,

@@ -32,6 +32,7 @@ import { StoreError } from '../store-rules.ts';
 import { ReplogError } from './errors.ts';
 import { parseRotatedLogName, processedLogName } from './master-log.ts';
 import { IO_RETRY_MAX_MS, ioRetryWaitMs, megabytes, RESUME_ROOM_BYTES, RoomWait } from './room-wait.ts';
+import { ROTATED_FILE_CHUNK_BYTES, rotatedFileSource } from './rotated-file.ts';
 import { FileNotAppliedError, type SlaveApplier } from './slave.ts';
 
 export const WATCHDIR_POLL_MS = 1000;
@@ -109,6 +110,8 @@ export class WatchdirSlave {
     private readonly dir: string,
     private readonly pollMs = WATCHDIR_POLL_MS,
     private readonly buggify: Buggify = BUGGIFY_OFF,
+    /** Reads of a rotated file are at most this large; a file this small is read in one. */
+    private readonly readChunkBytes = ROTATED_FILE_CHUNK_BYTES,
   ) {
     this.repeats = new RepeatLimiter(() => drivers.clock.nowMs());
   }
@@ -209,15 +212,28 @@ export class WatchdirSlave {
       let outcome;
       try {
         const handle = await disk.open(path, { readOnly: true });
-        let bytes: Uint8Array;
-        try {
-          bytes = await handle.read(0, st.sizeBytes);
-        } finally {
+        let open = true;
+        const close = async (): Promise<void> => {
+          if (!open) return;
+          open = false;
           await handle.close();
+        };
+        try {
+          const source = await rotatedFileSource(handle, st.sizeBytes, this.readChunkBytes);
+          // A file of one read is closed before it is applied; a larger one is read in chunks while checked and applied.
+          if (source.whole !== undefined) await close();
+          outcome = await this.applier.applyFile(source, f.name, f.sequence);
+        } finally {
+          await close();
         }
-        outcome = await this.applier.applyFile(bytes, f.name, f.sequence);
       } catch (err) {
         if (err instanceof FileNotAppliedError) {
+          if (err.dropped && err.code === 'ECHANGED') {
+            // Read again at the next poll, changed or not: it was not refused for what it holds.
+            this.io = undefined;
+            this.note(f.name, `${sizeKey}#changed`, `${err.message}; will look again at the next poll`);
+            return;
+          }
           if (!err.dropped || this.applier.engine.stopped) {
             this.halt(f.name, err);
             return;
