@@ -9,11 +9,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { toHex } from '../../src/core/bytes.ts';
 import { fsck, formatFsckReport, type FsckReport } from '../../src/core/fs/fsck.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
-import { blockmapKey, decodeBlock, decodeInode, DATA_FILE, direntKey, encodeInode, inoKey, META, metaKey, ROOT_INO, T, TABLES } from '../../src/core/fs/schema.ts';
+import { blockmapKey, decodeBlock, decodeInode, encodeBlock, DATA_FILE, direntKey, encodeInode, inoKey, META, metaKey, ROOT_INO, T, TABLES } from '../../src/core/fs/schema.ts';
 import type { Store } from '../../src/core/drivers.ts';
 import type { EngineOptions } from '../../src/core/fs/types.ts';
 import { CODEC_LZ4, CODEC_NONE } from '../../src/real/primitives.ts';
-import { RealHarness } from '../support/harness.ts';
+import { RealHarness, SimHarness } from '../support/harness.ts';
 
 const BS = 4096;
 const ROOT = join(import.meta.dirname, '../..');
@@ -396,4 +396,39 @@ describe('lessfsck: memory', () => {
     expect(r.stdout).toContain(`${files + 1} inodes, ${files} directory entries, ${files * blocksPerFile} block references, ${files * blocksPerFile} unique blocks`);
     expect(r.stdout).toContain('clean: no problems found');
   }, 180_000);
+});
+
+describe('lessfsck -r: a repair larger than one commit', () => {
+  // Every refcount of the store wrong (a metadata store restored beside the
+  // wrong data, say): one operation per block. A repair used to be one
+  // commit, which a store refuses past STORE_COMMIT_OPS_MAX (EINVAL, nothing
+  // repaired, for ever). Here the store takes 400 operations per commit.
+  it('is committed in pieces the store takes, and leaves the store clean (seed 43)', async () => {
+    const sh = new SimHarness(43, { commitOpsMax: 400 }, { store: { commitOpsMax: 400 } });
+    await sh.format();
+    const fs = new PathFs(await sh.open());
+    const files = 700;
+    const content = (i: number): Uint8Array => {
+      const b = new Uint8Array(sh.options.blockSizeBytes).fill(7);
+      new DataView(b.buffer).setUint32(0, i + 1);
+      return b;
+    };
+    for (let i = 0; i < files; i++) {
+      fs.create(`/f${i}`);
+      await sh.run(fs.write(`/f${i}`, 0, content(i)));
+    }
+    await sh.run(fs.engine.close());
+    const d = sh.drivers();
+    const store = await sh.run(d.storeFactory.open({ path: sh.options.metaPath, tables: TABLES, mapSizeBytes: sh.options.lmdbMapSizeBytes }));
+    const wrong = [...store.range(T.block)].map(({ key, value }) => ({ table: T.block, key, value: encodeBlock({ ...decodeBlock(value), refcount: 3 }) }));
+    expect(wrong.length).toBe(files);
+    for (let at = 0; at < wrong.length; at += 300) await sh.run(store.commit(wrong.slice(at, at + 300), { durable: true }));
+    await sh.run(store.close());
+    const repaired = await sh.run(fsck(d, sh.options, { thorough: false, repair: true }));
+    expect(repaired.problems.filter((p) => p.code === 'EREFCOUNT' && p.repaired).length).toBe(files);
+    expect((await sh.run(fsck(d, sh.options, { thorough: true, repair: false }))).problems).toEqual([]);
+    const again = new PathFs(await sh.open());
+    expect(Buffer.from(await sh.run(again.read('/f699', 0, sh.options.blockSizeBytes))).equals(Buffer.from(content(699)))).toBe(true);
+    await sh.run(again.engine.close());
+  });
 });

@@ -25,6 +25,7 @@
 import type { FileHandle, StoreOp } from '../drivers.ts';
 import { equalBytes, readU64, toHex, utf8 } from '../bytes.ts';
 import { FormatError } from '../errors.ts';
+import { STORE_COMMIT_OPS_MAX } from '../store-rules.ts';
 import { contentEnd, joinPath } from './engine.ts';
 import { BlockStatus, BlockTable, CREATED, DIRTY, InodeTable, ORPHAN } from './fsck-tables.ts';
 import {
@@ -586,7 +587,16 @@ export async function fsck(drivers: EngineDrivers, options: EngineOptions, fsckO
         ops.push({ table: T.inode, key, value: encodeInode(inodes.inode(row, base)) });
       }
       ops.push({ table: T.meta, key: metaKey(META.state), value: encodeJson(state) });
-      await store.commit(dedupeOps(ops), { durable: true });
+      const all = dedupeOps(ops);
+      // One commit may carry only so many operations (STORE_COMMIT_OPS_MAX): a
+      // repair of more (every refcount of a large store wrong) goes in pieces.
+      // The meta (state, the replication record of the repair) goes in the
+      // first, so a repair cut short is still recorded as one; running
+      // lessfsck -r again finishes it.
+      const piece = Math.max(1, Math.floor((options.commitOpsMax ?? STORE_COMMIT_OPS_MAX) / 2));
+      const isMeta = (op: StoreOp): boolean => op.table === T.meta;
+      const ordered = [...all.filter(isMeta), ...all.filter((op) => !isMeta(op))];
+      for (let at = 0; at < ordered.length; at += piece) await store.commit(ordered.slice(at, at + piece), { durable: true });
     }
     return {
       problems,
