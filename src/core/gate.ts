@@ -7,6 +7,8 @@ export class IoGate {
   private closedFlag = false;
   private inflight = 0;
   private drainWaiters: Array<() => void> = [];
+  /** Told of every close() and open() (the mount turns its table of listed attributes off while frozen). */
+  onChange: ((closed: boolean) => void) | undefined;
 
   get closed(): boolean {
     return this.closedFlag;
@@ -18,10 +20,12 @@ export class IoGate {
 
   close(): void {
     this.closedFlag = true;
+    this.onChange?.(true);
   }
 
   open(): void {
     this.closedFlag = false;
+    this.onChange?.(false);
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();

@@ -8,7 +8,7 @@ import * as fsp from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupMounts, cli, createStore, errnoOf, expectMountFailure, isMounted, run, startMount, type LessfsMount } from '../support/mount.ts';
+import { cleanupMounts, cli, createStore, errnoOf, expectMountFailure, isMounted, run, startMount, type LessfsMount, stopThenCleanup } from '../support/mount.ts';
 
 describe('control files', () => {
   let m: LessfsMount;
@@ -19,13 +19,7 @@ describe('control files', () => {
     await fsp.writeFile(m.path('data.txt'), 'some data\n');
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      if (m?.running) await m.stop();
-    } finally {
-      await cleanupMounts();
-    }
-  }, 60_000);
+  afterAll(() => stopThenCleanup(m), 60_000);
 
   it('are listed and readable; replication reads as off', async () => {
     expect(await fsp.readdir(m.mnt)).toContain('.lessfs');

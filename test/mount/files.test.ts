@@ -9,7 +9,7 @@ import { chmodSync, linkSync, mkdirSync, symlinkSync, utimesSync, writeFileSync 
 import * as fsp from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupMounts, duBytes, errnoOf, runOk, sha256File, startMount, tempDir, type LessfsMount } from '../support/mount.ts';
+import { duBytes, errnoOf, runOk, sha256File, startMount, tempDir, type LessfsMount, stopThenCleanup } from '../support/mount.ts';
 
 const BLK = 131072;
 const MIB = 1024 * 1024;
@@ -20,13 +20,7 @@ beforeAll(async () => {
   m = await startMount();
 }, 60_000);
 
-afterAll(async () => {
-  try {
-    if (m?.running) await m.stop();
-  } finally {
-    await cleanupMounts();
-  }
-}, 60_000);
+afterAll(() => stopThenCleanup(m), 60_000);
 
 interface Entry {
   rel: string;

@@ -5,7 +5,7 @@
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupMounts, runOk, startMount, type LessfsMount } from '../support/mount.ts';
+import { runOk, startMount, type LessfsMount, stopThenCleanup } from '../support/mount.ts';
 
 const FILES = 10_000;
 
@@ -15,13 +15,7 @@ beforeAll(async () => {
   m = await startMount();
 }, 60_000);
 
-afterAll(async () => {
-  try {
-    if (m?.running) await m.stop();
-  } finally {
-    await cleanupMounts();
-  }
-}, 60_000);
+afterAll(() => stopThenCleanup(m), 60_000);
 
 describe('a large directory', () => {
   it(`${FILES} small files in one directory, then ls -l lists them all`, async () => {

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupMounts, runOk, sha256File, spawnTracked, startMount, tempDir, type LessfsMount } from '../support/mount.ts';
+import { runOk, sha256File, spawnTracked, startMount, tempDir, type LessfsMount, stopThenCleanup } from '../support/mount.ts';
 
 const MIB = 1024 * 1024;
 
@@ -16,13 +16,7 @@ beforeAll(async () => {
   m = await startMount();
 }, 60_000);
 
-afterAll(async () => {
-  try {
-    if (m?.running) await m.stop();
-  } finally {
-    await cleanupMounts();
-  }
-}, 60_000);
+afterAll(() => stopThenCleanup(m), 60_000);
 
 describe('several writers at once', () => {
   it('4 dd processes (two of them writing the same content, one with unaligned 1000-byte writes) all read back intact', async () => {

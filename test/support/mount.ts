@@ -526,6 +526,15 @@ export async function cleanupMounts(): Promise<void> {
   if (problems.length > 0) throw new Error(`cleanupMounts: ${problems.join('; ')}`);
 }
 
+/** The afterAll of a file's one mount: stop it (it must exit cleanly), then end whatever else the tests left. */
+export async function stopThenCleanup(m: LessfsMount | undefined): Promise<void> {
+  try {
+    if (m?.running) await m.stop();
+  } finally {
+    await cleanupMounts();
+  }
+}
+
 /** A temp dir on the local disk (not a mount), removed by cleanupMounts(). */
 export function tempDir(prefix = 'lessfs-src-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));

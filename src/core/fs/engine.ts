@@ -302,6 +302,13 @@ export class FsEngine {
    * (PathFs) is valid while this stays the same. Names only added keep it.
    */
   namesGeneration = 0;
+  /**
+   * Called (synchronously) whenever an inode or a directory entry changes, or
+   * replication rewrites the tree: whatever caches attributes or names above
+   * the engine (the mount's listed attributes, served by the FUSE threads)
+   * must drop them before the change is answered.
+   */
+  onMetadataChange: (() => void) | undefined;
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
   /** Per inode: where its last read ended and how far blocks are fetched ahead. */
@@ -1224,6 +1231,7 @@ export class FsEngine {
 
   private putInode(inode: Inode): void {
     this.active.put(T.inode, inoKey(inode.ino), encodeInode(inode));
+    this.onMetadataChange?.();
     if (this.inodeCache.size >= INODE_CACHE_MAX) this.inodeCache.clear();
     this.inodeCache.set(inode.ino, inode);
     this.active.touched.add(inode.ino);
@@ -1331,6 +1339,7 @@ export class FsEngine {
   /** Forget every cached inode and directory entry (records were written around putInode and addDirent). */
   private dropMetadataCaches(): void {
     this.namesGeneration++;
+    this.onMetadataChange?.();
     this.inodeCache.clear();
     this.direntCache.clear();
     this.direntCacheSize = 0;
@@ -1354,6 +1363,7 @@ export class FsEngine {
   private addDirent(parent: number, name: string, inode: Inode): void {
     const type = (inode.mode & S_IFMT) >> 12;
     this.active.put(T.dirent, direntKey(parent, name), encodeDirent({ ino: inode.ino, type }));
+    this.onMetadataChange?.();
     this.cacheDirent(parent, name, inode.ino * 16 + type);
     this.active.changes++;
   }
@@ -1361,6 +1371,7 @@ export class FsEngine {
   private removeDirent(parent: number, name: string): void {
     this.namesGeneration++;
     this.active.del(T.dirent, direntKey(parent, name));
+    this.onMetadataChange?.();
     this.cacheDirent(parent, name, DIRENT_ABSENT);
   }
 
@@ -1681,6 +1692,7 @@ export class FsEngine {
     this.active.del(T.orphan, key);
     if (isLnk(inode.mode)) this.active.del(T.symlink, key);
     this.active.del(T.inode, key);
+    this.onMetadataChange?.();
     this.inodeCache.delete(inode.ino);
     const names = this.direntCache.get(inode.ino);
     if (names) {

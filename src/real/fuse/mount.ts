@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import Fuse, { type FuseOps } from 'fuse-native';
+import type { AttrHandoff } from './ops.ts';
 
 const run = promisify(execFile);
 
@@ -42,6 +43,14 @@ export function mountOptionList(o: MountOptions): string[] {
     else list.push(opt);
   }
   return list;
+}
+
+/**
+ * The patched addon's table of listed attributes (scripts/build-fuse-native.mjs,
+ * sixth patch set), or undefined with an addon built without it.
+ */
+export function fuseAttrHandoff(): AttrHandoff | undefined {
+  return (Fuse as unknown as { attrHandoff?: AttrHandoff }).attrHandoff;
 }
 
 /** The mounted Fuse (one per process); its `context` is set by our fuse-native build. */

@@ -49,7 +49,28 @@ export interface FuseOpsOptions {
   trace?: TraceRecorder;
   /** The logger's level (DEBUG): per-operation lines above it are not even built. */
   logLevel?: number;
+  /**
+   * The patched addon's table of listed attributes (Fuse.attrHandoff): when
+   * given, readdir answers with each name's attributes, the libfuse threads
+   * answer the lookups that follow from them, and every change invalidates
+   * them before it is answered.
+   */
+  attrHandoff?: AttrHandoff;
 }
+
+/** See FuseOpsOptions.attrHandoff and scripts/build-fuse-native.mjs (sixth patch set). */
+export interface AttrHandoff {
+  invalidate(): void;
+  enable(on: boolean, ttlMs: number): void;
+  stats(): { hits: number; puts: number; entries: number };
+}
+
+/** Listed attributes answer lookups for this long at most (unless anything changes first). */
+export const ATTR_HANDOFF_TTL_MS = 5000;
+/** Directories of more names are listed without attributes (the addon's table holds 131,072). */
+export const ATTR_HANDOFF_LIST_MAX = 131_072;
+/** The stat of a listed name whose attributes are not handed off: no mode, inode unknown (as without attributes). */
+const UNLISTED: FuseStat = { mode: 0, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: 0xffffffff, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
 
 const ROOT_CALLER: Caller = { uid: 0, gid: 0 };
 /** Interrupts remembered for waits that start after them (the oldest go first). */
@@ -147,6 +168,8 @@ export class WriteBehind {
     private readonly queuedBytesMax = 32 << 20,
     /** A wait for room given up with EINTR when the request is interrupted (nothing queued yet). */
     private readonly interruptible: <T>(req: FuseRequest | undefined, p: Promise<T>) => Promise<T> = (_req, p) => p,
+    /** The size getattr reports may have changed (a write queued, or its store done or failed). */
+    private readonly onChange: () => void = () => undefined,
   ) {}
 
   get busy(): boolean {
@@ -184,6 +207,7 @@ export class WriteBehind {
     }
     this.queuedBytes += bytes;
     this.ends.set(ino, Math.max(this.ends.get(ino) ?? 0, endBytes));
+    this.onChange();
     const prev = this.tails.get(ino) ?? Promise.resolve();
     // The store starts in a later macrotask, so the reply (fuse-native answers
     // on process.nextTick) goes out before the hashing, not after it.
@@ -202,6 +226,7 @@ export class WriteBehind {
       if (this.tails.get(ino) === next) {
         this.tails.delete(ino);
         this.ends.delete(ino);
+        this.onChange();
       }
       const w = this.roomWaiters;
       this.roomWaiters = [];
@@ -288,6 +313,7 @@ export class LessfsFuseOps {
   private readonly trace: TraceRecorder | undefined;
   /** Log each operation (traceLevel <= the logger's level). */
   private readonly logOps: boolean;
+  private readonly attrHandoff: AttrHandoff | undefined;
 
   constructor(options: FuseOpsOptions) {
     this.engine = options.engine;
@@ -299,7 +325,16 @@ export class LessfsFuseOps {
     this.caller = options.caller ?? (() => ROOT_CALLER);
     this.request = options.request ?? (() => undefined);
     this.callerKilled = options.callerKilled ?? callerBeingKilled;
-    this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p));
+    const handoff = options.attrHandoff;
+    this.attrHandoff = handoff;
+    const invalidate = handoff ? (): void => handoff.invalidate() : undefined;
+    this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p), invalidate);
+    if (handoff) {
+      this.engine.onMetadataChange = invalidate;
+      // A frozen filesystem answers nothing, from the table either.
+      this.gate.onChange = (closed) => handoff.enable(!closed, ATTR_HANDOFF_TTL_MS);
+      handoff.enable(!this.gate.closed, ATTR_HANDOFF_TTL_MS);
+    }
     this.fs = new PathFs(this.engine);
     this.trace = options.trace;
     this.logOps = options.logLevel === undefined || this.traceLevel <= options.logLevel;
@@ -582,6 +617,24 @@ export class LessfsFuseOps {
     return st instanceof Promise ? st.then(toFuseStat) : toFuseStat(st);
   }
 
+  /**
+   * readdir's answer: names, and with the listed-attributes table each
+   * name's attributes, taken in the same turn as the names (the addon files
+   * them under the table's current generation as this returns).
+   */
+  private listing(path: string): { names: string[]; stats?: FuseStat[] } {
+    if (ControlFiles.isControl(path)) return { names: ['.', '..', ...this.control.readdir(path)] };
+    const entries = this.fs.readdir(path);
+    const names = ['.', '..'];
+    if (path === '/') names.push(CONTROL_NAME);
+    const head = names.length;
+    for (const e of entries) names.push(e.name);
+    if (!this.attrHandoff || this.gate.closed || entries.length > ATTR_HANDOFF_LIST_MAX) return { names };
+    const stats = new Array<FuseStat>(names.length).fill(UNLISTED, 0, head);
+    for (let i = 0; i < entries.length; i++) stats[head + i] = this.inodeStat(entries[i].ino);
+    return { names, stats };
+  }
+
   ops(): FuseOps {
     return {
       init: (cb) => cb(0),
@@ -612,12 +665,7 @@ export class LessfsFuseOps {
           return ControlFiles.isControl(path) ? this.controlStat(path) : toFuseStat(this.fs.stat(path));
         }, (e, v) => cb(e, v)),
       readdir: (path, cb) =>
-        this.run('readdir', path, () => {
-          if (ControlFiles.isControl(path)) return ['.', '..', ...this.control.readdir(path)];
-          const names = this.fs.readdir(path).map((e) => e.name);
-          if (path === '/') names.unshift(CONTROL_NAME);
-          return ['.', '..', ...names];
-        }, this.traced(ControlFiles.isControl(path), () => ({ op: 'readdir', path }), (e, v) => cb(e, v))),
+        this.run('readdir', path, () => this.listing(path), this.traced(ControlFiles.isControl(path), () => ({ op: 'readdir', path }), (e, v) => cb(e, v?.names, v?.stats))),
       create: (path, mode, cb) => {
         const who = this.caller();
         this.run('create', path, () => {
