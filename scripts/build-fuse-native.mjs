@@ -295,14 +295,18 @@ patchFile(src, MARK5, laneC);
 // gives, and the table is off until the filesystem enables it.
 const MARK6 = '/* lessfs-ts: listed attributes */';
 const attrHelpers = `${MARK6}
+static void populate_stat (uint32_t *ints, struct stat* stat);
 #define LESSFS_ATTR_BUCKETS 65536
 #define LESSFS_ATTR_MAX 131072
-typedef struct lessfs_attr { struct lessfs_attr *next; uint64_t hash; uint64_t expires_ns; struct stat st; char path[]; } lessfs_attr_t;
+#define LESSFS_ATTR_SLOTS 4096
+typedef struct lessfs_attr { struct lessfs_attr *next; uint64_t hash; uint64_t expires_ns; uint32_t slot; uint32_t ino_gen; struct stat st; char path[]; } lessfs_attr_t;
 static pthread_mutex_t lessfs_attr_lock = PTHREAD_MUTEX_INITIALIZER;
 static lessfs_attr_t **lessfs_attr_tab = NULL;
 static uint32_t lessfs_attr_count = 0;
 static uint32_t lessfs_attr_gen = 0;
 static uint32_t lessfs_attr_tab_gen = 0;
+/* Per inode (hashed; a collision only drops more): bumped when that inode's attributes change. */
+static uint32_t lessfs_attr_ino_gen[LESSFS_ATTR_SLOTS];
 static uint64_t lessfs_attr_newest_ns = 0;
 static uint64_t lessfs_attr_ttl_ns = 0;
 static int lessfs_attr_on = 0;
@@ -342,14 +346,19 @@ static int lessfs_attr_usable (uint64_t now) {
   if (!usable) lessfs_attr_clear();
   return usable;
 }
-/* JS thread, in readdir's answer: remember dir/name's attributes. */
+/*
+ * JS thread (readdir's answer, or the filesystem handing over what it just
+ * made or changed): remember dir/name's attributes (name NULL: dir is the
+ * whole path), under the current generations of the table and of the inode.
+ */
 static void lessfs_attr_put (const char *dir, const char *name, const struct stat *st) {
   if (!__atomic_load_n(&lessfs_attr_on, __ATOMIC_SEQ_CST) || st->st_mode == 0) return;
-  if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) return;
+  if (name == NULL) name = "";
+  else if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) return;
   uint64_t now = lessfs_attr_now_ns();
   size_t dl = strlen(dir);
   size_t nl = strlen(name);
-  int root = dir[0] == '/' && dir[1] == 0;
+  int root = nl == 0 || (dir[0] == '/' && dir[1] == 0);
   pthread_mutex_lock(&lessfs_attr_lock);
   if (!lessfs_attr_usable(now)) lessfs_attr_tab_gen = __atomic_load_n(&lessfs_attr_gen, __ATOMIC_SEQ_CST);
   if (lessfs_attr_tab == NULL) lessfs_attr_tab = (lessfs_attr_t **) calloc(LESSFS_ATTR_BUCKETS, sizeof(lessfs_attr_t *));
@@ -357,7 +366,7 @@ static void lessfs_attr_put (const char *dir, const char *name, const struct sta
     pthread_mutex_unlock(&lessfs_attr_lock);
     return;
   }
-  uint64_t h = lessfs_attr_hash(dir, name);
+  uint64_t h = lessfs_attr_hash(dir, nl == 0 ? NULL : name);
   lessfs_attr_t **slot = &lessfs_attr_tab[h % LESSFS_ATTR_BUCKETS];
   lessfs_attr_t *e = (lessfs_attr_t *) malloc(sizeof(lessfs_attr_t) + dl + nl + 2);
   if (e != NULL) {
@@ -376,6 +385,8 @@ static void lessfs_attr_put (const char *dir, const char *name, const struct sta
       }
     }
     e->hash = h;
+    e->slot = (uint32_t) st->st_ino % LESSFS_ATTR_SLOTS;
+    e->ino_gen = __atomic_load_n(&lessfs_attr_ino_gen[e->slot], __ATOMIC_SEQ_CST);
     e->st = *st;
     e->expires_ns = now + lessfs_attr_ttl_ns;
     e->next = *slot;
@@ -396,7 +407,7 @@ static int lessfs_attr_get (const char *path, struct stat *st) {
   if (lessfs_attr_count > 0 && lessfs_attr_usable(now)) {
     for (lessfs_attr_t *e = lessfs_attr_tab[h % LESSFS_ATTR_BUCKETS]; e != NULL; e = e->next) {
       if (e->hash == h && strcmp(e->path, path) == 0) {
-        if (now < e->expires_ns) {
+        if (now < e->expires_ns && e->ino_gen == __atomic_load_n(&lessfs_attr_ino_gen[e->slot], __ATOMIC_SEQ_CST)) {
           *st = e->st;
           found = 1;
           lessfs_attr_hits++;
@@ -408,8 +419,28 @@ static int lessfs_attr_get (const char *path, struct stat *st) {
   pthread_mutex_unlock(&lessfs_attr_lock);
   return found;
 }
+/* Names may have changed: nothing in the table is used again. */
 NAPI_METHOD(fuse_native_attr_invalidate) {
   __atomic_add_fetch(&lessfs_attr_gen, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+/* (ino): that inode's attributes changed (every name of it). */
+NAPI_METHOD(fuse_native_attr_invalidate_ino) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_UINT32(ino, 0)
+  __atomic_add_fetch(&lessfs_attr_ino_gen[ino % LESSFS_ATTR_SLOTS], 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+/* (path, stat ints as getattr answers): path's attributes as of now. */
+NAPI_METHOD(fuse_native_attr_put) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_UTF8_MALLOC(path, 0)
+  NAPI_ARGV_BUFFER_CAST(uint32_t *, ints, 1)
+  struct stat st;
+  memset(&st, 0, sizeof(st));
+  populate_stat(ints, &st);
+  lessfs_attr_put(path, NULL, &st);
+  free(path);
   return NULL;
 }
 /* (on, ttlMs): on 0 turns the table off and empties it. */
@@ -443,14 +474,18 @@ NAPI_METHOD(fuse_native_attr_stats) {
 const attrC = [
   ['static void populate_stat (uint32_t *ints, struct stat* stat) {', `${attrHelpers}\nstatic void populate_stat (uint32_t *ints, struct stat* stat) {`],
   ['FUSE_METHOD(fgetattr, 2, 1,', '/* lessfs-ts: a getattr of a name just listed is answered here, on the libfuse thread. */\nstatic int lessfs_getattr (const char *path, struct stat *stat) {\n  if (lessfs_attr_get(path, stat)) return 0;\n  return fuse_native_getattr(path, stat);\n}\n\nFUSE_METHOD(fgetattr, 2, 1,'],
+  // fuse-native answers fgetattr with the fs's getattr of the path (libfuse asks it right after a create): the same table answers it.
+  ['  if (implemented[op_fgetattr]) ops.fgetattr = fuse_native_fgetattr;', '  if (implemented[op_fgetattr]) ops.fgetattr = lessfs_fgetattr;'],
+  ['static int lessfs_getattr (const char *path, struct stat *stat) {', 'static int fuse_native_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info);\nstatic int lessfs_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info) {\n  if (path != NULL && lessfs_attr_get(path, stat)) return 0;\n  return fuse_native_fgetattr(path, stat, info);\n}\nstatic int lessfs_getattr (const char *path, struct stat *stat) {'],
   ['      populate_stat(stats_array, &st);\n', '      populate_stat(stats_array, &st);\n      lessfs_attr_put(l->path, name, &st);\n'],
   ['  if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', '  if (implemented[op_getattr]) ops.getattr = lessfs_getattr;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_get_context)', '  NAPI_EXPORT_FUNCTION(fuse_native_get_context)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)'],
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_get_context)', '  NAPI_EXPORT_FUNCTION(fuse_native_get_context)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate_ino)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)'],
 ];
 const attrJs = [
   ['Fuse.EPERM = -1\n', `// lessfs-ts: listed attributes (one table per process; see scripts/build-fuse-native.mjs)
 Fuse.attrHandoff = binding.fuse_native_attr_invalidate ? {
-  invalidate: () => binding.fuse_native_attr_invalidate(),
+  invalidate: (ino) => ino === undefined ? binding.fuse_native_attr_invalidate() : binding.fuse_native_attr_invalidate_ino(ino),
+  put: (path, stat) => binding.fuse_native_attr_put(path, getStatArray(stat)),
   enable: (on, ttlMs) => binding.fuse_native_attr_enable(on ? 1 : 0, ttlMs),
   stats: () => { const s = binding.fuse_native_attr_stats(); return { hits: s[0], puts: s[1], entries: s[2] } }
 } : undefined
@@ -461,7 +496,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK6, attrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v6');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v7');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);

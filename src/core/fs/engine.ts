@@ -306,9 +306,11 @@ export class FsEngine {
    * Called (synchronously) whenever an inode or a directory entry changes, or
    * replication rewrites the tree: whatever caches attributes or names above
    * the engine (the mount's listed attributes, served by the FUSE threads)
-   * must drop them before the change is answered.
+   * must drop them before the change is answered. With ino: only that
+   * inode's attributes changed (or a name was added for it); without:
+   * names may have gone or moved, or anything may have changed.
    */
-  onMetadataChange: (() => void) | undefined;
+  onMetadataChange: ((ino?: number) => void) | undefined;
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
   /** Per inode: where its last read ended and how far blocks are fetched ahead. */
@@ -1231,7 +1233,7 @@ export class FsEngine {
 
   private putInode(inode: Inode): void {
     this.active.put(T.inode, inoKey(inode.ino), encodeInode(inode));
-    this.onMetadataChange?.();
+    this.onMetadataChange?.(inode.ino);
     if (this.inodeCache.size >= INODE_CACHE_MAX) this.inodeCache.clear();
     this.inodeCache.set(inode.ino, inode);
     this.active.touched.add(inode.ino);
@@ -1363,7 +1365,7 @@ export class FsEngine {
   private addDirent(parent: number, name: string, inode: Inode): void {
     const type = (inode.mode & S_IFMT) >> 12;
     this.active.put(T.dirent, direntKey(parent, name), encodeDirent({ ino: inode.ino, type }));
-    this.onMetadataChange?.();
+    this.onMetadataChange?.(inode.ino);
     this.cacheDirent(parent, name, inode.ino * 16 + type);
     this.active.changes++;
   }
@@ -1692,7 +1694,7 @@ export class FsEngine {
     this.active.del(T.orphan, key);
     if (isLnk(inode.mode)) this.active.del(T.symlink, key);
     this.active.del(T.inode, key);
-    this.onMetadataChange?.();
+    this.onMetadataChange?.(inode.ino);
     this.inodeCache.delete(inode.ino);
     const names = this.direntCache.get(inode.ino);
     if (names) {

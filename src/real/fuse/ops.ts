@@ -60,7 +60,10 @@ export interface FuseOpsOptions {
 
 /** See FuseOpsOptions.attrHandoff and scripts/build-fuse-native.mjs (sixth patch set). */
 export interface AttrHandoff {
-  invalidate(): void;
+  /** Without ino: names may have changed, nothing in the table is used again. With ino: that inode's attributes changed. */
+  invalidate(ino?: number): void;
+  /** path's attributes as of now (what was just made or changed: libfuse asks for them next). */
+  put(path: string, stat: FuseStat): void;
   enable(on: boolean, ttlMs: number): void;
   stats(): { hits: number; puts: number; entries: number };
 }
@@ -168,8 +171,8 @@ export class WriteBehind {
     private readonly queuedBytesMax = 32 << 20,
     /** A wait for room given up with EINTR when the request is interrupted (nothing queued yet). */
     private readonly interruptible: <T>(req: FuseRequest | undefined, p: Promise<T>) => Promise<T> = (_req, p) => p,
-    /** The size getattr reports may have changed (a write queued, or its store done or failed). */
-    private readonly onChange: () => void = () => undefined,
+    /** The size getattr reports for ino may have changed (a write queued, or its store done or failed). */
+    private readonly onChange: (ino: number) => void = () => undefined,
   ) {}
 
   get busy(): boolean {
@@ -207,7 +210,7 @@ export class WriteBehind {
     }
     this.queuedBytes += bytes;
     this.ends.set(ino, Math.max(this.ends.get(ino) ?? 0, endBytes));
-    this.onChange();
+    this.onChange(ino);
     const prev = this.tails.get(ino) ?? Promise.resolve();
     // The store starts in a later macrotask, so the reply (fuse-native answers
     // on process.nextTick) goes out before the hashing, not after it.
@@ -226,7 +229,7 @@ export class WriteBehind {
       if (this.tails.get(ino) === next) {
         this.tails.delete(ino);
         this.ends.delete(ino);
-        this.onChange();
+        this.onChange(ino);
       }
       const w = this.roomWaiters;
       this.roomWaiters = [];
@@ -327,7 +330,7 @@ export class LessfsFuseOps {
     this.callerKilled = options.callerKilled ?? callerBeingKilled;
     const handoff = options.attrHandoff;
     this.attrHandoff = handoff;
-    const invalidate = handoff ? (): void => handoff.invalidate() : undefined;
+    const invalidate = handoff ? (ino?: number): void => handoff.invalidate(ino) : undefined;
     this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p), invalidate);
     if (handoff) {
       this.engine.onMetadataChange = invalidate;
@@ -618,6 +621,28 @@ export class LessfsFuseOps {
   }
 
   /**
+   * Hand path's attributes as of now to the listed-attributes table (and its
+   * parent directory's, with parent): libfuse asks for them right after a
+   * create, mkdir, link, symlink or mknod and after each attribute change, and
+   * the kernel asks for the parent's before the next change in it. Taken in
+   * the turn the change ends in, so nothing falls between.
+   */
+  private handOver(path: string, parent = false): void {
+    const handoff = this.attrHandoff;
+    if (!handoff || this.gate.closed) return;
+    const ino = this.fs.tryResolve(path);
+    if (ino !== undefined) handoff.put(path, this.inodeStat(ino));
+    if (parent) this.handOverParent(path);
+  }
+
+  /** handOver of path's parent directory (not the control directory's). */
+  private handOverParent(path: string): void {
+    const cut = path.lastIndexOf('/');
+    if (cut < 0) return;
+    this.handOver(cut === 0 ? '/' : path.slice(0, cut));
+  }
+
+  /**
    * readdir's answer: names, and with the listed-attributes table each
    * name's attributes, taken in the same turn as the names (the addon files
    * them under the table's current generation as this returns).
@@ -673,6 +698,7 @@ export class LessfsFuseOps {
           this.checkSpace('create');
           const st = this.fs.create(path, (mode & 0o7777) | S_IFREG, who);
           this.engine.open(st.ino);
+          this.handOver(path, true);
           return this.newHandle({ ino: st.ino });
         }, this.trace ? this.traced(ControlFiles.isControl(path), (fh) => ({ op: 'create', path, mode, fh }), cb) : cb);
       },
@@ -682,6 +708,7 @@ export class LessfsFuseOps {
           this.refuseControl(path, 'mknod', true);
           this.checkSpace('mknod');
           this.fs.mknod(path, (mode & S_IFMT) === 0 ? mode | S_IFREG : mode, dev, who);
+          this.handOver(path, true);
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mknod', path, mode }), (e) => cb(e)));
       },
       open: (path, flags, cb) =>
@@ -724,6 +751,7 @@ export class LessfsFuseOps {
           const ino = this.fs.resolve(path);
           await this.settledReporting(ino, req);
           await this.engine.truncate(ino, size);
+          this.handOver(path);
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'truncate', path, size }), (e) => cb(e))),
       ftruncate: (path, fd, size, cb) =>
         this.run('ftruncate', path, async (req) => {
@@ -731,34 +759,39 @@ export class LessfsFuseOps {
           if (h.control) return this.control.truncate(h.control.path);
           await this.settledReporting(h.ino, req);
           await this.engine.truncate(h.ino, size);
+          this.handOver(path);
         }, this.traced(this.controlHandle(fd), () => ({ op: 'ftruncate', fh: fd, size }), (e) => cb(e))),
-      unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'unlink', path }), (e) => cb(e))),
-      rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'rmdir', path }), (e) => cb(e))),
+      unlink: (path, cb) => this.run('unlink', path, () => { this.refuseControl(path, 'unlink'); this.fs.unlink(path); this.handOverParent(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'unlink', path }), (e) => cb(e))),
+      rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); this.handOverParent(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'rmdir', path }), (e) => cb(e))),
       mkdir: (path, mode, cb) => {
         const who = this.caller();
-        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir', true); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mkdir', path, mode }), (e) => cb(e)));
+        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir', true); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); this.handOver(path, true); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mkdir', path, mode }), (e) => cb(e)));
       },
       rename: (src, dest, cb) =>
         this.run('rename', src, () => {
           this.refuseControl(src, 'rename');
           this.refuseControl(dest, 'rename');
           this.fs.rename(src, dest);
+          this.handOverParent(src);
+          this.handOver(dest, true);
         }, this.traced(ControlFiles.isControl(src) || ControlFiles.isControl(dest), () => ({ op: 'rename', path: src, to: dest }), (e) => cb(e))),
       link: (src, dest, cb) =>
         this.run('link', dest, () => {
           this.refuseControl(src, 'link');
           this.refuseControl(dest, 'link', true);
           this.fs.link(src, dest);
+          this.handOver(dest, true);
         }, this.traced(ControlFiles.isControl(src) || ControlFiles.isControl(dest), () => ({ op: 'link', path: src, to: dest }), (e) => cb(e))),
       symlink: (target, path, cb) => {
         const who = this.caller();
-        this.run('symlink', path, () => { this.refuseControl(path, 'symlink', true); this.checkSpace('symlink'); this.fs.symlink(target, path, who); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'symlink', target, path }), (e) => cb(e)));
+        this.run('symlink', path, () => { this.refuseControl(path, 'symlink', true); this.checkSpace('symlink'); this.fs.symlink(target, path, who); this.handOver(path, true); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'symlink', target, path }), (e) => cb(e)));
       },
       readlink: (path, cb) => this.run('readlink', path, () => this.fs.readlink(path), this.traced(ControlFiles.isControl(path), () => ({ op: 'readlink', path }), (e, v) => cb(e, v))),
       chmod: (path, mode, cb) =>
         this.run('chmod', path, async () => {
           this.refuseControl(path, 'chmod');
           await this.fs.setattr(path, { mode: mode & 0o7777 });
+          this.handOver(path);
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'chmod', path, mode }), (e) => cb(e))),
       chown: (path, uid, gid, cb) =>
         this.run('chown', path, async () => {
@@ -767,6 +800,7 @@ export class LessfsFuseOps {
             uid: uid === UID_UNCHANGED || uid === -1 ? undefined : uid,
             gid: gid === UID_UNCHANGED || gid === -1 ? undefined : gid,
           });
+          this.handOver(path);
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'chown', path, uid, gid }), (e) => cb(e))),
       utimens: (path, atime, mtime, cb) =>
         this.run('utimens', path, async (req) => {
@@ -778,6 +812,7 @@ export class LessfsFuseOps {
           const ino = this.fs.resolve(path);
           await this.interruptible(req, this.writes.settled(ino));
           await this.engine.setattr(ino, { atimeMs: given(atime), mtimeMs: given(mtime) });
+          this.handOver(path);
         }, this.traced(ControlFiles.isControl(path), () => ({ op: 'utimens', path }), (e) => cb(e))),
       flush: (path, fd, cb) =>
         this.run('flush', path, (req) => {
