@@ -18,8 +18,9 @@
 //     thread instead of leaked (see the fourth patch set below);
 //  7. metadata requests and reads reach JS ahead of other requests in
 //     flight (the fifth patch set);
-//  8. attributes a readdir listed answer the LOOKUPs that follow on the
-//     libfuse thread, without a round trip through JS (the sixth).
+//  8. attributes a readdir listed, or a handler handed over after a change,
+//     answer the LOOKUPs and GETATTRs that follow on the libfuse thread,
+//     without a round trip through JS (the sixth).
 // If the build fails the prebuilt addon stays in use and this says so loudly:
 // the filesystem works, but explicit mtimes are not kept and new files are root's.
 import { execFileSync } from 'node:child_process';
@@ -287,11 +288,14 @@ patchFile(src, MARK5, laneC);
 // against ~30 µs for a C filesystem on the same libfuse). Now a readdir
 // whose reply carries attributes (a stat with a non-zero mode per name) leaves
 // them in a table, and a getattr of one of those paths (the LOOKUP of a name
-// just listed) is answered from it on the libfuse thread. The table is only
-// as good as its generation: the filesystem bumps the generation whenever any
-// attribute or name may have changed (Fuse.attrHandoff.invalidate(), called
-// synchronously before the change is answered), and a table of an older
-// generation is never used. Entries also expire after the TTL the filesystem
+// just listed) is answered from it on the libfuse thread; the filesystem can
+// also hand over a path's attributes itself (Fuse.attrHandoff.put: what a
+// create or chmod just made, which libfuse asks for right after). The table
+// is only as good as its generations: the filesystem bumps the table's
+// whenever a name may have gone or moved (Fuse.attrHandoff.invalidate()) and
+// an inode's whenever its attributes change (invalidate(ino)), synchronously
+// before the change is answered, and an entry of an older generation of
+// either is never used. Entries also expire after the TTL the filesystem
 // gives, and the table is off until the filesystem enables it.
 const MARK6 = '/* lessfs-ts: listed attributes */';
 const attrHelpers = `${MARK6}
