@@ -1,10 +1,25 @@
 // Random replication log contents and damage for the property tests of the
-// log readers (live-log-scan, rotated-file): records of every kind, and what
-// a crash, bit rot or a foreign writer leave of a file.
+// log readers (live-log-scan, rotated-file, replogtool-dump): records of
+// every kind, live logs of them, what a crash, bit rot or a foreign writer
+// leave of a file, and a file read in reads of any size.
 
 import fc from 'fast-check';
 import { concat } from '../../src/core/bytes.ts';
-import { type BlockPayload, type KvPayload, REPL_TABLE_IDS, type ReplTableName } from '../../src/core/replication/frames.ts';
+import {
+  type BlockPayload,
+  blockFrameCrc,
+  encodeBlockRefFrame,
+  encodeCommitFrame,
+  encodeRecordFrame,
+  foldFrameCrc,
+  FRAME_TYPE,
+  type KvPayload,
+  REPL_TABLE_IDS,
+  type ReplRecord,
+  type ReplTableName,
+} from '../../src/core/replication/frames.ts';
+import { encodeHeader, type LogHeaderFields } from '../../src/core/replication/log-file.ts';
+import type { RotatedFileSource } from '../../src/core/replication/rotated-file.ts';
 import { nodePrimitives as P } from '../../src/real/primitives.ts';
 
 export const kvArb: fc.Arbitrary<KvPayload> = fc.record({
@@ -53,4 +68,57 @@ export function damaged(log: Uint8Array, d: Damage): Uint8Array {
     case 'zeros':
       return concat(log, new Uint8Array(d.length));
   }
+}
+
+/** A record of a live log: a BLOCKREF ('ref') stands for the BLOCK whose bytes stay in the data file. */
+export type LogRecord = ReplRecord | { type: 'ref'; block: BlockPayload; extentOffsetBytes: number };
+
+export const liveRecordArb: fc.Arbitrary<LogRecord> = fc.oneof(
+  kvArb.map((kv): LogRecord => ({ type: FRAME_TYPE.KV, kv })),
+  blockArb.map((block): LogRecord => ({ type: FRAME_TYPE.BLOCK, block })),
+  fc.tuple(blockArb, fc.nat({ max: 1 << 30 })).map(([block, extentOffsetBytes]): LogRecord => ({ type: 'ref', block, extentOffsetBytes })),
+);
+
+/**
+ * A live log: header, then transactions of records (BLOCKREFs bound by their
+ * BLOCK's CRC), each ended by its COMMIT (at master time `timesMs[i]`, else 1000 × i).
+ */
+export function liveLog(fields: LogHeaderFields, txns: readonly LogRecord[][], timesMs: readonly number[] = []): Uint8Array {
+  const parts: Uint8Array[] = [encodeHeader(P, fields)];
+  txns.forEach((records, i) => {
+    const txn = fields.firstTxn + i;
+    let framesCrc32 = 0;
+    for (const r of records) {
+      const frame = r.type === 'ref' ? encodeBlockRefFrame(P, txn, r.block, r.extentOffsetBytes) : encodeRecordFrame(P, txn, r);
+      const bound = r.type === 'ref' ? blockFrameCrc(P, txn, r.block) : new DataView(frame.buffer, frame.byteOffset).getUint32(4);
+      framesCrc32 = foldFrameCrc(P, framesCrc32, bound);
+      parts.push(frame);
+    }
+    parts.push(encodeCommitFrame(P, txn, { recordCount: records.length, nextIno: 10 + i, framesCrc32, timeMs: timesMs[i] ?? 1000 * i }));
+  });
+  return concat(...parts);
+}
+
+export interface Reads {
+  count: number;
+  maxBytes: number;
+  buffers: Set<ArrayBufferLike>;
+}
+
+/** The file read in reads of at most chunkBytes, into the caller's buffer; `later` serves other bytes once `switchAfter` reads were made. */
+export function chunked(bytes: Uint8Array, chunkBytes: number, reads: Reads, later?: { bytes: Uint8Array; switchAfter: number }): RotatedFileSource {
+  return {
+    sizeBytes: bytes.length,
+    chunkBytes,
+    read: async (positionBytes, length, into) => {
+      const from = later && reads.count >= later.switchAfter ? later.bytes : bytes;
+      reads.count++;
+      reads.maxBytes = Math.max(reads.maxBytes, length);
+      const got = from.subarray(positionBytes, positionBytes + length);
+      if (!into) return got.slice();
+      reads.buffers.add(into.buffer);
+      into.set(got);
+      return into.subarray(0, got.length);
+    },
+  };
 }

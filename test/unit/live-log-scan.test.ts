@@ -10,23 +10,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { nodePrimitives as P } from '../../src/real/primitives.ts';
-import { concat } from '../../src/core/bytes.ts';
-import { blockArb, damageArb, damaged, kvArb } from '../support/log-arb.ts';
+import { damageArb, damaged, liveLog, type LogRecord, liveRecordArb as recordArb } from '../support/log-arb.ts';
 import {
-  type BlockPayload,
-  encodeBlockRefFrame,
-  encodeCommitFrame,
-  encodeRecordFrame,
-  foldFrameCrc,
   type Frame,
   FRAME_TYPE,
   type ReplRecord,
-  blockFrameCrc,
   decodeRecord,
   type Transaction,
 } from '../../src/core/replication/frames.ts';
 import {
-  encodeHeader,
   type LiveLogScan,
   type LiveLogStreamScan,
   LiveLogScanner,
@@ -40,37 +32,12 @@ const RUNS = Number(process.env.LESSFS_PROP_RUNS ?? 300);
 
 // ------------------------------------------------------------ random live logs
 
-type LogRecord = ReplRecord | { type: 'ref'; block: BlockPayload; extentOffsetBytes: number };
-
-const recordArb: fc.Arbitrary<LogRecord> = fc.oneof(
-  kvArb.map((kv): LogRecord => ({ type: FRAME_TYPE.KV, kv })),
-  blockArb.map((block): LogRecord => ({ type: FRAME_TYPE.BLOCK, block })),
-  fc.tuple(blockArb, fc.nat({ max: 1 << 30 })).map(([block, extentOffsetBytes]): LogRecord => ({ type: 'ref', block, extentOffsetBytes })),
-);
-
 const fieldsArb: fc.Arbitrary<LogHeaderFields> = fc.record({
   fsId: fc.string({ minLength: 1, maxLength: 40, unit: 'grapheme' }),
   blockSizeBytes: fc.constant(4096),
   sequence: fc.nat({ max: 1000 }),
   firstTxn: fc.integer({ min: 1, max: 1_000_000 }),
 });
-
-/** A live log: header, then transactions of records (BLOCKREFs bound by their BLOCK's CRC), each ended by its COMMIT. */
-function liveLog(fields: LogHeaderFields, txns: readonly LogRecord[][]): Uint8Array {
-  const parts: Uint8Array[] = [encodeHeader(P, fields)];
-  txns.forEach((records, i) => {
-    const txn = fields.firstTxn + i;
-    let framesCrc32 = 0;
-    for (const r of records) {
-      const frame = r.type === 'ref' ? encodeBlockRefFrame(P, txn, r.block, r.extentOffsetBytes) : encodeRecordFrame(P, txn, r);
-      const bound = r.type === 'ref' ? blockFrameCrc(P, txn, r.block) : new DataView(frame.buffer, frame.byteOffset).getUint32(4);
-      framesCrc32 = foldFrameCrc(P, framesCrc32, bound);
-      parts.push(frame);
-    }
-    parts.push(encodeCommitFrame(P, txn, { recordCount: records.length, nextIno: 10 + i, framesCrc32, timeMs: 1000 * i }));
-  });
-  return concat(...parts);
-}
 
 // ------------------------------------------------------------ what a scan found
 

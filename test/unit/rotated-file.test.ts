@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { nodePrimitives as P } from '../../src/real/primitives.ts';
 import { concat } from '../../src/core/bytes.ts';
-import { blockArb, type Damage, damageArb, damaged, kvArb } from '../support/log-arb.ts';
+import { blockArb, chunked, type Damage, damageArb, damaged, kvArb, type Reads } from '../support/log-arb.ts';
 import { ReplogError } from '../../src/core/replication/errors.ts';
 import { encodeFrame, encodeTransaction, FRAME_TYPE, type ReplRecord, type Transaction } from '../../src/core/replication/frames.ts';
 import { encodeHeader, encodeTrailer, type LogHeaderFields, TRAILER_BYTES, validateRotatedFile } from '../../src/core/replication/log-file.ts';
@@ -91,30 +91,6 @@ function rotatedFile(fields: LogHeaderFields, txns: readonly ReplRecord[][], cha
     fs[k] = f;
   }
   return resealed(fs);
-}
-
-interface Reads {
-  count: number;
-  maxBytes: number;
-  buffers: Set<ArrayBufferLike>;
-}
-
-/** The file read in reads of at most chunkBytes, into the caller's buffer; `later` serves other bytes once `switchAfter` reads were made. */
-function chunked(bytes: Uint8Array, chunkBytes: number, reads: Reads, later?: { bytes: Uint8Array; switchAfter: number }): RotatedFileSource {
-  return {
-    sizeBytes: bytes.length,
-    chunkBytes,
-    read: async (positionBytes, length, into) => {
-      const from = later && reads.count >= later.switchAfter ? later.bytes : bytes;
-      reads.count++;
-      reads.maxBytes = Math.max(reads.maxBytes, length);
-      const got = from.subarray(positionBytes, positionBytes + length);
-      if (!into) return got.slice();
-      reads.buffers.add(into.buffer);
-      into.set(got);
-      return into.subarray(0, got.length);
-    },
-  };
 }
 
 function outcome(fn: () => unknown): { ok: true; value: unknown } | { ok: false; code: string; message: string } {
