@@ -2,34 +2,25 @@
 // replogtool -r FILE -c CONFIG           : apply a rotated log file to an unmounted slave.
 //
 // The dump checks a file exactly as a slave would before it reads anything out
-// of it, so "replogtool -b" answers "would the slave take this file?" too.
+// of it, so "replogtool -b" answers "would the slave take this file?" too; it
+// then reads the file again and prints as it reads (log-file-visit.ts).
+// Both commands read a file in bounded memory, whatever its size.
 // Format: docs/replication-log.md; the command: docs/replogtool.md.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { basename } from 'node:path';
 import { replicationModeOf, type LessfsConfig, type ReplicationMode } from '../core/config.ts';
 import type { FileHandle, Logger, Primitives } from '../core/drivers.ts';
+import { assert } from '../core/errors.ts';
 import { FsEngine } from '../core/fs/engine.ts';
 import { engineOptionsFromConfig } from '../core/fs/options.ts';
 import { ReplogError } from '../core/replication/errors.ts';
-import { decodeRecord, FRAME_TYPE, hex32, type ReplRecord, type Transaction } from '../core/replication/frames.ts';
-import {
-  BLOCK_SIZE_BYTES_MAX,
-  BLOCK_SIZE_BYTES_MIN,
-  checkHeader,
-  checkNamedSequence,
-  decodeHeader,
-  LOG_MAGIC,
-  scanLiveLog,
-  validateRotatedFile,
-  type LogHeader,
-  type LogTrailer,
-  type LiveLogScan,
-} from '../core/replication/log-file.ts';
+import { type Frame, FRAME_TYPE, hex32, type ReplRecord, type Transaction } from '../core/replication/frames.ts';
+import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN, type LiveLogEnd, type LiveLogStreamScan, LOG_MAGIC, type LogHeader } from '../core/replication/log-file.ts';
+import { type CheckedLogFile, type LogFileVisitor, visitLogFile } from '../core/replication/log-file-visit.ts';
 import { LIVE_LOG_NAME, parseRotatedLogName } from '../core/replication/master-log.ts';
 import { megabytes } from '../core/replication/room-wait.ts';
-import { rotatedFileSource } from '../core/replication/rotated-file.ts';
+import { rotatedFileSource, type RotatedFileSource } from '../core/replication/rotated-file.ts';
 import { FileNotAppliedError, SlaveApplier, slaveRepairNotice } from '../core/replication/slave.ts';
 import { realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { acquireLock } from '../real/lock.ts';
@@ -54,21 +45,22 @@ Dump a lessfs replication log file, or apply one to an unmounted slave.
   -h, --help           show this help
 
 Every file is checked completely (header, whole-file CRC, every frame, record
-and transaction) before anything is printed or applied.
+and transaction) before anything is printed or applied. A file of any size is
+read in pieces of 4 MiB: once to check it, once more to print or apply it; if
+it changed in between, it is refused (ECHANGED) and the dump stops where the
+change was found.
 
 Exit status: 0 dumped, applied or already applied; 1 the file was refused or
 another error; 2 usage error.
 `;
 
-/** One buffer's ceiling: the dump (-b) reads a log whole; -c reads it in chunks and has no such limit. */
-export const LOG_FILE_BYTES_MAX = 2 ** 31 - 1;
 /** Files at least this large get a progress bar while applied (on a terminal). */
 const PROGRESS_FILE_BYTES_MIN = 16 * 1024 * 1024;
 const PROGRESS_REDRAW_MS = 100;
 const PROGRESS_BAR_WIDTH = 30;
 /** Key bytes shown in the text dump; longer keys are cut (the JSON has them whole). */
 const KEY_SHOWN_BYTES_MAX = 32;
-/** Text dump written in pieces of about this size. */
+/** The dump written in pieces of about this size. */
 const OUTPUT_CHUNK_BYTES = 64 * 1024;
 /** Largest time a JS Date represents (ms after the epoch). */
 const DATE_MS_MAX = 8.64e15;
@@ -95,6 +87,11 @@ export interface DumpTransaction {
   records: DumpRecord[];
 }
 
+/**
+ * The dump as one document (--json prints it; the text says the same). It is
+ * written as the file is read (DumpWriter), never held whole: its parts are
+ * DumpHead, each DumpTransaction, and DumpEnd.
+ */
 export interface LogDump {
   file: string;
   kind: 'rotated' | 'live';
@@ -116,6 +113,11 @@ export interface LogDump {
   totals: { transactions: number; kvRecords: number; blockRecords: number; blockStoredBytes: number; fileBytes: number };
 }
 
+/** What the dump says before the transactions. */
+export type DumpHead = Pick<LogDump, 'file' | 'kind' | 'fileBytes' | 'header'>;
+/** What the dump says after them. */
+export type DumpEnd = Pick<LogDump, 'trailer' | 'live' | 'totals'>;
+
 function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
@@ -124,7 +126,7 @@ function codecNameOf(p: Primitives, id: number): string {
   return p.codecs.find((c) => c.id === id)?.name ?? `unknown(${id})`;
 }
 
-function dumpRecord(p: Primitives, r: ReplRecord, offsetBytes: number): DumpRecord {
+export function dumpRecord(p: Primitives, r: ReplRecord, offsetBytes: number): DumpRecord {
   if (r.type === FRAME_TYPE.KV) {
     const put = r.kv.value !== undefined;
     return { type: 'KV', offsetBytes, table: r.kv.table, keyHex: toHex(r.kv.key), keyBytes: r.kv.key.length, op: put ? 'put' : 'delete', valueBytes: put ? (r.kv.value as Uint8Array).length : null };
@@ -137,102 +139,46 @@ function dumpRecord(p: Primitives, r: ReplRecord, offsetBytes: number): DumpReco
   return { type: 'BLOCK', offsetBytes, keyHex: toHex(b.key), keyBytes: b.key.length, codec: codecNameOf(p, b.codec), codecId: b.codec, rawBytes: b.rawLength, storedBytes: b.stored.length };
 }
 
-function dumpTransaction(p: Primitives, tx: Transaction): DumpTransaction {
+/** A committed transaction, its records already dumped (`tx.records` may be empty: a streamed read visits them). */
+export function dumpTransaction(tx: Transaction, records: DumpRecord[]): DumpTransaction {
   const c = tx.commit;
   return {
     txn: tx.txn,
-    offsetBytes: tx.records[0]?.offsetBytes ?? tx.commitFrame.offsetBytes,
+    offsetBytes: records[0]?.offsetBytes ?? tx.commitFrame.offsetBytes,
     recordCount: c.recordCount,
     nextIno: c.nextIno,
     timeMs: c.timeMs,
     time: c.timeMs <= DATE_MS_MAX ? new Date(c.timeMs).toISOString() : null,
     framesCrc32: hex32(c.framesCrc32),
-    records: tx.decoded.map((r, i) => dumpRecord(p, r, tx.records[i].offsetBytes)),
+    records,
   };
 }
 
-function dumpHeader(h: LogHeader): NonNullable<LogDump['header']> {
+export function dumpHeader(h: LogHeader): NonNullable<LogDump['header']> {
   return { magic: LOG_MAGIC, formatVersion: h.formatVersion, fsId: h.fsId, blockSizeBytes: h.blockSizeBytes, sequence: h.sequence, firstTxn: h.firstTxn, sizeBytes: h.sizeBytes };
 }
 
-function totalsOf(transactions: DumpTransaction[], fileBytes: number): LogDump['totals'] {
-  const totals = { transactions: transactions.length, kvRecords: 0, blockRecords: 0, blockStoredBytes: 0, fileBytes };
-  for (const tx of transactions) {
-    for (const r of tx.records) {
-      if (r.type === 'KV') totals.kvRecords++;
-      else {
-        totals.blockRecords++;
-        totals.blockStoredBytes += r.storedBytes;
-      }
+/** Count a committed transaction into the totals. */
+export function addToTotals(totals: LogDump['totals'], tx: DumpTransaction): void {
+  totals.transactions++;
+  for (const r of tx.records) {
+    if (r.type === 'KV') totals.kvRecords++;
+    else {
+      totals.blockRecords++;
+      totals.blockStoredBytes += r.storedBytes;
     }
   }
-  return totals;
 }
 
-function fromRotated(p: Primitives, file: string, fileBytes: number, header: LogHeader, transactions: Transaction[], trailer: LogTrailer): LogDump {
-  const txs = transactions.map((t) => dumpTransaction(p, t));
+/** A live log's state at the end of the dump; `uncommitted` holds the records after its last COMMIT. */
+export function dumpLive(scan: LiveLogEnd, fileBytes: number, uncommitted: { txn: number; records: DumpRecord[] } | undefined): NonNullable<LogDump['live']> {
   return {
-    file,
-    kind: 'rotated',
-    fileBytes,
-    header: dumpHeader(header),
-    transactions: txs,
-    trailer: { lastTxn: trailer.lastTxn, frameCount: trailer.frameCount, fileCrc32: hex32(trailer.fileCrc32) },
-    live: null,
-    totals: totalsOf(txs, fileBytes),
+    committedEndBytes: scan.committedEndBytes,
+    lastTxn: scan.lastTxn,
+    frameCount: scan.frameCount,
+    uncommitted: uncommitted ?? null,
+    tail: scan.tail ? { code: scan.tail.code, offsetBytes: scan.tail.offsetBytes, bytes: fileBytes - scan.tail.offsetBytes, detail: scan.tail.detail } : null,
   };
-}
-
-function fromLive(p: Primitives, file: string, fileBytes: number, scan: LiveLogScan): LogDump {
-  const txs = scan.transactions.map((t) => dumpTransaction(p, t));
-  const u = scan.uncommitted;
-  return {
-    file,
-    kind: 'live',
-    fileBytes,
-    header: scan.header ? dumpHeader(scan.header) : null,
-    transactions: txs,
-    trailer: null,
-    live: {
-      committedEndBytes: scan.committedEndBytes,
-      lastTxn: scan.lastTxn,
-      frameCount: scan.frameCount,
-      uncommitted: u ? { txn: u.txn, records: u.records.map((f) => dumpRecord(p, decodeRecord(f), f.offsetBytes)) } : null,
-      tail: scan.tail ? { code: scan.tail.code, offsetBytes: scan.tail.offsetBytes, bytes: fileBytes - scan.tail.offsetBytes, detail: scan.tail.detail } : null,
-    },
-    totals: totalsOf(txs, fileBytes),
-  };
-}
-
-/**
- * Check and describe a log file. A rotated file must pass validateRotatedFile
- * (its own fs id, block size `blockSizeBytes`) and, when named replog.dta-N,
- * hold sequence N (as a slave checks); a file named replog.dta whose only
- * fault is having no trailer is read as the live log. Throws ReplogError.
- */
-export function dumpLogFile(p: Primitives, bytes: Uint8Array, file: string, blockSizeBytes: number): LogDump {
-  const live = basename(file) === LIVE_LOG_NAME;
-  const scanLive = (): LogDump => {
-    const scan = scanLiveLog(p, bytes, { fileName: file });
-    if (scan.header) checkHeader(scan.header, { fsId: scan.header.fsId, blockSizeBytes }, file);
-    return fromLive(p, file, bytes.length, scan);
-  };
-  let header: LogHeader;
-  try {
-    header = decodeHeader(p, bytes, file);
-  } catch (err) {
-    if (live && err instanceof ReplogError && err.code === 'ETRUNCATED') return scanLive();
-    throw err;
-  }
-  try {
-    const v = validateRotatedFile(p, bytes, { fsId: header.fsId, blockSizeBytes, fileName: file });
-    checkNamedSequence(v.header, parseRotatedLogName(basename(file)), file);
-    return fromRotated(p, file, bytes.length, v.header, v.transactions, v.trailer);
-  } catch (err) {
-    // Header and expectations were checked before the trailer: ETRUNCATED here is "no trailer".
-    if (live && err instanceof ReplogError && err.code === 'ETRUNCATED') return scanLive();
-    throw err;
-  }
 }
 
 // ---------------------------------------------------------------- text
@@ -251,8 +197,8 @@ function recordText(r: DumpRecord): string {
   return `  BLOCK key ${keyText(r.keyHex, r.keyBytes)}, codec ${r.codec}, raw ${r.rawBytes} bytes, stored ${r.storedBytes} bytes`;
 }
 
-/** The text dump, one line per element; the caller joins them. */
-export function* logDumpLines(d: LogDump): Generator<string> {
+/** The text dump's first lines, one a line. */
+export function* headLines(d: DumpHead): Generator<string> {
   yield `${d.file}: ${d.kind === 'rotated' ? 'rotated replication log' : 'live replication log (no trailer)'}, ${d.fileBytes} bytes`;
   const h = d.header;
   if (h) {
@@ -260,18 +206,25 @@ export function* logDumpLines(d: LogDump): Generator<string> {
   } else {
     yield d.fileBytes === 0 ? 'header: none (empty file: nothing logged since the last rotation)' : `header: none (the file ends inside its header: torn before anything was logged)`;
   }
-  for (const tx of d.transactions) {
-    const when = tx.time ?? `${tx.timeMs} ms (not a date)`;
-    yield `txn ${tx.txn} at offset ${tx.offsetBytes}: ${tx.recordCount} records, nextIno ${tx.nextIno}, master time ${when}`;
-    for (const r of tx.records) yield recordText(r);
-  }
+}
+
+/** A transaction's lines in the text dump. */
+export function* transactionLines(tx: DumpTransaction): Generator<string> {
+  const when = tx.time ?? `${tx.timeMs} ms (not a date)`;
+  yield `txn ${tx.txn} at offset ${tx.offsetBytes}: ${tx.recordCount} records, nextIno ${tx.nextIno}, master time ${when}`;
+  for (const r of tx.records) yield recordText(r);
+}
+
+/** The text dump's last lines; `firstTxn` is the first committed transaction's (undefined when none). */
+export function* endLines(d: DumpEnd, firstTxn: number | undefined): Generator<string> {
   if (d.trailer) {
     yield `trailer: last txn ${d.trailer.lastTxn}, ${d.trailer.frameCount} frames, file CRC-32 ${d.trailer.fileCrc32}`;
   }
+  const t = d.totals;
   if (d.live) {
     const l = d.live;
-    const range = d.transactions.length > 0 ? ` (txns ${d.transactions[0].txn}..${l.lastTxn})` : '';
-    yield `live log: ${d.transactions.length} committed transactions${range}, ${l.frameCount} frames, committed data ends at offset ${l.committedEndBytes}`;
+    const range = firstTxn !== undefined ? ` (txns ${firstTxn}..${l.lastTxn})` : '';
+    yield `live log: ${t.transactions} committed transactions${range}, ${l.frameCount} frames, committed data ends at offset ${l.committedEndBytes}`;
     if (l.uncommitted) {
       yield `uncommitted: txn ${l.uncommitted.txn} has ${l.uncommitted.records.length} records and no COMMIT (logged, never committed; the master drops them)`;
       for (const r of l.uncommitted.records) yield recordText(r);
@@ -280,9 +233,92 @@ export function* logDumpLines(d: LogDump): Generator<string> {
       yield `torn tail: ${l.tail.bytes} bytes from offset ${l.tail.offsetBytes} (${l.tail.code}: ${l.tail.detail}); the master cuts them at its next mount if its database has not committed txn ${l.lastTxn + 1}, else the log is damaged and the master refuses to mount`;
     }
   }
-  const t = d.totals;
   yield `totals: ${t.transactions} transactions, ${t.kvRecords} KV records, ${t.blockRecords} BLOCK records, ${t.blockStoredBytes} block bytes stored, ${t.fileBytes} file bytes`;
 }
+
+// ---------------------------------------------------------------- streamed dump
+
+/** `value` as JSON.stringify(value, null, 2) writes it `depth` levels deep in a document (strings hold no raw newline). */
+function jsonAt(value: unknown, depth: number): string {
+  return JSON.stringify(value, null, 2).replaceAll('\n', `\n${'  '.repeat(depth)}`);
+}
+
+/**
+ * Writes the dump as the file is read: the text lines, or the LogDump
+ * document in the bytes JSON.stringify(dump, null, 2) gives it (head,
+ * each transaction, end), holding only the records of the transaction
+ * being read.
+ */
+class DumpWriter implements LogFileVisitor {
+  private live: LiveLogStreamScan | undefined;
+  private trailer: LogDump['trailer'] = null;
+  private records: DumpRecord[] = [];
+  private readonly totals: LogDump['totals'] = { transactions: 0, kvRecords: 0, blockRecords: 0, blockStoredBytes: 0, fileBytes: 0 };
+  private firstTxn: number | undefined;
+
+  constructor(
+    private readonly p: Primitives,
+    private readonly file: string,
+    private readonly json: boolean,
+    private readonly write: (text: string) => void,
+  ) {}
+
+  checked(f: CheckedLogFile): void {
+    const header = f.kind === 'rotated' ? f.header : f.scan.header;
+    const head: DumpHead = { file: this.file, kind: f.kind, fileBytes: f.sizeBytes, header: header ? dumpHeader(header) : null };
+    this.totals.fileBytes = f.sizeBytes;
+    if (f.kind === 'rotated') this.trailer = { lastTxn: f.trailer.lastTxn, frameCount: f.trailer.frameCount, fileCrc32: hex32(f.trailer.fileCrc32) };
+    else this.live = f.scan;
+    // The document without its closing "\n}": the transactions follow.
+    if (this.json) this.write(`${JSON.stringify(head, null, 2).slice(0, -2)},\n  "transactions": `);
+    else for (const line of headLines(head)) this.write(`${line}\n`);
+  }
+
+  record(frame: Frame, record: ReplRecord): void {
+    this.records.push(dumpRecord(this.p, record, frame.offsetBytes));
+  }
+
+  commit(transaction: Transaction): void {
+    const tx = dumpTransaction(transaction, this.records);
+    this.records = [];
+    addToTotals(this.totals, tx);
+    if (this.json) this.write(`${this.firstTxn === undefined ? '[' : ','}\n    ${jsonAt(tx, 2)}`);
+    else for (const line of transactionLines(tx)) this.write(`${line}\n`);
+    this.firstTxn ??= tx.txn;
+  }
+
+  /** After the file was read whole: the trailer or the live log's state, and the totals. */
+  end(): void {
+    const scan = this.live;
+    const uncommitted = scan?.uncommitted;
+    assert(this.records.length === (uncommitted ? uncommitted.recordCount : 0), `${this.records.length} records after the last COMMIT`);
+    const end: DumpEnd = {
+      trailer: this.trailer,
+      live: scan ? dumpLive(scan, this.totals.fileBytes, uncommitted && { txn: uncommitted.txn, records: this.records }) : null,
+      totals: this.totals,
+    };
+    // The rest of the document after its opening "{".
+    if (this.json) this.write(`${this.firstTxn === undefined ? '[]' : '\n  ]'},${JSON.stringify(end, null, 2).slice(1)}\n`);
+    else for (const line of endLines(end, this.firstTxn)) this.write(`${line}\n`);
+  }
+}
+
+/**
+ * Check a log file and write its dump (text, or the JSON document) to
+ * `write` as it is read. The file is checked as a slave checks it before
+ * anything is written: a rotated file (its own fs id, block size
+ * `blockSizeBytes`, and sequence N when named replog.dta-N), or, named
+ * replog.dta with no trailer as its only fault, the live log. Throws
+ * ReplogError; ECHANGED when the file changed between its two reads, after
+ * part of the dump was written.
+ */
+export async function dumpLog(p: Primitives, source: RotatedFileSource, file: string, blockSizeBytes: number, json: boolean, write: (text: string) => void): Promise<void> {
+  const writer = new DumpWriter(p, file, json, write);
+  const name = basename(file);
+  await visitLogFile(p, source, { fileName: file, blockSizeBytes, liveName: name === LIVE_LOG_NAME, nameSequence: parseRotatedLogName(name) }, writer);
+  writer.end();
+}
+
 
 // ---------------------------------------------------------------- edges
 
@@ -301,37 +337,10 @@ function openErrorText(err: unknown): string {
   return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
 }
 
-/** The whole file, for the dump; a log larger than a buffer can hold is refused up front. */
-function readLogFile(path: string): Uint8Array {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new CliError(`cannot read log file ${path}: ${openErrorText(err)}`);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new CliError(`cannot read log file ${path}: not a regular file`);
-    if (st.size > LOG_FILE_BYTES_MAX) {
-      throw new CliError(`log file ${path} is ${st.size} bytes; replogtool -b reads a log whole and takes at most ${LOG_FILE_BYTES_MAX} bytes (rotate the master's log at a smaller ROTATE_REPLOG_SIZE; -c applies a file of any size)`);
-    }
-    const out = new Uint8Array(st.size);
-    let done = 0;
-    while (done < out.length) {
-      const n = readSync(fd, out, done, out.length - done, done);
-      if (n === 0) throw new CliError(`log file ${path} shrank while being read (${done} of ${out.length} bytes): is it still being written?`);
-      done += n;
-    }
-    return out;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
- * An open log file for -c, read in chunks (rotated-file.ts): checked, then
- * read again as it is applied, so its size is not bounded by memory or by
- * what one buffer holds.
+ * An open log file, read in chunks (rotated-file.ts): checked, then read
+ * again as it is applied (-c) or dumped (-b), so its size is not bounded by
+ * memory or by what one buffer holds.
  */
 async function openLogFile(path: string): Promise<{ file: Pick<FileHandle, 'read'>; sizeBytes: number; close(): Promise<void> }> {
   let fh: fsp.FileHandle;
@@ -360,48 +369,63 @@ async function openLogFile(path: string): Promise<{ file: Pick<FileHandle, 'read
   }
 }
 
-/** Writes to stdout that stop quietly once the reader went away (`replogtool ... | head`). */
-function stdoutWriter(): { write(text: string): void } {
+/**
+ * Stdout in pieces of OUTPUT_CHUNK_BYTES that stops quietly once the reader
+ * went away (`replogtool ... | head`); `drained` waits while stdout holds
+ * what it could not pass on yet, so the dump reads on only as fast as its
+ * reader takes the output.
+ */
+function stdoutSink(): { write(text: string): void; flush(): void; drained(): Promise<void> } {
+  const stdout = process.stdout;
   let gone = false;
-  process.stdout.on('error', (err: Error & { code?: string }) => {
+  let chunk = '';
+  stdout.on('error', (err: Error & { code?: string }) => {
     if (err.code !== 'EPIPE') throw err;
     gone = true;
   });
+  const flush = (): void => {
+    if (!gone && chunk !== '') stdout.write(chunk);
+    chunk = '';
+  };
   return {
     write: (text) => {
-      if (!gone) process.stdout.write(text);
+      chunk += text;
+      if (chunk.length >= OUTPUT_CHUNK_BYTES) flush();
     },
+    flush,
+    drained: () =>
+      new Promise((resolve) => {
+        if (gone || !stdout.writableNeedDrain) return resolve();
+        const done = (): void => {
+          stdout.off('drain', done);
+          stdout.off('close', done);
+          resolve();
+        };
+        stdout.on('drain', done);
+        stdout.on('close', done);
+      }),
   };
 }
 
-function printDump(d: LogDump, json: boolean): void {
-  const out = stdoutWriter();
-  if (json) {
-    out.write(`${JSON.stringify(d, null, 2)}\n`);
-    return;
-  }
-  let chunk = '';
-  for (const line of logDumpLines(d)) {
-    chunk += `${line}\n`;
-    if (chunk.length >= OUTPUT_CHUNK_BYTES) {
-      out.write(chunk);
-      chunk = '';
-    }
-  }
-  out.write(chunk);
-}
-
-function dump(path: string, blockSizeBytes: number, json: boolean): number {
-  const bytes = readLogFile(path);
-  let d: LogDump;
+async function dump(path: string, blockSizeBytes: number, json: boolean): Promise<number> {
+  const log = await openLogFile(path);
+  const out = stdoutSink();
   try {
-    d = dumpLogFile(nodePrimitives, bytes, path, blockSizeBytes);
+    const file: Pick<FileHandle, 'read'> = {
+      read: async (positionBytes, length, into) => {
+        await out.drained();
+        return log.file.read(positionBytes, length, into);
+      },
+    };
+    await dumpLog(nodePrimitives, await rotatedFileSource(file, log.sizeBytes), path, blockSizeBytes, json, out.write);
+    out.flush();
+    return EXIT_OK;
   } catch (err) {
     if (err instanceof ReplogError) throw new CliError(err.withFileName(path).message);
     throw err;
+  } finally {
+    await log.close();
   }
-  printDump(d, json);
-  return EXIT_OK;
 }
 
 interface ProgressBar {

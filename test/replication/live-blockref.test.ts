@@ -8,10 +8,11 @@
 // references.
 
 import { describe, expect, it } from 'vitest';
-import { dumpLogFile } from '../../src/cli/replogtool.ts';
+import { dumpLog, type LogDump } from '../../src/cli/replogtool.ts';
 import { FRAME_TYPE, TransactionAssembler } from '../../src/core/replication/frames.ts';
 import { scanLiveLog, validateRotatedFile } from '../../src/core/replication/log-file.ts';
 import { LIVE_LOG_NAME, rotatedLogName } from '../../src/core/replication/master-log.ts';
+import { bytesSource } from '../../src/core/replication/rotated-file.ts';
 import { DATA_FILE } from '../../src/core/fs/schema.ts';
 import { PathFs } from '../../src/core/fs/path-fs.ts';
 import { LiveCluster } from '../../src/sim/live-cluster.ts';
@@ -198,7 +199,9 @@ describe('live replication: the log refers to blocks (BLOCKREF)', () => {
     const { c, fs } = await cluster(75);
     await setMasterEnabled(c, false);
     await writeFile(c, fs, '/a', unique(2, 7));
-    const dump = dumpLogFile(P, liveLog(c), LIVE_LOG_NAME, BS);
+    let json = '';
+    await dumpLog(P, bytesSource(liveLog(c)), LIVE_LOG_NAME, BS, true, (text) => (json += text));
+    const dump = JSON.parse(json) as LogDump;
     const refs = dump.transactions.flatMap((t) => t.records).filter((r) => r.type === 'BLOCKREF');
     expect(refs).toHaveLength(2);
     expect(refs[0]).toMatchObject({ type: 'BLOCKREF', storedBytes: BS, rawBytes: BS });

@@ -21,7 +21,7 @@ export type ReplogErrorCode =
   | 'ERECORD'
   /** Transaction structure: txn gap or regression, records without COMMIT, COMMIT not matching its records. */
   | 'ETXN'
-  /** A rotated file read twice (checked, then applied) held other bytes the second time: changed in between. */
+  /** A file read twice (checked, then applied or dumped) held other bytes the second time: changed in between. */
   | 'ECHANGED';
 
 export interface ReplogErrorContext {

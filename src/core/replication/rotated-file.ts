@@ -12,7 +12,7 @@
 import { assert } from '../errors.ts';
 import type { FileHandle, Primitives } from '../drivers.ts';
 import { ReplogError } from './errors.ts';
-import { FRAME_TYPE, type FrameInspection, type InspectOptions, inspectFrameAt, type ReplRecord, type Transaction, TransactionAssembler } from './frames.ts';
+import { type Frame, FRAME_TYPE, type FrameInspection, type InspectOptions, inspectFrameAt, type ReplRecord, type Transaction, TransactionAssembler } from './frames.ts';
 import {
   checkFileCrc,
   checkHeader,
@@ -79,6 +79,11 @@ export interface RotatedFileCheck {
 export interface RotatedReadOptions {
   fileName?: string;
   maxFrameBytes?: number;
+}
+
+/** A file read twice held other bytes the second time (`what` says how they differ). */
+export function changedError(what: string, fileName: string | undefined): ReplogError {
+  return new ReplogError('ECHANGED', `the file changed after it was checked (${what}); copy it again`, { fileName });
 }
 
 /**
@@ -181,19 +186,20 @@ class FrameCursor {
       if (n <= 0) break;
       const into = this.buf.subarray(this.to, this.to + n);
       const got = await this.source.read(this.base + this.to, n, into);
-      if (got.length < n) throw shrank(this.source.sizeBytes, this.base + this.to + got.length, this.fileName);
+      if (got.length < n) throw shrankError(this.source.sizeBytes, this.base + this.to + got.length, this.fileName);
       if (got.buffer !== into.buffer || got.byteOffset !== into.byteOffset) into.set(got);
       this.to += n;
     } while (this.to - this.from < neededBytes);
   }
 }
 
-function shrank(sizeBytes: number, atBytes: number, fileName: string | undefined): ReplogError {
+/** A read of a file of `sizeBytes` ended at `atBytes`: the file shrank while being read. */
+export function shrankError(sizeBytes: number, atBytes: number, fileName: string | undefined): ReplogError {
   return new ReplogError('ETRUNCATED', `the file of ${sizeBytes} bytes ended at ${atBytes} while being read: is it still being written or copied?`, { offsetBytes: atBytes, fileName });
 }
 
 /** A Float64Array or Uint32Array that grows as values are appended. */
-class Column<A extends Float64Array | Uint32Array> {
+export class Column<A extends Float64Array | Uint32Array> {
   length = 0;
   constructor(private values: A) {}
   push(value: number): void {
@@ -277,7 +283,7 @@ export async function checkRotatedFile(
 async function readTrailer(source: RotatedFileSource, trailerOffset: number, fileName: string | undefined): Promise<Uint8Array> {
   if (source.whole) return source.whole.subarray(trailerOffset);
   const got = await source.read(trailerOffset, TRAILER_BYTES);
-  if (got.length < TRAILER_BYTES) throw shrank(source.sizeBytes, trailerOffset + got.length, fileName);
+  if (got.length < TRAILER_BYTES) throw shrankError(source.sizeBytes, trailerOffset + got.length, fileName);
   return got;
 }
 
@@ -320,13 +326,21 @@ class RecordCopier {
  * before it is handed over; the whole-file CRC once all are read. Records
  * own their bytes (views of the file only when it is in memory). Any
  * difference — other bytes, a cut, a damaged frame — is ECHANGED, thrown
- * before a transaction that differs is handed over.
+ * before a transaction that differs is handed over. With `visitRecord`,
+ * every record (whatever `afterTxn`) goes there as it is read, a view valid
+ * only during the call, and is not kept: transactions come with empty
+ * `records` and `decoded`, and a record's transaction may still turn out
+ * changed (a reader that streams a file too large to hold: the dump).
  */
-export async function* rotatedTransactions(p: Primitives, source: RotatedFileSource, check: RotatedFileCheck, options: RotatedReadOptions & { afterTxn: number }): AsyncGenerator<Transaction> {
+export async function* rotatedTransactions(
+  p: Primitives,
+  source: RotatedFileSource,
+  check: RotatedFileCheck,
+  options: RotatedReadOptions & { afterTxn: number; visitRecord?: (frame: Frame, record: ReplRecord) => void },
+): AsyncGenerator<Transaction> {
   const fileName = options.fileName;
   const { header, trailer } = check;
-  const changed = (what: string): ReplogError =>
-    new ReplogError('ECHANGED', `the file changed after it was checked (${what}); copy it again`, { fileName });
+  const changed = (what: string): ReplogError => changedError(what, fileName);
   if (source.sizeBytes !== check.sizeBytes) throw changed(`${source.sizeBytes} bytes now, ${check.sizeBytes} when checked`);
   const trailerOffset = check.sizeBytes - TRAILER_BYTES;
   const cursor = new FrameCursor(p, source, trailerOffset, fileName);
@@ -334,7 +348,8 @@ export async function* rotatedTransactions(p: Primitives, source: RotatedFileSou
   const assembler: TransactionAssembler = new TransactionAssembler(p, header.firstTxn, {
     blockSizeBytes: header.blockSizeBytes,
     fileName,
-    ownRecord: source.whole ? undefined : (r): ReplRecord => (assembler.nextTxn > options.afterTxn ? copier.record(r) : r),
+    ownRecord: source.whole || options.visitRecord ? undefined : (r): ReplRecord => (assembler.nextTxn > options.afterTxn ? copier.record(r) : r),
+    visitRecord: options.visitRecord,
   });
   try {
     const again = decodeHeader(p, await cursor.peek(header.sizeBytes), fileName);
