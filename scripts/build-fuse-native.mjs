@@ -20,7 +20,8 @@
 //     flight (the fifth patch set);
 //  8. attributes a readdir listed, or a handler handed over after a change,
 //     answer the LOOKUPs and GETATTRs that follow on the libfuse thread,
-//     without a round trip through JS (the sixth).
+//     without a round trip through JS, and so do lookups of names absent
+//     from a directory known whole (the sixth).
 // If the build fails the prebuilt addon stays in use and this says so loudly:
 // the filesystem works, but explicit mtimes are not kept and new files are root's.
 import { execFileSync } from 'node:child_process';
@@ -295,18 +296,27 @@ patchFile(src, MARK5, laneC);
 // whenever a name may have gone or moved (Fuse.attrHandoff.invalidate()) and
 // an inode's whenever its attributes change (invalidate(ino)), synchronously
 // before the change is answered, and an entry of an older generation of
-// either is never used. Entries also expire after the TTL the filesystem
-// gives, and the table is off until the filesystem enables it.
+// either is never used. A directory listed whole, or handed over as just
+// made (empty), is whole until the table's generation moves: every name
+// added to it is handed over, so a lookup of a name the table does not hold
+// there is answered ENOENT (the lookup before each create). Entries also
+// expire after the TTL the filesystem gives, and the table is off until the
+// filesystem enables it.
 const MARK6 = '/* lessfs-ts: listed attributes */';
 const attrHelpers = `${MARK6}
 static void populate_stat (uint32_t *ints, struct stat* stat);
 #define LESSFS_ATTR_BUCKETS 65536
 #define LESSFS_ATTR_MAX 131072
 #define LESSFS_ATTR_SLOTS 4096
+#define LESSFS_DIR_BUCKETS 1024
 typedef struct lessfs_attr { struct lessfs_attr *next; uint64_t hash; uint64_t expires_ns; uint32_t slot; uint32_t ino_gen; struct stat st; char path[]; } lessfs_attr_t;
+/* A directory every name of which is in the table (so a name not there does not exist). */
+typedef struct lessfs_dir { struct lessfs_dir *next; uint64_t hash; uint64_t expires_ns; char path[]; } lessfs_dir_t;
 static pthread_mutex_t lessfs_attr_lock = PTHREAD_MUTEX_INITIALIZER;
 static lessfs_attr_t **lessfs_attr_tab = NULL;
+static lessfs_dir_t *lessfs_attr_dirs[LESSFS_DIR_BUCKETS];
 static uint32_t lessfs_attr_count = 0;
+static uint32_t lessfs_attr_dir_count = 0;
 static uint32_t lessfs_attr_gen = 0;
 static uint32_t lessfs_attr_tab_gen = 0;
 /* Per inode (hashed; a collision only drops more): bumped when that inode's attributes change. */
@@ -315,34 +325,60 @@ static uint64_t lessfs_attr_newest_ns = 0;
 static uint64_t lessfs_attr_ttl_ns = 0;
 static int lessfs_attr_on = 0;
 static uint32_t lessfs_attr_hits = 0;
+static uint32_t lessfs_attr_misses = 0;
 static uint32_t lessfs_attr_puts = 0;
 static uint64_t lessfs_attr_now_ns (void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (uint64_t) t.tv_sec * 1000000000ULL + (uint64_t) t.tv_nsec;
 }
-static uint64_t lessfs_attr_hash (const char *dir, const char *name) {
+/* FNV-1a of the first len bytes of s. */
+static uint64_t lessfs_attr_hash (const char *s, size_t len) {
   uint64_t h = 1469598103934665603ULL;
-  for (const char *c = dir; *c; c++) h = (h ^ (unsigned char) *c) * 1099511628211ULL;
-  if (name != NULL) {
-    if (!(dir[0] == '/' && dir[1] == 0)) h = (h ^ (unsigned char) '/') * 1099511628211ULL;
-    for (const char *c = name; *c; c++) h = (h ^ (unsigned char) *c) * 1099511628211ULL;
-  }
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char) s[i]) * 1099511628211ULL;
   return h;
 }
-/* With the lock held: drop every entry. */
-static void lessfs_attr_clear (void) {
-  if (lessfs_attr_tab == NULL || lessfs_attr_count == 0) return;
-  for (uint32_t b = 0; b < LESSFS_ATTR_BUCKETS; b++) {
-    lessfs_attr_t *e = lessfs_attr_tab[b];
-    while (e != NULL) {
-      lessfs_attr_t *next = e->next;
-      free(e);
-      e = next;
-    }
-    lessfs_attr_tab[b] = NULL;
+/* Is s (len bytes) well-formed UTF-8? Names that are not reach JS as other names, so only these are ever answered as absent. */
+static int lessfs_attr_utf8 (const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *) s;
+  size_t i = 0;
+  while (i < len) {
+    unsigned char c = p[i];
+    size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 && c >= 0xc2 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 && c <= 0xf4 ? 3 : 9;
+    if (n == 9 || i + n >= len) return 0;
+    for (size_t k = 1; k <= n; k++) if ((p[i + k] & 0xc0) != 0x80) return 0;
+    if (n == 2 && ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0))) return 0;
+    if (n == 3 && ((c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90))) return 0;
+    i += n + 1;
   }
-  lessfs_attr_count = 0;
+  return 1;
+}
+/* With the lock held: drop every entry and every complete directory. */
+static void lessfs_attr_clear (void) {
+  if (lessfs_attr_tab != NULL && lessfs_attr_count > 0) {
+    for (uint32_t b = 0; b < LESSFS_ATTR_BUCKETS; b++) {
+      lessfs_attr_t *e = lessfs_attr_tab[b];
+      while (e != NULL) {
+        lessfs_attr_t *next = e->next;
+        free(e);
+        e = next;
+      }
+      lessfs_attr_tab[b] = NULL;
+    }
+    lessfs_attr_count = 0;
+  }
+  if (lessfs_attr_dir_count > 0) {
+    for (uint32_t b = 0; b < LESSFS_DIR_BUCKETS; b++) {
+      lessfs_dir_t *d = lessfs_attr_dirs[b];
+      while (d != NULL) {
+        lessfs_dir_t *next = d->next;
+        free(d);
+        d = next;
+      }
+      lessfs_attr_dirs[b] = NULL;
+    }
+    lessfs_attr_dir_count = 0;
+  }
 }
 /* With the lock held: is the table usable now (on, current generation, not all expired)? Empties it if not. */
 static int lessfs_attr_usable (uint64_t now) {
@@ -350,73 +386,178 @@ static int lessfs_attr_usable (uint64_t now) {
   if (!usable) lessfs_attr_clear();
   return usable;
 }
-/*
- * JS thread (readdir's answer, or the filesystem handing over what it just
- * made or changed): remember dir/name's attributes (name NULL: dir is the
- * whole path), under the current generations of the table and of the inode.
- */
-static void lessfs_attr_put (const char *dir, const char *name, const struct stat *st) {
-  if (!__atomic_load_n(&lessfs_attr_on, __ATOMIC_SEQ_CST) || st->st_mode == 0) return;
+/* With the lock held: the complete-directory record of path's first len bytes, or NULL. */
+static lessfs_dir_t *lessfs_attr_dir (const char *path, size_t len) {
+  if (lessfs_attr_dir_count == 0) return NULL;
+  uint64_t h = lessfs_attr_hash(path, len);
+  for (lessfs_dir_t *d = lessfs_attr_dirs[h % LESSFS_DIR_BUCKETS]; d != NULL; d = d->next) {
+    if (d->hash == h && strlen(d->path) == len && memcmp(d->path, path, len) == 0) return d;
+  }
+  return NULL;
+}
+/* With the lock held: forget which directories are complete (a name of one may be missing from the table). */
+static void lessfs_attr_dirs_clear (void) {
+  for (uint32_t b = 0; b < LESSFS_DIR_BUCKETS && lessfs_attr_dir_count > 0; b++) {
+    lessfs_dir_t *d = lessfs_attr_dirs[b];
+    while (d != NULL) {
+      lessfs_dir_t *next = d->next;
+      free(d);
+      lessfs_attr_dir_count--;
+      d = next;
+    }
+    lessfs_attr_dirs[b] = NULL;
+  }
+}
+/* With the lock held: dir is not known to be complete (any more). */
+static void lessfs_attr_dir_drop (const char *dir) {
+  size_t len = strlen(dir);
+  if (lessfs_attr_dir_count == 0) return;
+  uint64_t h = lessfs_attr_hash(dir, len);
+  for (lessfs_dir_t **p = &lessfs_attr_dirs[h % LESSFS_DIR_BUCKETS]; *p != NULL; p = &((*p)->next)) {
+    if ((*p)->hash == h && strcmp((*p)->path, dir) == 0) {
+      lessfs_dir_t *d = *p;
+      *p = d->next;
+      free(d);
+      lessfs_attr_dir_count--;
+      return;
+    }
+  }
+}
+/* With the lock held: length of the parent of path (0 for a name in the root: its parent is "/"), or -1 for "/". */
+static long lessfs_attr_parent_len (const char *path, size_t len) {
+  if (len <= 1) return -1;
+  for (size_t i = len; i > 0; i--) if (path[i - 1] == '/') return (long) (i - 1);
+  return -1;
+}
+/* With the lock held and the table usable: record dir/name (name NULL: dir is the whole path). 1 if it is in the table now. */
+static int lessfs_attr_insert (const char *dir, const char *name, const struct stat *st, uint64_t now) {
   if (name == NULL) name = "";
-  else if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) return;
-  uint64_t now = lessfs_attr_now_ns();
   size_t dl = strlen(dir);
   size_t nl = strlen(name);
   int root = nl == 0 || (dir[0] == '/' && dir[1] == 0);
-  pthread_mutex_lock(&lessfs_attr_lock);
-  if (!lessfs_attr_usable(now)) lessfs_attr_tab_gen = __atomic_load_n(&lessfs_attr_gen, __ATOMIC_SEQ_CST);
   if (lessfs_attr_tab == NULL) lessfs_attr_tab = (lessfs_attr_t **) calloc(LESSFS_ATTR_BUCKETS, sizeof(lessfs_attr_t *));
-  if (lessfs_attr_tab == NULL || lessfs_attr_count >= LESSFS_ATTR_MAX) {
-    pthread_mutex_unlock(&lessfs_attr_lock);
-    return;
-  }
-  uint64_t h = lessfs_attr_hash(dir, nl == 0 ? NULL : name);
-  lessfs_attr_t **slot = &lessfs_attr_tab[h % LESSFS_ATTR_BUCKETS];
+  if (lessfs_attr_tab == NULL || lessfs_attr_count >= LESSFS_ATTR_MAX) return 0;
   lessfs_attr_t *e = (lessfs_attr_t *) malloc(sizeof(lessfs_attr_t) + dl + nl + 2);
-  if (e != NULL) {
-    memcpy(e->path, dir, dl);
-    size_t at = dl;
-    if (!root) e->path[at++] = '/';
-    memcpy(e->path + at, name, nl + 1);
-    /* A name listed again replaces its older entry. */
-    for (lessfs_attr_t **p = slot; *p != NULL; p = &((*p)->next)) {
-      if ((*p)->hash == h && strcmp((*p)->path, e->path) == 0) {
-        lessfs_attr_t *old = *p;
-        *p = old->next;
-        free(old);
-        lessfs_attr_count--;
-        break;
-      }
+  if (e == NULL) return 0;
+  memcpy(e->path, dir, dl);
+  size_t at = dl;
+  if (!root) e->path[at++] = '/';
+  memcpy(e->path + at, name, nl + 1);
+  size_t len = at + nl;
+  uint64_t h = lessfs_attr_hash(e->path, len);
+  lessfs_attr_t **slot = &lessfs_attr_tab[h % LESSFS_ATTR_BUCKETS];
+  /* A name listed or handed over again replaces its older entry. */
+  for (lessfs_attr_t **p = slot; *p != NULL; p = &((*p)->next)) {
+    if ((*p)->hash == h && strcmp((*p)->path, e->path) == 0) {
+      lessfs_attr_t *old = *p;
+      *p = old->next;
+      free(old);
+      lessfs_attr_count--;
+      break;
     }
-    e->hash = h;
-    e->slot = (uint32_t) st->st_ino % LESSFS_ATTR_SLOTS;
-    e->ino_gen = __atomic_load_n(&lessfs_attr_ino_gen[e->slot], __ATOMIC_SEQ_CST);
-    e->st = *st;
-    e->expires_ns = now + lessfs_attr_ttl_ns;
-    e->next = *slot;
-    *slot = e;
-    lessfs_attr_count++;
-    lessfs_attr_newest_ns = now;
-    lessfs_attr_puts++;
+  }
+  e->hash = h;
+  e->slot = (uint32_t) st->st_ino % LESSFS_ATTR_SLOTS;
+  e->ino_gen = __atomic_load_n(&lessfs_attr_ino_gen[e->slot], __ATOMIC_SEQ_CST);
+  e->st = *st;
+  e->expires_ns = now + lessfs_attr_ttl_ns;
+  e->next = *slot;
+  *slot = e;
+  lessfs_attr_count++;
+  lessfs_attr_newest_ns = now;
+  lessfs_attr_puts++;
+  /* A complete parent stays complete with its new name in the table, for another TTL. */
+  long pl = lessfs_attr_parent_len(e->path, len);
+  if (pl >= 0) {
+    lessfs_dir_t *d = lessfs_attr_dir(pl == 0 ? "/" : e->path, pl == 0 ? 1 : (size_t) pl);
+    if (d != NULL) d->expires_ns = now + lessfs_attr_ttl_ns;
+  }
+  return 1;
+}
+/* With the lock held and the table usable: dir is complete (every name of it is in the table). */
+static void lessfs_attr_mark_complete (const char *dir, uint64_t now) {
+  size_t len = strlen(dir);
+  lessfs_dir_t *d = lessfs_attr_dir(dir, len);
+  if (d == NULL) {
+    d = (lessfs_dir_t *) malloc(sizeof(lessfs_dir_t) + len + 1);
+    if (d == NULL) return;
+    memcpy(d->path, dir, len + 1);
+    d->hash = lessfs_attr_hash(dir, len);
+    d->next = lessfs_attr_dirs[d->hash % LESSFS_DIR_BUCKETS];
+    lessfs_attr_dirs[d->hash % LESSFS_DIR_BUCKETS] = d;
+    lessfs_attr_dir_count++;
+  }
+  d->expires_ns = now + lessfs_attr_ttl_ns;
+}
+/* With the lock held: make the table current (emptied if it was not usable). 0 if it is off. */
+static int lessfs_attr_begin (uint64_t now) {
+  if (!lessfs_attr_on) return 0;
+  if (!lessfs_attr_usable(now)) lessfs_attr_tab_gen = __atomic_load_n(&lessfs_attr_gen, __ATOMIC_SEQ_CST);
+  lessfs_attr_newest_ns = now;
+  return 1;
+}
+/*
+ * JS thread, a readdir's answer: every name of dir with its attributes
+ * (stats[i] NULL or of mode 0: not handed over). The directory counts as
+ * complete only if every name went into the table.
+ */
+static void lessfs_attr_listing (const char *dir, uint32_t count, const char **names, const struct stat *stats, int whole) {
+  uint64_t now = lessfs_attr_now_ns();
+  pthread_mutex_lock(&lessfs_attr_lock);
+  if (lessfs_attr_begin(now)) {
+    int all = whole;
+    for (uint32_t i = 0; i < count; i++) {
+      const char *name = names[i];
+      if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+      if (stats[i].st_mode == 0 || !lessfs_attr_insert(dir, name, &stats[i], now)) all = 0;
+    }
+    if (all) lessfs_attr_mark_complete(dir, now);
+    else lessfs_attr_dir_drop(dir);
   }
   pthread_mutex_unlock(&lessfs_attr_lock);
 }
-/* libfuse thread: path's listed attributes into st; 1 if found (usable), else 0. */
-static int lessfs_attr_get (const char *path, struct stat *st) {
+/* JS thread: path's attributes as of now; with complete, path is a directory known to have no names (just made). */
+static void lessfs_attr_handover (const char *path, const struct stat *st, int complete) {
+  if (st->st_mode == 0) return;
+  uint64_t now = lessfs_attr_now_ns();
+  pthread_mutex_lock(&lessfs_attr_lock);
+  if (lessfs_attr_begin(now)) {
+    /* A name that could not go in may belong to a complete directory: none is complete any more. */
+    if (!lessfs_attr_insert(path, NULL, st, now)) lessfs_attr_dirs_clear();
+    else if (complete) lessfs_attr_mark_complete(path, now);
+  }
+  pthread_mutex_unlock(&lessfs_attr_lock);
+}
+/*
+ * libfuse thread: 1 and path's attributes in st if the table has them; -1 if
+ * path does not exist (its directory is complete and the name is not in it);
+ * 0 if the table does not know.
+ */
+static int lessfs_attr_get (const char *path, struct stat *st, int absent_ok) {
   if (!__atomic_load_n(&lessfs_attr_on, __ATOMIC_SEQ_CST)) return 0;
   uint64_t now = lessfs_attr_now_ns();
-  uint64_t h = lessfs_attr_hash(path, NULL);
+  size_t len = strlen(path);
+  uint64_t h = lessfs_attr_hash(path, len);
   int found = 0;
   pthread_mutex_lock(&lessfs_attr_lock);
   if (lessfs_attr_count > 0 && lessfs_attr_usable(now)) {
-    for (lessfs_attr_t *e = lessfs_attr_tab[h % LESSFS_ATTR_BUCKETS]; e != NULL; e = e->next) {
-      if (e->hash == h && strcmp(e->path, path) == 0) {
-        if (now < e->expires_ns && e->ino_gen == __atomic_load_n(&lessfs_attr_ino_gen[e->slot], __ATOMIC_SEQ_CST)) {
-          *st = e->st;
-          found = 1;
-          lessfs_attr_hits++;
+    lessfs_attr_t *e = lessfs_attr_tab[h % LESSFS_ATTR_BUCKETS];
+    while (e != NULL && !(e->hash == h && strcmp(e->path, path) == 0)) e = e->next;
+    if (e != NULL) {
+      /* The name exists; its attributes serve only while current. */
+      if (now < e->expires_ns && e->ino_gen == __atomic_load_n(&lessfs_attr_ino_gen[e->slot], __ATOMIC_SEQ_CST)) {
+        *st = e->st;
+        found = 1;
+        lessfs_attr_hits++;
+      }
+    } else if (absent_ok) {
+      long pl = lessfs_attr_parent_len(path, len);
+      if (pl >= 0 && len - (size_t) pl - 1 <= 255 && lessfs_attr_utf8(path + pl + 1, len - (size_t) pl - 1)) {
+        lessfs_dir_t *d = lessfs_attr_dir(pl == 0 ? "/" : path, pl == 0 ? 1 : (size_t) pl);
+        if (d != NULL && now < d->expires_ns) {
+          found = -1;
+          lessfs_attr_misses++;
         }
-        break;
       }
     }
   }
@@ -435,15 +576,16 @@ NAPI_METHOD(fuse_native_attr_invalidate_ino) {
   __atomic_add_fetch(&lessfs_attr_ino_gen[ino % LESSFS_ATTR_SLOTS], 1, __ATOMIC_SEQ_CST);
   return NULL;
 }
-/* (path, stat ints as getattr answers): path's attributes as of now. */
+/* (path, stat ints as getattr answers, complete): path's attributes as of now (complete: an empty directory just made). */
 NAPI_METHOD(fuse_native_attr_put) {
-  NAPI_ARGV(2)
+  NAPI_ARGV(3)
   NAPI_ARGV_UTF8_MALLOC(path, 0)
   NAPI_ARGV_BUFFER_CAST(uint32_t *, ints, 1)
+  NAPI_ARGV_UINT32(complete, 2)
   struct stat st;
   memset(&st, 0, sizeof(st));
   populate_stat(ints, &st);
-  lessfs_attr_put(path, NULL, &st);
+  lessfs_attr_handover(path, &st, complete != 0);
   free(path);
   return NULL;
 }
@@ -460,28 +602,90 @@ NAPI_METHOD(fuse_native_attr_enable) {
   pthread_mutex_unlock(&lessfs_attr_lock);
   return NULL;
 }
-/* [hits, puts, entries held] since the addon loaded. */
+/* [hits, puts, entries held, names answered absent] since the addon loaded. */
 NAPI_METHOD(fuse_native_attr_stats) {
   napi_value arr;
   napi_value v;
   pthread_mutex_lock(&lessfs_attr_lock);
-  uint32_t vals[3] = { lessfs_attr_hits, lessfs_attr_puts, lessfs_attr_count };
+  uint32_t vals[4] = { lessfs_attr_hits, lessfs_attr_puts, lessfs_attr_count, lessfs_attr_misses };
   pthread_mutex_unlock(&lessfs_attr_lock);
-  napi_create_array_with_length(env, 3, &arr);
-  for (uint32_t i = 0; i < 3; i++) {
+  napi_create_array_with_length(env, 4, &arr);
+  for (uint32_t i = 0; i < 4; i++) {
     napi_create_uint32(env, vals[i], &v);
     napi_set_element(env, arr, i, v);
   }
   return arr;
 }
 `;
+/* The readdir signal: names and stats are gathered, then filed in one go (one lock, and the directory is complete only if all went in). */
+const listingOld = `  } else {
+    NAPI_FOR_EACH(raw_names, raw_name) {
+      NAPI_UTF8(name, 1024, raw_name)
+      napi_value raw_stat;
+      napi_get_element(env, raw_stats, i, &raw_stat);
+
+      NAPI_BUFFER_CAST(uint32_t*, stats_array, raw_stat);
+      struct stat st;
+      populate_stat(stats_array, &st);
+`;
+const listingNew = `  } else {
+    const char **lessfs_names = (const char **) calloc(names_length + 1, sizeof(char *));
+    struct stat *lessfs_stats = (struct stat *) calloc(names_length + 1, sizeof(struct stat));
+    uint32_t lessfs_n = 0;
+    int lessfs_whole = lessfs_names != NULL && lessfs_stats != NULL;
+    NAPI_FOR_EACH(raw_names, raw_name) {
+      NAPI_UTF8(name, 1024, raw_name)
+      napi_value raw_stat;
+      napi_get_element(env, raw_stats, i, &raw_stat);
+
+      NAPI_BUFFER_CAST(uint32_t*, stats_array, raw_stat);
+      struct stat st;
+      populate_stat(stats_array, &st);
+      if (lessfs_whole && name_len < 1023 && (lessfs_names[lessfs_n] = strdup(name)) != NULL) {
+        lessfs_stats[lessfs_n++] = st;
+      } else {
+        lessfs_whole = 0;
+      }
+`;
+const listingEndOld = `      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);
+      if (err == 1) {
+        break;
+      }
+    }
+  }
+})`;
+const listingEndNew = `      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);
+      if (err == 1) {
+        lessfs_whole = 0;
+        break;
+      }
+    }
+    if (lessfs_names != NULL && lessfs_stats != NULL) lessfs_attr_listing(l->path, lessfs_n, lessfs_names, lessfs_stats, lessfs_whole);
+    for (uint32_t k = 0; k < lessfs_n; k++) free((void *) lessfs_names[k]);
+    free(lessfs_names);
+    free(lessfs_stats);
+  }
+})`;
 const attrC = [
   ['static void populate_stat (uint32_t *ints, struct stat* stat) {', `${attrHelpers}\nstatic void populate_stat (uint32_t *ints, struct stat* stat) {`],
-  ['FUSE_METHOD(fgetattr, 2, 1,', '/* lessfs-ts: a getattr of a name just listed is answered here, on the libfuse thread. */\nstatic int lessfs_getattr (const char *path, struct stat *stat) {\n  if (lessfs_attr_get(path, stat)) return 0;\n  return fuse_native_getattr(path, stat);\n}\n\nFUSE_METHOD(fgetattr, 2, 1,'],
+  ['FUSE_METHOD(fgetattr, 2, 1,', `/* lessfs-ts: a getattr of a name just listed or handed over is answered here, on the libfuse thread. */
+static int fuse_native_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info);
+static int lessfs_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info) {
+  if (path != NULL && lessfs_attr_get(path, stat, 0) == 1) return 0;
+  return fuse_native_fgetattr(path, stat, info);
+}
+static int lessfs_getattr (const char *path, struct stat *stat) {
+  int known = lessfs_attr_get(path, stat, 1);
+  if (known == 1) return 0;
+  if (known == -1) return -ENOENT;
+  return fuse_native_getattr(path, stat);
+}
+
+FUSE_METHOD(fgetattr, 2, 1,`],
   // fuse-native answers fgetattr with the fs's getattr of the path (libfuse asks it right after a create): the same table answers it.
   ['  if (implemented[op_fgetattr]) ops.fgetattr = fuse_native_fgetattr;', '  if (implemented[op_fgetattr]) ops.fgetattr = lessfs_fgetattr;'],
-  ['static int lessfs_getattr (const char *path, struct stat *stat) {', 'static int fuse_native_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info);\nstatic int lessfs_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info) {\n  if (path != NULL && lessfs_attr_get(path, stat)) return 0;\n  return fuse_native_fgetattr(path, stat, info);\n}\nstatic int lessfs_getattr (const char *path, struct stat *stat) {'],
-  ['      populate_stat(stats_array, &st);\n', '      populate_stat(stats_array, &st);\n      lessfs_attr_put(l->path, name, &st);\n'],
+  [listingOld, listingNew],
+  [listingEndOld, listingEndNew],
   ['  if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', '  if (implemented[op_getattr]) ops.getattr = lessfs_getattr;'],
   ['  NAPI_EXPORT_FUNCTION(fuse_native_get_context)', '  NAPI_EXPORT_FUNCTION(fuse_native_get_context)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate_ino)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)'],
 ];
@@ -489,9 +693,9 @@ const attrJs = [
   ['Fuse.EPERM = -1\n', `// lessfs-ts: listed attributes (one table per process; see scripts/build-fuse-native.mjs)
 Fuse.attrHandoff = binding.fuse_native_attr_invalidate ? {
   invalidate: (ino) => ino === undefined ? binding.fuse_native_attr_invalidate() : binding.fuse_native_attr_invalidate_ino(ino),
-  put: (path, stat) => binding.fuse_native_attr_put(path, getStatArray(stat)),
+  put: (path, stat, emptyDir) => binding.fuse_native_attr_put(path, getStatArray(stat), emptyDir ? 1 : 0),
   enable: (on, ttlMs) => binding.fuse_native_attr_enable(on ? 1 : 0, ttlMs),
-  stats: () => { const s = binding.fuse_native_attr_stats(); return { hits: s[0], puts: s[1], entries: s[2] } }
+  stats: () => { const s = binding.fuse_native_attr_stats(); return { hits: s[0], puts: s[1], entries: s[2], absent: s[3] } }
 } : undefined
 
 Fuse.EPERM = -1
@@ -500,7 +704,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK6, attrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v7');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v8');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);

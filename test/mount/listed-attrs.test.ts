@@ -42,6 +42,49 @@ describe('listed attributes', () => {
     expect(jsGetattrs(from, 'many')).toBeLessThan(30);
   }, 60_000);
 
+  it('creates in a directory just made: their lookups and the attribute requests after them never reach the JS handlers', async () => {
+    const d = m.path('fresh');
+    await fsp.mkdir(d);
+    const from = m.currentLogText().length;
+    for (let i = 0; i < 200; i++) await fsp.writeFile(`${d}/f${i}`, 'y'.repeat(i));
+    // Without the table: the lookup of each new name, libfuse's getattr after
+    // the create, and the directory's before the next create (3 per file).
+    const dirGetattrs = m.currentLogText().slice(from).split('\n').filter((l) => l.endsWith('fuse getattr /fresh')).length;
+    expect(jsGetattrs(from, 'fresh') + dirGetattrs).toBeLessThan(20);
+    expect((await fsp.stat(`${d}/f150`)).size).toBe(150);
+    expect(await errnoOf(fsp.stat(`${d}/f200`))).toBe('ENOENT');
+  }, 60_000);
+
+  it('a name made any way in a directory the table knows whole is found at once; one removed is gone', async () => {
+    const d = m.path('whole');
+    const other = m.path('other');
+    await fsp.mkdir(d);
+    await fsp.mkdir(other);
+    await fsp.writeFile(`${other}/moved`, 'moved');
+    expect(await errnoOf(fsp.stat(`${d}/x`))).toBe('ENOENT');
+    await fsp.writeFile(`${d}/a`, 'aaa');
+    expect((await fsp.stat(`${d}/a`)).size).toBe(3);
+    await fsp.symlink('a', `${d}/s`);
+    expect((await fsp.lstat(`${d}/s`)).isSymbolicLink()).toBe(true);
+    await fsp.link(`${d}/a`, `${d}/h`);
+    expect((await fsp.stat(`${d}/h`)).nlink).toBe(2);
+    await runOk('mkfifo', [`${d}/p`]);
+    expect((await fsp.stat(`${d}/p`)).isFIFO()).toBe(true);
+    await fsp.mkdir(`${d}/sub`);
+    expect((await fsp.stat(`${d}/sub`)).isDirectory()).toBe(true);
+    expect(await errnoOf(fsp.stat(`${d}/sub/none`))).toBe('ENOENT');
+    await fsp.rename(`${other}/moved`, `${d}/r`);
+    expect((await fsp.stat(`${d}/r`)).size).toBe(5);
+    await fsp.writeFile(`${d}/sub/deep`, 'deep');
+    expect((await fsp.stat(`${d}/sub/deep`)).size).toBe(4);
+    await fsp.unlink(`${d}/a`);
+    expect(await errnoOf(fsp.stat(`${d}/a`))).toBe('ENOENT');
+    expect((await fsp.stat(`${d}/h`)).nlink).toBe(1);
+    // An exclusive create of a name that exists fails as it must.
+    expect(await errnoOf(fsp.writeFile(`${d}/h`, 'x', { flag: 'wx' }))).toBe('EEXIST');
+    expect((await lsSizes(d)).size).toBe(5);
+  }, 60_000);
+
   it('every kind of change made through the mount shows at the next stat after a listing', async () => {
     const d = m.path('chg');
     await fsp.mkdir(d);

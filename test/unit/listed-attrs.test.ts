@@ -16,7 +16,13 @@ import { RealHarness } from '../support/harness.ts';
 
 type AnyOps = Record<string, (...args: unknown[]) => void>;
 
-/** The addon's table, in JS (scripts/build-fuse-native.mjs, lessfs_attr_*; no TTL: time only narrows it). */
+const ABSENT = 'absent';
+
+/**
+ * The addon's table, in JS (scripts/build-fuse-native.mjs, lessfs_attr_*;
+ * no TTL: time only narrows it): entries under the table's and their
+ * inode's generations, and the directories every name of which it holds.
+ */
 class TwinTable implements AttrHandoff {
   static readonly SLOTS = 4096;
   private gen = 0;
@@ -24,6 +30,7 @@ class TwinTable implements AttrHandoff {
   private on = false;
   private readonly inoGen = new Uint32Array(TwinTable.SLOTS);
   private readonly entries = new Map<string, { st: FuseStat; slot: number; inoGen: number }>();
+  private readonly completeDirs = new Set<string>();
   hits = 0;
   puts = 0;
   ttlMs = 0;
@@ -38,36 +45,57 @@ class TwinTable implements AttrHandoff {
     this.on = on;
     this.ttlMs = ttlMs;
     this.entries.clear();
+    this.completeDirs.clear();
   }
 
-  stats(): { hits: number; puts: number; entries: number } {
-    return { hits: this.hits, puts: this.puts, entries: this.entries.size };
+  stats(): { hits: number; puts: number; entries: number; absent: number } {
+    return { hits: this.hits, puts: this.puts, entries: this.entries.size, absent: 0 };
   }
 
-  put(path: string, st: FuseStat): void {
-    if (!this.on || st.mode === 0) return;
+  /** lessfs_attr_begin: false if off; a table of an older generation starts empty. */
+  private begin(): boolean {
+    if (!this.on) return false;
     if (this.tableGen !== this.gen) {
       this.entries.clear();
+      this.completeDirs.clear();
       this.tableGen = this.gen;
     }
+    return true;
+  }
+
+  private insert(path: string, st: FuseStat): void {
     const slot = (st.ino >>> 0) % TwinTable.SLOTS;
     this.entries.set(path, { st, slot, inoGen: this.inoGen[slot] });
     this.puts++;
   }
 
-  /** What readdir's answer leaves in the table (the addon's readdir signal). */
-  putListing(dir: string, names: string[], stats: FuseStat[] | undefined): void {
-    if (!stats || stats.length !== names.length) return;
-    names.forEach((name, i) => {
-      if (name !== '.' && name !== '..') this.put(dir === '/' ? `/${name}` : `${dir}/${name}`, stats[i]);
-    });
+  put(path: string, st: FuseStat, emptyDir = false): void {
+    if (st.mode === 0 || !this.begin()) return;
+    this.insert(path, st);
+    if (emptyDir) this.completeDirs.add(path);
   }
 
-  /** What a libfuse thread's getattr of path would be answered with, if anything. */
-  get(path: string): FuseStat | undefined {
+  /** What readdir's answer leaves in the table (the addon's readdir signal). */
+  putListing(dir: string, names: string[], stats: FuseStat[] | undefined): void {
+    if (!stats || stats.length !== names.length || !this.begin()) return;
+    let all = true;
+    names.forEach((name, i) => {
+      if (name === '.' || name === '..') return;
+      if (stats[i].mode === 0) all = false;
+      else this.insert(dir === '/' ? `/${name}` : `${dir}/${name}`, stats[i]);
+    });
+    if (all) this.completeDirs.add(dir);
+    else this.completeDirs.delete(dir);
+  }
+
+  /** What a libfuse thread's getattr of path would be answered: attributes, ABSENT (ENOENT), or undefined (asks JS). */
+  get(path: string): FuseStat | typeof ABSENT | undefined {
     if (!this.on || this.tableGen !== this.gen) return undefined;
     const e = this.entries.get(path);
-    return e && e.inoGen === this.inoGen[e.slot] ? e.st : undefined;
+    if (e) return e.inoGen === this.inoGen[e.slot] ? e.st : undefined;
+    const cut = path.lastIndexOf('/');
+    if (path === '/' || cut < 0) return undefined;
+    return this.completeDirs.has(cut === 0 ? '/' : path.slice(0, cut)) ? ABSENT : undefined;
   }
 
   paths(): string[] {
@@ -102,18 +130,25 @@ function rig(engine: FsEngine): Rig {
 }
 
 /**
- * Every path the table would answer, checked against getattr at the same
- * moment (the table is read and the handler computes its answer in one turn).
+ * Every path the table would answer (those it holds, and extra candidates
+ * it may call absent), checked against getattr at the same moment (the
+ * table is read and the handler computes its answer in one turn).
  */
-async function expectTableTrue(r: Rig, step: string): Promise<number> {
+let absentChecks = 0;
+
+async function expectTableTrue(r: Rig, step: string, candidates: readonly string[] = []): Promise<number> {
   let checked = 0;
-  for (const path of r.table.paths()) {
+  for (const path of new Set([...r.table.paths(), ...candidates])) {
     const cached = r.table.get(path);
     const answer = r.call('getattr', path);
     if (cached === undefined) continue;
     checked++;
     const [e, st] = await answer;
-    expect({ step, path, e, st }).toEqual({ step, path, e: 0, st: cached });
+    if (cached === ABSENT) {
+      absentChecks++;
+      expect({ step, path, e }).toEqual({ step, path, e: -2 });
+    }
+    else expect({ step, path, e, st }).toEqual({ step, path, e: 0, st: cached });
   }
   return checked;
 }
@@ -121,6 +156,8 @@ async function expectTableTrue(r: Rig, step: string): Promise<number> {
 const NAMES = ['a', 'b', 'c'];
 const pathArb = fc.array(fc.constantFrom(...NAMES), { minLength: 1, maxLength: 2 }).map((p) => `/${p.join('/')}`);
 const dirArb = fc.oneof(fc.constant('/'), pathArb);
+/** Every path pathArb makes, for checking what the table calls absent. */
+const ALL_PATHS = NAMES.flatMap((a) => [`/${a}`, ...NAMES.map((b) => `/${a}/${b}`), ...NAMES.map((b) => `/${a}/${b}/x`)]);
 
 type Step =
   | { op: 'list'; dir: string }
@@ -255,6 +292,11 @@ describe('listed attributes handed to the FUSE threads', () => {
     const [, rootNames, rootStats] = await r.list('/');
     expect(rootNames).toEqual(['.', '..', '.lessfs', 'd']);
     expect(rootStats?.[2].mode).toBe(0);
+    // So the root is not complete: the control directory is never answered absent.
+    expect(r.table.get('/.lessfs')).toBeUndefined();
+    expect(r.table.get('/nothing')).toBeUndefined();
+    // A listing of a directory without control names is complete.
+    expect(r.table.get('/d/nothing')).toBe(ABSENT);
     expect(r.table.paths()).toContain('/d');
     // Frozen, the table answers nothing; thawed, it starts empty.
     r.gate.close();
@@ -279,13 +321,14 @@ describe('listed attributes handed to the FUSE threads', () => {
         const top = `/run${run++}`;
         expect((await r.call('mkdir', top, 0o755))[0]).toBe(0);
         const at = (p: string): string => (p === '/' ? top : `${top}${p}`);
+        const candidates = ALL_PATHS.map(at);
         const fds = new Map<string, number>();
         for (const [i, s] of steps.entries()) {
           const local: Step =
             'path' in s ? { ...s, path: at(s.path) } : 'from' in s ? { ...s, from: s.op === 'symlink' ? s.from : at(s.from), to: at(s.to) } : 'dir' in s ? { ...s, dir: at(s.dir) } : s;
           const fdsLocal = fds;
           await runStep(r, local, fdsLocal, bs);
-          checks += await expectTableTrue(r, `${i}: ${JSON.stringify(local)}`);
+          checks += await expectTableTrue(r, `${i}: ${JSON.stringify(local)}`, candidates);
         }
         for (const [p, fd] of fds) await r.call('release', p, fd);
         checks += await expectTableTrue(r, 'after release');
@@ -293,8 +336,9 @@ describe('listed attributes handed to the FUSE threads', () => {
       { numRuns: 200, seed: 20261207 },
     );
     // The property was exercised: the table held entries that were checked.
-    console.log(`listed attributes checked against getattr: ${checks}`);
+    console.log(`listed attributes checked against getattr: ${checks}, of them answers of absent names: ${absentChecks}`);
     expect(checks).toBeGreaterThan(300);
+    expect(absentChecks).toBeGreaterThan(300);
   }, 120_000);
 
   it('each kind of change invalidates before it is answered', async () => {
@@ -335,6 +379,7 @@ describe('listed attributes handed to the FUSE threads', () => {
       // Either the table no longer answers for the other name, or it answers what getattr does.
       const cached = r.table.get('/d/f-other');
       if (cached !== undefined) expect(cached, `${what}: the table kept a stale answer`).toEqual(now);
+      expect(await expectTableTrue(r, what, ['/d/none', '/d/sub/none', '/d/sub2/none', '/d/e/x'])).toBeGreaterThanOrEqual(0);
       expect(await expectTableTrue(r, what)).toBeGreaterThanOrEqual(0);
     }
     // Reads, listings and lookups change nothing: the table stays.

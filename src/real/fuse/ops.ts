@@ -62,10 +62,15 @@ export interface FuseOpsOptions {
 export interface AttrHandoff {
   /** Without ino: names may have changed, nothing in the table is used again. With ino: that inode's attributes changed. */
   invalidate(ino?: number): void;
-  /** path's attributes as of now (what was just made or changed: libfuse asks for them next). */
-  put(path: string, stat: FuseStat): void;
+  /**
+   * path's attributes as of now (what was just made or changed: libfuse asks
+   * for them next). emptyDir: path is a directory just made, so it has no
+   * names: until a name of it goes, a lookup of a name not in the table is
+   * answered ENOENT on the libfuse thread (its creates' lookups).
+   */
+  put(path: string, stat: FuseStat, emptyDir?: boolean): void;
   enable(on: boolean, ttlMs: number): void;
-  stats(): { hits: number; puts: number; entries: number };
+  stats(): { hits: number; puts: number; entries: number; absent: number };
 }
 
 /** Listed attributes answer lookups for this long at most (unless anything changes first). */
@@ -294,6 +299,9 @@ export class WriteBehind {
  */
 const MUTATING_OPS: ReadonlySet<string> = new Set(['create', 'mknod', 'mkdir', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'truncate', 'ftruncate', 'chmod', 'chown', 'utimens', 'write']);
 
+/** Operations that add a name (see LessfsFuseOps.failed). */
+const NAME_ADDING_OPS: ReadonlySet<string> = new Set(['create', 'mknod', 'mkdir', 'symlink', 'link', 'rename']);
+
 export class LessfsFuseOps {
   private readonly fs: PathFs;
   private readonly handles = new Map<number, Handle>();
@@ -494,6 +502,7 @@ export class LessfsFuseOps {
       result = fn(req);
     } catch (err) {
       this.gate.leave();
+      this.failed(op);
       done(errnoOf(err, this.logger, op, path));
       return;
     }
@@ -505,6 +514,7 @@ export class LessfsFuseOps {
         },
         (err: unknown) => {
           this.gate.leave();
+          this.failed(op);
           done(errnoOf(err, this.logger, op, path));
         },
       );
@@ -512,6 +522,15 @@ export class LessfsFuseOps {
       this.gate.leave();
       done(0, result);
     }
+  }
+
+  /**
+   * An operation failed. One that adds names may have added one it did not
+   * hand over (it failed part way): the listed-attributes table is dropped,
+   * so no lookup of that name is answered ENOENT from it.
+   */
+  private failed(op: string): void {
+    if (this.attrHandoff && NAME_ADDING_OPS.has(op)) this.attrHandoff.invalidate();
   }
 
   private handle(fd: number): Handle {
@@ -627,11 +646,13 @@ export class LessfsFuseOps {
    * the kernel asks for the parent's before the next change in it. Taken in
    * the turn the change ends in, so nothing falls between.
    */
-  private handOver(path: string, parent = false): void {
+  private handOver(path: string, parent = false, emptyDir = false): void {
     const handoff = this.attrHandoff;
     if (!handoff || this.gate.closed) return;
     const ino = this.fs.tryResolve(path);
-    if (ino !== undefined) handoff.put(path, this.inodeStat(ino));
+    // A name that is not handed over must not be taken for absent: the table is dropped.
+    if (ino === undefined) handoff.invalidate();
+    else handoff.put(path, this.inodeStat(ino), emptyDir);
     if (parent) this.handOverParent(path);
   }
 
@@ -765,7 +786,7 @@ export class LessfsFuseOps {
       rmdir: (path, cb) => this.run('rmdir', path, () => { this.refuseControl(path, 'rmdir'); this.fs.rmdir(path); this.handOverParent(path); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'rmdir', path }), (e) => cb(e))),
       mkdir: (path, mode, cb) => {
         const who = this.caller();
-        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir', true); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); this.handOver(path, true); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mkdir', path, mode }), (e) => cb(e)));
+        this.run('mkdir', path, () => { this.refuseControl(path, 'mkdir', true); this.checkSpace('mkdir'); this.fs.mkdir(path, mode & 0o7777, who); this.handOver(path, true, true); }, this.traced(ControlFiles.isControl(path), () => ({ op: 'mkdir', path, mode }), (e) => cb(e)));
       },
       rename: (src, dest, cb) =>
         this.run('rename', src, () => {
