@@ -353,6 +353,19 @@ static int lessfs_attr_utf8 (const char *s, size_t len) {
   }
   return 1;
 }
+/* With the lock held: forget which directories are complete (a name of one may be missing from the table). */
+static void lessfs_attr_dirs_clear (void) {
+  for (uint32_t b = 0; b < LESSFS_DIR_BUCKETS && lessfs_attr_dir_count > 0; b++) {
+    lessfs_dir_t *d = lessfs_attr_dirs[b];
+    while (d != NULL) {
+      lessfs_dir_t *next = d->next;
+      free(d);
+      lessfs_attr_dir_count--;
+      d = next;
+    }
+    lessfs_attr_dirs[b] = NULL;
+  }
+}
 /* With the lock held: drop every entry and every complete directory. */
 static void lessfs_attr_clear (void) {
   if (lessfs_attr_tab != NULL && lessfs_attr_count > 0) {
@@ -367,18 +380,7 @@ static void lessfs_attr_clear (void) {
     }
     lessfs_attr_count = 0;
   }
-  if (lessfs_attr_dir_count > 0) {
-    for (uint32_t b = 0; b < LESSFS_DIR_BUCKETS; b++) {
-      lessfs_dir_t *d = lessfs_attr_dirs[b];
-      while (d != NULL) {
-        lessfs_dir_t *next = d->next;
-        free(d);
-        d = next;
-      }
-      lessfs_attr_dirs[b] = NULL;
-    }
-    lessfs_attr_dir_count = 0;
-  }
+  lessfs_attr_dirs_clear();
 }
 /* With the lock held: is the table usable now (on, current generation, not all expired)? Empties it if not. */
 static int lessfs_attr_usable (uint64_t now) {
@@ -394,19 +396,6 @@ static lessfs_dir_t *lessfs_attr_dir (const char *path, size_t len) {
     if (d->hash == h && strlen(d->path) == len && memcmp(d->path, path, len) == 0) return d;
   }
   return NULL;
-}
-/* With the lock held: forget which directories are complete (a name of one may be missing from the table). */
-static void lessfs_attr_dirs_clear (void) {
-  for (uint32_t b = 0; b < LESSFS_DIR_BUCKETS && lessfs_attr_dir_count > 0; b++) {
-    lessfs_dir_t *d = lessfs_attr_dirs[b];
-    while (d != NULL) {
-      lessfs_dir_t *next = d->next;
-      free(d);
-      lessfs_attr_dir_count--;
-      d = next;
-    }
-    lessfs_attr_dirs[b] = NULL;
-  }
 }
 /* With the lock held: dir is not known to be complete (any more). */
 static void lessfs_attr_dir_drop (const char *dir) {
@@ -704,7 +693,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK6, attrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v8');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v9');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);
