@@ -286,12 +286,15 @@ patchFile(src, MARK5, laneC);
 // Sixth patch set: listed attributes answered on the FUSE thread. libfuse2
 // has no READDIRPLUS, so `ls -l` of a directory costs one LOOKUP per name,
 // and every request is a round trip through the JS thread (~70 µs here
-// against ~30 µs for a C filesystem on the same libfuse). Now a readdir
-// whose reply carries attributes (a stat with a non-zero mode per name) leaves
-// them in a table, and a getattr of one of those paths (the LOOKUP of a name
-// just listed) is answered from it on the libfuse thread; the filesystem can
-// also hand over a path's attributes itself (Fuse.attrHandoff.put: what a
-// create or chmod just made, which libfuse asks for right after). The table
+// against ~30 µs for a C filesystem on the same libfuse). Now the filesystem
+// files each listing it answers in a table (Fuse.attrHandoff.list: every name
+// with its attributes, a stat of mode 0 for one it does not hand over), in
+// the same JS turn it reads them (readdir's answer itself goes out on a later
+// tick, after changes that may come between), and a getattr of one of those
+// paths (the LOOKUP of a name just listed) is answered from it on the libfuse
+// thread; the filesystem can also hand over a path's attributes itself
+// (Fuse.attrHandoff.put: what a create or chmod just made, which libfuse asks
+// for right after). The table
 // is only as good as its generations: the filesystem bumps the table's
 // whenever a name may have gone or moved (Fuse.attrHandoff.invalidate()) and
 // an inode's whenever its attributes change (invalidate(ino)), synchronously
@@ -578,6 +581,49 @@ NAPI_METHOD(fuse_native_attr_put) {
   free(path);
   return NULL;
 }
+/*
+ * (dir, names, stat ints per name): a listing of dir, filed as the
+ * filesystem reads it (synchronously: readdir's own answer goes out on a
+ * later tick, after changes that may have come between).
+ */
+NAPI_METHOD(fuse_native_attr_list) {
+  NAPI_ARGV(3)
+  NAPI_ARGV_UTF8_MALLOC(dir, 0)
+  uint32_t count = 0;
+  uint32_t stats_count = 0;
+  napi_get_array_length(env, argv[1], &count);
+  napi_get_array_length(env, argv[2], &stats_count);
+  const char **names = (const char **) calloc(count + 1, sizeof(char *));
+  struct stat *stats = (struct stat *) calloc(count + 1, sizeof(struct stat));
+  int whole = names != NULL && stats != NULL && stats_count == count;
+  uint32_t n = 0;
+  for (uint32_t i = 0; whole && i < count; i++) {
+    napi_value raw_name;
+    napi_value raw_stat;
+    char name[1024];
+    size_t name_len = 0;
+    uint32_t *ints = NULL;
+    size_t ints_bytes = 0;
+    napi_get_element(env, argv[1], i, &raw_name);
+    napi_get_element(env, argv[2], i, &raw_stat);
+    if (napi_get_value_string_utf8(env, raw_name, name, sizeof(name), &name_len) != napi_ok || name_len >= sizeof(name) - 1 ||
+        napi_get_typedarray_info(env, raw_stat, NULL, NULL, (void **) &ints, NULL, NULL) != napi_ok || ints == NULL ||
+        (names[n] = strdup(name)) == NULL) {
+      whole = 0;
+      break;
+    }
+    (void) ints_bytes;
+    memset(&stats[n], 0, sizeof(struct stat));
+    populate_stat(ints, &stats[n]);
+    n++;
+  }
+  if (names != NULL && stats != NULL) lessfs_attr_listing(dir, n, names, stats, whole);
+  for (uint32_t k = 0; k < n; k++) free((void *) names[k]);
+  free(names);
+  free(stats);
+  free(dir);
+  return NULL;
+}
 /* (on, ttlMs): on 0 turns the table off and empties it. */
 NAPI_METHOD(fuse_native_attr_enable) {
   NAPI_ARGV(2)
@@ -606,55 +652,6 @@ NAPI_METHOD(fuse_native_attr_stats) {
   return arr;
 }
 `;
-/* The readdir signal: names and stats are gathered, then filed in one go (one lock, and the directory is complete only if all went in). */
-const listingOld = `  } else {
-    NAPI_FOR_EACH(raw_names, raw_name) {
-      NAPI_UTF8(name, 1024, raw_name)
-      napi_value raw_stat;
-      napi_get_element(env, raw_stats, i, &raw_stat);
-
-      NAPI_BUFFER_CAST(uint32_t*, stats_array, raw_stat);
-      struct stat st;
-      populate_stat(stats_array, &st);
-`;
-const listingNew = `  } else {
-    const char **lessfs_names = (const char **) calloc(names_length + 1, sizeof(char *));
-    struct stat *lessfs_stats = (struct stat *) calloc(names_length + 1, sizeof(struct stat));
-    uint32_t lessfs_n = 0;
-    int lessfs_whole = lessfs_names != NULL && lessfs_stats != NULL;
-    NAPI_FOR_EACH(raw_names, raw_name) {
-      NAPI_UTF8(name, 1024, raw_name)
-      napi_value raw_stat;
-      napi_get_element(env, raw_stats, i, &raw_stat);
-
-      NAPI_BUFFER_CAST(uint32_t*, stats_array, raw_stat);
-      struct stat st;
-      populate_stat(stats_array, &st);
-      if (lessfs_whole && name_len < 1023 && (lessfs_names[lessfs_n] = strdup(name)) != NULL) {
-        lessfs_stats[lessfs_n++] = st;
-      } else {
-        lessfs_whole = 0;
-      }
-`;
-const listingEndOld = `      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);
-      if (err == 1) {
-        break;
-      }
-    }
-  }
-})`;
-const listingEndNew = `      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);
-      if (err == 1) {
-        lessfs_whole = 0;
-        break;
-      }
-    }
-    if (lessfs_names != NULL && lessfs_stats != NULL) lessfs_attr_listing(l->path, lessfs_n, lessfs_names, lessfs_stats, lessfs_whole);
-    for (uint32_t k = 0; k < lessfs_n; k++) free((void *) lessfs_names[k]);
-    free(lessfs_names);
-    free(lessfs_stats);
-  }
-})`;
 const attrC = [
   ['static void populate_stat (uint32_t *ints, struct stat* stat) {', `${attrHelpers}\nstatic void populate_stat (uint32_t *ints, struct stat* stat) {`],
   ['FUSE_METHOD(fgetattr, 2, 1,', `/* lessfs-ts: a getattr of a name just listed or handed over is answered here, on the libfuse thread. */
@@ -673,16 +670,15 @@ static int lessfs_getattr (const char *path, struct stat *stat) {
 FUSE_METHOD(fgetattr, 2, 1,`],
   // fuse-native answers fgetattr with the fs's getattr of the path (libfuse asks it right after a create): the same table answers it.
   ['  if (implemented[op_fgetattr]) ops.fgetattr = fuse_native_fgetattr;', '  if (implemented[op_fgetattr]) ops.fgetattr = lessfs_fgetattr;'],
-  [listingOld, listingNew],
-  [listingEndOld, listingEndNew],
   ['  if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', '  if (implemented[op_getattr]) ops.getattr = lessfs_getattr;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_get_context)', '  NAPI_EXPORT_FUNCTION(fuse_native_get_context)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate_ino)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)'],
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_get_context)', '  NAPI_EXPORT_FUNCTION(fuse_native_get_context)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate_ino)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_list)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)'],
 ];
 const attrJs = [
   ['Fuse.EPERM = -1\n', `// lessfs-ts: listed attributes (one table per process; see scripts/build-fuse-native.mjs)
 Fuse.attrHandoff = binding.fuse_native_attr_invalidate ? {
   invalidate: (ino) => ino === undefined ? binding.fuse_native_attr_invalidate() : binding.fuse_native_attr_invalidate_ino(ino),
   put: (path, stat, emptyDir) => binding.fuse_native_attr_put(path, getStatArray(stat), emptyDir ? 1 : 0),
+  list: (dir, names, stats) => binding.fuse_native_attr_list(dir, names, stats.map(getStatArray)),
   enable: (on, ttlMs) => binding.fuse_native_attr_enable(on ? 1 : 0, ttlMs),
   stats: () => { const s = binding.fuse_native_attr_stats(); return { hits: s[0], puts: s[1], entries: s[2], absent: s[3] } }
 } : undefined
@@ -693,7 +689,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK6, attrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v9');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v10');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);

@@ -75,9 +75,9 @@ class TwinTable implements AttrHandoff {
     if (emptyDir) this.completeDirs.add(path);
   }
 
-  /** What readdir's answer leaves in the table (the addon's readdir signal). */
-  putListing(dir: string, names: string[], stats: FuseStat[] | undefined): void {
-    if (!stats || stats.length !== names.length || !this.begin()) return;
+  /** lessfs_attr_listing: a listing filed (whole only if every name went in). */
+  list(dir: string, names: string[], stats: FuseStat[]): void {
+    if (stats.length !== names.length || !this.begin()) return;
     let all = true;
     names.forEach((name, i) => {
       if (name === '.' || name === '..') return;
@@ -105,10 +105,11 @@ class TwinTable implements AttrHandoff {
 
 interface Rig {
   engine: FsEngine;
+  handlers: AnyOps;
   gate: IoGate;
   table: TwinTable;
   call: (name: string, ...args: unknown[]) => Promise<[number, unknown]>;
-  /** readdir through the handler; its answer goes to the table as the addon files it. */
+  /** readdir through the handler (it files its listing in the table). */
   list: (dir: string) => Promise<[number, string[] | undefined, FuseStat[] | undefined]>;
 }
 
@@ -121,12 +122,9 @@ function rig(engine: FsEngine): Rig {
     new Promise((resolve) => handlers[name](...args, (e: number, v: unknown) => resolve([e, v])));
   const list = (dir: string): Promise<[number, string[] | undefined, FuseStat[] | undefined]> =>
     new Promise((resolve) =>
-      handlers.readdir(dir, (e: number, names?: string[], stats?: FuseStat[]) => {
-        if (e === 0 && names) table.putListing(dir, names, stats);
-        resolve([e, names, stats]);
-      }),
+      handlers.readdir(dir, (e: number, names?: string[], stats?: FuseStat[]) => resolve([e, names, stats])),
     );
-  return { engine, gate, table, call, list };
+  return { engine, handlers, gate, table, call, list };
 }
 
 /**
@@ -298,6 +296,20 @@ describe('listed attributes handed to the FUSE threads', () => {
     // A listing of a directory without control names is complete.
     expect(r.table.get('/d/nothing')).toBe(ABSENT);
     expect(r.table.paths()).toContain('/d');
+    // fuse-native sends readdir's answer on a later tick: a change that lands
+    // before it (here, in the callback) must still find the listing filed
+    // under the generation it moves.
+    const dIno = r.engine.lookup(1, 'd').ino;
+    const gap = await new Promise<Array<FuseStat | typeof ABSENT | undefined>>((resolve) =>
+      r.handlers.readdir('/d', () => {
+        const listed = r.table.get('/d/y');
+        r.engine.unlink(dIno, 'y');
+        resolve([listed, r.table.get('/d/y')]);
+      }),
+    );
+    expect(gap[0]).toBeDefined();
+    expect(gap[1]).toBeUndefined();
+    expect((await r.call('getattr', '/d/y'))[0]).toBe(-2);
     // Frozen, the table answers nothing; thawed, it starts empty.
     r.gate.close();
     expect(r.table.get('/d/x')).toBeUndefined();

@@ -69,6 +69,11 @@ export interface AttrHandoff {
    * answered ENOENT on the libfuse thread (its creates' lookups).
    */
   put(path: string, stat: FuseStat, emptyDir?: boolean): void;
+  /**
+   * A listing of dir (names[i] with stats[i]; a stat of mode 0 is not handed
+   * over), filed as it is read: dir is whole in the table if every name was.
+   */
+  list(dir: string, names: string[], stats: FuseStat[]): void;
   enable(on: boolean, ttlMs: number): void;
   stats(): { hits: number; puts: number; entries: number; absent: number };
 }
@@ -665,8 +670,10 @@ export class LessfsFuseOps {
 
   /**
    * readdir's answer: names, and with the listed-attributes table each
-   * name's attributes, taken in the same turn as the names (the addon files
-   * them under the table's current generation as this returns).
+   * name's attributes (the directory entries then carry their inode numbers
+   * and types), filed in the table in the turn they are read: fuse-native
+   * sends the answer itself on a later tick, after changes that may come
+   * between, under generations those changes moved.
    */
   private listing(path: string): { names: string[]; stats?: FuseStat[] } {
     if (ControlFiles.isControl(path)) return { names: ['.', '..', ...this.control.readdir(path)] };
@@ -678,6 +685,7 @@ export class LessfsFuseOps {
     if (!this.attrHandoff || this.gate.closed || entries.length > ATTR_HANDOFF_LIST_MAX) return { names };
     const stats = new Array<FuseStat>(names.length).fill(UNLISTED, 0, head);
     for (let i = 0; i < entries.length; i++) stats[head + i] = this.inodeStat(entries[i].ino);
+    this.attrHandoff.list(path, names, stats);
     return { names, stats };
   }
 
