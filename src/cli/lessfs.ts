@@ -210,7 +210,7 @@ async function foreground(config: LessfsConfig & { acceptReplogGap?: boolean }, 
       }
       logger.log(1, `recording FUSE operations to ${tracePath}`);
     }
-    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller, request: fuseRequest, trace, logLevel: config.debug, attrHandoff: fuseAttrHandoff() });
+    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller, request: fuseRequest, trace, logLevel: config.debug, attrHandoff: config.fuseAttrTable ? fuseAttrHandoff() : undefined });
     lessfsOps = ops;
     if (config.listenPort > 0) {
       mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate, () => ops.drainWrites()), {

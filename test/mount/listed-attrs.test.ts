@@ -142,3 +142,20 @@ describe('listed attributes', () => {
     expect(final.get('h')).toBe('-rw-r--r-- 2 5');
   }, 60_000);
 });
+
+describe('FUSE_ATTR_TABLE=off', () => {
+  it('every lookup after a listing reaches the JS handlers', async () => {
+    const off = await startMount({ config: { DEBUG: 5, FUSE_ATTR_TABLE: 'off' }, args: ['-o', 'attr_timeout=0,entry_timeout=0,negative_timeout=0'] });
+    try {
+      const d = off.path('many');
+      await fsp.mkdir(d);
+      for (let i = 0; i < 50; i++) await fsp.writeFile(`${d}/f${i}`, 'x');
+      const from = off.currentLogText().length;
+      expect((await runOk('ls', ['-l', d])).stdout.trim().split('\n').length).toBe(51);
+      const getattrs = off.currentLogText().slice(from).split('\n').filter((l) => l.includes('fuse getattr /many/')).length;
+      expect(getattrs).toBeGreaterThanOrEqual(50);
+    } finally {
+      await off.stop();
+    }
+  }, 60_000);
+});

@@ -82,6 +82,7 @@ describe('parseConfig: keys and defaults', () => {
       maxBacklogSizeBytes: 0,
       replicationSecret: undefined,
       traceFile: undefined,
+      fuseAttrTable: true,
     } satisfies LessfsConfig);
   });
 
@@ -103,6 +104,7 @@ describe('parseConfig: keys and defaults', () => {
       'LISTEN_PORT=8100',
       'MIN_SPACE_FREE=25',
       'BACKGROUND_DELETE=on',
+      'FUSE_ATTR_TABLE=off',
       'TRACE_FILE=/var/log/lessfs trace',
       'REPLICATION=masterslave',
       'REPLICATION_ROLE=master',
@@ -149,6 +151,7 @@ describe('parseConfig: keys and defaults', () => {
       rotateReplogIntervalS: 60,
       maxBacklogSizeBytes: 1000000,
       replicationSecret: 'correct horse battery staple',
+      fuseAttrTable: false,
     } satisfies LessfsConfig);
     expect(warnings).toEqual([expect.stringMatching(/^BACKGROUND_DELETE=on changes nothing/)]);
     expect(Object.values(sources).every((s) => s === 'file')).toBe(true);
@@ -459,6 +462,7 @@ describe('parseConfig: errors name the key, the value and what is allowed', () =
     ['LISTEN_PORT=65536', 'LISTEN_PORT=65536 is invalid: expected an integer between 0 (off) and 65535'],
     ['MIN_SPACE_FREE=100', 'MIN_SPACE_FREE=100 is invalid: expected an integer between 0 and 99 (percent)'],
     ['BACKGROUND_DELETE=2', 'BACKGROUND_DELETE=2 is invalid: expected on or off'],
+    ['FUSE_ATTR_TABLE=maybe', 'FUSE_ATTR_TABLE=maybe is invalid: expected on or off'],
     ['TRACE_FILE=lessfs.trace', 'TRACE_FILE=lessfs.trace is invalid: expected an absolute path (starting with /)'],
     ['REPLICATION=dualmaster', 'REPLICATION=dualmaster is invalid: expected off or masterslave'],
     ['REPLICATION_ROLE=primary', 'REPLICATION_ROLE=primary is invalid: expected master or slave'],
@@ -680,6 +684,7 @@ const arbitraryConfig: fc.Arbitrary<LessfsConfig> = fc
     rotateReplogIntervalS: fc.integer({ min: 0, max: 604800 }),
     maxBacklogSizeBytes: sizeOrZero(4096, 1024 ** 5),
     replicationSecret: fc.option(fc.string({ unit: secretChar, minLength: 16, maxLength: 64 }), { nil: undefined }),
+    fuseAttrTable: fc.boolean(),
   })
   .map(({ partner, ...rest }): LessfsConfig => ({
     ...rest,
