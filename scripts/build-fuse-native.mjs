@@ -582,7 +582,7 @@ NAPI_METHOD(fuse_native_attr_put) {
   return NULL;
 }
 /*
- * (dir, names, stat ints per name): a listing of dir, filed as the
+ * (dir, names, stat ints: 18 per name in one array): a listing of dir, filed as the
  * filesystem reads it (synchronously: readdir's own answer goes out on a
  * later tick, after changes that may have come between).
  */
@@ -590,31 +590,26 @@ NAPI_METHOD(fuse_native_attr_list) {
   NAPI_ARGV(3)
   NAPI_ARGV_UTF8_MALLOC(dir, 0)
   uint32_t count = 0;
-  uint32_t stats_count = 0;
+  size_t ints_count = 0;
+  uint32_t *ints = NULL;
   napi_get_array_length(env, argv[1], &count);
-  napi_get_array_length(env, argv[2], &stats_count);
+  if (napi_get_typedarray_info(env, argv[2], NULL, &ints_count, (void **) &ints, NULL, NULL) != napi_ok) ints = NULL;
   const char **names = (const char **) calloc(count + 1, sizeof(char *));
   struct stat *stats = (struct stat *) calloc(count + 1, sizeof(struct stat));
-  int whole = names != NULL && stats != NULL && stats_count == count;
+  int whole = names != NULL && stats != NULL && ints != NULL && ints_count == (size_t) count * 18;
   uint32_t n = 0;
   for (uint32_t i = 0; whole && i < count; i++) {
     napi_value raw_name;
-    napi_value raw_stat;
     char name[1024];
     size_t name_len = 0;
-    uint32_t *ints = NULL;
-    size_t ints_bytes = 0;
     napi_get_element(env, argv[1], i, &raw_name);
-    napi_get_element(env, argv[2], i, &raw_stat);
     if (napi_get_value_string_utf8(env, raw_name, name, sizeof(name), &name_len) != napi_ok || name_len >= sizeof(name) - 1 ||
-        napi_get_typedarray_info(env, raw_stat, NULL, NULL, (void **) &ints, NULL, NULL) != napi_ok || ints == NULL ||
         (names[n] = strdup(name)) == NULL) {
       whole = 0;
       break;
     }
-    (void) ints_bytes;
     memset(&stats[n], 0, sizeof(struct stat));
-    populate_stat(ints, &stats[n]);
+    populate_stat(ints + (size_t) i * 18, &stats[n]);
     n++;
   }
   if (names != NULL && stats != NULL) lessfs_attr_listing(dir, n, names, stats, whole);
@@ -678,10 +673,33 @@ const attrJs = [
 Fuse.attrHandoff = binding.fuse_native_attr_invalidate ? {
   invalidate: (ino) => ino === undefined ? binding.fuse_native_attr_invalidate() : binding.fuse_native_attr_invalidate_ino(ino),
   put: (path, stat, emptyDir) => binding.fuse_native_attr_put(path, getStatArray(stat), emptyDir ? 1 : 0),
-  list: (dir, names, stats) => binding.fuse_native_attr_list(dir, names, stats.map(getStatArray)),
+  list: (dir, names, stats) => binding.fuse_native_attr_list(dir, names, packStats(stats)),
   enable: (on, ttlMs) => binding.fuse_native_attr_enable(on ? 1 : 0, ttlMs),
   stats: () => { const s = binding.fuse_native_attr_stats(); return { hits: s[0], puts: s[1], entries: s[2], absent: s[3] } }
 } : undefined
+
+// lessfs-ts: every stat of a listing in one array, 18 numbers each (getStatArray's layout), not one array per name
+function packStats (stats) {
+  const ints = new Uint32Array(stats.length * 18)
+  for (let i = 0; i < stats.length; i++) {
+    const stat = stats[i]
+    const o = i * 18
+    ints[o] = stat.mode || 0
+    ints[o + 1] = stat.uid || 0
+    ints[o + 2] = stat.gid || 0
+    setDoubleInt(ints, o + 3, stat.size || 0)
+    ints[o + 5] = stat.dev || 0
+    ints[o + 6] = stat.nlink || 1
+    ints[o + 7] = stat.ino || 0
+    ints[o + 8] = stat.rdev || 0
+    ints[o + 9] = stat.blksize || 0
+    setDoubleInt(ints, o + 10, stat.blocks || 0)
+    setDoubleInt(ints, o + 12, toDateMS(stat.atime))
+    setDoubleInt(ints, o + 14, toDateMS(stat.mtime))
+    setDoubleInt(ints, o + 16, toDateMS(stat.ctime))
+  }
+  return ints
+}
 
 Fuse.EPERM = -1
 `],
@@ -689,7 +707,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK6, attrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v10');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v11');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);
