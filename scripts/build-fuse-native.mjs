@@ -21,7 +21,8 @@
 //  8. attributes a readdir listed, or a handler handed over after a change,
 //     answer the LOOKUPs and GETATTRs that follow on the libfuse thread,
 //     without a round trip through JS, and so do lookups of names absent
-//     from a directory known whole (the sixth).
+//     from a directory known whole, and the flush of a file with nothing
+//     queued and no error to report (the sixth).
 // If the build fails the prebuilt addon stays in use and this says so loudly:
 // the filesystem works, but explicit mtimes are not kept and new files are root's.
 import { execFileSync } from 'node:child_process';
@@ -556,6 +557,55 @@ static int lessfs_attr_get (const char *path, struct stat *st, int absent_ok) {
   pthread_mutex_unlock(&lessfs_attr_lock);
   return found;
 }
+/*
+ * Open files (the filesystem's handle numbers and their inodes) and inodes
+ * with writes not yet stored or an error not yet reported (counted per
+ * hashed slot: a collision only keeps more out): a FLUSH of a file whose
+ * inode has neither has nothing to wait for or report, and is answered on
+ * the libfuse thread.
+ */
+#define LESSFS_FH_SLOTS 4096
+typedef struct { uint64_t fh; uint32_t ino; } lessfs_fh_t;
+static lessfs_fh_t lessfs_fhs[LESSFS_FH_SLOTS];
+static uint32_t lessfs_ino_dirty[LESSFS_ATTR_SLOTS];
+static uint32_t lessfs_flush_hits = 0;
+static int lessfs_flush_clean (const struct fuse_file_info *info) {
+  if (info == NULL || !__atomic_load_n(&lessfs_attr_on, __ATOMIC_SEQ_CST)) return 0;
+  int clean = 0;
+  pthread_mutex_lock(&lessfs_attr_lock);
+  const lessfs_fh_t *f = &lessfs_fhs[info->fh % LESSFS_FH_SLOTS];
+  if (f->fh == info->fh && f->ino != 0 && __atomic_load_n(&lessfs_ino_dirty[f->ino % LESSFS_ATTR_SLOTS], __ATOMIC_SEQ_CST) == 0) {
+    clean = 1;
+    lessfs_flush_hits++;
+  }
+  pthread_mutex_unlock(&lessfs_attr_lock);
+  return clean;
+}
+/* (fh, ino): fh is open on ino; ino 0: fh is closed. */
+NAPI_METHOD(fuse_native_attr_file) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_UINT32(fh, 0)
+  NAPI_ARGV_UINT32(ino, 1)
+  pthread_mutex_lock(&lessfs_attr_lock);
+  lessfs_fh_t *f = &lessfs_fhs[fh % LESSFS_FH_SLOTS];
+  if (ino != 0) {
+    f->fh = fh;
+    f->ino = ino;
+  } else if (f->fh == fh) {
+    f->ino = 0;
+  }
+  pthread_mutex_unlock(&lessfs_attr_lock);
+  return NULL;
+}
+/* (ino, dirty): ino now has (1) or no longer has (0) writes not yet stored or an error not yet reported. */
+NAPI_METHOD(fuse_native_attr_dirty) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_UINT32(ino, 0)
+  NAPI_ARGV_UINT32(dirty, 1)
+  if (dirty) __atomic_add_fetch(&lessfs_ino_dirty[ino % LESSFS_ATTR_SLOTS], 1, __ATOMIC_SEQ_CST);
+  else __atomic_sub_fetch(&lessfs_ino_dirty[ino % LESSFS_ATTR_SLOTS], 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
 /* Names may have changed: nothing in the table is used again. */
 NAPI_METHOD(fuse_native_attr_invalidate) {
   __atomic_add_fetch(&lessfs_attr_gen, 1, __ATOMIC_SEQ_CST);
@@ -632,15 +682,15 @@ NAPI_METHOD(fuse_native_attr_enable) {
   pthread_mutex_unlock(&lessfs_attr_lock);
   return NULL;
 }
-/* [hits, puts, entries held, names answered absent] since the addon loaded. */
+/* [hits, puts, entries held, names answered absent, flushes answered] since the addon loaded. */
 NAPI_METHOD(fuse_native_attr_stats) {
   napi_value arr;
   napi_value v;
   pthread_mutex_lock(&lessfs_attr_lock);
-  uint32_t vals[4] = { lessfs_attr_hits, lessfs_attr_puts, lessfs_attr_count, lessfs_attr_misses };
+  uint32_t vals[5] = { lessfs_attr_hits, lessfs_attr_puts, lessfs_attr_count, lessfs_attr_misses, lessfs_flush_hits };
   pthread_mutex_unlock(&lessfs_attr_lock);
-  napi_create_array_with_length(env, 4, &arr);
-  for (uint32_t i = 0; i < 4; i++) {
+  napi_create_array_with_length(env, 5, &arr);
+  for (uint32_t i = 0; i < 5; i++) {
     napi_create_uint32(env, vals[i], &v);
     napi_set_element(env, arr, i, v);
   }
@@ -663,10 +713,12 @@ static int lessfs_getattr (const char *path, struct stat *stat) {
 }
 
 FUSE_METHOD(fgetattr, 2, 1,`],
+  ['FUSE_METHOD_VOID(fsync, 3, 0,', 'static int lessfs_flush (const char *path, struct fuse_file_info *info) {\n  if (lessfs_flush_clean(info)) return 0;\n  return fuse_native_flush(path, info);\n}\n\nFUSE_METHOD_VOID(fsync, 3, 0,'],
+  ['  if (implemented[op_flush]) ops.flush = fuse_native_flush;', '  if (implemented[op_flush]) ops.flush = lessfs_flush;'],
   // fuse-native answers fgetattr with the fs's getattr of the path (libfuse asks it right after a create): the same table answers it.
   ['  if (implemented[op_fgetattr]) ops.fgetattr = fuse_native_fgetattr;', '  if (implemented[op_fgetattr]) ops.fgetattr = lessfs_fgetattr;'],
   ['  if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', '  if (implemented[op_getattr]) ops.getattr = lessfs_getattr;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_get_context)', '  NAPI_EXPORT_FUNCTION(fuse_native_get_context)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate_ino)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_list)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)'],
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_get_context)', '  NAPI_EXPORT_FUNCTION(fuse_native_get_context)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_invalidate_ino)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_list)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_file)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_dirty)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)'],
 ];
 const attrJs = [
   ['Fuse.EPERM = -1\n', `// lessfs-ts: listed attributes (one table per process; see scripts/build-fuse-native.mjs)
@@ -675,7 +727,9 @@ Fuse.attrHandoff = binding.fuse_native_attr_invalidate ? {
   put: (path, stat, emptyDir) => binding.fuse_native_attr_put(path, getStatArray(stat), emptyDir ? 1 : 0),
   list: (dir, names, stats) => binding.fuse_native_attr_list(dir, names, packStats(stats)),
   enable: (on, ttlMs) => binding.fuse_native_attr_enable(on ? 1 : 0, ttlMs),
-  stats: () => { const s = binding.fuse_native_attr_stats(); return { hits: s[0], puts: s[1], entries: s[2], absent: s[3] } }
+  file: (fh, ino) => binding.fuse_native_attr_file(fh, ino),
+  dirty: (ino, dirty) => binding.fuse_native_attr_dirty(ino, dirty ? 1 : 0),
+  stats: () => { const s = binding.fuse_native_attr_stats(); return { hits: s[0], puts: s[1], entries: s[2], absent: s[3], flushes: s[4] } }
 } : undefined
 
 // lessfs-ts: every stat of a listing in one array, 18 numbers each (getStatArray's layout), not one array per name
@@ -707,7 +761,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK6, attrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v11');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v12');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlFiles, REPLICATION_OFF } from '../../src/core/control.ts';
 import type { FsEngine } from '../../src/core/fs/engine.ts';
 import { IoGate } from '../../src/core/gate.ts';
-import { ATTR_HANDOFF_TTL_MS, LessfsFuseOps, type AttrHandoff } from '../../src/real/fuse/ops.ts';
+import { ATTR_HANDOFF_TTL_MS, LessfsFuseOps, WriteBehind, type AttrHandoff } from '../../src/real/fuse/ops.ts';
 import { RealHarness } from '../support/harness.ts';
 
 type AnyOps = Record<string, (...args: unknown[]) => void>;
@@ -48,8 +48,28 @@ class TwinTable implements AttrHandoff {
     this.completeDirs.clear();
   }
 
-  stats(): { hits: number; puts: number; entries: number; absent: number } {
-    return { hits: this.hits, puts: this.puts, entries: this.entries.size, absent: 0 };
+  stats(): { hits: number; puts: number; entries: number; absent: number; flushes: number } {
+    return { hits: this.hits, puts: this.puts, entries: this.entries.size, absent: 0, flushes: 0 };
+  }
+
+  private readonly files = new Map<number, number>();
+  private readonly dirtyCounts = new Map<number, number>();
+
+  file(fh: number, ino: number): void {
+    if (ino !== 0) this.files.set(fh, ino);
+    else this.files.delete(fh);
+  }
+
+  dirty(ino: number, dirty: boolean): void {
+    const n = (this.dirtyCounts.get(ino) ?? 0) + (dirty ? 1 : -1);
+    expect(n, `inode ${ino} told clean more often than dirty`).toBeGreaterThanOrEqual(0);
+    this.dirtyCounts.set(ino, n);
+  }
+
+  /** Would a FLUSH of fh be answered on the libfuse thread (lessfs_flush_clean)? */
+  flushClean(fh: number): boolean {
+    const ino = this.files.get(fh);
+    return this.on && ino !== undefined && (this.dirtyCounts.get(ino) ?? 0) === 0;
   }
 
   /** lessfs_attr_begin: false if off; a table of an older generation starts empty. */
@@ -401,5 +421,54 @@ describe('listed attributes handed to the FUSE threads', () => {
     await r.call('getattr', '/d/f');
     await r.call('open', '/d/sub2/g', 0);
     expect(r.table.get('/d/f-other')).toBe(listed);
+  });
+  it('a flush is answered on the libfuse thread only while its inode has no queued write and no error to report', async () => {
+    h = new RealHarness();
+    await h.format();
+    const r = rig(await h.open());
+    const bs = r.engine.options.blockSizeBytes;
+    const [, fd] = (await r.call('create', '/f', 0o100644)) as [number, number];
+    expect(r.table.flushClean(fd)).toBe(true);
+    // A small write is stored at once: still clean.
+    await r.call('write', '/f', fd, Buffer.alloc(bs, 1), 100, 0);
+    expect(r.table.flushClean(fd)).toBe(true);
+    // A whole block is queued (write-behind): from its answer on, a flush must wait for it.
+    const queued = r.call('write', '/f', fd, Buffer.alloc(bs, 2), bs, bs);
+    await queued;
+    expect(r.table.flushClean(fd)).toBe(false);
+    expect((await r.call('flush', '/f', fd))[0]).toBe(0);
+    expect(r.table.flushClean(fd)).toBe(true);
+    // A second handle of the same inode waits for the first one's writes too.
+    const [, fd2] = (await r.call('open', '/f', 2)) as [number, number];
+    expect(r.table.flushClean(fd2)).toBe(true);
+    await r.call('write', '/f', fd, Buffer.alloc(bs, 3), bs, 2 * bs);
+    expect(r.table.flushClean(fd2)).toBe(false);
+    await r.call('fsync', '/f', 0, fd);
+    expect(r.table.flushClean(fd2)).toBe(true);
+    // A closed handle is never answered there.
+    await r.call('release', '/f', fd2);
+    expect(r.table.flushClean(fd2)).toBe(false);
+    // Frozen: nothing is answered there.
+    r.gate.close();
+    expect(r.table.flushClean(fd)).toBe(false);
+    r.gate.open();
+    expect(r.table.flushClean(fd)).toBe(true);
+  });
+
+  it('a failed store keeps its inode unclean until the error is reported, then clean', async () => {
+    const told: Array<[number, boolean]> = [];
+    const wb = new WriteBehind({ log: () => undefined }, undefined, undefined, undefined, (ino, clean) => told.push([ino, clean]));
+    await wb.submit(7, () => Promise.reject(Object.assign(new Error('disk on fire'), { code: 'EIO' })), 10, 10);
+    expect(told).toEqual([[7, false]]);
+    await wb.settled(7);
+    // Stored (failed): nothing queued, but an error to report.
+    expect(told).toEqual([[7, false]]);
+    expect(() => wb.takeError(7)).toThrow('disk on fire');
+    expect(told).toEqual([[7, false], [7, true]]);
+    // Two writes queued, both stored: clean once, at the end.
+    await wb.submit(8, () => Promise.resolve(), 10, 10);
+    await wb.submit(8, () => Promise.resolve(), 10, 20);
+    await wb.settled(8);
+    expect(told.slice(2)).toEqual([[8, false], [8, true]]);
   });
 });

@@ -75,7 +75,11 @@ export interface AttrHandoff {
    */
   list(dir: string, names: string[], stats: FuseStat[]): void;
   enable(on: boolean, ttlMs: number): void;
-  stats(): { hits: number; puts: number; entries: number; absent: number };
+  /** Handle fh is open on ino (ino 0: closed): a FLUSH of it is answered by the libfuse thread while ino is clean. */
+  file(fh: number, ino: number): void;
+  /** ino has (dirty) or no longer has writes queued or an error to report (see WriteBehind's onClean). */
+  dirty(ino: number, dirty: boolean): void;
+  stats(): { hits: number; puts: number; entries: number; absent: number; flushes: number };
 }
 
 /** Listed attributes answer lookups for this long at most (unless anything changes first). */
@@ -183,7 +187,21 @@ export class WriteBehind {
     private readonly interruptible: <T>(req: FuseRequest | undefined, p: Promise<T>) => Promise<T> = (_req, p) => p,
     /** The size getattr reports for ino may have changed (a write queued, or its store done or failed). */
     private readonly onChange: (ino: number) => void = () => undefined,
+    /** ino became clean (nothing queued, no error to report: a flush has nothing to do) or stopped being clean. */
+    private readonly onClean: (ino: number, clean: boolean) => void = () => undefined,
   ) {}
+
+  /** Inodes with queued writes or an error not yet reported (what onClean was last told). */
+  private readonly unclean = new Set<number>();
+
+  /** Tell onClean when ino's state changed. */
+  private cleanChanged(ino: number): void {
+    const unclean = this.tails.has(ino) || this.errors.has(ino);
+    if (unclean === this.unclean.has(ino)) return;
+    if (unclean) this.unclean.add(ino);
+    else this.unclean.delete(ino);
+    this.onClean(ino, !unclean);
+  }
 
   get busy(): boolean {
     return this.tails.size > 0;
@@ -240,12 +258,14 @@ export class WriteBehind {
         this.tails.delete(ino);
         this.ends.delete(ino);
         this.onChange(ino);
+        this.cleanChanged(ino);
       }
       const w = this.roomWaiters;
       this.roomWaiters = [];
       for (const f of w) f();
     });
     this.tails.set(ino, next);
+    this.cleanChanged(ino);
   }
 
   /** Wait until ino's queued writes are stored; with report, throw a deferred error. */
@@ -291,6 +311,7 @@ export class WriteBehind {
     const err = this.errors.get(ino);
     if (err === undefined) return;
     this.errors.delete(ino);
+    this.cleanChanged(ino);
     throw err;
   }
 }
@@ -344,7 +365,7 @@ export class LessfsFuseOps {
     const handoff = options.attrHandoff;
     this.attrHandoff = handoff;
     const invalidate = handoff ? (ino?: number): void => handoff.invalidate(ino) : undefined;
-    this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p), invalidate);
+    this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p), invalidate, handoff ? (ino, clean) => handoff.dirty(ino, !clean) : undefined);
     if (handoff) {
       this.engine.onMetadataChange = invalidate;
       // A frozen filesystem answers nothing, from the table either.
@@ -549,6 +570,7 @@ export class LessfsFuseOps {
     while (this.handles.has(fd)) fd = fd >= 0x7ffffffe ? 1 : fd + 1;
     this.nextFd = fd >= 0x7ffffffe ? 1 : fd + 1;
     this.handles.set(fd, h);
+    if (!h.control) this.attrHandoff?.file(fd, h.ino);
     return fd;
   }
 
@@ -759,7 +781,10 @@ export class LessfsFuseOps {
         this.run('release', path, () => {
           const h = this.handles.get(fd);
           this.handles.delete(fd);
-          if (h && !h.control) return this.releaseInode(h.ino);
+          if (h && !h.control) {
+            this.attrHandoff?.file(fd, 0);
+            return this.releaseInode(h.ino);
+          }
         }, this.trace ? this.traced(this.controlHandle(fd), () => ({ op: 'release', fh: fd }), cb) : cb),
       read: (path, fd, buf, len, pos, cb) =>
         this.run('read', path, async (req) => {
