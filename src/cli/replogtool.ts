@@ -369,11 +369,15 @@ async function openLogFile(path: string): Promise<{ file: Pick<FileHandle, 'read
   }
 }
 
+/** Thrown by the dump's output once its reader went away: the dump stops there (exit 0, as `head` wants). */
+const READER_GONE = new Error('the reader of the dump went away');
+
 /**
  * Stdout in pieces of OUTPUT_CHUNK_BYTES that stops quietly once the reader
- * went away (`replogtool ... | head`); `drained` waits while stdout holds
- * what it could not pass on yet, so the dump reads on only as fast as its
- * reader takes the output.
+ * went away (`replogtool ... | head`): the next write throws READER_GONE,
+ * which ends the dump, so the rest of the file is not read for nothing.
+ * `drained` waits while stdout holds what it could not pass on yet, so the
+ * dump reads on only as fast as its reader takes the output.
  */
 function stdoutSink(): { write(text: string): void; flush(): void; drained(): Promise<void> } {
   const stdout = process.stdout;
@@ -389,6 +393,7 @@ function stdoutSink(): { write(text: string): void; flush(): void; drained(): Pr
   };
   return {
     write: (text) => {
+      if (gone) throw READER_GONE;
       chunk += text;
       if (chunk.length >= OUTPUT_CHUNK_BYTES) flush();
     },
@@ -421,6 +426,7 @@ async function dump(path: string, blockSizeBytes: number, json: boolean): Promis
     out.flush();
     return EXIT_OK;
   } catch (err) {
+    if (err === READER_GONE) return EXIT_OK;
     if (err instanceof ReplogError) throw new CliError(err.withFileName(path).message);
     throw err;
   } finally {

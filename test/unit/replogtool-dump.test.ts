@@ -231,6 +231,24 @@ totals: 0 transactions, 0 KV records, 0 BLOCK records, 0 block bytes stored, 45 
     expect(await streamedDump(chunked(empty, 7, { count: 0, maxBytes: 0, buffers: new Set() }), 'replog.dta', BS, false)).toEqual({ ok: true, out: GOLDEN_EMPTY_TEXT });
   });
 
+  it('stops reading when its output stops taking text (replogtool -b FILE | head): the write error ends it', async () => {
+    const bytes = withOpen(openKv);
+    const all = { count: 0, maxBytes: 0, buffers: new Set<ArrayBufferLike>() };
+    expect((await streamedDump(chunked(bytes, 1, all), 'replog.dta', BS, false)).ok).toBe(true);
+    const cut = { count: 0, maxBytes: 0, buffers: new Set<ArrayBufferLike>() };
+    const gone = new Error('reader gone');
+    let writes = 0;
+    const stopped = dumpLog(P, chunked(bytes, 1, cut), 'replog.dta', BS, false, () => {
+      writes++;
+      throw gone;
+    });
+    await expect(stopped).rejects.toBe(gone);
+    expect(writes).toBe(1);
+    // The first read checks the whole file before anything is written; the second stops at the first line.
+    expect(cut.count).toBeGreaterThanOrEqual(bytes.length);
+    expect(cut.count).toBeLessThan(all.count - bytes.length / 2);
+  });
+
   it('a live log whose reads end early (it shrank) is ETRUNCATED with nothing written; one whose uncommitted record or torn tail changed between the reads is ECHANGED', async () => {
     const bytes = withOpen(openKv);
     const short: RotatedFileSource = { sizeBytes: bytes.length, chunkBytes: 64, read: async (pos, len) => bytes.subarray(pos, Math.min(pos + len, bytes.length - 100)) };
