@@ -761,7 +761,219 @@ Fuse.EPERM = -1
 patchFile(src, MARK6, attrC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v12');
+// Seventh patch set: reads served from the data file on the libfuse thread.
+// The kernel sends a FUSE file's reads one at a time, so a cold sequential
+// read is a chain of round trips; through the JS thread each costs about
+// twice what the null handler's does (BENCHMARKS.md). The filesystem hands
+// over, for an inode it just read, where the next blocks are in its data
+// file (Fuse.readHandoff.put: per block the byte offset and stored length
+// of an uncompressed block, 0 for a hole, -1 for one it must answer itself:
+// compressed, not yet written, dirty), with the file's size; a read of those
+// blocks through a handle of that inode is then answered here with pread(2)
+// of the data file straight into libfuse's buffer. It is only as good as the
+// generations of the listed-attributes table: an inode's is bumped before
+// its block map or size changes (Fuse.attrHandoff.invalidate(ino)), the
+// table's before anything else may have moved, and each read checks both
+// before and after its pread (an extent can only be rewritten once the
+// change that freed it has bumped them), and that the inode has no writes
+// queued. Anything it cannot answer (a short read, an error) goes to JS.
+const MARK7 = '/* lessfs-ts: reads from the data file */';
+const extHelpers = `${MARK7}
+#include <fcntl.h>
+#include <errno.h>
+#define LESSFS_EXT_SLOTS 64
+#define LESSFS_EXT_BLOCKS_MAX 4096
+/* One inode's window of blocks: ext[2 * i], ext[2 * i + 1] = data-file offset and stored length of block first + i (0: hole, -1: not here). */
+typedef struct { uint32_t ino; uint32_t ino_gen; uint32_t tab_gen; uint32_t count; uint64_t first; uint64_t size; int64_t *ext; } lessfs_ext_map_t;
+static pthread_mutex_t lessfs_ext_lock = PTHREAD_MUTEX_INITIALIZER;
+static lessfs_ext_map_t lessfs_ext_maps[LESSFS_EXT_SLOTS];
+static int lessfs_ext_fd = -1;
+static uint32_t lessfs_ext_fd_gen = 0;
+static uint32_t lessfs_ext_bs = 0;
+static int lessfs_ext_on = 0;
+static uint32_t lessfs_ext_hits = 0;
+static uint32_t lessfs_ext_puts = 0;
+/* With lessfs_ext_lock held: forget every window. */
+static void lessfs_ext_clear (void) {
+  for (uint32_t i = 0; i < LESSFS_EXT_SLOTS; i++) {
+    free(lessfs_ext_maps[i].ext);
+    memset(&lessfs_ext_maps[i], 0, sizeof(lessfs_ext_map_t));
+  }
+}
+/* Are ino's window (taken under ino_gen, tab_gen) and the data file (fd_gen) still current, with nothing queued for ino? */
+static int lessfs_ext_current (uint32_t ino, uint32_t ino_gen, uint32_t tab_gen, uint32_t fd_gen) {
+  return __atomic_load_n(&lessfs_ext_on, __ATOMIC_SEQ_CST) &&
+    ino_gen == __atomic_load_n(&lessfs_attr_ino_gen[ino % LESSFS_ATTR_SLOTS], __ATOMIC_SEQ_CST) &&
+    tab_gen == __atomic_load_n(&lessfs_attr_gen, __ATOMIC_SEQ_CST) &&
+    fd_gen == __atomic_load_n(&lessfs_ext_fd_gen, __ATOMIC_SEQ_CST) &&
+    __atomic_load_n(&lessfs_ino_dirty[ino % LESSFS_ATTR_SLOTS], __ATOMIC_SEQ_CST) == 0;
+}
+/*
+ * libfuse thread: 1 and *got the bytes read into buf if the window of the
+ * handle's inode answers this read; 0 if JS must.
+ */
+static int lessfs_ext_read (const struct fuse_file_info *info, char *buf, size_t len, off_t offset, int *got) {
+  if (info == NULL || offset < 0 || len == 0 || !__atomic_load_n(&lessfs_ext_on, __ATOMIC_SEQ_CST)) return 0;
+  pthread_mutex_lock(&lessfs_attr_lock);
+  const lessfs_fh_t *f = &lessfs_fhs[info->fh % LESSFS_FH_SLOTS];
+  uint32_t ino = f->fh == info->fh ? f->ino : 0;
+  pthread_mutex_unlock(&lessfs_attr_lock);
+  if (ino == 0) return 0;
+  int64_t ext[8];
+  uint32_t ino_gen = 0, tab_gen = 0, fd_gen = 0;
+  uint64_t end = 0, first = 0, last = 0;
+  int fd = -1;
+  uint64_t bs = lessfs_ext_bs;
+  int ok = 0;
+  pthread_mutex_lock(&lessfs_ext_lock);
+  const lessfs_ext_map_t *m = &lessfs_ext_maps[ino % LESSFS_EXT_SLOTS];
+  if (m->ino == ino && m->ext != NULL && lessfs_ext_fd >= 0 && bs > 0) {
+    ino_gen = m->ino_gen;
+    tab_gen = m->tab_gen;
+    fd_gen = __atomic_load_n(&lessfs_ext_fd_gen, __ATOMIC_SEQ_CST);
+    fd = lessfs_ext_fd;
+    end = (uint64_t) offset + len < m->size ? (uint64_t) offset + len : m->size;
+    if ((uint64_t) offset >= m->size) {
+      ok = 1;
+      end = (uint64_t) offset;
+    } else {
+      first = (uint64_t) offset / bs;
+      last = (end - 1) / bs;
+      ok = first >= m->first && last < m->first + m->count && last - first < 4;
+      for (uint64_t b = first; ok && b <= last; b++) {
+        ext[2 * (b - first)] = m->ext[2 * (b - m->first)];
+        ext[2 * (b - first) + 1] = m->ext[2 * (b - m->first) + 1];
+        if (ext[2 * (b - first) + 1] < 0 || (uint64_t) ext[2 * (b - first) + 1] > bs) ok = 0;
+      }
+    }
+  }
+  pthread_mutex_unlock(&lessfs_ext_lock);
+  if (!ok || !lessfs_ext_current(ino, ino_gen, tab_gen, fd_gen)) return 0;
+  for (uint64_t b = first; end > (uint64_t) offset && b <= last; b++) {
+    uint64_t from = b * bs > (uint64_t) offset ? b * bs : (uint64_t) offset;
+    uint64_t to = (b + 1) * bs < end ? (b + 1) * bs : end;
+    uint64_t stored = (uint64_t) ext[2 * (b - first) + 1];
+    uint64_t at = from - b * bs;
+    char *out = buf + (from - (uint64_t) offset);
+    /* Bytes past the stored length of a block (and all of a hole) read as zeros. */
+    uint64_t data_to = b * bs + stored < to ? b * bs + stored : to;
+    size_t done = 0;
+    while (from + done < data_to) {
+      ssize_t n = pread(fd, out + done, (size_t) (data_to - from - done), (off_t) ((uint64_t) ext[2 * (b - first)] + at + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return 0;
+      done += (size_t) n;
+    }
+    if (from + done < to) memset(out + done, 0, (size_t) (to - from - done));
+  }
+  /* What the pread got is this inode's only if nothing moved meanwhile. */
+  if (!lessfs_ext_current(ino, ino_gen, tab_gen, fd_gen)) return 0;
+  __atomic_add_fetch(&lessfs_ext_hits, 1, __ATOMIC_SEQ_CST);
+  *got = (int) (end - (uint64_t) offset);
+  return 1;
+}
+/* (path, block bytes): the data file, opened read-only here ('' closes it). */
+NAPI_METHOD(fuse_native_ext_open) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_UTF8_MALLOC(path, 0)
+  NAPI_ARGV_UINT32(bs, 1)
+  int fd = path[0] != 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+  int err = path[0] != 0 && fd < 0 ? errno : 0;
+  free(path);
+  __atomic_add_fetch(&lessfs_ext_fd_gen, 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_lock(&lessfs_ext_lock);
+  /* An fd closed here may still be in a pread: its answer is dropped (fd_gen moved), whatever it read. */
+  if (lessfs_ext_fd >= 0) close(lessfs_ext_fd);
+  lessfs_ext_fd = fd;
+  lessfs_ext_bs = bs;
+  lessfs_ext_clear();
+  pthread_mutex_unlock(&lessfs_ext_lock);
+  napi_value res;
+  napi_create_int32(env, err, &res);
+  return res;
+}
+/* (ino, first block, size in bytes, Float64Array of 2 numbers per block): ino's window as of now. */
+NAPI_METHOD(fuse_native_ext_put) {
+  NAPI_ARGV(4)
+  NAPI_ARGV_UINT32(ino, 0)
+  double first = 0;
+  double size = 0;
+  napi_get_value_double(env, argv[1], &first);
+  napi_get_value_double(env, argv[2], &size);
+  size_t n = 0;
+  double *vals = NULL;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, argv[3], &type, &n, (void **) &vals, NULL, NULL) != napi_ok || type != napi_float64_array) vals = NULL;
+  if (vals == NULL || ino == 0 || n % 2 != 0 || n / 2 > LESSFS_EXT_BLOCKS_MAX || first < 0 || size < 0) return NULL;
+  int64_t *ext = (int64_t *) malloc((n + 1) * sizeof(int64_t));
+  if (ext == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) ext[i] = (int64_t) vals[i];
+  pthread_mutex_lock(&lessfs_ext_lock);
+  lessfs_ext_map_t *m = &lessfs_ext_maps[ino % LESSFS_EXT_SLOTS];
+  free(m->ext);
+  m->ino = ino;
+  /* The generations of now: this window describes the inode as the filesystem has it in this turn. */
+  m->ino_gen = __atomic_load_n(&lessfs_attr_ino_gen[ino % LESSFS_ATTR_SLOTS], __ATOMIC_SEQ_CST);
+  m->tab_gen = __atomic_load_n(&lessfs_attr_gen, __ATOMIC_SEQ_CST);
+  m->first = (uint64_t) first;
+  m->size = (uint64_t) size;
+  m->count = (uint32_t) (n / 2);
+  m->ext = ext;
+  lessfs_ext_puts++;
+  pthread_mutex_unlock(&lessfs_ext_lock);
+  return NULL;
+}
+/* (on): off forgets every window. */
+NAPI_METHOD(fuse_native_ext_enable) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_UINT32(on, 0)
+  __atomic_add_fetch(&lessfs_attr_gen, 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_lock(&lessfs_ext_lock);
+  __atomic_store_n(&lessfs_ext_on, on ? 1 : 0, __ATOMIC_SEQ_CST);
+  lessfs_ext_clear();
+  pthread_mutex_unlock(&lessfs_ext_lock);
+  return NULL;
+}
+/* [reads answered here, windows handed over] since the addon loaded. */
+NAPI_METHOD(fuse_native_ext_stats) {
+  napi_value arr;
+  napi_value v;
+  uint32_t vals[2] = { __atomic_load_n(&lessfs_ext_hits, __ATOMIC_SEQ_CST), lessfs_ext_puts };
+  napi_create_array_with_length(env, 2, &arr);
+  for (uint32_t i = 0; i < 2; i++) {
+    napi_create_uint32(env, vals[i], &v);
+    napi_set_element(env, arr, i, v);
+  }
+  return arr;
+}
+static int fuse_native_read (const char *path, char *buf, size_t len, off_t offset, struct fuse_file_info *info);
+static int lessfs_read (const char *path, char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
+  int got = 0;
+  if (lessfs_ext_read(info, buf, len, offset, &got)) return got;
+  return fuse_native_read(path, buf, len, offset, info);
+}
+`;
+const extC = [
+  ['FUSE_METHOD(read, 6, 2,', `${extHelpers}\nFUSE_METHOD(read, 6, 2,`],
+  ['  if (implemented[op_read]) ops.read = fuse_native_read;', '  if (implemented[op_read]) ops.read = lessfs_read;'],
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)', '  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_open)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_stats)'],
+];
+const extJs = [
+  ['Fuse.EPERM = -1\n', `// lessfs-ts: reads from the data file (see scripts/build-fuse-native.mjs, seventh patch set)
+Fuse.readHandoff = binding.fuse_native_ext_put ? {
+  open: (path, blockBytes) => binding.fuse_native_ext_open(path, blockBytes),
+  put: (ino, firstBlock, sizeBytes, extents) => binding.fuse_native_ext_put(ino, firstBlock, sizeBytes, extents),
+  enable: (on) => binding.fuse_native_ext_enable(on ? 1 : 0),
+  stats: () => { const s = binding.fuse_native_ext_stats(); return { hits: s[0], puts: s[1] } }
+} : undefined
+
+Fuse.EPERM = -1
+`],
+];
+patchFile(src, MARK7, extC);
+patchFile(join(dir, 'index.js'), 'lessfs-ts: reads from the data file', extJs);
+
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v13');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);
@@ -774,7 +986,7 @@ try {
   const args = [...gyp[1], 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
   execFileSync(gyp[0], args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   writeFileSync(built, 'fuse-native.c patched and rebuilt by lessfs-ts scripts/build-fuse-native.mjs\n');
-  console.error('build-fuse-native: rebuilt fuse-native with the utimens, caller context, interrupt, thread-state, metadata-first and listed-attributes patches');
+  console.error('build-fuse-native: rebuilt fuse-native with the utimens, caller context, interrupt, thread-state, metadata-first, listed-attributes and data-file-read patches');
 } catch (err) {
   console.error(`build-fuse-native: WARNING: rebuilding fuse-native failed (${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' / ')}); the prebuilt addon stays in use: explicit mtimes (utimens) are not kept, new files are root's, a request waiting in lessfs does not end when its caller is killed, requests get slower the longer a mount runs under parallel writers, a lone reader's lookups wait behind every write in flight, and every lookup after a listing is a round trip through JS`);
 }

@@ -19,7 +19,7 @@ import { RealRng } from '../real/rng.ts';
 import { FileLogger, realEngineDrivers, StderrLogger } from '../real/drivers.ts';
 import { LessfsFuseOps } from '../real/fuse/ops.ts';
 import { TraceRecorder } from '../real/fuse/trace-recorder.ts';
-import { clearStaleMount, fuseAttrHandoff, fuseCaller, fuseRequest, MountRefusedError, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
+import { clearStaleMount, fuseAttrHandoff, fuseCaller, fuseReadHandoff, fuseRequest, MountRefusedError, mountedAt, mountFuse, type Mounted } from '../real/fuse/mount.ts';
 import { acquireLock, type FsLock } from '../real/lock.ts';
 import { CliError, EXIT_OK, EXIT_RUNTIME, loadConfig, parseCommandLine, UsageError, type Command } from './common.ts';
 import { withLessfsNodeFlags } from './runtime-flags.ts';
@@ -210,7 +210,10 @@ async function foreground(config: LessfsConfig & { acceptReplogGap?: boolean }, 
       }
       logger.log(1, `recording FUSE operations to ${tracePath}`);
     }
-    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller, request: fuseRequest, trace, logLevel: config.debug, attrHandoff: config.fuseAttrTable ? fuseAttrHandoff() : undefined });
+    const ops = new LessfsFuseOps({ engine, control, gate, logger, space, caller: fuseCaller, request: fuseRequest, trace, logLevel: config.debug, attrHandoff: config.fuseAttrTable || config.fuseReadTable ? fuseAttrHandoff() : undefined,
+      listAttributes: config.fuseAttrTable,
+      readHandoff: config.fuseReadTable ? fuseReadHandoff() : undefined,
+    });
     lessfsOps = ops;
     if (config.listenPort > 0) {
       mgmt = await ManagementServer.start(new RealNet(), drivers.clock, logger, new FreezeControl(engine, gate, () => ops.drainWrites()), {

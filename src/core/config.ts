@@ -39,6 +39,8 @@ export interface LessfsConfig {
   backgroundDelete: boolean;
   /** FUSE_ATTR_TABLE: lookups and attributes answered on the libfuse threads (the addon's listed-attributes table). */
   fuseAttrTable: boolean;
+  /** FUSE_READ_TABLE: reads of uncompressed blocks answered on the libfuse threads from the data file. */
+  fuseReadTable: boolean;
   /** TRACE_FILE: record FUSE operations here (absolute path); undefined = off. */
   traceFile: string | undefined;
   replication: 'off' | 'masterslave';
@@ -606,6 +608,19 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     parse: parseBoolean,
     format: formatBoolean,
   }),
+  fieldKey({
+    name: 'FUSE_READ_TABLE',
+    field: 'fuseReadTable',
+    group: 'cache',
+    type: 'boolean',
+    allowed: BOOLEAN_ALLOWED,
+    default: true,
+    description:
+      "on: the mount's libfuse threads answer reads of a file themselves, with pread(2) of the data file straight into the kernel's buffer, for the blocks lessfs handed over after its own last read of that file (where each uncompressed block is in the data file; compressed blocks, blocks not yet written and files with writes queued stay with lessfs): a cold sequential read no longer takes a round trip through lessfs's JS thread per 128 KiB (BENCHMARKS.md). Every change to a file's blocks invalidates what was handed over before it is made, and a read checks that before and after its pread, so answers are the same as without it (docs/architecture.md, \"Reads from the data file\"). Off while the mount records a trace (TRACE_FILE). off: every read reaches lessfs. Needs lessfs's build of fuse-native (npm ci); without it this is off.",
+    lessfsNote: 'New in lessfs-ts.',
+    parse: parseBoolean,
+    format: formatBoolean,
+  }),
   // -- logging and the management port
   fieldKey({
     name: 'DEBUG',
@@ -879,7 +894,7 @@ function emptyFieldSet(): Record<keyof LessfsConfig, true> {
     blockSizeBytes: true, blockDataPath: true, metaPath: true, compression: true, deduplication: true,
     hashName: true, cacheSizeMB: true, commitIntervalS: true, syncRelax: true, enableTransactions: true,
     lmdbMapSizeBytes: true, debug: true, listenIp: true, listenPort: true, minSpaceFreePercent: true,
-    backgroundDelete: true, fuseAttrTable: true, traceFile: true, replication: true, replicationRole: true, replicationPartnerIp: true,
+    backgroundDelete: true, fuseAttrTable: true, fuseReadTable: true, traceFile: true, replication: true, replicationRole: true, replicationPartnerIp: true,
     replicationBatchMode: true, replicationPartnerPort: true, replicationListenIp: true,
     replicationListenPort: true, replicationWatchdir: true, replicationEnabled: true,
     rotateReplogSizeBytes: true, rotateReplogIntervalS: true, maxBacklogSizeBytes: true,

@@ -1,11 +1,14 @@
-// The listed-attributes table against no table, through two real mounts:
-// the same random sequence of changes, listings and stats is applied to a
-// mount with FUSE_ATTR_TABLE=on and one with it off (every request reaches
-// the JS handlers), both with kernel caches off, so every lookup asks
-// lessfs. Every result (errno, type, mode, size, link count, owner, names
-// listed) must be the same, and after each step so must the answers for
+// The listed-attributes table and the reads from the data file against
+// neither, through two real mounts: the same random sequence of changes,
+// listings, stats and reads is applied to a mount with FUSE_ATTR_TABLE and
+// FUSE_READ_TABLE on and one with both off (every request reaches the JS
+// handlers), both with kernel caches off, so every lookup asks lessfs (and
+// every read opens the file anew: the kernel drops its pages at open).
+// Every result (errno, type, mode, size, link count, owner, names listed,
+// bytes read) must be the same, and after each step so must the answers for
 // every path of the namespace (present or absent).
 
+import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupMounts, startMount, type LessfsMount } from '../support/mount.ts';
@@ -19,8 +22,8 @@ let on: LessfsMount;
 let off: LessfsMount;
 
 beforeAll(async () => {
-  on = await startMount({ config: { FUSE_ATTR_TABLE: 'on' }, args: NO_KERNEL_CACHE });
-  off = await startMount({ config: { FUSE_ATTR_TABLE: 'off' }, args: NO_KERNEL_CACHE });
+  on = await startMount({ config: { FUSE_ATTR_TABLE: 'on', FUSE_READ_TABLE: 'on' }, args: NO_KERNEL_CACHE });
+  off = await startMount({ config: { FUSE_ATTR_TABLE: 'off', FUSE_READ_TABLE: 'off' }, args: NO_KERNEL_CACHE });
 }, 60_000);
 
 afterAll(async () => {
@@ -58,8 +61,8 @@ async function outcome(p: Promise<unknown>): Promise<unknown> {
   }
 }
 
-describe('listed attributes, differential', () => {
-  it(`${STEPS} random steps give the same answers with the table as without`, async () => {
+describe('listed attributes and reads from the data file, differential', () => {
+  it(`${STEPS} random steps give the same answers with the tables as without`, async () => {
     const rand = rng(20261207);
     const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
     const ops: Array<[string, (root: string) => Promise<unknown>]> = [];
@@ -82,6 +85,7 @@ describe('listed attributes, differential', () => {
         : r < 0.82 ? [`rmdir ${p}`, (root) => fsp.rmdir(`${root}/${p}`)]
         : r < 0.88 ? [`link ${p} ${q}`, (root) => fsp.link(`${root}/${p}`, `${root}/${q}`)]
         : r < 0.91 ? [`symlink ${p}`, (root) => fsp.symlink('a', `${root}/${p}`)]
+        : r < 0.96 ? [`read ${p}`, (root) => fsp.readFile(`${root}/${p}`).then((b) => createHash('sha256').update(b).digest('hex'))]
         : [`stat ${p}`, (root) => fsp.lstat(`${root}/${p}`)];
       ops.push(op);
     }

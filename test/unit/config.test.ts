@@ -83,6 +83,7 @@ describe('parseConfig: keys and defaults', () => {
       replicationSecret: undefined,
       traceFile: undefined,
       fuseAttrTable: true,
+      fuseReadTable: true,
     } satisfies LessfsConfig);
   });
 
@@ -105,6 +106,7 @@ describe('parseConfig: keys and defaults', () => {
       'MIN_SPACE_FREE=25',
       'BACKGROUND_DELETE=on',
       'FUSE_ATTR_TABLE=off',
+      'FUSE_READ_TABLE=off',
       'TRACE_FILE=/var/log/lessfs trace',
       'REPLICATION=masterslave',
       'REPLICATION_ROLE=master',
@@ -152,6 +154,7 @@ describe('parseConfig: keys and defaults', () => {
       maxBacklogSizeBytes: 1000000,
       replicationSecret: 'correct horse battery staple',
       fuseAttrTable: false,
+      fuseReadTable: false,
     } satisfies LessfsConfig);
     expect(warnings).toEqual([expect.stringMatching(/^BACKGROUND_DELETE=on changes nothing/)]);
     expect(Object.values(sources).every((s) => s === 'file')).toBe(true);
@@ -463,6 +466,7 @@ describe('parseConfig: errors name the key, the value and what is allowed', () =
     ['MIN_SPACE_FREE=100', 'MIN_SPACE_FREE=100 is invalid: expected an integer between 0 and 99 (percent)'],
     ['BACKGROUND_DELETE=2', 'BACKGROUND_DELETE=2 is invalid: expected on or off'],
     ['FUSE_ATTR_TABLE=maybe', 'FUSE_ATTR_TABLE=maybe is invalid: expected on or off'],
+    ['FUSE_READ_TABLE=1x', 'FUSE_READ_TABLE=1x is invalid: expected on or off'],
     ['TRACE_FILE=lessfs.trace', 'TRACE_FILE=lessfs.trace is invalid: expected an absolute path (starting with /)'],
     ['REPLICATION=dualmaster', 'REPLICATION=dualmaster is invalid: expected off or masterslave'],
     ['REPLICATION_ROLE=primary', 'REPLICATION_ROLE=primary is invalid: expected master or slave'],
@@ -685,6 +689,7 @@ const arbitraryConfig: fc.Arbitrary<LessfsConfig> = fc
     maxBacklogSizeBytes: sizeOrZero(4096, 1024 ** 5),
     replicationSecret: fc.option(fc.string({ unit: secretChar, minLength: 16, maxLength: 64 }), { nil: undefined }),
     fuseAttrTable: fc.boolean(),
+    fuseReadTable: fc.boolean(),
   })
   .map(({ partner, ...rest }): LessfsConfig => ({
     ...rest,

@@ -24,6 +24,7 @@ import { BlockReadCache, type CachedBlock } from './read-cache.ts';
 import {
   alignExtent,
   blockmapBlockNo,
+  blockmapIno,
   blockmapKey,
   DATA_FILE,
   decodeBlock,
@@ -308,7 +309,10 @@ export class FsEngine {
    * the engine (the mount's listed attributes, served by the FUSE threads)
    * must drop them before the change is answered. With ino: only that
    * inode's attributes changed (or a name was added for it); without:
-   * names may have gone or moved, or anything may have changed.
+   * names may have gone or moved, or anything may have changed. Also
+   * called with ino before that inode's block map or dirty blocks change
+   * (what was read of it may be stale: the mount's reads served from the
+   * data file by the FUSE threads, see extentsOf).
    */
   onMetadataChange: ((ino?: number) => void) | undefined;
   private readonly locks = new Map<number, Promise<void>>();
@@ -1600,6 +1604,7 @@ export class FsEngine {
     if (isReg(inode.mode)) {
       const entries = this.active.scanPrefix(T.blockmap, key);
       const step = this.options.releaseStepBlocks ?? RELEASE_STEP_BLOCKS;
+      this.onMetadataChange?.(inode.ino);
       this.dropDirty(inode.ino, 0);
       if (entries.length > step) {
         this.putInode({ ...inode, nlink: 0, ctimeMs: this.now() });
@@ -1645,6 +1650,7 @@ export class FsEngine {
       }
       const entries = this.active.scanPrefix(T.blockmap, inoKey(ino));
       const n = Math.min(step, entries.length);
+      this.onMetadataChange?.(ino);
       for (let i = 0; i < n; i++) {
         this.active.del(T.blockmap, entries[i].key);
         this.derefBlock(entries[i].value);
@@ -1735,6 +1741,7 @@ export class FsEngine {
     if (!(bytes.length <= this.options.blockSizeBytes)) throw new AssertionError(`block of ${bytes.length} bytes`);
     const mapKey = blockmapKey(ino, bno);
     const old = this.active.get(T.blockmap, mapKey);
+    this.onMetadataChange?.(ino);
     // Trailing zeros are not stored (a file's short last block, sparse tails):
     // the key hashes the trimmed bytes, reads pad them back with zeros.
     const end = contentEnd(bytes);
@@ -2097,6 +2104,7 @@ export class FsEngine {
     for (const kv of tx.kvs) {
       if (!REPLICA_TABLES.has(kv.table)) throw diverged(`a change to table '${kv.table}', which is not replicated`);
       if (kv.table !== T.blockmap) continue;
+      this.onMetadataChange?.(blockmapIno(kv.key));
       const old = this.active.get(T.blockmap, kv.key);
       if (old && kv.value && equalBytes(old, kv.value)) continue;
       if (kv.value) bump(kv.value, +1);
@@ -2255,8 +2263,10 @@ export class FsEngine {
   /**
    * Read into `target` (up to its length) from offsetBytes; resolves with the
    * number of bytes read (short only at end of file). Holes read as zeros.
+   * readAhead false: the blocks after these are not fetched ahead (a reader
+   * that reads them elsewhere: the mount's libfuse threads, see extentsOf).
    */
-  async readInto(ino: number, offsetBytes: number, target: Uint8Array): Promise<number> {
+  async readInto(ino: number, offsetBytes: number, target: Uint8Array, readAhead = true): Promise<number> {
     const inode = this.readableInode(ino);
     if (offsetBytes >= inode.sizeBytes || target.length === 0) return 0;
     const end = Math.min(inode.sizeBytes, offsetBytes + target.length);
@@ -2276,7 +2286,7 @@ export class FsEngine {
     // Sequential reader (the kernel's read-ahead may reorder it a little): keep
     // readAheadBlocks fetched ahead of it, topping up a span at a time.
     const ra = this.readAhead.get(ino);
-    const ahead = this.readAheadBlocks;
+    const ahead = readAhead ? this.readAheadBlocks : 0;
     if (ra && Math.abs(offsetBytes - ra.endBytes) <= Math.max(ahead, 1) * bs) {
       const from = Math.max(bno, ra.fetchedTo);
       const to = bno + ahead;
@@ -2304,6 +2314,50 @@ export class FsEngine {
       if (key && !this.readCache.has(binaryKey(key))) keys.push(key);
     }
     this.loadBlocks(keys);
+  }
+
+  /**
+   * Where blocks fromBlock.. (up to count, not past the end of the file) of
+   * regular file ino are in the data file now, for a reader outside the
+   * engine (the mount's FUSE threads, which pread them): per block the byte
+   * offset and stored length of an uncompressed block whose bytes are in the
+   * data file, [0, 0] for a hole, [0, -1] for one only the engine can read
+   * for now (dirty, or its write still in flight), [0, -2] for a compressed
+   * one (only the engine ever reads it). Bytes past a stored
+   * length read as zeros. Valid until onMetadataChange(ino) or
+   * onMetadataChange() is next called: every change to the inode's block map
+   * or dirty blocks calls it first, and an extent is rewritten only once the
+   * change that freed it is committed, after that call.
+   */
+  extentsOf(ino: number, fromBlock: number, count: number): { sizeBytes: number; extents: Float64Array } {
+    const inode = this.readableInode(ino);
+    const bs = this.options.blockSizeBytes;
+    const n = Math.max(0, Math.min(count, Math.ceil(inode.sizeBytes / bs) - fromBlock));
+    const extents = new Float64Array(2 * n);
+    const dirty = this.active.dirty.get(ino);
+    for (let i = 0; i < n; i++) {
+      const bno = fromBlock + i;
+      extents[2 * i + 1] = -1;
+      if (dirty?.has(bno)) continue;
+      const key = this.active.get(T.blockmap, blockmapKey(ino, bno));
+      if (!key) {
+        extents[2 * i + 1] = 0;
+        continue;
+      }
+      const recBytes = this.active.get(T.block, key);
+      if (!recBytes) continue;
+      const rec = decodeBlock(recBytes);
+      if (rec.codec !== CODEC_NONE) extents[2 * i + 1] = -2;
+      if (rec.codec !== CODEC_NONE || rec.storedBytes > bs || rec.storedBytes === 0 || this.storedInMemory(rec.offsetBytes) !== undefined) continue;
+      extents[2 * i] = rec.offsetBytes;
+      extents[2 * i + 1] = rec.storedBytes;
+    }
+    return { sizeBytes: inode.sizeBytes, extents };
+  }
+
+  /** The data file's path (the mount's FUSE threads read blocks from it, see extentsOf). */
+  get dataFilePath(): string {
+    return joinPath(this.options.blockDataPath, DATA_FILE);
   }
 
   /** The read-cache entry of a block, loading it if it is not cached. */
@@ -2424,6 +2478,7 @@ export class FsEngine {
           this.storeBlock(ino, bno, chunk);
           continue;
         }
+        this.onMetadataChange?.(ino);
         let blocks = this.active.dirty.get(ino);
         let buf = blocks?.get(bno);
         if (!buf) {
@@ -2489,6 +2544,7 @@ export class FsEngine {
     }
     // A full data disk: write() waits for deletes to commit, or refuses.
     if (!this.admitNewData(this.newDataBlocks(ino, first, last) * bs, false)) return false;
+    this.onMetadataChange?.(ino);
     let dirty = blocks;
     if (!dirty) {
       dirty = new Map();
@@ -2545,6 +2601,7 @@ export class FsEngine {
           // zeros (holes), never blocks of another file.
           const step = this.options.releaseStepBlocks ?? RELEASE_STEP_BLOCKS;
           for (let end = cut.length; end > 0; end -= step) {
+            this.onMetadataChange?.(ino);
             for (let i = Math.max(0, end - step); i < end; i++) {
               const { key, value } = cut[i];
               assert(blockmapBlockNo(key) >= keepBlocks, 'truncate scan went below the cut');

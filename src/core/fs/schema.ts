@@ -134,6 +134,10 @@ export function blockmapBlockNo(key: Uint8Array): number {
   return readU64(key, 8);
 }
 
+export function blockmapIno(key: Uint8Array): number {
+  return readU64(key, 0);
+}
+
 /** Where and how one unique block is stored. */
 export interface BlockRecord {
   refcount: number;

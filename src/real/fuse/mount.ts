@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import Fuse, { type FuseOps } from 'fuse-native';
-import type { AttrHandoff } from './ops.ts';
+import type { AttrHandoff, ReadHandoff } from './ops.ts';
 
 const run = promisify(execFile);
 
@@ -51,6 +51,14 @@ export function mountOptionList(o: MountOptions): string[] {
  */
 export function fuseAttrHandoff(): AttrHandoff | undefined {
   return (Fuse as unknown as { attrHandoff?: AttrHandoff }).attrHandoff;
+}
+
+/**
+ * The patched addon's reads from the data file (scripts/build-fuse-native.mjs,
+ * seventh patch set), or undefined with an addon built without it.
+ */
+export function fuseReadHandoff(): ReadHandoff | undefined {
+  return (Fuse as unknown as { readHandoff?: ReadHandoff }).readHandoff;
 }
 
 /** The mounted Fuse (one per process); its `context` is set by our fuse-native build. */

@@ -56,7 +56,33 @@ export interface FuseOpsOptions {
    * them before it is answered.
    */
   attrHandoff?: AttrHandoff;
+  /**
+   * With attrHandoff: false keeps the table of listed attributes off (no
+   * lookups or flushes answered by the libfuse threads; FUSE_ATTR_TABLE=off)
+   * while its generations still serve readHandoff. Default true.
+   */
+  listAttributes?: boolean;
+  /**
+   * The patched addon's reads from the data file (Fuse.readHandoff): each
+   * read this answers hands over where the next blocks of that file are in
+   * the data file, and the libfuse threads answer reads of them with pread.
+   * Needs attrHandoff (its generations); not used while tracing.
+   */
+  readHandoff?: ReadHandoff;
 }
+
+/** See FuseOpsOptions.readHandoff and scripts/build-fuse-native.mjs (seventh patch set). */
+export interface ReadHandoff {
+  /** The data file, opened read-only by the addon ('' closes it); 0, or the errno of the open. */
+  open(path: string, blockBytes: number): number;
+  /** Where blocks firstBlock.. of ino are now (FsEngine.extentsOf), with the file's size. */
+  put(ino: number, firstBlock: number, sizeBytes: number, extents: Float64Array): void;
+  enable(on: boolean): void;
+  stats(): { hits: number; puts: number };
+}
+
+/** Blocks handed over per read that reaches JS (8 MiB at BLKSIZE 128K; the addon takes 4096 at most). */
+export const READ_HANDOFF_BLOCKS = 64;
 
 /** See FuseOpsOptions.attrHandoff and scripts/build-fuse-native.mjs (sixth patch set). */
 export interface AttrHandoff {
@@ -351,6 +377,15 @@ export class LessfsFuseOps {
   /** Log each operation (traceLevel <= the logger's level). */
   private readonly logOps: boolean;
   private readonly attrHandoff: AttrHandoff | undefined;
+  /** Listings and changes are handed to attrHandoff's table (FUSE_ATTR_TABLE). */
+  private readonly listAttrs: boolean;
+  private readonly readHandoff: ReadHandoff | undefined;
+  /**
+   * Per inode: the blocks last handed to readHandoff (to: end, exclusive),
+   * whether any of them was servable there, and whether all were compressed
+   * (never servable there: not handed over again while the reader is in them).
+   */
+  private readonly handedReads = new Map<number, { from: number; to: number; any: boolean; compressed: boolean }>();
 
   constructor(options: FuseOpsOptions) {
     this.engine = options.engine;
@@ -364,13 +399,28 @@ export class LessfsFuseOps {
     this.callerKilled = options.callerKilled ?? callerBeingKilled;
     const handoff = options.attrHandoff;
     this.attrHandoff = handoff;
+    this.listAttrs = handoff !== undefined && options.listAttributes !== false;
+    this.readHandoff = handoff && !options.trace ? options.readHandoff : undefined;
     const invalidate = handoff ? (ino?: number): void => handoff.invalidate(ino) : undefined;
     this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p), invalidate, handoff ? (ino, clean) => handoff.dirty(ino, !clean) : undefined);
     if (handoff) {
       this.engine.onMetadataChange = invalidate;
       // A frozen filesystem answers nothing, from the table either.
-      this.gate.onChange = (closed) => handoff.enable(!closed, ATTR_HANDOFF_TTL_MS);
-      handoff.enable(!this.gate.closed, ATTR_HANDOFF_TTL_MS);
+      this.gate.onChange = (closed) => {
+        handoff.enable(this.listAttrs && !closed, ATTR_HANDOFF_TTL_MS);
+        this.readHandoff?.enable(!closed);
+      };
+      handoff.enable(this.listAttrs && !this.gate.closed, ATTR_HANDOFF_TTL_MS);
+    }
+    if (this.readHandoff) {
+      const path = this.engine.dataFilePath;
+      const err = this.readHandoff.open(path, this.engine.buffers.blockSizeBytes);
+      if (err !== 0) {
+        this.logger.log(0, `reads from the data file stay with lessfs: the addon cannot open ${path} (${ERRNO_NAMES.get(err) ?? `errno ${err}`})`);
+        this.readHandoff = undefined;
+      } else {
+        this.readHandoff.enable(!this.gate.closed);
+      }
     }
     this.fs = new PathFs(this.engine);
     this.trace = options.trace;
@@ -675,7 +725,7 @@ export class LessfsFuseOps {
    */
   private handOver(path: string, parent = false, emptyDir = false): void {
     const handoff = this.attrHandoff;
-    if (!handoff || this.gate.closed) return;
+    if (!handoff || !this.listAttrs || this.gate.closed) return;
     const ino = this.fs.tryResolve(path);
     // A name that is not handed over must not be taken for absent: the table is dropped.
     if (ino === undefined) handoff.invalidate();
@@ -704,7 +754,7 @@ export class LessfsFuseOps {
     if (path === '/') names.push(CONTROL_NAME);
     const head = names.length;
     for (const e of entries) names.push(e.name);
-    if (!this.attrHandoff || this.gate.closed || entries.length > ATTR_HANDOFF_LIST_MAX) return { names };
+    if (!this.attrHandoff || !this.listAttrs || this.gate.closed || entries.length > ATTR_HANDOFF_LIST_MAX) return { names };
     const stats = new Array<FuseStat>(names.length).fill(UNLISTED, 0, head);
     for (let i = 0; i < entries.length; i++) stats[head + i] = this.inodeStat(entries[i].ino);
     this.attrHandoff.list(path, names, stats);
@@ -795,7 +845,10 @@ export class LessfsFuseOps {
             return data.length;
           }
           if (this.writes.busy) await this.interruptible(req, this.writes.settled(h.ino));
-          return this.engine.readInto(h.ino, pos, buf.subarray(0, len));
+          // Blocks the libfuse threads read themselves are not fetched ahead here too.
+          const n = await this.engine.readInto(h.ino, pos, buf.subarray(0, len), this.handedReads.get(h.ino)?.any !== true);
+          if (this.readHandoff) this.handOverReads(h.ino, pos + n);
+          return n;
         }, this.traced(this.controlHandle(fd), () => ({ op: 'read', fh: fd, off: pos, len }), (e, n) => cb(e < 0 ? e : (n ?? 0)))),
       write: (path, fd, buf, len, pos, cb) =>
         this.run('write', path, (req) => this.writeOp(fd, buf, len, pos, req), (e, n) => cb(e < 0 ? e : (n ?? 0))),
@@ -922,6 +975,33 @@ export class LessfsFuseOps {
     return this.settledReporting(ino, req);
   }
 
+  /**
+   * After a read of ino that reached JS, ending at endBytes: hand over where
+   * the next READ_HANDOFF_BLOCKS blocks are in the data file, so the libfuse
+   * threads answer the reads that follow. Not while writes are queued for ino
+   * (the addon would not use it), nor again for a window of compressed
+   * blocks only (a compressed file) while the reader is in it.
+   */
+  private handOverReads(ino: number, endBytes: number): void {
+    const handoff = this.readHandoff;
+    if (!handoff || this.gate.closed || this.writes.pending(ino)) return;
+    const bs = this.engine.buffers.blockSizeBytes;
+    const from = Math.floor(endBytes / bs);
+    const last = this.handedReads.get(ino);
+    if (last?.compressed && from >= last.from && from < last.to) return;
+    const { sizeBytes, extents } = this.engine.extentsOf(ino, from, READ_HANDOFF_BLOCKS);
+    let any = false;
+    let compressed = extents.length > 0;
+    for (let i = 1; i < extents.length; i += 2) {
+      any ||= extents[i] >= 0;
+      compressed &&= extents[i] === -2;
+    }
+    handoff.put(ino, from, sizeBytes, extents);
+    this.handedReads.delete(ino);
+    this.handedReads.set(ino, { from, to: from + READ_HANDOFF_BLOCKS, any, compressed });
+    if (this.handedReads.size > 1024) this.handedReads.delete(this.handedReads.keys().next().value as number);
+  }
+
   /** Wait until every acknowledged write is stored in the engine. */
   drainWrites(): Promise<void> {
     return this.writes.all();
@@ -929,6 +1009,12 @@ export class LessfsFuseOps {
 
   /** For the unmount: refuse later writes (EIO), then wait until every acknowledged one is stored. */
   closeWrites(): Promise<void> {
+    if (this.readHandoff) {
+      const { hits, puts } = this.readHandoff.stats();
+      this.logger.log(1, `reads answered from the data file by the libfuse threads: ${hits} (${puts} windows handed over)`);
+      this.readHandoff.enable(false);
+      this.readHandoff.open('', 0);
+    }
     return this.writes.close();
   }
 
