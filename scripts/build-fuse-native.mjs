@@ -988,5 +988,5 @@ try {
   writeFileSync(built, 'fuse-native.c patched and rebuilt by lessfs-ts scripts/build-fuse-native.mjs\n');
   console.error('build-fuse-native: rebuilt fuse-native with the utimens, caller context, interrupt, thread-state, metadata-first, listed-attributes and data-file-read patches');
 } catch (err) {
-  console.error(`build-fuse-native: WARNING: rebuilding fuse-native failed (${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' / ')}); the prebuilt addon stays in use: explicit mtimes (utimens) are not kept, new files are root's, a request waiting in lessfs does not end when its caller is killed, requests get slower the longer a mount runs under parallel writers, a lone reader's lookups wait behind every write in flight, and every lookup after a listing is a round trip through JS`);
+  console.error(`build-fuse-native: WARNING: rebuilding fuse-native failed (${String(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' / ')}); the prebuilt addon stays in use: explicit mtimes (utimens) are not kept, new files are root's, a request waiting in lessfs does not end when its caller is killed, requests get slower the longer a mount runs under parallel writers, a lone reader's lookups wait behind every write in flight, and every lookup after a listing and every read is a round trip through JS`);
 }
