@@ -823,9 +823,9 @@ static int lessfs_ext_read (const struct fuse_file_info *info, char *buf, size_t
   uint32_t ino_gen = 0, tab_gen = 0, fd_gen = 0;
   uint64_t end = 0, first = 0, last = 0;
   int fd = -1;
-  uint64_t bs = lessfs_ext_bs;
   int ok = 0;
   pthread_mutex_lock(&lessfs_ext_lock);
+  uint64_t bs = lessfs_ext_bs;
   const lessfs_ext_map_t *m = &lessfs_ext_maps[ino % LESSFS_EXT_SLOTS];
   if (m->ino == ino && m->ext != NULL && lessfs_ext_fd >= 0 && bs > 0) {
     ino_gen = m->ino_gen;
@@ -973,7 +973,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK7, extC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: reads from the data file', extJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v13');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v14');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);
