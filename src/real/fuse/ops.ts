@@ -1009,6 +1009,10 @@ export class LessfsFuseOps {
 
   /** For the unmount: refuse later writes (EIO), then wait until every acknowledged one is stored. */
   closeWrites(): Promise<void> {
+    if (this.attrHandoff && this.listAttrs) {
+      const t = this.attrHandoff.stats();
+      this.logger.log(1, `answered by the libfuse threads from listed attributes: ${t.hits} lookups, ${t.absent} absent names, ${t.flushes} flushes (${t.puts} attributes handed over)`);
+    }
     if (this.readHandoff) {
       const { hits, puts } = this.readHandoff.stats();
       this.logger.log(1, `reads answered from the data file by the libfuse threads: ${hits} (${puts} windows handed over)`);
