@@ -767,13 +767,15 @@ patchFile(join(dir, 'index.js'), 'lessfs-ts: listed attributes', attrJs);
 // twice what the null handler's does (BENCHMARKS.md). The filesystem hands
 // over, for an inode it just read, where the next blocks are in its data
 // file (Fuse.readHandoff.put: per block the byte offset and stored length
-// of an uncompressed block, 0 for a hole, -1 for one it must answer itself:
+// of an uncompressed block, 0 for a hole, a negative length for one it must answer itself:
 // compressed, not yet written, dirty), with the file's size; a read of those
 // blocks through a handle of that inode is then answered here with pread(2)
-// of the data file straight into libfuse's buffer. It is only as good as the
-// generations of the listed-attributes table: an inode's is bumped before
-// its block map or size changes (Fuse.attrHandoff.invalidate(ino)), the
-// table's before anything else may have moved, and each read checks both
+// of the data file straight into libfuse's buffer. It is only as good as its
+// generations: an inode's (the listed-attributes table's, bumped before its
+// block map or size changes: Fuse.attrHandoff.invalidate(ino)) and the
+// windows' own (Fuse.readHandoff.invalidate(), when any file's content may
+// have changed: a slave's replicated transactions, a slave dropping those it
+// had not made durable; not when names change). Each read checks both
 // before and after its pread (an extent can only be rewritten once the
 // change that freed it has bumped them), and that the inode has no writes
 // queued. Anything it cannot answer (a short read, an error) goes to JS.
@@ -783,12 +785,14 @@ const extHelpers = `${MARK7}
 #include <errno.h>
 #define LESSFS_EXT_SLOTS 64
 #define LESSFS_EXT_BLOCKS_MAX 4096
-/* One inode's window of blocks: ext[2 * i], ext[2 * i + 1] = data-file offset and stored length of block first + i (0: hole, -1: not here). */
+/* One inode's window of blocks: ext[2 * i], ext[2 * i + 1] = data-file offset and stored length of block first + i (0: hole, negative: not here). */
 typedef struct { uint32_t ino; uint32_t ino_gen; uint32_t tab_gen; uint32_t count; uint64_t first; uint64_t size; int64_t *ext; } lessfs_ext_map_t;
 static pthread_mutex_t lessfs_ext_lock = PTHREAD_MUTEX_INITIALIZER;
 static lessfs_ext_map_t lessfs_ext_maps[LESSFS_EXT_SLOTS];
 static int lessfs_ext_fd = -1;
 static uint32_t lessfs_ext_fd_gen = 0;
+/* Bumped when any file's content may have changed (not only one inode's). */
+static uint32_t lessfs_ext_gen = 0;
 static uint32_t lessfs_ext_bs = 0;
 static int lessfs_ext_on = 0;
 static uint32_t lessfs_ext_hits = 0;
@@ -804,7 +808,7 @@ static void lessfs_ext_clear (void) {
 static int lessfs_ext_current (uint32_t ino, uint32_t ino_gen, uint32_t tab_gen, uint32_t fd_gen) {
   return __atomic_load_n(&lessfs_ext_on, __ATOMIC_SEQ_CST) &&
     ino_gen == __atomic_load_n(&lessfs_attr_ino_gen[ino % LESSFS_ATTR_SLOTS], __ATOMIC_SEQ_CST) &&
-    tab_gen == __atomic_load_n(&lessfs_attr_gen, __ATOMIC_SEQ_CST) &&
+    tab_gen == __atomic_load_n(&lessfs_ext_gen, __ATOMIC_SEQ_CST) &&
     fd_gen == __atomic_load_n(&lessfs_ext_fd_gen, __ATOMIC_SEQ_CST) &&
     __atomic_load_n(&lessfs_ino_dirty[ino % LESSFS_ATTR_SLOTS], __ATOMIC_SEQ_CST) == 0;
 }
@@ -914,7 +918,7 @@ NAPI_METHOD(fuse_native_ext_put) {
   m->ino = ino;
   /* The generations of now: this window describes the inode as the filesystem has it in this turn. */
   m->ino_gen = __atomic_load_n(&lessfs_attr_ino_gen[ino % LESSFS_ATTR_SLOTS], __ATOMIC_SEQ_CST);
-  m->tab_gen = __atomic_load_n(&lessfs_attr_gen, __ATOMIC_SEQ_CST);
+  m->tab_gen = __atomic_load_n(&lessfs_ext_gen, __ATOMIC_SEQ_CST);
   m->first = (uint64_t) first;
   m->size = (uint64_t) size;
   m->count = (uint32_t) (n / 2);
@@ -923,11 +927,16 @@ NAPI_METHOD(fuse_native_ext_put) {
   pthread_mutex_unlock(&lessfs_ext_lock);
   return NULL;
 }
+/* Any file's content may have changed: no window handed over before is used again. */
+NAPI_METHOD(fuse_native_ext_invalidate) {
+  __atomic_add_fetch(&lessfs_ext_gen, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
 /* (on): off forgets every window. */
 NAPI_METHOD(fuse_native_ext_enable) {
   NAPI_ARGV(1)
   NAPI_ARGV_UINT32(on, 0)
-  __atomic_add_fetch(&lessfs_attr_gen, 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&lessfs_ext_gen, 1, __ATOMIC_SEQ_CST);
   pthread_mutex_lock(&lessfs_ext_lock);
   __atomic_store_n(&lessfs_ext_on, on ? 1 : 0, __ATOMIC_SEQ_CST);
   lessfs_ext_clear();
@@ -956,13 +965,14 @@ static int lessfs_read (const char *path, char *buf, size_t len, off_t offset, s
 const extC = [
   ['FUSE_METHOD(read, 6, 2,', `${extHelpers}\nFUSE_METHOD(read, 6, 2,`],
   ['  if (implemented[op_read]) ops.read = fuse_native_read;', '  if (implemented[op_read]) ops.read = lessfs_read;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)', '  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_open)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_stats)'],
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)', '  NAPI_EXPORT_FUNCTION(fuse_native_attr_stats)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_open)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_put)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_invalidate)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_enable)\n  NAPI_EXPORT_FUNCTION(fuse_native_ext_stats)'],
 ];
 const extJs = [
   ['Fuse.EPERM = -1\n', `// lessfs-ts: reads from the data file (see scripts/build-fuse-native.mjs, seventh patch set)
 Fuse.readHandoff = binding.fuse_native_ext_put ? {
   open: (path, blockBytes) => binding.fuse_native_ext_open(path, blockBytes),
   put: (ino, firstBlock, sizeBytes, extents) => binding.fuse_native_ext_put(ino, firstBlock, sizeBytes, extents),
+  invalidate: () => binding.fuse_native_ext_invalidate(),
   enable: (on) => binding.fuse_native_ext_enable(on ? 1 : 0),
   stats: () => { const s = binding.fuse_native_ext_stats(); return { hits: s[0], puts: s[1] } }
 } : undefined
@@ -973,7 +983,7 @@ Fuse.EPERM = -1
 patchFile(src, MARK7, extC);
 patchFile(join(dir, 'index.js'), 'lessfs-ts: reads from the data file', extJs);
 
-const built = join(dir, 'build', 'Release', '.lessfs-patched-v14');
+const built = join(dir, 'build', 'Release', '.lessfs-patched-v15');
 if (existsSync(built) && existsSync(join(dir, 'build', 'Release', 'fuse.node')) && process.env.LESSFS_REBUILD_FUSE !== '1') {
   console.error('build-fuse-native: patched addon already built');
   process.exit(0);

@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlFiles, REPLICATION_OFF } from '../../src/core/control.ts';
 import type { FsEngine } from '../../src/core/fs/engine.ts';
 import { IoGate } from '../../src/core/gate.ts';
-import { LessfsFuseOps, READ_HANDOFF_BLOCKS, type AttrHandoff, type ReadHandoff } from '../../src/real/fuse/ops.ts';
+import { LessfsFuseOps, READ_HANDOFF_BLOCKS, READ_HANDOFF_BLOCKS_MIN, type AttrHandoff, type ReadHandoff } from '../../src/real/fuse/ops.ts';
 import { CODEC_LZ4 } from '../../src/real/primitives.ts';
 import { RealHarness } from '../support/harness.ts';
 
@@ -62,6 +62,9 @@ class TwinReads implements ReadHandoff {
   on = false;
   hits = 0;
   puts = 0;
+  /** lessfs_ext_gen: bumped when any file's content may have changed. */
+  private gen = 0;
+  lastPut: { ino: number; first: number; blocks: number } | undefined;
   private readonly windows = new Map<number, { ino: number; inoGen: number; gen: number; first: number; size: number; ext: Float64Array }>();
 
   constructor(private readonly gens: TwinGens) {}
@@ -74,11 +77,15 @@ class TwinReads implements ReadHandoff {
     return 0;
   }
   put(ino: number, firstBlock: number, sizeBytes: number, extents: Float64Array): void {
-    this.windows.set(ino % TwinReads.SLOTS, { ino, inoGen: this.gens.inoGen[ino % TwinGens.SLOTS], gen: this.gens.gen, first: firstBlock, size: sizeBytes, ext: extents.slice() });
+    this.windows.set(ino % TwinReads.SLOTS, { ino, inoGen: this.gens.inoGen[ino % TwinGens.SLOTS], gen: this.gen, first: firstBlock, size: sizeBytes, ext: extents.slice() });
+    this.lastPut = { ino, first: firstBlock, blocks: extents.length / 2 };
     this.puts++;
   }
+  invalidate(): void {
+    this.gen++;
+  }
   enable(on: boolean): void {
-    this.gens.gen++;
+    this.gen++;
     this.on = on;
     this.windows.clear();
   }
@@ -91,7 +98,7 @@ class TwinReads implements ReadHandoff {
     if (!this.on || ino === undefined || this.fd === undefined) return undefined;
     const m = this.windows.get(ino % TwinReads.SLOTS);
     const slot = ino % TwinGens.SLOTS;
-    if (!m || m.ino !== ino || m.inoGen !== this.gens.inoGen[slot] || m.gen !== this.gens.gen || (this.gens.dirtyCounts.get(slot) ?? 0) !== 0) return undefined;
+    if (!m || m.ino !== ino || m.inoGen !== this.gens.inoGen[slot] || m.gen !== this.gen || (this.gens.dirtyCounts.get(slot) ?? 0) !== 0) return undefined;
     const bs = this.bs;
     if (offset >= m.size) return new Uint8Array(0);
     const end = Math.min(m.size, offset + len);
@@ -277,6 +284,11 @@ describe('reads from the data file handed to the FUSE threads', () => {
       expect(got, `read of ${len} at ${off}`).toBeDefined();
       expect(Buffer.from(got as Uint8Array).equals(content.subarray(off, off + len)), `read of ${len} at ${off}`).toBe(true);
     }
+    // Names changing elsewhere (a rename, an unlink, a create) leave the window alone.
+    await r.call('create', '/other', 0o100644);
+    await r.call('rename', '/other', '/other2');
+    await r.call('unlink', '/other2');
+    expect(Buffer.from(r.reads.read(fd, bs, bs) ?? []).equals(content.subarray(bs, 2 * bs))).toBe(true);
     // A handle the addon does not know (closed) is never answered there.
     await r.call('release', '/f', fd);
     expect(r.reads.read(fd, bs, bs)).toBeUndefined();
@@ -437,6 +449,33 @@ describe('reads from the data file handed to the FUSE threads', () => {
       await r.call('read', '/big', fd, Buffer.alloc(bs), bs, b * bs);
     }
     expect(js).toBe(Math.ceil(blocks / (READ_HANDOFF_BLOCKS + 1)));
+    // A window that goes stale before it is read (the file changed) is followed by smaller ones, down to READ_HANDOFF_BLOCKS_MIN.
+    const sizes: number[] = [];
+    for (let round = 0; round < 2; round++) {
+      // A seek back (before the window): JS reads block 0 and hands over from block 1.
+      await r.call('read', '/big', fd, Buffer.alloc(bs), bs, 0);
+      sizes.push(r.reads.lastPut?.blocks ?? 0);
+      await r.call('write', '/big', fd, Buffer.alloc(10, round + 1), 10, 3 * bs + 1);
+      // Block 1, inside that window, reaches JS: the write made the window stale.
+      expect(r.reads.read(fd, bs, bs)).toBeUndefined();
+      await r.call('read', '/big', fd, Buffer.alloc(bs), bs, bs);
+      sizes.push(r.reads.lastPut?.blocks ?? 0);
+    }
+    // A seek keeps the size; a stale window quarters it (not below READ_HANDOFF_BLOCKS_MIN).
+    expect(sizes).toEqual([READ_HANDOFF_BLOCKS, READ_HANDOFF_BLOCKS / 4, READ_HANDOFF_BLOCKS / 4, READ_HANDOFF_BLOCKS / 16]);
+    await r.call('write', '/big', fd, Buffer.alloc(10, 9), 10, 3 * bs + 1);
+    await r.call('read', '/big', fd, Buffer.alloc(bs), bs, 2 * bs);
+    expect(r.reads.lastPut?.blocks).toBe(READ_HANDOFF_BLOCKS_MIN);
+    // Read to its end, each window doubles again (the first is stale too: the
+    // commit stored the dirty block, a change to the file's block map).
+    await r.engine.commit();
+    const grown: number[] = [];
+    for (let b = 2; grown.length < 4 && b < blocks; b++) {
+      if (r.reads.read(fd, b * bs, bs)) continue;
+      await r.call('read', '/big', fd, Buffer.alloc(bs), bs, b * bs);
+      grown.push(r.reads.lastPut?.blocks ?? 0);
+    }
+    expect(grown).toEqual([READ_HANDOFF_BLOCKS_MIN, 2 * READ_HANDOFF_BLOCKS_MIN, 4 * READ_HANDOFF_BLOCKS_MIN, 8 * READ_HANDOFF_BLOCKS_MIN]);
     // Frozen, nothing is served there; thawed, nothing until JS hands over again.
     r.gate.close();
     expect(r.reads.read(fd, bs, bs)).toBeUndefined();

@@ -315,6 +315,14 @@ export class FsEngine {
    * data file by the FUSE threads, see extentsOf).
    */
   onMetadataChange: ((ino?: number) => void) | undefined;
+  /**
+   * Called (synchronously) when any file's content may have changed at once
+   * (replication rewrote the tree, a slave dropped the transactions it had
+   * not made durable), before that is answered: what the mount handed its
+   * FUSE threads of where blocks are (extentsOf) must not be used again.
+   * Changes to one inode call onMetadataChange(ino) instead.
+   */
+  onContentChange: (() => void) | undefined;
   private readonly locks = new Map<number, Promise<void>>();
   private readonly truncating = new Set<number>();
   /** Per inode: where its last read ended and how far blocks are fetched ahead. */
@@ -1346,6 +1354,7 @@ export class FsEngine {
   private dropMetadataCaches(): void {
     this.namesGeneration++;
     this.onMetadataChange?.();
+    this.onContentChange?.();
     this.inodeCache.clear();
     this.direntCache.clear();
     this.direntCacheSize = 0;
@@ -2325,7 +2334,7 @@ export class FsEngine {
    * for now (dirty, or its write still in flight), [0, -2] for a compressed
    * one (only the engine ever reads it). Bytes past a stored
    * length read as zeros. Valid until onMetadataChange(ino) or
-   * onMetadataChange() is next called: every change to the inode's block map
+   * onContentChange() is next called: every change to the inode's block map
    * or dirty blocks calls it first, and an extent is rewritten only once the
    * change that freed it is committed, after that call.
    */

@@ -77,12 +77,32 @@ export interface ReadHandoff {
   open(path: string, blockBytes: number): number;
   /** Where blocks firstBlock.. of ino are now (FsEngine.extentsOf), with the file's size. */
   put(ino: number, firstBlock: number, sizeBytes: number, extents: Float64Array): void;
+  /** Any file's content may have changed (FsEngine.onContentChange): nothing handed over before is used. */
+  invalidate(): void;
   enable(on: boolean): void;
   stats(): { hits: number; puts: number };
 }
 
-/** Blocks handed over per read that reaches JS (8 MiB at BLKSIZE 128K; the addon takes 4096 at most). */
-export const READ_HANDOFF_BLOCKS = 64;
+/** Blocks handed over per read that reaches JS (32 MiB at BLKSIZE 128K; the addon takes 4096 at most). */
+export const READ_HANDOFF_BLOCKS = 256;
+/** The fewest handed over, after windows that went stale before they were read (see handOverReads). */
+export const READ_HANDOFF_BLOCKS_MIN = 4;
+
+/** The blocks of an inode last handed to the addon (LessfsFuseOps.handOverReads). */
+interface HandedReads {
+  from: number;
+  /** End, exclusive. */
+  to: number;
+  extents: Float64Array;
+  /** Any of them readable by the addon. */
+  any: boolean;
+  /** All compressed (never readable there): not handed over again while the reader is in them. */
+  compressed: boolean;
+  /** The inode changed since (its window is stale). */
+  changed: boolean;
+  /** contentEpoch when handed over. */
+  epoch: number;
+}
 
 /** See FuseOpsOptions.attrHandoff and scripts/build-fuse-native.mjs (sixth patch set). */
 export interface AttrHandoff {
@@ -385,7 +405,9 @@ export class LessfsFuseOps {
    * whether any of them was servable there, and whether all were compressed
    * (never servable there: not handed over again while the reader is in them).
    */
-  private readonly handedReads = new Map<number, { from: number; to: number; any: boolean; compressed: boolean }>();
+  private readonly handedReads = new Map<number, HandedReads>();
+  /** Bumped with FsEngine.onContentChange: every window handed over before is stale. */
+  private contentEpoch = 0;
 
   constructor(options: FuseOpsOptions) {
     this.engine = options.engine;
@@ -401,7 +423,13 @@ export class LessfsFuseOps {
     this.attrHandoff = handoff;
     this.listAttrs = handoff !== undefined && options.listAttributes !== false;
     this.readHandoff = handoff && !options.trace ? options.readHandoff : undefined;
-    const invalidate = handoff ? (ino?: number): void => handoff.invalidate(ino) : undefined;
+    const invalidate = handoff
+      ? (ino?: number): void => {
+          handoff.invalidate(ino);
+          const handed = ino === undefined ? undefined : this.handedReads.get(ino);
+          if (handed) handed.changed = true;
+        }
+      : undefined;
     this.writes = new WriteBehind(this.logger, undefined, (req, p) => this.interruptible(req, p), invalidate, handoff ? (ino, clean) => handoff.dirty(ino, !clean) : undefined);
     if (handoff) {
       this.engine.onMetadataChange = invalidate;
@@ -419,7 +447,12 @@ export class LessfsFuseOps {
         this.logger.log(0, `reads from the data file stay with lessfs: the addon cannot open ${path} (${ERRNO_NAMES.get(err) ?? `errno ${err}`})`);
         this.readHandoff = undefined;
       } else {
-        this.readHandoff.enable(!this.gate.closed);
+        const reads = this.readHandoff;
+        this.engine.onContentChange = () => {
+          reads.invalidate();
+          this.contentEpoch++;
+        };
+        reads.enable(!this.gate.closed);
       }
     }
     this.fs = new PathFs(this.engine);
@@ -846,8 +879,8 @@ export class LessfsFuseOps {
           }
           if (this.writes.busy) await this.interruptible(req, this.writes.settled(h.ino));
           // Blocks the libfuse threads read themselves are not fetched ahead here too.
-          const n = await this.engine.readInto(h.ino, pos, buf.subarray(0, len), this.handedReads.get(h.ino)?.any !== true);
-          if (this.readHandoff) this.handOverReads(h.ino, pos + n);
+          const n = await this.engine.readInto(h.ino, pos, buf.subarray(0, len), this.liveWindow(h.ino) === undefined);
+          if (this.readHandoff) this.handOverReads(h.ino, pos, pos + n);
           return n;
         }, this.traced(this.controlHandle(fd), () => ({ op: 'read', fh: fd, off: pos, len }), (e, n) => cb(e < 0 ? e : (n ?? 0)))),
       write: (path, fd, buf, len, pos, cb) =>
@@ -982,14 +1015,29 @@ export class LessfsFuseOps {
    * (the addon would not use it), nor again for a window of compressed
    * blocks only (a compressed file) while the reader is in it.
    */
-  private handOverReads(ino: number, endBytes: number): void {
+  private handOverReads(ino: number, startBytes: number, endBytes: number): void {
     const handoff = this.readHandoff;
     if (!handoff || this.gate.closed || this.writes.pending(ino)) return;
     const bs = this.engine.buffers.blockSizeBytes;
     const from = Math.floor(endBytes / bs);
     const last = this.handedReads.get(ino);
     if (last?.compressed && from >= last.from && from < last.to) return;
-    const { sizeBytes, extents } = this.engine.extentsOf(ino, from, READ_HANDOFF_BLOCKS);
+    // A read that reached JS inside the last window after the file changed
+    // (or a replicated transaction moved everything) means the window went
+    // stale before it was read: hand over less next time, so files that
+    // change under their readers do not pay for windows nobody reads; double
+    // it again for each window read to its end. (A read inside a window that
+    // did not change reached JS before the window was handed over: the
+    // kernel had it in flight.)
+    let blocks = READ_HANDOFF_BLOCKS;
+    if (last?.any) {
+      const size = last.to - last.from;
+      const b = Math.floor(startBytes / bs) - last.from;
+      if (b >= size - 1) blocks = Math.min(READ_HANDOFF_BLOCKS, size * 2);
+      else if (b >= 0 && (last.changed || last.epoch !== this.contentEpoch)) blocks = Math.max(READ_HANDOFF_BLOCKS_MIN, size >> 2);
+      else blocks = size;
+    }
+    const { sizeBytes, extents } = this.engine.extentsOf(ino, from, blocks);
     let any = false;
     let compressed = extents.length > 0;
     for (let i = 1; i < extents.length; i += 2) {
@@ -998,8 +1046,18 @@ export class LessfsFuseOps {
     }
     handoff.put(ino, from, sizeBytes, extents);
     this.handedReads.delete(ino);
-    this.handedReads.set(ino, { from, to: from + READ_HANDOFF_BLOCKS, any, compressed });
+    this.handedReads.set(ino, { from, to: from + blocks, extents, any, compressed, changed: false, epoch: this.contentEpoch });
     if (this.handedReads.size > 1024) this.handedReads.delete(this.handedReads.keys().next().value as number);
+  }
+
+  /**
+   * ino's window handed over, if the addon can still read from it (some
+   * blocks readable, nothing changed since): then JS does not fetch ahead
+   * of its own reads either, the addon reads those blocks.
+   */
+  private liveWindow(ino: number): HandedReads | undefined {
+    const last = this.handedReads.get(ino);
+    return last && last.any && !last.changed && last.epoch === this.contentEpoch ? last : undefined;
   }
 
   /** Wait until every acknowledged write is stored in the engine. */
