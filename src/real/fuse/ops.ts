@@ -1038,6 +1038,8 @@ export class LessfsFuseOps {
       else blocks = size;
     }
     const { sizeBytes, extents } = this.engine.extentsOf(ino, from, blocks);
+    // Read to its end (a small file, most often): nothing to hand over.
+    if (extents.length === 0) return;
     let any = false;
     let compressed = extents.length > 0;
     for (let i = 1; i < extents.length; i += 2) {
