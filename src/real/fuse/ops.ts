@@ -93,7 +93,6 @@ interface HandedReads {
   from: number;
   /** End, exclusive. */
   to: number;
-  extents: Float64Array;
   /** Any of them readable by the addon. */
   any: boolean;
   /** All compressed (never readable there): not handed over again while the reader is in them. */
@@ -1041,14 +1040,14 @@ export class LessfsFuseOps {
     // Read to its end (a small file, most often): nothing to hand over.
     if (extents.length === 0) return;
     let any = false;
-    let compressed = extents.length > 0;
+    let compressed = true;
     for (let i = 1; i < extents.length; i += 2) {
       any ||= extents[i] >= 0;
       compressed &&= extents[i] === -2;
     }
     handoff.put(ino, from, sizeBytes, extents);
     this.handedReads.delete(ino);
-    this.handedReads.set(ino, { from, to: from + blocks, extents, any, compressed, changed: false, epoch: this.contentEpoch });
+    this.handedReads.set(ino, { from, to: from + blocks, any, compressed, changed: false, epoch: this.contentEpoch });
     if (this.handedReads.size > 1024) this.handedReads.delete(this.handedReads.keys().next().value as number);
   }
 
