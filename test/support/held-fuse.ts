@@ -71,7 +71,16 @@ const fuse = new Fuse(mnt, {
   ftruncate: (_path, _fd, _size, cb) => busy(cb),
   flush: (_path, _fd, cb) => cb(0),
   release: (_path, _fd, cb) => cb(0),
-}, { timeout: false });
+}, {
+  timeout: false,
+  // Directory entries stay cached for the whole test: with libfuse's 1 s
+  // default, the writers' loops looked their directories up again in `/`
+  // every second, and the kernel serializes lookups in one directory, so a
+  // probe whose `/probe` entry had expired queued behind them in the kernel
+  // (a CI run saw 6 truncations before it, a rerun 79), not in fuse-native.
+  entryTimeout: 600,
+  attrTimeout: 600,
+});
 
 /** fuse-native keeps every per-thread state it made in `_threads`. */
 let reported = -1;
