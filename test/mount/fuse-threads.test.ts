@@ -93,9 +93,9 @@ describe('fuse-native thread states', () => {
       console.log(`truncations run after a stall before the reader's lookup, in ${TRIALS} trials: ${gaps.join(' ')}`);
       expect(gaps.length).toBe(TRIALS);
       // In libuv's order of the threads' handles the lookup waits for the
-      // truncations ahead of it (measured without the patch: 5 0 0 2 3 4 5
-      // 0; with the entries cached, as now, 5 5 2 22 2 4 2 0); metadata first, for none (or one after a run of 8 other
-      // metadata requests: 1 0 0 0 0 0 0 1).
+      // truncations ahead of it (measured without the patch, with entries
+      // cached as now: 5 5 2 22 2 4 2 0); metadata first, for none (or one
+      // after a run of 8 other metadata requests: 1 0 0 0 0 0 0 0).
       expect(gaps.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(TRIALS);
     } finally {
       for (const l of loops) l.child.kill('SIGKILL');
