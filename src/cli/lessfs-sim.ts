@@ -76,7 +76,8 @@ options always give the same run (the same trace hash).
                       power  kill -9 and power loss of master, slave or both at
                              seeded scheduler steps (batch: the slave, mid-scan)
                       disk   torn and reordered unsynced writes at power loss
-                             (with power losses, so they happen)
+                             (with power losses, so they happen); the master's
+                             or the slave's disk full for a few operations
                       all    net + power + disk
                       swarm  each seed switches each fault kind on or off and
                              draws its strength (swarm testing)

@@ -274,7 +274,8 @@ export class BatchCluster {
     if (h.firstTxn !== nextTxn) throw new LogChainError(`${LIVE_LOG_NAME} starts at txn ${h.firstTxn}, expected ${nextTxn} after the rotated files`);
     if (log.sequence !== h.sequence) throw new LogChainError(`MasterLog.sequence ${log.sequence}, ${LIVE_LOG_NAME} says ${h.sequence}`);
     if (scan.lastTxn !== log.lastTxn) throw new LogChainError(`${LIVE_LOG_NAME} ends at txn ${scan.lastTxn}, MasterLog.lastTxn says ${log.lastTxn}`);
-    if (log.lastTxn !== engine.txn) throw new LogChainError(`the log ends at txn ${log.lastTxn}, the database is at txn ${engine.txn}`);
+    // durableTxn, not txn: a commit refused for want of room leaves its txn frozen, not logged.
+    if (log.lastTxn !== engine.durableTxn) throw new LogChainError(`the log ends at txn ${log.lastTxn}, the database is at txn ${engine.durableTxn}`);
     return { files, liveSequence: h.sequence, liveFirstTxn: h.firstTxn, liveLastTxn: scan.lastTxn };
   }
 

@@ -13,16 +13,16 @@ import type { EngineOptions } from '../core/fs/types.ts';
 import { rotatedLogName } from '../core/replication/master-log.ts';
 import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { BatchCluster, type RotatedFileInfo } from './batch-cluster.ts';
-import type { SimDiskOptions } from './disk.ts';
+import type { SimDiskMedium, SimDiskOptions } from './disk.ts';
 import { LiveCluster, LiveOracle, liveOp } from './live-cluster.ts';
 import { ModelFs } from './model.ts';
 import type { SimNetOptions } from './net.ts';
 import { SimRng } from './rng.ts';
-import { applyLinkStep, CutPlanner, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
+import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, FillPlanner, mayRefuseForRoom, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
 import { Scheduler } from './scheduler.ts';
 import { simConfig, type SimConfig, type SimConfigSource } from './sim-config.ts';
 import type { SimStoreOptions } from './store.ts';
-import { applyToFs, applyToModel, modelDigest, modelListingText, poolData, randomOp } from './workload.ts';
+import { applyToFs, applyToModel, modelDigest, modelListingText, poolData, randomOp, type OpResult } from './workload.ts';
 
 export { isSimMode, SIM_MODES, type SimMode };
 
@@ -145,6 +145,8 @@ interface FaultPlan {
   net: Partial<SimNetOptions>;
   /** Per operation: chance to partition or hold the link for a few operations. */
   cutProbability: number;
+  /** Per operation: chance that the master's or the slave's data disk fills for a few operations. */
+  fillProbability: number;
   disk: Partial<SimDiskOptions>;
   store: Partial<SimStoreOptions>;
   nodeFaults: NodeFault[];
@@ -185,6 +187,7 @@ function faultPlan(o: SimOptions): FaultPlan {
   const plan: FaultPlan = {
     net: { latencyMsMin: 1, latencyMsMax: 20 },
     cutProbability: 0,
+    fillProbability: 0,
     disk: { latencyMsMin: 0, latencyMsMax: 2 },
     store: { commitLatencyMsMin: 1, commitLatencyMsMax: 4, syncLatencyMsMin: 1, syncLatencyMsMax: r.pick([6, 60, 400]) },
     nodeFaults: [],
@@ -214,6 +217,8 @@ function faultPlan(o: SimOptions): FaultPlan {
     // Torn and reordered writes only show at a power loss, so the disk profile brings power losses of its own.
     plan.disk = { ...plan.disk, tornWriteProbability: r.pick([0.3, 0.9]), reorderProbability: r.pick([0.3, 0.9]) };
     if (plan.nodeFaults.length === 0) plan.nodeFaults = drawNodeFaults(r, o.ops, 2).map((f) => ({ ...f, kind: 'power' as const }));
+    // Drawn last, so that the draws above stay what they were before full disks were simulated.
+    plan.fillProbability = r.pick([0.03, 0.08]);
   };
   switch (o.faults) {
     case 'none':
@@ -250,6 +255,7 @@ function faultPlan(o: SimOptions): FaultPlan {
       plan.nodeFaults = r.chance(0.3) ? [] : drawNodeFaults(r, o.ops, 4);
       plan.commitIntervalMs = r.pick([100, 700, 3000]);
       plan.ship = { truncate: r.pick([0, 0.1, 0.4]), flip: r.pick([0, 0.1, 0.4]), drop: r.pick([0, 0.1, 0.4]), duplicate: r.pick([0, 0.1, 0.4]) };
+      plan.fillProbability = r.pick([0, 0.03, 0.08]);
       break;
     }
   }
@@ -300,6 +306,13 @@ export function generateSchedule(input: SimOptions): Schedule {
   const steps: Step[] = [];
   const faultsAt = (i: number): Step[] => plan.nodeFaults.filter((f) => f.atOp === i && (o.mode === 'live' || f.who !== 'master')).map(faultStep);
   const rogueAt = o.breakInvariant ? Math.floor(o.ops / 2) : -1;
+  // Full disks draw from their own stream: the other steps are what they were without them.
+  const fills = new FillPlanner(plan.fillProbability);
+  const fillRng = new SimRng(o.seed).split('fill');
+  const fillAt = (i: number): Step[] => {
+    const f = fills.next(i, fillRng);
+    return f ? [f] : [];
+  };
   const setup: ScheduleSetup = { net: o.mode === 'live' ? plan.net : {}, disk: plan.disk, store: plan.store, commitIntervalMs: plan.commitIntervalMs };
   if (plan.buggify) setup.buggify = true;
   if (o.buggifySites) setup.buggifySites = [...o.buggifySites];
@@ -311,7 +324,7 @@ export function generateSchedule(input: SimOptions): Schedule {
       const cut = cuts.next(i, rng);
       if (cut) steps.push(cut);
       if (i === rogueAt) steps.push({ step: 'rogue' });
-      steps.push(...faultsAt(i));
+      steps.push(...faultsAt(i), ...fillAt(i));
       const op = liveOp(rng, model, bs);
       applyToModel(model, op, bs);
       steps.push({ step: 'op', op, idleMs: rng.int(300) });
@@ -323,7 +336,7 @@ export function generateSchedule(input: SimOptions): Schedule {
     let since = 0;
     for (let i = 0; i < o.ops; i++) {
       if (i === rogueAt) steps.push({ step: 'rogue' });
-      steps.push(...faultsAt(i));
+      steps.push(...faultsAt(i), ...fillAt(i));
       steps.push({ step: 'op', op: randomOp(rng, bs), idleMs: rng.int(300) });
       if (++since >= rotateEvery) {
         steps.push(rotateStep(ship, plan.ship));
@@ -416,13 +429,21 @@ function bump(run: Run, k: string): void {
 function engineOptions(run: Run): { commitIntervalMs: number; cacheSizeBytes: number } {
   // A schedule's own BLKSIZE (a replayed trace's) wins: its write fingerprints are cut by it.
   const bs = run.schedule.setup.blockSizeBytes;
-  return { commitIntervalMs: run.schedule.setup.commitIntervalMs, cacheSizeBytes: 24 * run.bs, ...run.cfg?.engine, ...(bs === undefined ? {} : { blockSizeBytes: bs }) };
+  // A space reserve as the real mount sets aside (spaceReserveFor), scaled to the simulated workload.
+  const reserve = { spaceReserveBytes: 16 * run.bs };
+  return { commitIntervalMs: run.schedule.setup.commitIntervalMs, cacheSizeBytes: 24 * run.bs, ...reserve, ...run.cfg?.engine, ...(bs === undefined ? {} : { blockSizeBytes: bs }) };
 }
 
 /** The `rogue` step: /rogue written on the master behind the oracle's back. */
 async function writeRogue(fs: PathFs, settle: <T>(p: Promise<T>) => Promise<T>, bs: number): Promise<void> {
   if (!fs.exists('/rogue')) fs.create('/rogue');
   await settle(fs.write('/rogue', 0, poolData(bs, 1, 100)));
+}
+
+/** A fill or room step on a node's disk (counted as a fault when it fills a disk that had room). */
+function fillOrRoom(run: Run, step: Extract<Step, { step: 'fill' | 'room' }>, disk: SimDiskMedium): void {
+  if (step.step === 'fill' && !diskFilled(disk)) bump(run, `${step.who} disk full`);
+  applyFillStep(disk, step, run.bs);
 }
 
 function wrongMode(step: Step, mode: SimMode): Error {
@@ -461,6 +482,10 @@ async function runLive(run: Run): Promise<number> {
         case 'check':
           await oracle.checkSlave();
           break;
+        case 'fill':
+        case 'room':
+          fillOrRoom(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
+          break;
         case 'rogue':
           await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
           break;
@@ -495,10 +520,14 @@ async function runLive(run: Run): Promise<number> {
       bump(run, `${f.who} ${f.kind}`);
       await oracle.fault(f.who, f.kind, f.masterFirst);
     }
+    // Every disk has room again before the end state is checked.
+    fillOrRoom(run, { step: 'room', who: 'master' }, c.master.machine.disk);
+    fillOrRoom(run, { step: 'room', who: 'slave' }, c.slave.machine.disk);
     await oracle.finish();
     run.hooks.finalModel?.(oracle.model);
   } finally {
     run.problems.push(...oracle.problems);
+    if (oracle.refusedOps > 0) run.faults['master ops refused (ENOSPC)'] = oracle.refusedOps;
   }
   return oracle.opsRun;
 }
@@ -542,7 +571,15 @@ async function runBatch(run: Run): Promise<number> {
   /** Slave faults armed by `fault` steps, each cutting the next scan. */
   const armed: Extract<Step, { step: 'fault' }>[] = [];
   let opsRun = 0;
+  let refusedOps = 0;
+  /** Rotations the master refused since the last one it made. */
+  let refusedRotations = 0;
   let opsSinceRotation = 0;
+  /** A commit's ENOSPC as an operation result (mayRefuseForRoom judges it); any other failure ends the run. */
+  const refusal = (err: unknown): OpResult => {
+    if (err instanceof Error && (err as { code?: unknown }).code === 'ENOSPC') return { err: 'ENOSPC' };
+    throw err;
+  };
 
   const checkSlave = async (label: string): Promise<void> => {
     const pos = c.slave.node?.slaveApplier?.position();
@@ -584,8 +621,25 @@ async function runBatch(run: Run): Promise<number> {
     await checkSlave(label);
   };
 
+  /**
+   * The operator's copy of a file to the slave. On a slave disk a fill step
+   * left full the copy may fail for want of room (false), as cp or rsync
+   * would, leaving what it wrote.
+   */
+  const ship = async (name: string, bytes: Uint8Array, atomically: boolean): Promise<boolean> => {
+    try {
+      await c.deliver(name, bytes, atomically);
+      return true;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ENOSPC' || !diskFilled(c.slave.machine.disk)) throw err;
+      bump(run, 'ship failed (slave disk full)');
+      return false;
+    }
+  };
+
+  /** A good copy; one that failed for want of room is shipped again later (as a late file). */
   const deliverGood = async (file: RotatedFileInfo): Promise<void> => {
-    await c.deliver(file.name, file.bytes, true);
+    if (!(await ship(file.name, file.bytes, true))) late.push(file);
     await scan(`after delivering ${file.name}`);
   };
 
@@ -597,14 +651,14 @@ async function runBatch(run: Run): Promise<number> {
       const at = (fraction: number): number => Math.floor(fraction * file.bytes.length);
       if (d.truncateAt !== undefined) {
         bump(run, 'ship truncated copy');
-        await c.deliver(file.name, file.bytes.slice(0, at(d.truncateAt)), false);
+        await ship(file.name, file.bytes.slice(0, at(d.truncateAt)), false);
         await scan(`after a truncated ${file.name}`);
       }
       if (d.flip) {
         bump(run, 'ship bit-flipped copy');
         const bytes = file.bytes.slice();
         bytes[at(d.flip.at)] ^= 1 << d.flip.bit;
-        await c.deliver(file.name, bytes, true);
+        await ship(file.name, bytes, true);
         await scan(`after a bit-flipped ${file.name}`);
       }
       if (d.late) {
@@ -622,11 +676,25 @@ async function runBatch(run: Run): Promise<number> {
     }
   };
 
+  /**
+   * Rotate, check the log chain and the master's tree, note the new files.
+   * A rotation the master refused for want of room (a fill step left its
+   * disk full) changes nothing the next one does not check: its request
+   * stays, and a later commit may take it (so the next rotation may find
+   * more files, ending at operation boundaries since the last one).
+   */
   const rotate = async (): Promise<void> => {
-    await c.rotate();
+    try {
+      await c.rotate();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ENOSPC' || !mayRefuseForRoom({ op: 'commit' }, engine, c.master.machine.disk)) throw err;
+      bump(run, 'rotate refused (master disk full)');
+      refusedRotations++;
+      return;
+    }
     const chain = await c.masterLogChain();
     const fresh = chain.files.slice(files.length);
-    if (fresh.length < 1 || (fresh.length > 2 && !autoRotate && !s.setup.buggify)) throw new Error(`${chain.files.length} rotated files after ${files.length} before and one rotation`);
+    if (fresh.length < 1 || (fresh.length > 2 + refusedRotations && !autoRotate && !s.setup.buggify)) throw new Error(`${chain.files.length} rotated files after ${files.length} before and one rotation`);
     const f = fresh[fresh.length - 1];
     const got = await c.digest(c.master);
     const want = modelDigest(model);
@@ -636,6 +704,7 @@ async function runBatch(run: Run): Promise<number> {
     files.push(...fresh);
     opsSinceRotation = 0;
     sinceRotation = [want];
+    refusedRotations = 0;
   };
 
   for (const step of s.steps) {
@@ -650,12 +719,22 @@ async function runBatch(run: Run): Promise<number> {
         await rotate();
         await shipNew(step.ship);
         break;
+      case 'fill':
+      case 'room':
+        fillOrRoom(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
+        break;
       case 'op': {
         const op = step.op;
-        const got = op.op === 'commit' ? await c.run(engine.commit().then(() => ({ ok: '' }))) : await c.run(applyToFs(fs, op, bs));
+        const got = op.op === 'commit' ? await c.run(engine.commit().then((): OpResult => ({ ok: '' }), (err: unknown) => refusal(err))) : await c.run(applyToFs(fs, op, bs));
+        opsRun++;
+        if ('err' in got && got.err === 'ENOSPC' && mayRefuseForRoom(op, engine, c.master.machine.disk)) {
+          // Refused for want of room: it changed nothing, the model skips it.
+          refusedOps++;
+          await c.scheduler.run({ untilMs: sched.nowMs() + step.idleMs });
+          break;
+        }
         const want = applyToModel(model, op, bs);
         if (JSON.stringify(got) !== JSON.stringify(want)) problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(got)}, the model says ${JSON.stringify(want)}`);
-        opsRun++;
         opsSinceRotation++;
         sinceRotation.push(modelDigest(model));
         await c.scheduler.run({ untilMs: sched.nowMs() + step.idleMs });
@@ -665,6 +744,10 @@ async function runBatch(run: Run): Promise<number> {
         throw wrongMode(step, s.mode);
     }
   }
+  // Every disk has room again before the end state is checked.
+  fillOrRoom(run, { step: 'room', who: 'master' }, c.master.machine.disk);
+  fillOrRoom(run, { step: 'room', who: 'slave' }, c.slave.machine.disk);
+  if (refusedOps > 0) run.faults['master ops refused (ENOSPC)'] = refusedOps;
   // Operations after the last rotation step (a shrunk schedule) still ship, plainly.
   if (opsSinceRotation > 0) {
     await rotate();

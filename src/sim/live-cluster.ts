@@ -19,7 +19,7 @@ import { ModelFs } from './model.ts';
 import { SimNetwork, type SimNetOptions } from './net.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
 import { SimRng } from './rng.ts';
-import { applyLinkStep, CutPlanner } from './schedule.ts';
+import { applyLinkStep, CutPlanner, mayRefuseForRoom } from './schedule.ts';
 import type { Scheduler } from './scheduler.ts';
 import { TreeHistory } from './tree-history.ts';
 import { applyToFs, applyToModel, fsDigest, fsListingText, modelListingText, NAMES, POOL_PATTERNS, randomOp, sameResult, type Op, type OpResult } from './workload.ts';
@@ -341,6 +341,8 @@ export class LiveOracle {
   syncedTxn = 0;
   /** The highest txn the master reported committed (durable). */
   masterDurableTxn = 0;
+  /** The lowest txn the master froze again since the oracle last looked (engine.txnRefrozen). */
+  private refrozenFrom: number | undefined;
   /** The operation in flight when the master failed (its result may or may not be committed). */
   private inflight: Op | undefined;
   /** That operation's promise state, while it is in flight. */
@@ -348,6 +350,8 @@ export class LiveOracle {
   readonly problems: string[] = [];
   opsRun = 0;
   slaveChecks = 0;
+  /** Operations the master refused with ENOSPC on a full disk. */
+  refusedOps = 0;
 
   constructor(
     private readonly c: LiveCluster,
@@ -386,10 +390,24 @@ export class LiveOracle {
     if (log) this.masterDurableTxn = Math.max(this.masterDurableTxn, log.committedTxn);
   }
 
+  /**
+   * Txns the master froze again since the oracle last looked (a full disk
+   * failed their data writes) hold none of the trees noted for them: they
+   * now hold a tree of the window since then, noted next as for a new txn.
+   */
+  private forgetRefrozen(): void {
+    const from = this.refrozenFrom;
+    if (from === undefined) return;
+    this.refrozenFrom = undefined;
+    for (const t of [...this.atTxn.keys()]) if (t >= from) this.atTxn.delete(t);
+    this.txnSeen = Math.min(this.txnSeen, from - 1);
+  }
+
   /** Commits since the last boundary while no operation ran hold the tree of that boundary. */
   private catchUp(): void {
     const e = this.c.master.engine;
     if (!e) return;
+    this.forgetRefrozen();
     this.note(this.txnSeen, e.txn, [this.digestNow]);
     this.txnSeen = Math.max(this.txnSeen, e.txn);
     this.observeMaster();
@@ -401,6 +419,9 @@ export class LiveOracle {
    */
   async masterOpened(): Promise<void> {
     const e = this.c.engineOf(this.c.master);
+    e.txnRefrozen = (txn) => {
+      this.refrozenFrom = Math.min(this.refrozenFrom ?? txn, txn);
+    };
     const got = await this.c.digest(this.c.master);
     const mountTxn = e.lastCommit?.txn ?? e.txn;
     const recovered = mountTxn - 1;
@@ -418,6 +439,7 @@ export class LiveOracle {
     this.txnSeen = e.txn;
     this.inflight = undefined;
     this.pending = undefined;
+    this.refrozenFrom = undefined;
     this.observeMaster();
   }
 
@@ -425,6 +447,7 @@ export class LiveOracle {
   beforeMasterFails(): void {
     const e = this.c.master.engine;
     if (!e) return;
+    this.forgetRefrozen();
     const ds = [this.digestNow];
     if (this.inflight) {
       const m = this.model.clone();
@@ -473,19 +496,36 @@ export class LiveOracle {
     if (!pending.settled) return stop?.() ? 'stopped' : 'stuck';
     this.pending = undefined;
     this.inflight = undefined;
-    if (pending.failure) throw pending.failure;
-    const result = pending.result;
+    if (pending.failure && !this.refusedForRoom(op, e, pending.failure)) throw pending.failure;
+    const result: OpResult = pending.failure ? { err: 'ENOSPC' } : pending.result;
     this.opsRun++;
+    if ('err' in result && this.refusedForRoom(op, e, result)) {
+      // Refused for want of room: it changed nothing (DESIGN §5), so the model skips it.
+      this.refusedOps++;
+      this.forgetRefrozen();
+      this.note(this.txnSeen, e.txn, [this.digestNow]);
+      this.txnSeen = e.txn;
+      this.observeMaster();
+      return 'done';
+    }
     const want = applyToModel(this.model, op, this.blockSizeBytes);
     if (!sameResult(want, result)) this.problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(result)}, the model says ${JSON.stringify(want)}`);
     if ((op.op === 'fsync' && 'ok' in result) || op.op === 'commit') this.syncedTxn = e.lastCommit?.txn ?? this.syncedTxn;
     this.trees.record(op, this.model);
     const d = this.model.digest();
+    this.forgetRefrozen();
     this.note(this.txnSeen, e.txn, [this.digestNow, d]);
     this.txnSeen = e.txn;
     this.digestNow = d;
     this.observeMaster();
     return 'done';
+  }
+
+  /** The master refused the operation with ENOSPC where it may (see mayRefuseForRoom). */
+  private refusedForRoom(op: Op, e: FsEngine, outcome: unknown): boolean {
+    // A commit rejects with the error of what failed (a data write, the log append: FsError, DiskError).
+    const code = outcome instanceof Error ? (outcome as { code?: unknown }).code : (outcome as { err?: unknown }).err;
+    return code === 'ENOSPC' && mayRefuseForRoom(op, e, this.c.master.machine.disk);
   }
 
   /** Finish the operation a stop left in flight on a master that is still up. */
@@ -517,18 +557,23 @@ export class LiveOracle {
     const r = this.c.receiver;
     if (!e || !r) return false;
     this.catchUp();
+    // The slave's tree moves when it applies a txn, and when a full disk or
+    // an I/O error makes it drop those it had not made durable (it may then
+    // apply them again up to the same txn while a digest runs).
+    const moves = (): string => `${r.appliedTxn}/${r.stats.transactions}/${r.stats.stalls}/${r.stats.ioErrors}`;
     for (let attempt = 0; attempt < 3; attempt++) {
       const applied = r.appliedTxn;
+      const before = moves();
       const durable = this.c.slave.node?.slaveApplier?.durablePosition().txn ?? 0;
       let got: string;
       try {
         got = await this.c.run(fsDigest(new PathFs(e)));
       } catch (err) {
-        // A transaction applied during the digest removed a file it was reading: read again.
-        if (err instanceof FsError && r.appliedTxn !== applied) continue;
+        // A transaction applied (or dropped) during the digest removed a file it was reading: read again.
+        if (err instanceof FsError && moves() !== before) continue;
         throw err;
       }
-      if (this.c.slave.engine !== e || r.appliedTxn !== applied) continue;
+      if (this.c.slave.engine !== e || moves() !== before) continue;
       this.slaveChecks++;
       // The master may have committed while the digest ran (no operation runs: those commits hold the current tree).
       this.catchUp();

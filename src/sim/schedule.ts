@@ -14,7 +14,7 @@
 
 import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { FINGERPRINT_RE, tracePieces, ZERO_FINGERPRINT } from '../core/trace-format.ts';
-import type { SimDiskOptions } from './disk.ts';
+import { SIM_DISK_DEFAULTS, type SimDiskMedium, type SimDiskOptions } from './disk.ts';
 import type { SimNetOptions, SimNetwork } from './net.ts';
 import type { SimRng } from './rng.ts';
 import type { SimStoreOptions } from './store.ts';
@@ -52,6 +52,9 @@ export const SCHEDULE_BLOCK_SIZES = [4096, 8192, 16384, 32768, 65536, 131072] as
 export type NodeFaultWho = 'master' | 'slave' | 'both';
 export type NodeFaultKind = 'crash' | 'power';
 export type LinkCutKind = 'partition' | 'hold';
+export type DiskFillWho = 'master' | 'slave';
+/** The most blocks of room a `fill` step leaves. */
+export const FILL_ROOM_BLOCKS_MAX = 64;
 
 /**
  * How one rotated file reaches the slave's watch directory (batch mode).
@@ -88,6 +91,14 @@ export type Step =
   | { step: 'check' }
   /** Batch: rotate the master's log, then ship every file not yet shipped (the k-th new file by ship[k], later ones plainly). */
   | { step: 'rotate'; ship: ShipDecision[] }
+  /**
+   * The node's data disk (BLOCKDATA_PATH, META_PATH and the replication log
+   * share it) fills up: from now on it has room for roomBlocks more blocks
+   * of BLKSIZE than it holds, until a `room` step for that node.
+   */
+  | { step: 'fill'; who: DiskFillWho; roomBlocks: number }
+  /** The node's data disk has room again (a room step for a disk that is not full does nothing). */
+  | { step: 'room'; who: DiskFillWho }
   /** Test only (--test-break-invariant): write /rogue on the master behind the oracle's back. */
   | { step: 'rogue' };
 
@@ -109,6 +120,8 @@ const STEP_MODES: Record<StepKind, readonly SimMode[]> = {
   heal: ['live'],
   check: ['live'],
   rotate: ['batch'],
+  fill: ['live', 'batch'],
+  room: ['live', 'batch'],
   rogue: ['live', 'batch'],
 };
 
@@ -136,6 +149,56 @@ export class CutPlanner {
     }
     return undefined;
   }
+}
+
+// ------------------------------------------------------------------ full disks
+
+/**
+ * Seeded full disks, decided op by op as link cuts are: with `probability`
+ * per operation the master's or the slave's data disk fills (room for 0..8
+ * blocks, now and then a few dozen) for 1..12 operations, then has room again.
+ */
+export class FillPlanner {
+  private fill: { who: DiskFillWho; until: number } | undefined;
+
+  constructor(private readonly probability: number) {}
+
+  /** Before operation i: the fill or room step to do, if any. */
+  next(i: number, rng: SimRng): Extract<Step, { step: 'fill' | 'room' }> | undefined {
+    if (this.probability <= 0) return undefined;
+    if (!this.fill && rng.chance(this.probability)) {
+      const who = rng.chance(0.5) ? 'master' : 'slave';
+      this.fill = { who, until: i + 1 + rng.int(12) };
+      return { step: 'fill', who, roomBlocks: rng.chance(0.8) ? rng.int(9) : 9 + rng.int(FILL_ROOM_BLOCKS_MAX - 8) };
+    }
+    if (this.fill && i >= this.fill.until) {
+      const who = this.fill.who;
+      this.fill = undefined;
+      return { step: 'room', who };
+    }
+    return undefined;
+  }
+}
+
+/** Apply a fill or room step to the node's disk (a fill leaves room for roomBlocks blocks of bs bytes more than it holds). */
+export function applyFillStep(disk: SimDiskMedium, s: Extract<Step, { step: 'fill' | 'room' }>, bs: number): void {
+  disk.setCapacity(s.step === 'fill' ? disk.usedBytes() + s.roomBlocks * bs : SIM_DISK_DEFAULTS.capacityBytes);
+}
+
+/** Whether a fill step left this disk full (no room step since). */
+export function diskFilled(disk: SimDiskMedium): boolean {
+  return disk.options.capacityBytes !== SIM_DISK_DEFAULTS.capacityBytes;
+}
+
+/**
+ * Whether the master may answer this operation ENOSPC: while a fill step left
+ * its disk full, or while the engine has not yet seen the room a room step
+ * gave, a write (that then changes nothing), an fsync or a commit (that then
+ * make nothing durable). Any other operation's ENOSPC, or one with room
+ * known, is the model's to judge.
+ */
+export function mayRefuseForRoom(op: Op, engine: { readonly diskFull: boolean }, disk: SimDiskMedium): boolean {
+  return (op.op === 'write' || op.op === 'fsync' || op.op === 'commit') && (diskFilled(disk) || engine.diskFull);
 }
 
 /** Apply a cut or heal between master and slave (a heal of an intact link does nothing). */
@@ -350,6 +413,17 @@ function checkStep(c: Checker, v: unknown, mode: SimMode, bs: number | undefined
     case 'heal': {
       const o = c.object(v, ['step', 'kind']);
       c.sub('kind').oneOf(o.kind, ['partition', 'hold'] as const);
+      return;
+    }
+    case 'fill': {
+      const o = c.object(v, ['step', 'who', 'roomBlocks']);
+      c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
+      c.sub('roomBlocks').int(o.roomBlocks, 0, FILL_ROOM_BLOCKS_MAX);
+      return;
+    }
+    case 'room': {
+      const o = c.object(v, ['step', 'who']);
+      c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
       return;
     }
     case 'rotate': {

@@ -19,4 +19,11 @@ export const REGRESSION_SEEDS: readonly RegressionSeed[] = [
   { options: { seed: 148, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle bug (buggify on): a checkSlave retry met a txn the master committed during the digest, never noted ("the master never committed that txn")' },
   { options: { seed: 100, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle expectation (buggify on): link stalls plus slave-commit-late pushed a slave commit past the master\'s 10 s wait; the master commits anyway by design (overlapsAfterWaitExpired)' },
   { options: { seed: 107, ops: 200, faults: 'net', mode: 'live' }, note: 'a live master keeping its newest blocks in memory: the log read a span of several small blocks as the first block\'s buffer (a 0-byte BLOCK reached the slave, its key not its hash)' },
+  // Full disks (fill/room steps, in the disk, all and swarm profiles since 2026-12-07; the seeds above
+  // with those profiles run with them too now, their node faults where they were):
+  { options: { seed: 116, ops: 200, faults: 'all', mode: 'live' }, note: 'a master that failed with its disk full could not mount: the mount commit\'s replog.dta append failed with ENOSPC and nothing released the space reserve (FsEngine.withSpaceReserve; found as seed 10 before the simulator set a reserve aside)' },
+  { options: { seed: 22, ops: 200, faults: 'disk', mode: 'live' }, note: 'oracle: a commit whose data writes failed on the full disk is folded back and frozen again under the same txn number, with later changes (txnRefrozen)' },
+  { options: { seed: 58, ops: 200, faults: 'swarm', mode: 'live' }, note: 'oracle: a slave on a full disk dropped its undurable txns and applied them again to the same txn while a check digested its tree (ENOENT mid-digest)' },
+  { options: { seed: 10, ops: 200, faults: 'disk', mode: 'batch' }, note: 'harness: a rotation the full master refused stays requested, so the next rotation found more files than one request closes' },
+  { options: { seed: 94, ops: 200, faults: 'all', mode: 'batch' }, note: 'harness: the log chain was compared with the txn a refused commit left frozen (not logged), not the durable txn' },
 ];

@@ -14,7 +14,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { executeSchedule, FAULT_PROFILES, generateSchedule, problemKind, reproduceCommand, runSimulation, simOptions } from '../../src/sim/campaign.ts';
 import { runSeeds } from '../../src/sim/parallel.ts';
 import { SimRng } from '../../src/sim/rng.ts';
-import { ScheduleError, validateSchedule, type Schedule } from '../../src/sim/schedule.ts';
+import { applyFillStep, diskFilled, mayRefuseForRoom, ScheduleError, validateSchedule, type Schedule } from '../../src/sim/schedule.ts';
+import { SimDiskMedium } from '../../src/sim/disk.ts';
+import { Scheduler } from '../../src/sim/scheduler.ts';
 import { shrinkSchedule } from '../../src/sim/shrink.ts';
 import { simCli as cli, tempDirs } from '../support/sim-cli.ts';
 
@@ -57,6 +59,31 @@ describe('runSimulation', () => {
       expect(kinds.some((k) => /(crash|power)$/.test(k)), kinds.join(', ')).toBe(true);
     });
   }
+
+  it('full disks (disk profile): both nodes\' disks fill; the master refuses writes, fsyncs, commits (batch: rotations; the operator\'s copies fail) and every invariant holds', async () => {
+    const seen: Record<string, number> = {};
+    for (const mode of ['live', 'batch'] as const) {
+      for (let seed = 1; seed <= 12; seed++) {
+        const r = await runSimulation({ seed, faults: 'disk', mode });
+        expect(r.problems, reproduceCommand(r.options)).toEqual([]);
+        for (const [k, n] of Object.entries(r.faultsInjected)) seen[`${mode} ${k}`] = (seen[`${mode} ${k}`] ?? 0) + n;
+      }
+    }
+    for (const k of ['live master disk full', 'live slave disk full', 'live master ops refused (ENOSPC)', 'batch master disk full', 'batch slave disk full']) {
+      expect(seen[k], `${k} in ${JSON.stringify(seen)}`).toBeGreaterThan(0);
+    }
+    // The oracle takes ENOSPC as a refusal only where the master may refuse.
+    const full = new SimDiskMedium(new Scheduler({ seed: 1 }), new SimRng(1), { label: 'd' });
+    const write = { op: 'write', path: '/a', offsetBytes: 0, pool: 1, lengthBytes: 10 } as const;
+    expect(mayRefuseForRoom(write, { diskFull: false }, full)).toBe(false);
+    expect(mayRefuseForRoom(write, { diskFull: true }, full)).toBe(true);
+    applyFillStep(full, { step: 'fill', who: 'master', roomBlocks: 0 }, 4096);
+    expect(diskFilled(full)).toBe(true);
+    for (const op of [write, { op: 'fsync', path: '/a' }, { op: 'commit' }] as const) expect(mayRefuseForRoom(op, { diskFull: false }, full)).toBe(true);
+    for (const op of [{ op: 'create', path: '/a' }, { op: 'truncate', path: '/a', sizeBytes: 1 }, { op: 'mkdir', path: '/a' }] as const) expect(mayRefuseForRoom(op, { diskFull: true }, full)).toBe(false);
+    applyFillStep(full, { step: 'room', who: 'master' }, 4096);
+    expect(diskFilled(full)).toBe(false);
+  }, 120_000);
 
   it('a write behind the oracle\'s back is found (live and batch)', async () => {
     for (const mode of ['live', 'batch'] as const) {
@@ -166,12 +193,15 @@ describe('schedules', () => {
     const cases: Array<[(s: any) => void, RegExp]> = [
       [(s) => void (s.steps[1].op.lengthBytes = 'x'), /^schedule\.steps\[1\]\.op\.lengthBytes: got "x", expected an integer in 0\.\./],
       [(s) => void (s.steps[0].step = 'jump'), /^schedule\.steps\[0\]\.step: got "jump", expected one of op, fault, cut/],
-      [(s) => void s.steps.push({ step: 'cut', kind: 'partition' }), /steps\[\d+\]\.step: got "cut", expected a step of a batch schedule \(op, fault, rotate, rogue\)/],
+      [(s) => void s.steps.push({ step: 'cut', kind: 'partition' }), /steps\[\d+\]\.step: got "cut", expected a step of a batch schedule \(op, fault, rotate, fill, room, rogue\)/],
       [(s) => void s.steps.push({ step: 'fault', who: 'master', kind: 'crash', masterFirst: false, afterSteps: 1 }), /\.who: got "master", expected one of slave, both/],
       [(s) => void (s.setup.disk.tornWriteProbability = 2), /^schedule\.setup\.disk\.tornWriteProbability: got 2, expected a number in 0\.\.1/],
       [(s) => void (s.steps[0].op.path = 'relative'), /steps\[0\]\.op\.path: got "relative", expected an absolute path/],
       [(s) => void delete s.setup.commitIntervalMs, /^schedule\.setup\.commitIntervalMs: missing, expected a value/],
       [(s) => void (s.extra = 1), /^schedule\.extra: got 1, expected no such field/],
+      [(s) => void s.steps.push({ step: 'fill', who: 'both', roomBlocks: 1 }), /steps\[\d+\]\.who: got "both", expected one of master, slave/],
+      [(s) => void s.steps.push({ step: 'fill', who: 'slave', roomBlocks: 65 }), /steps\[\d+\]\.roomBlocks: got 65, expected an integer in 0\.\.64/],
+      [(s) => void s.steps.push({ step: 'room' }), /steps\[\d+\]\.who: missing, expected a value/],
     ];
     expect(() => validateSchedule(good)).not.toThrow();
     for (const [spoil, msg] of cases) {

@@ -347,6 +347,13 @@ export class FsEngine {
   private commitHolds = 0;
   /** Told when a commit starts and ends (the simulator checks master and slave never overlap). */
   commitPhases: ((phase: 'start' | 'end', reason: string) => void) | undefined;
+  /**
+   * Told when a frozen transaction whose data writes failed is folded back
+   * and frozen again under the same number, with every change made since
+   * (unfreeze): the number then stands for a later tree (the simulator's
+   * oracle forgets the trees it noted for it).
+   */
+  txnRefrozen: ((txn: number) => void) | undefined;
   /** Awaited by every write before it enters the cache (MAX_BACKLOG_SIZE on a live master). */
   writeThrottle: (() => Promise<void> | undefined) | undefined;
   /** Would writeThrottle hold a write now? (asks without queuing a waiter) */
@@ -486,9 +493,10 @@ export class FsEngine {
       if (!wasClean && !options.readOnly) await store.sync();
       const engine = new FsEngine(drivers, options, store, dataFile, format, state, allocator, !wasClean);
       engine.dataFileEndBytes = Math.min(st.sizeBytes, state.dataEndBytes);
+      if (!options.readOnly) await engine.findSpaceReserve();
       if (attach) {
         try {
-          engine.observer = await attach(engine);
+          engine.observer = await engine.withSpaceReserve(() => attach(engine));
         } catch (err) {
           await engine.dataFile.close().catch(() => undefined);
           dataFile = undefined;
@@ -533,7 +541,26 @@ export class FsEngine {
     if (orphans > 0) logger.log(1, `recovery: removed ${orphans} orphaned inode(s)`);
     this.active.put(T.meta, metaKey(META.clean), utf8('0'));
     this.active.changes++;
-    await this.commit('mount');
+    await this.withSpaceReserve(() => this.commit('mount'));
+  }
+
+  /**
+   * A step of mounting (opening the replication log, the mount commit) that
+   * fails for want of room while the space reserve is on the disk: the disk
+   * is full (noteDataDiskFull, which releases the reserve, as it is there
+   * for this), and the step runs once more in that room. A master that
+   * filled its disk and crashed then mounts, and deletes can follow.
+   */
+  private async withSpaceReserve<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ENOSPC') throw err;
+      if (this.spaceReserveHeld) this.noteDataDiskFull(err, dirOf((err as { path?: unknown }).path) ?? this.options.blockDataPath);
+      if (this.spaceReserveRelease === undefined) throw err;
+      await this.spaceReserveRelease;
+      return await step();
+    }
   }
 
   /** Commit everything, mark clean and release the store. */
@@ -671,7 +698,12 @@ export class FsEngine {
       this.drivers.logger.log(0, `fsync of the block data file failed (${(err as Error).message}): the filesystem stops; remount to recover from transaction ${this.state.txn - 1}`);
       throw err;
     }
-    if (logged.status === 'rejected') throw logged.reason;
+    if (logged.status === 'rejected') {
+      const err: unknown = logged.reason;
+      // The replication log shares a disk with the data: out of room, it is full as for a data write.
+      if ((err as { code?: unknown }).code === 'ENOSPC') this.noteDataDiskFull(err, dirOf((err as { path?: unknown }).path) ?? this.options.blockDataPath);
+      throw err;
+    }
     ops.push(...(logged.value as StoreOp[]));
     // Widens the window where the log holds a transaction the store has not (recovery drops it).
     if (this.buggify.fires('slow-commit')) await buggifyDelay(this.buggify, 'slow-commit', clock, 2000);
@@ -893,6 +925,7 @@ export class FsEngine {
     this.active.absorb(frozen);
     this.frozen = undefined;
     this.state = { ...this.state, txn: this.state.txn - 1 };
+    this.txnRefrozen?.(this.state.txn + 1);
   }
 
   /**
@@ -952,6 +985,12 @@ export class FsEngine {
 
   private get spaceReservePath(): string {
     return joinPath(this.options.metaPath, SPACE_RESERVE_FILE);
+  }
+
+  /** At open: the space reserve a session before set aside is still there (the first ENOSPC, the mount commit's included, releases it). */
+  private async findSpaceReserve(): Promise<void> {
+    const bytes = this.options.spaceReserveBytes ?? 0;
+    if (bytes > 0 && (await this.drivers.disk.stat(this.spaceReservePath))?.sizeBytes === bytes) this.spaceReserveHeld = true;
   }
 
   /** Set the space reserve aside (EngineOptions.spaceReserveBytes), if it is not there; a disk without room for it is logged. */
@@ -2725,6 +2764,13 @@ async function mkdirDurable(drivers: EngineDrivers, path: string): Promise<void>
     await drivers.disk.syncDir(parent);
     parent = dir;
   }
+}
+
+/** The directory of a file path a driver error names (undefined: none named). */
+function dirOf(path: unknown): string | undefined {
+  if (typeof path !== 'string') return undefined;
+  const slash = path.lastIndexOf('/');
+  return slash > 0 ? path.slice(0, slash) : undefined;
 }
 
 export function joinPath(dir: string, name: string): string {
