@@ -74,7 +74,7 @@ options always give the same run (the same trace hash).
                              partitions and holds (batch: files cut, bit-flipped,
                              late and out of order, duplicated)
                       power  kill -9 and power loss of master, slave or both at
-                             seeded scheduler steps (batch: the slave, mid-scan)
+                             seeded scheduler steps (batch: the slave also mid-scan)
                       disk   torn and reordered unsynced writes at power loss
                              (with power losses, so they happen); the master's
                              or the slave's disk full for a few operations

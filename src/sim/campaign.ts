@@ -8,6 +8,7 @@
 // always gives the same trace hash, and a seed always gives the same schedule.
 
 import { performance } from 'node:perf_hooks';
+import { equalBytes } from '../core/bytes.ts';
 import { PathFs } from '../core/fs/path-fs.ts';
 import type { EngineOptions } from '../core/fs/types.ts';
 import { rotatedLogName } from '../core/replication/master-log.ts';
@@ -15,14 +16,16 @@ import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
 import { BatchCluster, type RotatedFileInfo } from './batch-cluster.ts';
 import type { SimDiskMedium, SimDiskOptions } from './disk.ts';
 import { LiveCluster, LiveOracle, liveOp } from './live-cluster.ts';
+import { MasterOracle } from './master-oracle.ts';
 import { ModelFs } from './model.ts';
 import type { SimNetOptions } from './net.ts';
+import type { SimMachine } from './node-env.ts';
 import { SimRng } from './rng.ts';
 import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, FillPlanner, mayRefuseForRoom, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
 import { Scheduler } from './scheduler.ts';
 import { simConfig, type SimConfig, type SimConfigSource } from './sim-config.ts';
 import type { SimStoreOptions } from './store.ts';
-import { applyToFs, applyToModel, modelDigest, modelListingText, poolData, randomOp, type OpResult } from './workload.ts';
+import { applyToModel, poolData, randomOp } from './workload.ts';
 
 export { isSimMode, SIM_MODES, type SimMode };
 
@@ -304,7 +307,7 @@ export function generateSchedule(input: SimOptions): Schedule {
   const plan = faultPlan(o);
   const rng = new SimRng(o.seed).split('workload');
   const steps: Step[] = [];
-  const faultsAt = (i: number): Step[] => plan.nodeFaults.filter((f) => f.atOp === i && (o.mode === 'live' || f.who !== 'master')).map(faultStep);
+  const faultsAt = (i: number): Step[] => plan.nodeFaults.filter((f) => f.atOp === i).map(faultStep);
   const rogueAt = o.breakInvariant ? Math.floor(o.ops / 2) : -1;
   // Full disks draw from their own stream: the other steps are what they were without them.
   const fills = new FillPlanner(plan.fillProbability);
@@ -382,6 +385,7 @@ const LIVE_INVARIANTS = [
 const BATCH_INVARIANTS = [
   'master results match the reference model (every read, error and tree)',
   'master log chain holds together (sequences, txns, CRCs, trailers)',
+  'master recovers at a committed txn, not before its last fsync/commit, its rotated files unchanged',
   'slave is at a file boundary with the master tree of that txn after every scan',
   'damaged, partial or foreign files are never applied',
   'slave recovers at a file boundary, keeping every file it had applied',
@@ -546,45 +550,50 @@ async function runBatch(run: Run): Promise<number> {
     buggifySites: s.setup.buggifySites,
   });
   run.engine = c.master.options;
-  const problem = (m: string): void => {
-    run.problems.push(`${sched.nowMs()} ms: ${m}`);
-  };
   await c.format();
-  const engine = await c.open(c.master);
-  const fs = new PathFs(engine);
+  await c.open(c.master);
   await c.open(c.slave, true);
   await c.settleWatch();
-  const model = new ModelFs();
   /**
-   * Master trees (as the model has them) each rotated file's last txn may hold:
-   * one rotate_replog can close two files (a commit already running takes the
-   * request first, see MasterLog.rotate), buggify's rotate-mid-commit rotates
-   * on its own, and with ROTATE_REPLOG_SIZE or ROTATE_REPLOG_INTERVAL the
-   * master rotates by itself too: such an earlier file ends at a commit of
-   * some operation boundary since the last rotation.
+   * The master's side: the model, and the trees each master txn may hold
+   * (atTxn), which every rotated file's last txn and so the slave at its
+   * end must hold one of. One rotate_replog can close two files (a commit
+   * already running takes the request first, see MasterLog.rotate),
+   * buggify's rotate-mid-commit rotates on its own, and with
+   * ROTATE_REPLOG_SIZE or ROTATE_REPLOG_INTERVAL the master rotates by
+   * itself too: such a file ends at whatever txn a commit made.
    */
-  const digestAt = new Map<number, Set<string>>([[0, new Set([modelDigest(model)])]]);
-  let sinceRotation: string[] = [modelDigest(model)];
+  const oracle = new MasterOracle(c, bs);
+  try {
+    return await runBatchSteps(run, c, oracle, autoRotate);
+  } finally {
+    run.problems.push(...oracle.problems);
+    if (oracle.refusedOps > 0) run.faults['master ops refused (ENOSPC)'] = oracle.refusedOps;
+  }
+}
+
+/** runBatch's steps and end checks, with the cluster formatted and both nodes open; problems go to the oracle's list. */
+async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, autoRotate: boolean): Promise<number> {
+  const { schedule: s, sched, bs } = run;
+  const problem = (m: string): void => oracle.report(m);
+  await oracle.masterOpened();
   const files: RotatedFileInfo[] = [];
   let shipped = 0;
   const late: RotatedFileInfo[] = [];
   /** Slave faults armed by `fault` steps, each cutting the next scan. */
   const armed: Extract<Step, { step: 'fault' }>[] = [];
-  let opsRun = 0;
-  let refusedOps = 0;
+  /** Master (and both-node) faults armed by `fault` steps, each landing in the operations that follow. */
+  const masterArmed: Extract<Step, { step: 'fault' }>[] = [];
+  let crashAt: number | undefined;
+  const stop = (): boolean => crashAt !== undefined && sched.stepsRun >= crashAt;
   /** Rotations the master refused since the last one it made. */
   let refusedRotations = 0;
   let opsSinceRotation = 0;
-  /** A commit's ENOSPC as an operation result (mayRefuseForRoom judges it); any other failure ends the run. */
-  const refusal = (err: unknown): OpResult => {
-    if (err instanceof Error && (err as { code?: unknown }).code === 'ENOSPC') return { err: 'ENOSPC' };
-    throw err;
-  };
 
   const checkSlave = async (label: string): Promise<void> => {
     const pos = c.slave.node?.slaveApplier?.position();
     if (!pos) throw new Error('slave not open with its applier');
-    const want = digestAt.get(pos.txn);
+    const want = oracle.atTxn.get(pos.txn);
     const boundary = pos.sequence === 0 ? 0 : files[pos.sequence - 1]?.lastTxn;
     if (pos.txn !== boundary || want === undefined) {
       problem(`${label}: slave at txn ${pos.txn} sequence ${pos.sequence}, not the end of a master file`);
@@ -687,33 +696,73 @@ async function runBatch(run: Run): Promise<number> {
     try {
       await c.rotate();
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ENOSPC' || !mayRefuseForRoom({ op: 'commit' }, engine, c.master.machine.disk)) throw err;
+      if ((err as { code?: unknown }).code !== 'ENOSPC' || !mayRefuseForRoom({ op: 'commit' }, c.engineOf(c.master), c.master.machine.disk)) throw err;
       bump(run, 'rotate refused (master disk full)');
       refusedRotations++;
       return;
     }
+    // The rotation's commit (no operation ran) holds the current tree.
+    await oracle.idle(0);
     const chain = await c.masterLogChain();
     const fresh = chain.files.slice(files.length);
     if (fresh.length < 1 || (fresh.length > 2 + refusedRotations && !autoRotate && !s.setup.buggify)) throw new Error(`${chain.files.length} rotated files after ${files.length} before and one rotation`);
-    const f = fresh[fresh.length - 1];
-    const got = await c.digest(c.master);
-    const want = modelDigest(model);
-    if (got !== want) problem(`master tree at ${f.name} (txn ${f.lastTxn}) differs from the model:\n${await c.listing(c.master)}\nmodel:\n${modelListingText(model)}`);
-    for (const earlier of fresh.slice(0, -1)) digestAt.set(earlier.lastTxn, new Set(sinceRotation));
-    digestAt.set(f.lastTxn, new Set([want]));
+    await oracle.checkMaster();
+    for (const f of fresh) if (!oracle.atTxn.has(f.lastTxn)) problem(`${f.name} ends at txn ${f.lastTxn}, which the master never committed (or lost)`);
     files.push(...fresh);
     opsSinceRotation = 0;
-    sinceRotation = [want];
     refusedRotations = 0;
+  };
+
+  /** Rotated files are never lost or changed, whatever happens to the master after it closed them. */
+  const checkRotatedFiles = async (label: string): Promise<void> => {
+    const chain = await c.masterLogChain();
+    for (const [i, f] of files.entries()) {
+      const now = chain.files[i];
+      if (!now || now.name !== f.name || !equalBytes(now.bytes, f.bytes)) problem(`${label}: rotated file ${f.name} is ${now ? 'changed' : 'gone'}`);
+    }
+  };
+
+  /**
+   * A master fault (with the slave too for `both`): crash or power loss at
+   * this instant, reopen (the slave first unless masterFirst). The master
+   * comes back at a committed txn, not before its last fsync or commit
+   * (MasterOracle), with its rotated files intact; the slave not behind the
+   * files it applied.
+   */
+  const failMaster = async (f: Extract<Step, { step: 'fault' }>): Promise<void> => {
+    bump(run, `${f.who} ${f.kind}`);
+    oracle.beforeMasterFails();
+    const appliedBefore = c.slave.node?.slaveApplier?.position().sequence ?? 0;
+    const fail = (m: SimMachine): void => (f.kind === 'crash' ? m.crash() : m.powerLoss());
+    if (f.who === 'both') {
+      fail(c.slave.machine);
+      c.dropped(c.slave);
+    }
+    fail(c.master.machine);
+    c.dropped(c.master);
+    const openSlave = async (): Promise<void> => {
+      if (c.slave.engine) return;
+      await c.open(c.slave, true);
+      await c.settleWatch();
+      const after = c.slave.node?.slaveApplier?.position().sequence ?? 0;
+      if (after < appliedBefore) problem(`slave ${f.kind} lost applied files (sequence ${appliedBefore} -> ${after})`);
+      await checkSlave(`after slave ${f.kind}`);
+    };
+    if (!f.masterFirst) await openSlave();
+    await c.open(c.master);
+    await oracle.masterOpened();
+    await checkRotatedFiles(`after master ${f.kind}`);
+    await openSlave();
   };
 
   for (const step of s.steps) {
     switch (step.step) {
       case 'rogue':
-        await writeRogue(fs, (p) => c.run(p), bs);
+        await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
         break;
       case 'fault':
-        armed.push(step);
+        if (step.who === 'slave') armed.push(step);
+        else masterArmed.push(step);
         break;
       case 'rotate':
         await rotate();
@@ -724,30 +773,32 @@ async function runBatch(run: Run): Promise<number> {
         fillOrRoom(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
         break;
       case 'op': {
-        const op = step.op;
-        const got = op.op === 'commit' ? await c.run(engine.commit().then((): OpResult => ({ ok: '' }), (err: unknown) => refusal(err))) : await c.run(applyToFs(fs, op, bs));
-        opsRun++;
-        if ('err' in got && got.err === 'ENOSPC' && mayRefuseForRoom(op, engine, c.master.machine.disk)) {
-          // Refused for want of room: it changed nothing, the model skips it.
-          refusedOps++;
-          await c.scheduler.run({ untilMs: sched.nowMs() + step.idleMs });
-          break;
+        if (crashAt === undefined && masterArmed.length > 0) crashAt = sched.stepsRun + masterArmed[0].afterSteps;
+        const outcome = await oracle.runOp(step.op, stop);
+        if (outcome === 'stuck') throw new Error(`${JSON.stringify(step.op)} never completed`);
+        if (outcome === 'done') {
+          opsSinceRotation++;
+          await oracle.idle(step.idleMs, stop);
         }
-        const want = applyToModel(model, op, bs);
-        if (JSON.stringify(got) !== JSON.stringify(want)) problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(got)}, the model says ${JSON.stringify(want)}`);
-        opsSinceRotation++;
-        sinceRotation.push(modelDigest(model));
-        await c.scheduler.run({ untilMs: sched.nowMs() + step.idleMs });
+        if (stop()) {
+          crashAt = undefined;
+          await failMaster(masterArmed.shift() as Extract<Step, { step: 'fault' }>);
+        }
         break;
       }
       default:
         throw wrongMode(step, s.mode);
     }
   }
+  // Master faults no operation reached land in idle time after the workload.
+  for (const f of masterArmed.splice(0)) {
+    const at = sched.stepsRun + f.afterSteps;
+    await oracle.idle(60_000, () => sched.stepsRun >= at);
+    await failMaster(f);
+  }
   // Every disk has room again before the end state is checked.
   fillOrRoom(run, { step: 'room', who: 'master' }, c.master.machine.disk);
   fillOrRoom(run, { step: 'room', who: 'slave' }, c.slave.machine.disk);
-  if (refusedOps > 0) run.faults['master ops refused (ENOSPC)'] = refusedOps;
   // Operations after the last rotation step (a shrunk schedule) still ship, plainly.
   if (opsSinceRotation > 0) {
     await rotate();
@@ -762,7 +813,8 @@ async function runBatch(run: Run): Promise<number> {
   if (last && (pos?.sequence !== last.sequence || pos.txn !== last.lastTxn)) {
     problem(`slave did not converge: at ${JSON.stringify(pos)}, the master's last file is ${rotatedLogName(last.sequence)} (txn ${last.lastTxn})`);
   }
-  run.hooks.finalModel?.(model);
+  run.hooks.finalModel?.(oracle.model);
+  await oracle.checkMaster();
   const md = await c.digest(c.master);
   const sd = await c.digest(c.slave);
   if (md !== sd) problem(`slave tree differs from the master's after convergence:\nmaster:\n${await c.listing(c.master)}\nslave:\n${await c.listing(c.slave)}`);
@@ -772,7 +824,7 @@ async function runBatch(run: Run): Promise<number> {
     const rep = await c.fsck(n);
     if (rep.problems.length > 0) problem(`lessfsck -t on the ${n.machine.options.name}: ${JSON.stringify(rep.problems)}`);
   }
-  return opsRun;
+  return oracle.opsRun;
 }
 
 export interface SimHooks {

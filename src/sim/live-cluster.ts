@@ -15,14 +15,14 @@ import type { LiveReceiver } from '../core/replication/receiver.ts';
 import type { LiveSender, LiveTiming } from '../core/replication/sender.ts';
 import { simEngineOptions } from './batch-cluster.ts';
 import { nodeBuggify, type BuggifyChoice, type SimBuggify } from './buggify.ts';
-import { ModelFs } from './model.ts';
+import { MasterOracle } from './master-oracle.ts';
+import type { ModelFs } from './model.ts';
 import { SimNetwork, type SimNetOptions } from './net.ts';
 import { SimMachine, type SimNodeOptions } from './node-env.ts';
 import { SimRng } from './rng.ts';
-import { applyLinkStep, CutPlanner, mayRefuseForRoom } from './schedule.ts';
+import { applyLinkStep, CutPlanner } from './schedule.ts';
 import type { Scheduler } from './scheduler.ts';
-import { TreeHistory } from './tree-history.ts';
-import { applyToFs, applyToModel, fsDigest, fsListingText, modelListingText, NAMES, POOL_PATTERNS, randomOp, sameResult, type Op, type OpResult } from './workload.ts';
+import { fsDigest, NAMES, POOL_PATTERNS, randomOp, type Op } from './workload.ts';
 
 export const LIVE_PORT = 7101;
 
@@ -285,13 +285,6 @@ export class LiveCluster {
   }
 }
 
-interface PendingOp {
-  op: Op;
-  engine: FsEngine;
-  settled: boolean;
-  failure: unknown;
-  result: OpResult;
-}
 
 /**
  * A workload operation that mostly succeeds: writes, truncates, links and
@@ -321,230 +314,15 @@ export function liveOp(rng: SimRng, model: ModelFs, blockSizeBytes: number): Op 
   return randomOp(rng, bs);
 }
 
-/**
- * The oracle of a live run: a seeded workload on the master, mirrored in a
- * ModelFs, and for every master txn the trees its commit may hold (a commit
- * freezes the cache between two operations, so the tree before or after the
- * operation it overlaps). Checks record problems instead of throwing, so a
- * test reports every violation of a run at once.
- */
-export class LiveOracle {
-  model = new ModelFs();
-  /** Master txn -> digests of the trees its commit may hold. */
-  readonly atTxn = new Map<number, Set<string>>();
-  /** Model trees by digest, to continue from the one a recovered master holds. */
-  private readonly trees: TreeHistory;
-  private digestNow: string;
-  /** engine.txn of the master at the last operation boundary. */
-  private txnSeen = 0;
-  /** The master's last durable txn when the last fsync or commit returned: must survive a crash. */
-  syncedTxn = 0;
-  /** The highest txn the master reported committed (durable). */
-  masterDurableTxn = 0;
-  /** The lowest txn the master froze again since the oracle last looked (engine.txnRefrozen). */
-  private refrozenFrom: number | undefined;
-  /** The operation in flight when the master failed (its result may or may not be committed). */
-  private inflight: Op | undefined;
-  /** That operation's promise state, while it is in flight. */
-  private pending: PendingOp | undefined;
-  readonly problems: string[] = [];
-  opsRun = 0;
+/** The oracle of a live run: the master's (MasterOracle) and the slave's checks, node faults and the end state. */
+export class LiveOracle extends MasterOracle {
   slaveChecks = 0;
-  /** Operations the master refused with ENOSPC on a full disk. */
-  refusedOps = 0;
 
   constructor(
     private readonly c: LiveCluster,
-    private readonly blockSizeBytes: number,
+    blockSizeBytes: number,
   ) {
-    this.digestNow = this.model.digest();
-    this.trees = new TreeHistory(this.model, blockSizeBytes);
-    this.atTxn.set(0, new Set([this.digestNow]));
-  }
-
-  private problem(message: string): void {
-    this.problems.push(`${this.c.scheduler.nowMs()} ms: ${message}`);
-  }
-
-  /** A node's tree as text, for a problem report (read after the check: an applying slave may have moved on). */
-  private async listing(n: LiveNode): Promise<string> {
-    if (!n.engine) return `(${n.name} is down)`;
-    try {
-      return await this.c.run(fsListingText(new PathFs(n.engine)));
-    } catch (err) {
-      if (!(err instanceof FsError)) throw err;
-      return `(the ${n.name}'s tree changed while it was listed: ${err.code} ${err.message})`;
-    }
-  }
-
-  private note(fromTxn: number, toTxn: number, digests: string[]): void {
-    for (let t = fromTxn + 1; t <= toTxn; t++) {
-      const set = this.atTxn.get(t) ?? new Set<string>();
-      for (const d of digests) set.add(d);
-      this.atTxn.set(t, set);
-    }
-  }
-
-  private observeMaster(): void {
-    const log = this.c.master.node?.masterLog;
-    if (log) this.masterDurableTxn = Math.max(this.masterDurableTxn, log.committedTxn);
-  }
-
-  /**
-   * Txns the master froze again since the oracle last looked (a full disk
-   * failed their data writes) hold none of the trees noted for them: they
-   * now hold a tree of the window since then, noted next as for a new txn.
-   */
-  private forgetRefrozen(): void {
-    const from = this.refrozenFrom;
-    if (from === undefined) return;
-    this.refrozenFrom = undefined;
-    for (const t of [...this.atTxn.keys()]) if (t >= from) this.atTxn.delete(t);
-    this.txnSeen = Math.min(this.txnSeen, from - 1);
-  }
-
-  /** Commits since the last boundary while no operation ran hold the tree of that boundary. */
-  private catchUp(): void {
-    const e = this.c.master.engine;
-    if (!e) return;
-    this.forgetRefrozen();
-    this.note(this.txnSeen, e.txn, [this.digestNow]);
-    this.txnSeen = Math.max(this.txnSeen, e.txn);
-    this.observeMaster();
-  }
-
-  /**
-   * The master opened (first time or after a failure): its tree is the one of
-   * a txn it had committed, at or after the last fsync, and the mount commit holds it.
-   */
-  async masterOpened(): Promise<void> {
-    const e = this.c.engineOf(this.c.master);
-    e.txnRefrozen = (txn) => {
-      this.refrozenFrom = Math.min(this.refrozenFrom ?? txn, txn);
-    };
-    const got = await this.c.digest(this.c.master);
-    const mountTxn = e.lastCommit?.txn ?? e.txn;
-    const recovered = mountTxn - 1;
-    if (recovered < this.syncedTxn) this.problem(`master recovered at txn ${recovered}, before txn ${this.syncedTxn} that an fsync or commit made durable`);
-    const want = this.atTxn.get(recovered);
-    if (!want || !want.has(got)) {
-      this.problem(`master recovered at txn ${recovered} with a tree that is none of the ${want?.size ?? 0} trees that txn may hold:\n${await this.listing(this.c.master)}`);
-    }
-    for (const t of [...this.atTxn.keys()]) if (t > recovered) this.atTxn.delete(t);
-    this.atTxn.set(mountTxn, new Set([got]));
-    const tree = this.trees.tree(got);
-    if (tree) this.model = tree;
-    this.trees.restart(this.model);
-    this.digestNow = got;
-    this.txnSeen = e.txn;
-    this.inflight = undefined;
-    this.pending = undefined;
-    this.refrozenFrom = undefined;
-    this.observeMaster();
-  }
-
-  /** Before the master fails: what it froze so far holds the last tree, or the one of the operation in flight. */
-  beforeMasterFails(): void {
-    const e = this.c.master.engine;
-    if (!e) return;
-    this.forgetRefrozen();
-    const ds = [this.digestNow];
-    if (this.inflight) {
-      const m = this.model.clone();
-      applyToModel(m, this.inflight, this.blockSizeBytes);
-      this.trees.keep(m);
-      ds.push(m.digest());
-    }
-    this.note(this.txnSeen, e.txn, ds);
-    this.txnSeen = e.txn;
-    this.observeMaster();
-  }
-
-  /**
-   * Run one operation on the master. `stop` ends the run early (a fault is
-   * due): 'stopped' leaves the operation in flight (a slave-only fault lets
-   * it finish, see fault()). An operation still pending after maxMs is
-   * 'stuck' (a writer the backlog throttle holds).
-   */
-  async runOp(op: Op, stop?: () => boolean, maxMs = 600_000): Promise<'done' | 'stopped' | 'stuck'> {
-    const e = this.c.engineOf(this.c.master);
-    if (this.pending) throw new Error('runOp while an operation is still in flight');
-    const fs = new PathFs(e);
-    this.catchUp();
-    const pending: PendingOp = { op, engine: e, settled: false, failure: undefined, result: { ok: '' } };
-    const p = op.op === 'commit' ? e.commit().then((): OpResult => ({ ok: '' })) : applyToFs(fs, op, this.blockSizeBytes);
-    p.then(
-      (r) => {
-        pending.settled = true;
-        pending.result = r;
-      },
-      (err: unknown) => {
-        pending.settled = true;
-        pending.failure = err;
-      },
-    );
-    this.pending = pending;
-    this.inflight = op;
-    return this.awaitPending(stop, maxMs);
-  }
-
-  private async awaitPending(stop?: () => boolean, maxMs = 600_000): Promise<'done' | 'stopped' | 'stuck'> {
-    const pending = this.pending as PendingOp;
-    const { op, engine: e } = pending;
-    const sched = this.c.scheduler;
-    await sched.run({ untilMs: sched.nowMs() + maxMs, done: () => pending.settled || (stop?.() ?? false) });
-    if (!pending.settled) return stop?.() ? 'stopped' : 'stuck';
-    this.pending = undefined;
-    this.inflight = undefined;
-    if (pending.failure && !this.refusedForRoom(op, e, pending.failure)) throw pending.failure;
-    const result: OpResult = pending.failure ? { err: 'ENOSPC' } : pending.result;
-    this.opsRun++;
-    if ('err' in result && this.refusedForRoom(op, e, result)) {
-      // Refused for want of room: it changed nothing (DESIGN §5), so the model skips it.
-      this.refusedOps++;
-      this.forgetRefrozen();
-      this.note(this.txnSeen, e.txn, [this.digestNow]);
-      this.txnSeen = e.txn;
-      this.observeMaster();
-      return 'done';
-    }
-    const want = applyToModel(this.model, op, this.blockSizeBytes);
-    if (!sameResult(want, result)) this.problem(`master op ${JSON.stringify(op)}: got ${JSON.stringify(result)}, the model says ${JSON.stringify(want)}`);
-    if ((op.op === 'fsync' && 'ok' in result) || op.op === 'commit') this.syncedTxn = e.lastCommit?.txn ?? this.syncedTxn;
-    this.trees.record(op, this.model);
-    const d = this.model.digest();
-    this.forgetRefrozen();
-    this.note(this.txnSeen, e.txn, [this.digestNow, d]);
-    this.txnSeen = e.txn;
-    this.digestNow = d;
-    this.observeMaster();
-    return 'done';
-  }
-
-  /** The master refused the operation with ENOSPC where it may (see mayRefuseForRoom). */
-  private refusedForRoom(op: Op, e: FsEngine, outcome: unknown): boolean {
-    // A commit rejects with the error of what failed (a data write, the log append: FsError, DiskError).
-    const code = outcome instanceof Error ? (outcome as { code?: unknown }).code : (outcome as { err?: unknown }).err;
-    return code === 'ENOSPC' && mayRefuseForRoom(op, e, this.c.master.machine.disk);
-  }
-
-  /** Finish the operation a stop left in flight on a master that is still up. */
-  async finishInflight(): Promise<void> {
-    if (!this.pending) return;
-    if (this.c.master.engine !== this.pending.engine) {
-      this.pending = undefined;
-      return;
-    }
-    const outcome = await this.awaitPending();
-    if (outcome !== 'done') throw new Error(`in-flight operation ${JSON.stringify(this.inflight)}: ${outcome}`);
-  }
-
-  /** Let virtual time pass with no operation running (commits then hold the current tree). */
-  async idle(ms: number, stop?: () => boolean): Promise<void> {
-    this.catchUp();
-    const sched = this.c.scheduler;
-    await sched.run({ untilMs: sched.nowMs() + ms, done: stop });
-    this.catchUp();
+    super(c, blockSizeBytes);
   }
 
   /**
@@ -581,7 +359,7 @@ export class LiveOracle {
       if (applied > this.masterDurableTxn) this.problem(`slave applied txn ${applied}, beyond the master's durable txn ${this.masterDurableTxn}`);
       const want = this.atTxn.get(applied);
       if (!want) this.problem(`slave at txn ${applied}: the master never committed that txn (or lost it)`);
-      else if (!want.has(got)) this.problem(`slave at txn ${applied} holds a tree the master never had at that txn:\n${await this.listing(this.c.slave)}`);
+      else if (!want.has(got)) this.problem(`slave at txn ${applied} holds a tree the master never had at that txn:\n${await this.listing(this.c.slave.engine, 'slave')}`);
       return true;
     }
     return false;
@@ -617,13 +395,6 @@ export class LiveOracle {
     await this.finishInflight();
   }
 
-  /** The master's tree must be the model's (checked when no operation runs). */
-  async checkMaster(): Promise<void> {
-    if (!this.c.master.engine) return;
-    const got = await this.c.digest(this.c.master);
-    if (got !== this.digestNow) this.problem(`master tree differs from the model:\n${await this.listing(this.c.master)}\nmodel:\n${modelListingText(this.model)}`);
-  }
-
   /**
    * Heal everything and check the end state: both nodes up and enabled, the
    * slave converges, the backlog is gone and replog.dta is empty, both trees
@@ -652,7 +423,7 @@ export class LiveOracle {
     await this.checkSlave();
     const md = await c.digest(c.master);
     const sd = await c.digest(c.slave);
-    if (md !== sd) this.problem(`slave tree differs from the master's after convergence:\nmaster:\n${await this.listing(c.master)}\nslave:\n${await this.listing(c.slave)}`);
+    if (md !== sd) this.problem(`slave tree differs from the master's after convergence:\nmaster:\n${await this.listing(c.master.engine, 'master')}\nslave:\n${await this.listing(c.slave.engine, 'slave')}`);
     await c.close(c.master);
     await c.close(c.slave);
     for (const n of [c.master, c.slave]) {

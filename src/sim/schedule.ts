@@ -81,7 +81,9 @@ export type Step =
    * Live: arm a crash (kill -9) or power loss that lands afterSteps scheduler
    * events after the next operation starts (one armed at a time, in order;
    * faults no operation reaches land in idle time at the end).
-   * Batch: the slave (who is ignored) fails afterSteps events into the next watchdir scan.
+   * Batch: a slave fault lands afterSteps events into the next watchdir
+   * scan; a master (or both-node) fault as in live mode, in the operations
+   * that follow (the slave, for both, fails at the same instant).
    */
   | { step: 'fault'; who: NodeFaultWho; kind: NodeFaultKind; masterFirst: boolean; afterSteps: number }
   /** Live: partition the link (nothing crosses) or hold it (everything waits) until a heal of that kind. */
@@ -402,8 +404,7 @@ function checkStep(c: Checker, v: unknown, mode: SimMode, bs: number | undefined
     }
     case 'fault': {
       const o = c.object(v, ['step', 'who', 'kind', 'masterFirst', 'afterSteps']);
-      // Batch mode fails only the slave (master crashes in batch mode are not simulated yet).
-      c.sub('who').oneOf(o.who, mode === 'live' ? (['master', 'slave', 'both'] as const) : (['slave', 'both'] as const));
+      c.sub('who').oneOf(o.who, ['master', 'slave', 'both'] as const);
       c.sub('kind').oneOf(o.kind, ['crash', 'power'] as const);
       c.sub('masterFirst').bool(o.masterFirst);
       c.sub('afterSteps').int(o.afterSteps, 0, SCHEDULE_LIMITS.afterSteps);
