@@ -72,7 +72,8 @@ options always give the same run (the same trace hash).
                       none   no faults
                       net    bit flips, resets, stalls, split chunks, slow links,
                              partitions and holds (batch: files cut, bit-flipped,
-                             late and out of order, duplicated)
+                             late and out of order, duplicated); replication
+                             turned off and on at either node
                       power  kill -9 and power loss of master, slave or both at
                              seeded scheduler steps (batch: the slave also mid-scan)
                       disk   torn and reordered unsynced writes at power loss

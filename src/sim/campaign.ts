@@ -10,6 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { equalBytes } from '../core/bytes.ts';
 import { PathFs } from '../core/fs/path-fs.ts';
+import type { ReplicationControl } from '../core/control.ts';
 import type { EngineOptions } from '../core/fs/types.ts';
 import { rotatedLogName } from '../core/replication/master-log.ts';
 import { BUGGIFY_SITES, type BuggifySite } from '../core/buggify.ts';
@@ -21,7 +22,7 @@ import { ModelFs } from './model.ts';
 import type { SimNetOptions } from './net.ts';
 import type { SimMachine } from './node-env.ts';
 import { SimRng } from './rng.ts';
-import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, FillPlanner, mayRefuseForRoom, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
+import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, FillPlanner, mayRefuseForRoom, TogglePlanner, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
 import { Scheduler } from './scheduler.ts';
 import { simConfig, type SimConfig, type SimConfigSource } from './sim-config.ts';
 import type { SimStoreOptions } from './store.ts';
@@ -150,6 +151,8 @@ interface FaultPlan {
   cutProbability: number;
   /** Per operation: chance that the master's or the slave's data disk fills for a few operations. */
   fillProbability: number;
+  /** Per operation: chance that replication is turned off at the master or the slave for a few operations. */
+  toggleProbability: number;
   disk: Partial<SimDiskOptions>;
   store: Partial<SimStoreOptions>;
   nodeFaults: NodeFault[];
@@ -191,6 +194,7 @@ function faultPlan(o: SimOptions): FaultPlan {
     net: { latencyMsMin: 1, latencyMsMax: 20 },
     cutProbability: 0,
     fillProbability: 0,
+    toggleProbability: 0,
     disk: { latencyMsMin: 0, latencyMsMax: 2 },
     store: { commitLatencyMsMin: 1, commitLatencyMsMax: 4, syncLatencyMsMin: 1, syncLatencyMsMax: r.pick([6, 60, 400]) },
     nodeFaults: [],
@@ -223,6 +227,10 @@ function faultPlan(o: SimOptions): FaultPlan {
     // Drawn last, so that the draws above stay what they were before full disks were simulated.
     plan.fillProbability = r.pick([0.03, 0.08]);
   };
+  // Replication toggles (with the link faults) draw from their own stream: the draws above and below stay what they were.
+  const toggles = new SimRng(o.seed).split('plan/toggles');
+  if (o.faults === 'net' || o.faults === 'all') plan.toggleProbability = toggles.pick([0.02, 0.05]);
+  if (o.faults === 'swarm') plan.toggleProbability = toggles.pick([0, 0.02, 0.05]);
   switch (o.faults) {
     case 'none':
       break;
@@ -312,9 +320,12 @@ export function generateSchedule(input: SimOptions): Schedule {
   // Full disks draw from their own stream: the other steps are what they were without them.
   const fills = new FillPlanner(plan.fillProbability);
   const fillRng = new SimRng(o.seed).split('fill');
+  const toggles = new TogglePlanner(plan.toggleProbability);
+  const toggleRng = new SimRng(o.seed).split('toggle');
   const fillAt = (i: number): Step[] => {
     const f = fills.next(i, fillRng);
-    return f ? [f] : [];
+    const t = toggles.next(i, toggleRng);
+    return [...(f ? [f] : []), ...(t ? [t] : [])];
   };
   const setup: ScheduleSetup = { net: o.mode === 'live' ? plan.net : {}, disk: plan.disk, store: plan.store, commitIntervalMs: plan.commitIntervalMs };
   if (plan.buggify) setup.buggify = true;
@@ -444,6 +455,13 @@ async function writeRogue(fs: PathFs, settle: <T>(p: Promise<T>) => Promise<T>, 
   await settle(fs.write('/rogue', 0, poolData(bs, 1, 100)));
 }
 
+/** A toggle step: replication off or on at a node that is up (counted when it turns it off). */
+async function toggle(run: Run, step: Extract<Step, { step: 'toggle' }>, control: ReplicationControl | undefined, settle: <T>(p: Promise<T>) => Promise<T>): Promise<void> {
+  if (!control || control.enabled() === step.enabled) return;
+  if (!step.enabled) bump(run, `${step.who} replication off`);
+  await settle(control.setEnabled(step.enabled));
+}
+
 /** A fill or room step on a node's disk (counted as a fault when it fills a disk that had room). */
 function fillOrRoom(run: Run, step: Extract<Step, { step: 'fill' | 'room' }>, disk: SimDiskMedium): void {
   if (step.step === 'fill' && !diskFilled(disk)) bump(run, `${step.who} disk full`);
@@ -489,6 +507,9 @@ async function runLive(run: Run): Promise<number> {
         case 'fill':
         case 'room':
           fillOrRoom(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
+          break;
+        case 'toggle':
+          await toggle(run, step, step.who === 'master' ? c.master.node?.control : c.slave.node?.control, (p) => c.run(p));
           break;
         case 'rogue':
           await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
@@ -772,6 +793,9 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
       case 'room':
         fillOrRoom(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
         break;
+      case 'toggle':
+        await toggle(run, step, step.who === 'master' ? c.master.node?.control : c.slave.node?.control, (p) => c.run(p));
+        break;
       case 'op': {
         if (crashAt === undefined && masterArmed.length > 0) crashAt = sched.stepsRun + masterArmed[0].afterSteps;
         const outcome = await oracle.runOp(step.op, stop);
@@ -796,9 +820,10 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
     await oracle.idle(60_000, () => sched.stepsRun >= at);
     await failMaster(f);
   }
-  // Every disk has room again before the end state is checked.
+  // Every disk has room again and replication is on at both nodes before the end state is checked.
   fillOrRoom(run, { step: 'room', who: 'master' }, c.master.machine.disk);
   fillOrRoom(run, { step: 'room', who: 'slave' }, c.slave.machine.disk);
+  for (const who of ['master', 'slave'] as const) await toggle(run, { step: 'toggle', who, enabled: true }, c[who].node?.control, (p) => c.run(p));
   // Operations after the last rotation step (a shrunk schedule) still ship, plainly.
   if (opsSinceRotation > 0) {
     await rotate();

@@ -101,6 +101,13 @@ export type Step =
   | { step: 'fill'; who: DiskFillWho; roomBlocks: number }
   /** The node's data disk has room again (a room step for a disk that is not full does nothing). */
   | { step: 'room'; who: DiskFillWho }
+  /**
+   * Replication turned off or on at the node (`echo 0|1 > /.lessfs/replication/enabled`):
+   * off, a live master sends nothing (it keeps logging), a live slave takes
+   * nothing, a batch master's rotation by size and timer pauses, a batch
+   * slave applies no file; a node that restarts comes back on (its config).
+   */
+  | { step: 'toggle'; who: DiskFillWho; enabled: boolean }
   /** Test only (--test-break-invariant): write /rogue on the master behind the oracle's back. */
   | { step: 'rogue' };
 
@@ -124,6 +131,7 @@ const STEP_MODES: Record<StepKind, readonly SimMode[]> = {
   rotate: ['batch'],
   fill: ['live', 'batch'],
   room: ['live', 'batch'],
+  toggle: ['live', 'batch'],
   rogue: ['live', 'batch'],
 };
 
@@ -177,6 +185,33 @@ export class FillPlanner {
       const who = this.fill.who;
       this.fill = undefined;
       return { step: 'room', who };
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Seeded replication toggles, op by op: with `probability` per operation the
+ * master's or the slave's replication is turned off for 1..10 operations,
+ * then on again.
+ */
+export class TogglePlanner {
+  private off: { who: DiskFillWho; until: number } | undefined;
+
+  constructor(private readonly probability: number) {}
+
+  /** Before operation i: the toggle to do, if any. */
+  next(i: number, rng: SimRng): Extract<Step, { step: 'toggle' }> | undefined {
+    if (this.probability <= 0) return undefined;
+    if (!this.off && rng.chance(this.probability)) {
+      const who = rng.chance(0.5) ? 'master' : 'slave';
+      this.off = { who, until: i + 1 + rng.int(10) };
+      return { step: 'toggle', who, enabled: false };
+    }
+    if (this.off && i >= this.off.until) {
+      const who = this.off.who;
+      this.off = undefined;
+      return { step: 'toggle', who, enabled: true };
     }
     return undefined;
   }
@@ -425,6 +460,12 @@ function checkStep(c: Checker, v: unknown, mode: SimMode, bs: number | undefined
     case 'room': {
       const o = c.object(v, ['step', 'who']);
       c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
+      return;
+    }
+    case 'toggle': {
+      const o = c.object(v, ['step', 'who', 'enabled']);
+      c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
+      c.sub('enabled').bool(o.enabled);
       return;
     }
     case 'rotate': {

@@ -11,10 +11,10 @@
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { executeSchedule, FAULT_PROFILES, generateSchedule, problemKind, reproduceCommand, runSimulation, simOptions } from '../../src/sim/campaign.ts';
+import { executeSchedule, FAULT_PROFILES, generateSchedule, problemKind, reproduceCommand, runSimulation, simOptions, type FaultProfile } from '../../src/sim/campaign.ts';
 import { runSeeds } from '../../src/sim/parallel.ts';
 import { SimRng } from '../../src/sim/rng.ts';
-import { applyFillStep, diskFilled, mayRefuseForRoom, ScheduleError, validateSchedule, type Schedule } from '../../src/sim/schedule.ts';
+import { applyFillStep, diskFilled, mayRefuseForRoom, ScheduleError, validateSchedule, type Schedule, type SimMode } from '../../src/sim/schedule.ts';
 import { SimDiskMedium } from '../../src/sim/disk.ts';
 import { Scheduler } from '../../src/sim/scheduler.ts';
 import { shrinkSchedule } from '../../src/sim/shrink.ts';
@@ -60,29 +60,33 @@ describe('runSimulation', () => {
     });
   }
 
-  it('batch mode: the master (alone or with the slave) crashes and loses power mid-operation; it recovers at a committed txn with its rotated files unchanged, and the run passes', async () => {
+  /**
+   * Seeds 1..last of a profile in these modes: every one passes; the faults
+   * injected, summed over them and keyed "MODE KIND", must include `want`.
+   */
+  async function profileInjects(faults: FaultProfile, modes: readonly SimMode[], last: number, want: readonly string[]): Promise<void> {
     const seen: Record<string, number> = {};
-    for (let seed = 1; seed <= 16; seed++) {
-      const r = await runSimulation({ seed, faults: 'power', mode: 'batch' });
-      expect(r.problems, reproduceCommand(r.options)).toEqual([]);
-      expect(r.invariantsChecked).toContain('master recovers at a committed txn, not before its last fsync/commit, its rotated files unchanged');
-      for (const [k, n] of Object.entries(r.faultsInjected)) seen[k] = (seen[k] ?? 0) + n;
-    }
-    for (const k of ['master crash', 'master power', 'both crash', 'both power', 'slave power']) expect(seen[k], `${k} in ${JSON.stringify(seen)}`).toBeGreaterThan(0);
-  }, 120_000);
-
-  it('full disks (disk profile): both nodes\' disks fill; the master refuses writes, fsyncs, commits (batch: rotations; the operator\'s copies fail) and every invariant holds', async () => {
-    const seen: Record<string, number> = {};
-    for (const mode of ['live', 'batch'] as const) {
-      for (let seed = 1; seed <= 12; seed++) {
-        const r = await runSimulation({ seed, faults: 'disk', mode });
+    for (const mode of modes) {
+      for (let seed = 1; seed <= last; seed++) {
+        const r = await runSimulation({ seed, faults, mode });
         expect(r.problems, reproduceCommand(r.options)).toEqual([]);
         for (const [k, n] of Object.entries(r.faultsInjected)) seen[`${mode} ${k}`] = (seen[`${mode} ${k}`] ?? 0) + n;
       }
     }
-    for (const k of ['live master disk full', 'live slave disk full', 'live master ops refused (ENOSPC)', 'batch master disk full', 'batch slave disk full']) {
-      expect(seen[k], `${k} in ${JSON.stringify(seen)}`).toBeGreaterThan(0);
-    }
+    for (const k of want) expect(seen[k], `${k} in ${JSON.stringify(seen)}`).toBeGreaterThan(0);
+  }
+
+  it('batch mode: the master (alone or with the slave) crashes and loses power mid-operation; it recovers at a committed txn with its rotated files unchanged, and the run passes', async () => {
+    expect((await runSimulation({ seed: 1, ops: 5, faults: 'power', mode: 'batch' })).invariantsChecked).toContain('master recovers at a committed txn, not before its last fsync/commit, its rotated files unchanged');
+    await profileInjects('power', ['batch'], 16, ['batch master crash', 'batch master power', 'batch both crash', 'batch both power', 'batch slave power']);
+  }, 120_000);
+
+  it('replication toggles (net profile): the master\'s and the slave\'s replication go off and on mid-workload, live and batch, and every invariant holds', async () => {
+    await profileInjects('net', ['live', 'batch'], 10, ['live master replication off', 'live slave replication off', 'batch master replication off', 'batch slave replication off']);
+  }, 120_000);
+
+  it('full disks (disk profile): both nodes\' disks fill; the master refuses writes, fsyncs, commits (batch: rotations; the operator\'s copies fail) and every invariant holds', async () => {
+    await profileInjects('disk', ['live', 'batch'], 12, ['live master disk full', 'live slave disk full', 'live master ops refused (ENOSPC)', 'batch master disk full', 'batch slave disk full']);
     // The oracle takes ENOSPC as a refusal only where the master may refuse.
     const full = new SimDiskMedium(new Scheduler({ seed: 1 }), new SimRng(1), { label: 'd' });
     const write = { op: 'write', path: '/a', offsetBytes: 0, pool: 1, lengthBytes: 10 } as const;
@@ -204,7 +208,7 @@ describe('schedules', () => {
     const cases: Array<[(s: any) => void, RegExp]> = [
       [(s) => void (s.steps[1].op.lengthBytes = 'x'), /^schedule\.steps\[1\]\.op\.lengthBytes: got "x", expected an integer in 0\.\./],
       [(s) => void (s.steps[0].step = 'jump'), /^schedule\.steps\[0\]\.step: got "jump", expected one of op, fault, cut/],
-      [(s) => void s.steps.push({ step: 'cut', kind: 'partition' }), /steps\[\d+\]\.step: got "cut", expected a step of a batch schedule \(op, fault, rotate, fill, room, rogue\)/],
+      [(s) => void s.steps.push({ step: 'cut', kind: 'partition' }), /steps\[\d+\]\.step: got "cut", expected a step of a batch schedule \(op, fault, rotate, fill, room, toggle, rogue\)/],
       [(s) => void s.steps.push({ step: 'fault', who: 'nobody', kind: 'crash', masterFirst: false, afterSteps: 1 }), /\.who: got "nobody", expected one of master, slave, both/],
       [(s) => void (s.setup.disk.tornWriteProbability = 2), /^schedule\.setup\.disk\.tornWriteProbability: got 2, expected a number in 0\.\.1/],
       [(s) => void (s.steps[0].op.path = 'relative'), /steps\[0\]\.op\.path: got "relative", expected an absolute path/],
@@ -213,6 +217,7 @@ describe('schedules', () => {
       [(s) => void s.steps.push({ step: 'fill', who: 'both', roomBlocks: 1 }), /steps\[\d+\]\.who: got "both", expected one of master, slave/],
       [(s) => void s.steps.push({ step: 'fill', who: 'slave', roomBlocks: 65 }), /steps\[\d+\]\.roomBlocks: got 65, expected an integer in 0\.\.64/],
       [(s) => void s.steps.push({ step: 'room' }), /steps\[\d+\]\.who: missing, expected a value/],
+      [(s) => void s.steps.push({ step: 'toggle', who: 'slave', enabled: 1 }), /steps\[\d+\]\.enabled: got 1, expected true or false/],
     ];
     expect(() => validateSchedule(good)).not.toThrow();
     for (const [spoil, msg] of cases) {

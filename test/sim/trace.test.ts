@@ -319,7 +319,8 @@ describe('replayTrace', () => {
   });
 
   it('runs the same from its schedule read back from JSON, and shrinks', async () => {
-    const { options, schedule } = traceSchedule(trace, { seed: 4, faults: 'all', mode: 'live', breakInvariant: true });
+    // A seed without a master fault: a master crash can take the rogue write with it before a commit (seeds 3, 4).
+    const { options, schedule } = traceSchedule(trace, { seed: 7, faults: 'all', mode: 'live', breakInvariant: true });
     const a = await executeSchedule(options, schedule);
     const b = await executeSchedule(options, JSON.parse(JSON.stringify(schedule)) as Schedule);
     expect(a.ok).toBe(false);
