@@ -78,7 +78,8 @@ options always give the same run (the same trace hash).
                              seeded scheduler steps (batch: the slave also mid-scan)
                       disk   torn and reordered unsynced writes at power loss
                              (with power losses, so they happen); the master's
-                             or the slave's disk full for a few operations
+                             or the slave's disk full, or failing writes with
+                             EIO, for a few operations
                       all    net + power + disk
                       swarm  each seed switches each fault kind on or off and
                              draws its strength (swarm testing)

@@ -140,8 +140,12 @@ export class BatchCluster {
     for (const dir of ['/', SLAVE_DIR, WATCH_DIR]) await this.run(disk.syncDir(dir));
   }
 
-  /** Open a node (after format or a crash). The slave's watchdir runs only when `watch`. */
+  /** Open a node (after format or a crash; SimMachine.openFixingDisk). The slave's watchdir runs only when `watch`. */
   async open(n: SimNode, watch = false): Promise<FsEngine> {
+    return n.machine.openFixingDisk(() => this.openOnce(n, watch));
+  }
+
+  private async openOnce(n: SimNode, watch: boolean): Promise<FsEngine> {
     const d = n.machine.drivers();
     const repl = new ReplicationNode(
       { ...n.repl, replicationWatchdir: n === this.slave && watch ? WATCH_DIR : undefined, replicationBatchMode: true },
@@ -286,6 +290,9 @@ export class BatchCluster {
    */
   async settleWatch(msMax = 100): Promise<void> {
     await this.scheduler.run({ untilMs: this.scheduler.nowMs() + msMax });
+    // The scan an open (or turning replication on) starts may apply several files: it ends before the slave is checked.
+    const watch = this.slave.node?.watchdir;
+    if (watch) await this.scheduler.run({ untilMs: this.scheduler.nowMs() + 600_000, done: () => !watch.scanning });
   }
 
   /** One watchdir scan of the open slave, run to completion. */

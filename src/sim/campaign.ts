@@ -22,7 +22,7 @@ import { ModelFs } from './model.ts';
 import type { SimNetOptions } from './net.ts';
 import type { SimMachine } from './node-env.ts';
 import { SimRng } from './rng.ts';
-import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, FillPlanner, mayRefuseForRoom, TogglePlanner, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
+import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, eioPlanner, fillPlanner, mayFailWithEio, mayRefuseForRoom, togglePlanner, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
 import { Scheduler } from './scheduler.ts';
 import { simConfig, type SimConfig, type SimConfigSource } from './sim-config.ts';
 import type { SimStoreOptions } from './store.ts';
@@ -153,6 +153,8 @@ interface FaultPlan {
   fillProbability: number;
   /** Per operation: chance that replication is turned off at the master or the slave for a few operations. */
   toggleProbability: number;
+  /** Per operation: chance that the master's or the slave's disk fails writes with EIO for a few operations. */
+  eioProbability: number;
   disk: Partial<SimDiskOptions>;
   store: Partial<SimStoreOptions>;
   nodeFaults: NodeFault[];
@@ -195,6 +197,7 @@ function faultPlan(o: SimOptions): FaultPlan {
     cutProbability: 0,
     fillProbability: 0,
     toggleProbability: 0,
+    eioProbability: 0,
     disk: { latencyMsMin: 0, latencyMsMax: 2 },
     store: { commitLatencyMsMin: 1, commitLatencyMsMax: 4, syncLatencyMsMin: 1, syncLatencyMsMax: r.pick([6, 60, 400]) },
     nodeFaults: [],
@@ -224,8 +227,9 @@ function faultPlan(o: SimOptions): FaultPlan {
     // Torn and reordered writes only show at a power loss, so the disk profile brings power losses of its own.
     plan.disk = { ...plan.disk, tornWriteProbability: r.pick([0.3, 0.9]), reorderProbability: r.pick([0.3, 0.9]) };
     if (plan.nodeFaults.length === 0) plan.nodeFaults = drawNodeFaults(r, o.ops, 2).map((f) => ({ ...f, kind: 'power' as const }));
-    // Drawn last, so that the draws above stay what they were before full disks were simulated.
+    // Drawn last, so that the draws above stay what they were before full disks (then I/O errors) were simulated.
     plan.fillProbability = r.pick([0.03, 0.08]);
+    plan.eioProbability = r.pick([0.02, 0.05]);
   };
   // Replication toggles (with the link faults) draw from their own stream: the draws above and below stay what they were.
   const toggles = new SimRng(o.seed).split('plan/toggles');
@@ -267,6 +271,7 @@ function faultPlan(o: SimOptions): FaultPlan {
       plan.commitIntervalMs = r.pick([100, 700, 3000]);
       plan.ship = { truncate: r.pick([0, 0.1, 0.4]), flip: r.pick([0, 0.1, 0.4]), drop: r.pick([0, 0.1, 0.4]), duplicate: r.pick([0, 0.1, 0.4]) };
       plan.fillProbability = r.pick([0, 0.03, 0.08]);
+      plan.eioProbability = r.pick([0, 0.02, 0.05]);
       break;
     }
   }
@@ -318,14 +323,17 @@ export function generateSchedule(input: SimOptions): Schedule {
   const faultsAt = (i: number): Step[] => plan.nodeFaults.filter((f) => f.atOp === i).map(faultStep);
   const rogueAt = o.breakInvariant ? Math.floor(o.ops / 2) : -1;
   // Full disks draw from their own stream: the other steps are what they were without them.
-  const fills = new FillPlanner(plan.fillProbability);
+  const fills = fillPlanner(plan.fillProbability);
   const fillRng = new SimRng(o.seed).split('fill');
-  const toggles = new TogglePlanner(plan.toggleProbability);
+  const toggles = togglePlanner(plan.toggleProbability);
   const toggleRng = new SimRng(o.seed).split('toggle');
+  const eios = eioPlanner(plan.eioProbability);
+  const eioRng = new SimRng(o.seed).split('eio');
   const fillAt = (i: number): Step[] => {
     const f = fills.next(i, fillRng);
     const t = toggles.next(i, toggleRng);
-    return [...(f ? [f] : []), ...(t ? [t] : [])];
+    const e = eios.next(i, eioRng);
+    return [...(f ? [f] : []), ...(t ? [t] : []), ...(e ? [e] : [])];
   };
   const setup: ScheduleSetup = { net: o.mode === 'live' ? plan.net : {}, disk: plan.disk, store: plan.store, commitIntervalMs: plan.commitIntervalMs };
   if (plan.buggify) setup.buggify = true;
@@ -416,6 +424,7 @@ function countTraceFaults(sched: Scheduler, faults: Record<string, number>, trac
     const bug = /^buggify (\S+) /.exec(line);
     if (net) bump(`net ${net[1]}`);
     else if (bug) bump(`buggify ${bug[1]}`);
+    else if (/^\S+ mount failed with EIO /.test(line)) bump(`${line.split(' ')[0]} mount failed (EIO), disk fixed`);
     else if (line.includes(' powerloss file ')) {
       if (line.includes(' torn@')) bump('disk torn write');
       if (line.includes(' reordered ')) bump('disk reordered writes');
@@ -453,6 +462,20 @@ function engineOptions(run: Run): { commitIntervalMs: number; cacheSizeBytes: nu
 async function writeRogue(fs: PathFs, settle: <T>(p: Promise<T>) => Promise<T>, bs: number): Promise<void> {
   if (!fs.exists('/rogue')) fs.create('/rogue');
   await settle(fs.write('/rogue', 0, poolData(bs, 1, 100)));
+}
+
+/** Both nodes' disks have room and fail no more writes. */
+function healDisks(run: Run, c: { master: { machine: SimMachine }; slave: { machine: SimMachine } }): void {
+  for (const who of ['master', 'slave'] as const) {
+    fillOrRoom(run, { step: 'room', who }, c[who].machine.disk);
+    ioErrors(run, { step: 'eio', who, probability: 0 }, c[who].machine.disk);
+  }
+}
+
+/** An eio step: the node's disk fails writes with that probability (counted when errors start). */
+function ioErrors(run: Run, step: Extract<Step, { step: 'eio' }>, disk: SimDiskMedium): void {
+  if (step.probability > 0 && disk.options.writeErrorProbability === 0) bump(run, `${step.who} disk write errors`);
+  disk.setOptions({ writeErrorProbability: step.probability });
 }
 
 /** A toggle step: replication off or on at a node that is up (counted when it turns it off). */
@@ -494,6 +517,14 @@ async function runLive(run: Run): Promise<number> {
     const armed: Extract<Step, { step: 'fault' }>[] = [];
     let crashAt: number | undefined;
     const stop = (): boolean => crashAt !== undefined && sched.stepsRun >= crashAt;
+    /** A failed data sync stopped a node's engine (an injected I/O error): the operator remounts it, as after a kill -9. */
+    const remountStopped = async (): Promise<void> => {
+      for (const who of ['master', 'slave'] as const) {
+        if (!c[who].engine?.stopped && !(who === 'slave' && c.receiver?.remountNeeded)) continue;
+        bump(run, `${who} stopped (EIO), remounted`);
+        await oracle.fault(who, 'crash');
+      }
+    };
     steps: for (let i = 0; i < s.steps.length; i++) {
       const step = s.steps[i];
       switch (step.step) {
@@ -510,6 +541,9 @@ async function runLive(run: Run): Promise<number> {
           break;
         case 'toggle':
           await toggle(run, step, step.who === 'master' ? c.master.node?.control : c.slave.node?.control, (p) => c.run(p));
+          break;
+        case 'eio':
+          ioErrors(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
           break;
         case 'rogue':
           await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
@@ -532,6 +566,7 @@ async function runLive(run: Run): Promise<number> {
             await oracle.fault(f.who, f.kind, f.masterFirst);
             await oracle.checkSlave();
           }
+          await remountStopped();
           break;
         }
         default:
@@ -545,14 +580,15 @@ async function runLive(run: Run): Promise<number> {
       bump(run, `${f.who} ${f.kind}`);
       await oracle.fault(f.who, f.kind, f.masterFirst);
     }
-    // Every disk has room again before the end state is checked.
-    fillOrRoom(run, { step: 'room', who: 'master' }, c.master.machine.disk);
-    fillOrRoom(run, { step: 'room', who: 'slave' }, c.slave.machine.disk);
+    // Every disk has room and works again before the end state is checked.
+    healDisks(run, c);
+    await remountStopped();
     await oracle.finish();
     run.hooks.finalModel?.(oracle.model);
   } finally {
     run.problems.push(...oracle.problems);
     if (oracle.refusedOps > 0) run.faults['master ops refused (ENOSPC)'] = oracle.refusedOps;
+    if (oracle.failedOps > 0) run.faults['master ops failed (EIO)'] = oracle.failedOps;
   }
   return oracle.opsRun;
 }
@@ -590,6 +626,7 @@ async function runBatch(run: Run): Promise<number> {
   } finally {
     run.problems.push(...oracle.problems);
     if (oracle.refusedOps > 0) run.faults['master ops refused (ENOSPC)'] = oracle.refusedOps;
+    if (oracle.failedOps > 0) run.faults['master ops failed (EIO)'] = oracle.failedOps;
   }
 }
 
@@ -635,20 +672,48 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
       let failure: unknown;
       watch.scanOnce().then(() => { settled = true; }, (err: unknown) => { settled = true; failure = err; });
       await sched.run({ done: () => settled || sched.stepsRun >= at });
-      if (settled && failure) throw failure;
-      const appliedBefore = c.slave.node?.slaveApplier?.position().sequence ?? 0;
-      bump(run, `slave ${f.kind}`);
-      if (f.kind === 'crash') c.slave.machine.crash();
-      else c.slave.machine.powerLoss();
-      c.dropped(c.slave);
+      if (settled && failure && !c.slave.engine?.stopped) throw failure;
+      await restartSlave(f.kind, `slave ${f.kind}`, label);
+    }
+    // A failed data sync stops the slave's engine (an injected I/O error) and fails the scan: the operator remounts it and scans again.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await c.scan();
+      } catch (err) {
+        if (!c.slave.engine?.stopped) throw err;
+      }
+      if (!c.slave.engine?.stopped) break;
+      await restartSlave('crash', 'slave stopped (EIO), remounted', label);
+      if (attempt === 3) throw new Error(`${label}: the slave stopped at ${attempt + 1} scans in a row`);
+    }
+    await checkSlave(label);
+  };
+
+  /** The slave fails (kill -9 or power loss) and reopens: at a file boundary, keeping every file it had applied. */
+  const restartSlave = async (kind: 'crash' | 'power', fault: string, label: string): Promise<void> => {
+    const appliedBefore = c.slave.node?.slaveApplier?.position().sequence ?? 0;
+    bump(run, fault);
+    if (kind === 'crash') c.slave.machine.crash();
+    else c.slave.machine.powerLoss();
+    c.dropped(c.slave);
+    await reopenSlave(appliedBefore, kind, label);
+  };
+
+  /** Open the failed slave again (again while a failing disk stops it at once) and check it kept every file it had applied. */
+  const reopenSlave = async (appliedBefore: number, kind: 'crash' | 'power', label: string): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
       await c.open(c.slave, true);
       await c.settleWatch();
-      const after = c.slave.node?.slaveApplier?.position().sequence ?? 0;
-      if (after < appliedBefore) problem(`${label}: slave ${f.kind} lost applied files (sequence ${appliedBefore} -> ${after})`);
-      await checkSlave(`${label}, after slave ${f.kind}`);
+      if (!c.slave.engine?.stopped) break;
+      // Stopped again as it applied what waited (its disk still fails): remounted again; the third time the operator fixes the disk first.
+      bump(run, 'slave stopped (EIO), remounted');
+      c.slave.machine.crash();
+      c.dropped(c.slave);
+      if (attempt >= 2) c.slave.machine.disk.setOptions({ writeErrorProbability: 0 });
     }
-    await c.scan();
-    await checkSlave(label);
+    const after = c.slave.node?.slaveApplier?.position().sequence ?? 0;
+    if (after < appliedBefore) problem(`${label}: slave ${kind} lost applied files (sequence ${appliedBefore} -> ${after})`);
+    await checkSlave(`${label}, after slave ${kind}`);
   };
 
   /**
@@ -661,8 +726,10 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
       await c.deliver(name, bytes, atomically);
       return true;
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ENOSPC' || !diskFilled(c.slave.machine.disk)) throw err;
-      bump(run, 'ship failed (slave disk full)');
+      const code = (err as { code?: unknown }).code;
+      if (code === 'ENOSPC' && diskFilled(c.slave.machine.disk)) bump(run, 'ship failed (slave disk full)');
+      else if (code === 'EIO' && c.slave.machine.disk.options.writeErrorProbability > 0) bump(run, 'ship failed (slave disk EIO)');
+      else throw err;
       return false;
     }
   };
@@ -717,8 +784,11 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
     try {
       await c.rotate();
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ENOSPC' || !mayRefuseForRoom({ op: 'commit' }, c.engineOf(c.master), c.master.machine.disk)) throw err;
-      bump(run, 'rotate refused (master disk full)');
+      const code = (err as { code?: unknown }).code;
+      const e = c.engineOf(c.master);
+      if (code === 'ENOSPC' && mayRefuseForRoom({ op: 'commit' }, e, c.master.machine.disk)) bump(run, 'rotate refused (master disk full)');
+      else if (code === 'EIO' && mayFailWithEio({ op: 'commit' }, e, c.master.machine.disk)) bump(run, 'rotate failed (master disk EIO)');
+      else throw err;
       refusedRotations++;
       return;
     }
@@ -750,8 +820,8 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
    * (MasterOracle), with its rotated files intact; the slave not behind the
    * files it applied.
    */
-  const failMaster = async (f: Extract<Step, { step: 'fault' }>): Promise<void> => {
-    bump(run, `${f.who} ${f.kind}`);
+  const failMaster = async (f: Extract<Step, { step: 'fault' }>, fault = `${f.who} ${f.kind}`): Promise<void> => {
+    bump(run, fault);
     oracle.beforeMasterFails();
     const appliedBefore = c.slave.node?.slaveApplier?.position().sequence ?? 0;
     const fail = (m: SimMachine): void => (f.kind === 'crash' ? m.crash() : m.powerLoss());
@@ -762,12 +832,7 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
     fail(c.master.machine);
     c.dropped(c.master);
     const openSlave = async (): Promise<void> => {
-      if (c.slave.engine) return;
-      await c.open(c.slave, true);
-      await c.settleWatch();
-      const after = c.slave.node?.slaveApplier?.position().sequence ?? 0;
-      if (after < appliedBefore) problem(`slave ${f.kind} lost applied files (sequence ${appliedBefore} -> ${after})`);
-      await checkSlave(`after slave ${f.kind}`);
+      if (!c.slave.engine) await reopenSlave(appliedBefore, f.kind, `after ${f.who} ${f.kind}`);
     };
     if (!f.masterFirst) await openSlave();
     await c.open(c.master);
@@ -796,6 +861,9 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
       case 'toggle':
         await toggle(run, step, step.who === 'master' ? c.master.node?.control : c.slave.node?.control, (p) => c.run(p));
         break;
+      case 'eio':
+        ioErrors(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
+        break;
       case 'op': {
         if (crashAt === undefined && masterArmed.length > 0) crashAt = sched.stepsRun + masterArmed[0].afterSteps;
         const outcome = await oracle.runOp(step.op, stop);
@@ -808,6 +876,8 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
           crashAt = undefined;
           await failMaster(masterArmed.shift() as Extract<Step, { step: 'fault' }>);
         }
+        // A failed data sync stopped the master's engine (an injected I/O error): the operator remounts it.
+        if (c.master.engine?.stopped) await failMaster({ step: 'fault', who: 'master', kind: 'crash', masterFirst: false, afterSteps: 0 }, 'master stopped (EIO), remounted');
         break;
       }
       default:
@@ -820,9 +890,10 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
     await oracle.idle(60_000, () => sched.stepsRun >= at);
     await failMaster(f);
   }
-  // Every disk has room again and replication is on at both nodes before the end state is checked.
-  fillOrRoom(run, { step: 'room', who: 'master' }, c.master.machine.disk);
-  fillOrRoom(run, { step: 'room', who: 'slave' }, c.slave.machine.disk);
+  // Every disk has room and works again, and replication is on at both nodes, before the end state is checked.
+  healDisks(run, c);
+  if (c.master.engine?.stopped) await failMaster({ step: 'fault', who: 'master', kind: 'crash', masterFirst: false, afterSteps: 0 }, 'master stopped (EIO), remounted');
+  if (c.slave.engine?.stopped) await restartSlave('crash', 'slave stopped (EIO), remounted', 'at the end');
   for (const who of ['master', 'slave'] as const) await toggle(run, { step: 'toggle', who, enabled: true }, c[who].node?.control, (p) => c.run(p));
   // Operations after the last rotation step (a shrunk schedule) still ship, plainly.
   if (opsSinceRotation > 0) {

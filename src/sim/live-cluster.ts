@@ -131,8 +131,12 @@ export class LiveCluster {
     return n === this.master ? this.slave : this.master;
   }
 
-  /** Open a node (after format, a close or a crash) with replication running. */
+  /** Open a node (after format, a close or a crash) with replication running (SimMachine.openFixingDisk: a disk failing writes is fixed if the mount fails on it). */
   async open(n: LiveNode): Promise<FsEngine> {
+    return n.machine.openFixingDisk(() => this.openOnce(n));
+  }
+
+  private async openOnce(n: LiveNode): Promise<FsEngine> {
     const d = n.machine.drivers();
     const drivers = { ...d, net: this.tamperable(n, this.network.host(n.name, n.machine.domain)), rng: this.rng.split(`${n.name}/${n.machine.domain.name}`) };
     const repl = new ReplicationNode(n.repl, drivers, { timing: this.opts.timing, catchUpCommitRecords: this.opts.catchUpCommitRecords, catchUpCommitBytes: this.opts.catchUpCommitBytes });
@@ -333,7 +337,10 @@ export class LiveOracle extends MasterOracle {
   async checkSlave(): Promise<boolean> {
     const e = this.c.slave.engine;
     const r = this.c.receiver;
-    if (!e || !r) return false;
+    // A halted slave (its engine stopped, or dropping what was not durable
+    // failed) holds no defined tree until remounted; one dropping what was
+    // not durable is between its applied txn and its durable one.
+    if (!e || !r || e.stopped || r.remountNeeded || r.dropping) return false;
     this.catchUp();
     // The slave's tree moves when it applies a txn, and when a full disk or
     // an I/O error makes it drop those it had not made durable (it may then

@@ -13,7 +13,7 @@ import { PathFs } from '../core/fs/path-fs.ts';
 import type { MasterLog } from '../core/replication/master-log.ts';
 import { ModelFs } from './model.ts';
 import type { SimMachine } from './node-env.ts';
-import { mayRefuseForRoom } from './schedule.ts';
+import { mayFailWithEio, mayRefuseForRoom } from './schedule.ts';
 import type { Scheduler } from './scheduler.ts';
 import { TreeHistory } from './tree-history.ts';
 import { applyToFs, applyToModel, fsListingText, modelListingText, sameResult, type Op, type OpResult } from './workload.ts';
@@ -65,6 +65,8 @@ export class MasterOracle {
   opsRun = 0;
   /** Operations the master refused with ENOSPC on a full disk. */
   refusedOps = 0;
+  /** Operations (fsync, commit) that failed with an injected I/O error of the master's disk. */
+  failedOps = 0;
 
   constructor(
     private readonly host: MasterHost,
@@ -214,12 +216,15 @@ export class MasterOracle {
     if (!pending.settled) return stop?.() ? 'stopped' : 'stuck';
     this.pending = undefined;
     this.inflight = undefined;
-    if (pending.failure && !this.refusedForRoom(op, e, pending.failure)) throw pending.failure;
-    const result: OpResult = pending.failure ? { err: 'ENOSPC' } : pending.result;
+    const failed = pending.failure === undefined ? undefined : this.refusal(op, e, pending.failure);
+    if (pending.failure !== undefined && failed === undefined) throw pending.failure;
+    const result: OpResult = failed === undefined ? pending.result : { err: failed };
     this.opsRun++;
-    if ('err' in result && this.refusedForRoom(op, e, result)) {
-      // Refused for want of room: it changed nothing (DESIGN §5), so the model skips it.
-      this.refusedOps++;
+    const refused = 'err' in result ? this.refusal(op, e, result) : undefined;
+    if (refused !== undefined) {
+      // Refused for want of room, or failed by an injected I/O error: it changed nothing (DESIGN §5), so the model skips it.
+      if (refused === 'ENOSPC') this.refusedOps++;
+      else this.failedOps++;
       this.forgetRefrozen();
       this.note(this.txnSeen, e.txn, [this.digestNow]);
       this.txnSeen = e.txn;
@@ -239,11 +244,18 @@ export class MasterOracle {
     return 'done';
   }
 
-  /** The master refused the operation with ENOSPC where it may (see mayRefuseForRoom). */
-  private refusedForRoom(op: Op, e: FsEngine, outcome: unknown): boolean {
+  /**
+   * The error code, when the master answered the operation ENOSPC where it
+   * may (mayRefuseForRoom) or EIO where it may (mayFailWithEio); undefined
+   * for any other outcome, which the model judges.
+   */
+  private refusal(op: Op, e: FsEngine, outcome: unknown): 'ENOSPC' | 'EIO' | undefined {
     // A commit rejects with the error of what failed (a data write, the log append: FsError, DiskError).
     const code = outcome instanceof Error ? (outcome as { code?: unknown }).code : (outcome as { err?: unknown }).err;
-    return code === 'ENOSPC' && mayRefuseForRoom(op, e, this.host.master.machine.disk);
+    const disk = this.host.master.machine.disk;
+    if (code === 'ENOSPC' && mayRefuseForRoom(op, e, disk)) return 'ENOSPC';
+    if (code === 'EIO' && mayFailWithEio(op, e, disk)) return 'EIO';
+    return undefined;
   }
 
   /** Finish the operation a stop left in flight on a master that is still up. */

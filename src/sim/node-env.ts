@@ -71,6 +71,24 @@ export class SimMachine {
     this.nextIncarnation();
   }
 
+  /**
+   * Mount with `open` (which takes this machine's drivers afresh). A mount
+   * that fails with EIO while the disk fails writes (an `eio` step) is the
+   * operator's cue: the process is gone (as after kill -9), the disk is
+   * fixed (it stops failing writes) and the mount is tried once more.
+   */
+  async openFixingDisk<T>(open: () => Promise<T>): Promise<T> {
+    try {
+      return await open();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EIO' || this.disk.options.writeErrorProbability === 0) throw err;
+      this.scheduler.trace(`${this.options.name} mount failed with EIO (${(err as Error).message}): disk fixed, mounting again`);
+      this.crash();
+      this.disk.setOptions({ writeErrorProbability: 0 });
+      return open();
+    }
+  }
+
   /** Power cut: only durable state survives (unsynced writes may be torn or lost). */
   powerLoss(): void {
     this.scheduler.trace(`${this.options.name} power loss`);

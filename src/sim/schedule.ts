@@ -108,6 +108,11 @@ export type Step =
    * slave applies no file; a node that restarts comes back on (its config).
    */
   | { step: 'toggle'; who: DiskFillWho; enabled: boolean }
+  /**
+   * Each write, truncate, sync or directory operation on the node's disk fails
+   * with EIO with this probability from now on (0: no more injected errors).
+   */
+  | { step: 'eio'; who: DiskFillWho; probability: number }
   /** Test only (--test-break-invariant): write /rogue on the master behind the oracle's back. */
   | { step: 'rogue' };
 
@@ -132,6 +137,7 @@ const STEP_MODES: Record<StepKind, readonly SimMode[]> = {
   fill: ['live', 'batch'],
   room: ['live', 'batch'],
   toggle: ['live', 'batch'],
+  eio: ['live', 'batch'],
   rogue: ['live', 'batch'],
 };
 
@@ -164,57 +170,51 @@ export class CutPlanner {
 // ------------------------------------------------------------------ full disks
 
 /**
- * Seeded full disks, decided op by op as link cuts are: with `probability`
- * per operation the master's or the slave's data disk fills (room for 0..8
- * blocks, now and then a few dozen) for 1..12 operations, then has room again.
+ * Seeded windows of a fault at one node, decided op by op as link cuts are:
+ * with `probability` per operation a window opens at the master or the
+ * slave (`begin` makes its step, drawing what else it needs) for
+ * 1..lengthMax operations, then closes (`end`'s step).
  */
-export class FillPlanner {
-  private fill: { who: DiskFillWho; until: number } | undefined;
+export class WindowPlanner<S extends Step> {
+  private open: { who: DiskFillWho; until: number } | undefined;
 
-  constructor(private readonly probability: number) {}
+  constructor(
+    private readonly probability: number,
+    private readonly lengthMax: number,
+    private readonly begin: (who: DiskFillWho, rng: SimRng) => S,
+    private readonly end: (who: DiskFillWho) => S,
+  ) {}
 
-  /** Before operation i: the fill or room step to do, if any. */
-  next(i: number, rng: SimRng): Extract<Step, { step: 'fill' | 'room' }> | undefined {
+  /** Before operation i: the step to do, if any. */
+  next(i: number, rng: SimRng): S | undefined {
     if (this.probability <= 0) return undefined;
-    if (!this.fill && rng.chance(this.probability)) {
+    if (!this.open && rng.chance(this.probability)) {
       const who = rng.chance(0.5) ? 'master' : 'slave';
-      this.fill = { who, until: i + 1 + rng.int(12) };
-      return { step: 'fill', who, roomBlocks: rng.chance(0.8) ? rng.int(9) : 9 + rng.int(FILL_ROOM_BLOCKS_MAX - 8) };
+      this.open = { who, until: i + 1 + rng.int(this.lengthMax) };
+      return this.begin(who, rng);
     }
-    if (this.fill && i >= this.fill.until) {
-      const who = this.fill.who;
-      this.fill = undefined;
-      return { step: 'room', who };
+    if (this.open && i >= this.open.until) {
+      const who = this.open.who;
+      this.open = undefined;
+      return this.end(who);
     }
     return undefined;
   }
 }
 
-/**
- * Seeded replication toggles, op by op: with `probability` per operation the
- * master's or the slave's replication is turned off for 1..10 operations,
- * then on again.
- */
-export class TogglePlanner {
-  private off: { who: DiskFillWho; until: number } | undefined;
+/** Full disks: for 1..12 operations the node's disk has room for 0..8 blocks (one window in five: 9..64). */
+export function fillPlanner(probability: number): WindowPlanner<Extract<Step, { step: 'fill' | 'room' }>> {
+  return new WindowPlanner<Extract<Step, { step: 'fill' | 'room' }>>(probability, 12, (who, rng) => ({ step: 'fill', who, roomBlocks: rng.chance(0.8) ? rng.int(9) : 9 + rng.int(FILL_ROOM_BLOCKS_MAX - 8) }), (who) => ({ step: 'room', who }));
+}
 
-  constructor(private readonly probability: number) {}
+/** Replication toggles: off at the node for 1..10 operations, then on again. */
+export function togglePlanner(probability: number): WindowPlanner<Extract<Step, { step: 'toggle' }>> {
+  return new WindowPlanner<Extract<Step, { step: 'toggle' }>>(probability, 10, (who) => ({ step: 'toggle', who, enabled: false }), (who) => ({ step: 'toggle', who, enabled: true }));
+}
 
-  /** Before operation i: the toggle to do, if any. */
-  next(i: number, rng: SimRng): Extract<Step, { step: 'toggle' }> | undefined {
-    if (this.probability <= 0) return undefined;
-    if (!this.off && rng.chance(this.probability)) {
-      const who = rng.chance(0.5) ? 'master' : 'slave';
-      this.off = { who, until: i + 1 + rng.int(10) };
-      return { step: 'toggle', who, enabled: false };
-    }
-    if (this.off && i >= this.off.until) {
-      const who = this.off.who;
-      this.off = undefined;
-      return { step: 'toggle', who, enabled: true };
-    }
-    return undefined;
-  }
+/** I/O errors: the node's disk fails 1%, 5% or 20% of its writes with EIO for 1..8 operations. */
+export function eioPlanner(probability: number): WindowPlanner<Extract<Step, { step: 'eio' }>> {
+  return new WindowPlanner<Extract<Step, { step: 'eio' }>>(probability, 8, (who, rng) => ({ step: 'eio', who, probability: rng.pick([0.01, 0.05, 0.2]) }), (who) => ({ step: 'eio', who, probability: 0 }));
 }
 
 /** Apply a fill or room step to the node's disk (a fill leaves room for roomBlocks blocks of bs bytes more than it holds). */
@@ -236,6 +236,19 @@ export function diskFilled(disk: SimDiskMedium): boolean {
  */
 export function mayRefuseForRoom(op: Op, engine: { readonly diskFull: boolean }, disk: SimDiskMedium): boolean {
   return (op.op === 'write' || op.op === 'fsync' || op.op === 'commit') && (diskFilled(disk) || engine.diskFull);
+}
+
+/**
+ * Whether the master may answer this operation EIO: while an `eio` step has
+ * its disk's writes failing, an fsync or a commit (a failed data-file, log or
+ * directory write makes nothing durable; the transaction is retried); once a
+ * failed data sync stopped its engine, any operation (a stopped engine
+ * refuses every call until it is remounted, which the harness does next, and
+ * the remount recovers its last durable commit). Other operations only fill
+ * the write cache and must not fail.
+ */
+export function mayFailWithEio(op: Op, engine: { readonly stopped: boolean }, disk: SimDiskMedium): boolean {
+  return engine.stopped || ((op.op === 'fsync' || op.op === 'commit') && disk.options.writeErrorProbability > 0);
 }
 
 /** Apply a cut or heal between master and slave (a heal of an intact link does nothing). */
@@ -460,6 +473,12 @@ function checkStep(c: Checker, v: unknown, mode: SimMode, bs: number | undefined
     case 'room': {
       const o = c.object(v, ['step', 'who']);
       c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
+      return;
+    }
+    case 'eio': {
+      const o = c.object(v, ['step', 'who', 'probability']);
+      c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
+      c.sub('probability').num(o.probability, 0, 0.5);
       return;
     }
     case 'toggle': {

@@ -26,4 +26,10 @@ export const REGRESSION_SEEDS: readonly RegressionSeed[] = [
   { options: { seed: 58, ops: 200, faults: 'swarm', mode: 'live' }, note: 'oracle: a slave on a full disk dropped its undurable txns and applied them again to the same txn while a check digested its tree (ENOENT mid-digest)' },
   { options: { seed: 10, ops: 200, faults: 'disk', mode: 'batch' }, note: 'harness: a rotation the full master refused stays requested, so the next rotation found more files than one request closes' },
   { options: { seed: 94, ops: 200, faults: 'all', mode: 'batch' }, note: 'harness: the log chain was compared with the txn a refused commit left frozen (not logged), not the durable txn' },
+  // I/O errors (eio steps, disk and swarm profiles) and replication toggles (net, all, swarm), 2026-12-07:
+  { options: { seed: 8, ops: 200, faults: 'disk', mode: 'live' }, note: 'a master log trim whose sync failed with EIO kept the old size in memory: the next append padded the emptied replog.dta with zeros, and the master could not mount' },
+  { options: { seed: 20, ops: 200, faults: 'swarm', mode: 'batch' }, note: 'turning a batch slave\'s replication on started a scan beside one already asked for: both applied a file, and the slave refused every later one (scans now run one at a time)' },
+  { options: { seed: 64, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle: a slave check digested a slave while it dropped its undurable txns after an I/O error (tree back at the durable txn, applied txn not yet)' },
+  { options: { seed: 7, ops: 200, faults: 'disk', mode: 'live' }, note: 'harness: a slave halted because dropping its undurable txns failed (EIO) needs a remount, though its engine did not stop (LiveReceiver.remountNeeded)' },
+  { options: { seed: 1032, ops: 200, faults: 'all', mode: 'batch' }, note: 'harness: a slave reopened after an I/O error stop was checked while the scan its open started still applied files (settleWatch now waits for it)' },
 ];

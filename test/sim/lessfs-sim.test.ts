@@ -85,8 +85,12 @@ describe('runSimulation', () => {
     await profileInjects('net', ['live', 'batch'], 10, ['live master replication off', 'live slave replication off', 'batch master replication off', 'batch slave replication off']);
   }, 120_000);
 
-  it('full disks (disk profile): both nodes\' disks fill; the master refuses writes, fsyncs, commits (batch: rotations; the operator\'s copies fail) and every invariant holds', async () => {
-    await profileInjects('disk', ['live', 'batch'], 12, ['live master disk full', 'live slave disk full', 'live master ops refused (ENOSPC)', 'batch master disk full', 'batch slave disk full']);
+  it('full disks and I/O errors (disk profile): both nodes\' disks fill and fail writes; the master refuses writes, fsyncs, commits (batch: rotations; the operator\'s copies fail), stopped engines are remounted, and every invariant holds', async () => {
+    await profileInjects('disk', ['live', 'batch'], 12, [
+      'live master disk full', 'live slave disk full', 'live master ops refused (ENOSPC)', 'batch master disk full', 'batch slave disk full',
+      'live master disk write errors', 'live slave disk write errors', 'batch master disk write errors', 'batch slave disk write errors',
+      'live master ops failed (EIO)', 'live master stopped (EIO), remounted',
+    ]);
     // The oracle takes ENOSPC as a refusal only where the master may refuse.
     const full = new SimDiskMedium(new Scheduler({ seed: 1 }), new SimRng(1), { label: 'd' });
     const write = { op: 'write', path: '/a', offsetBytes: 0, pool: 1, lengthBytes: 10 } as const;
@@ -208,7 +212,7 @@ describe('schedules', () => {
     const cases: Array<[(s: any) => void, RegExp]> = [
       [(s) => void (s.steps[1].op.lengthBytes = 'x'), /^schedule\.steps\[1\]\.op\.lengthBytes: got "x", expected an integer in 0\.\./],
       [(s) => void (s.steps[0].step = 'jump'), /^schedule\.steps\[0\]\.step: got "jump", expected one of op, fault, cut/],
-      [(s) => void s.steps.push({ step: 'cut', kind: 'partition' }), /steps\[\d+\]\.step: got "cut", expected a step of a batch schedule \(op, fault, rotate, fill, room, toggle, rogue\)/],
+      [(s) => void s.steps.push({ step: 'cut', kind: 'partition' }), /steps\[\d+\]\.step: got "cut", expected a step of a batch schedule \(op, fault, rotate, fill, room, toggle, eio, rogue\)/],
       [(s) => void s.steps.push({ step: 'fault', who: 'nobody', kind: 'crash', masterFirst: false, afterSteps: 1 }), /\.who: got "nobody", expected one of master, slave, both/],
       [(s) => void (s.setup.disk.tornWriteProbability = 2), /^schedule\.setup\.disk\.tornWriteProbability: got 2, expected a number in 0\.\.1/],
       [(s) => void (s.steps[0].op.path = 'relative'), /steps\[0\]\.op\.path: got "relative", expected an absolute path/],
@@ -218,6 +222,7 @@ describe('schedules', () => {
       [(s) => void s.steps.push({ step: 'fill', who: 'slave', roomBlocks: 65 }), /steps\[\d+\]\.roomBlocks: got 65, expected an integer in 0\.\.64/],
       [(s) => void s.steps.push({ step: 'room' }), /steps\[\d+\]\.who: missing, expected a value/],
       [(s) => void s.steps.push({ step: 'toggle', who: 'slave', enabled: 1 }), /steps\[\d+\]\.enabled: got 1, expected true or false/],
+      [(s) => void s.steps.push({ step: 'eio', who: 'master', probability: 0.7 }), /steps\[\d+\]\.probability: got 0\.7, expected a number in 0\.\.0\.5/],
     ];
     expect(() => validateSchedule(good)).not.toThrow();
     for (const [spoil, msg] of cases) {

@@ -644,6 +644,9 @@ export class MasterLog implements CommitObserver {
     try {
       if (this.pendingHeader) {
         // The header is durable before any frame after it (see scanLiveLog).
+        // Emptied again first: a trim whose truncate or sync failed may have
+        // left the old log there, or not (trimIfAcked).
+        await this.file.truncate(0);
         await this.file.write(0, this.pendingHeader);
         await this.file.sync();
         this.pendingHeader = undefined;
@@ -1058,8 +1061,12 @@ export class MasterLog implements CommitObserver {
   async trimIfAcked(txn: number): Promise<boolean> {
     if (this.closed || this.unfinished || txn < this.writer.lastTxn || this.writer.lastTxn > this.durableTxn) return false;
     if (this.pendingHeader) return false; // already empty
-    await this.file.truncate(0);
-    await this.file.sync();
+    // Empty in memory first: if the truncate or its sync fails (EIO), the
+    // file may be cut to 0 or not, and the next append must not extend it
+    // with zeros from the old size (a log that starts with zeros: found by
+    // lessfs-sim's I/O errors, seed 8 of the disk profile). It starts the
+    // file afresh (truncate, header, sync) whatever this left; everything in
+    // the old log is acknowledged, and a crash before then recovers either.
     const made = LogWriterState.create(this.drivers.primitives, { ...this.writer.nextHeaderFields(), sequence: this.writer.header.sequence });
     this.writer = made.state;
     this.pendingHeader = made.headerBytes;
@@ -1072,6 +1079,8 @@ export class MasterLog implements CommitObserver {
       this.pins.clear();
       this.unpinned();
     }
+    await this.file.truncate(0);
+    await this.file.sync();
     return true;
   }
 

@@ -196,6 +196,11 @@ export class LiveReceiver {
     if (line !== undefined) this.drivers.logger.log(0, `replication: ${line}`);
   }
 
+  /** The slave takes nothing more until it is remounted (halt: its engine stopped, or dropping what was not durable failed). */
+  get remountNeeded(): boolean {
+    return this.halted !== undefined;
+  }
+
   /** What stops the stream (a full disk, an I/O error, a stopped engine), or undefined. */
   get stalledBy(): string | undefined {
     if (this.halted !== undefined) return this.halted;
@@ -650,6 +655,7 @@ export class LiveReceiver {
    */
   private dropUncommitted(stall: Stall, then: (dropped: string) => Promise<void>): void {
     const applied = this.appliedTxn;
+    this.drops++;
     stall.settled = (async () => {
       // A commit running (the master's request) ends first: what it makes durable stays.
       await (this.commitLoop ?? Promise.resolve());
@@ -665,7 +671,16 @@ export class LiveReceiver {
       // The cache could not be put back to the durable state: no stream until a remount does it.
       stall.wait = undefined;
       this.halt(`${stall.reason}, and dropping the transactions it had not made durable failed (${(err as Error).message})`);
+    }).finally(() => {
+      this.drops--;
     });
+  }
+
+  private drops = 0;
+
+  /** Dropping the transactions not yet durable (after a full disk or an I/O error): the tree is on its way back to the durable txn. */
+  get dropping(): boolean {
+    return this.drops > 0;
   }
 
   /**
