@@ -32,4 +32,5 @@ export const REGRESSION_SEEDS: readonly RegressionSeed[] = [
   { options: { seed: 64, ops: 200, faults: 'all', mode: 'live' }, note: 'oracle: a slave check digested a slave while it dropped its undurable txns after an I/O error (tree back at the durable txn, applied txn not yet)' },
   { options: { seed: 7, ops: 200, faults: 'disk', mode: 'live' }, note: 'harness: a slave halted because dropping its undurable txns failed (EIO) needs a remount, though its engine did not stop (LiveReceiver.remountNeeded)' },
   { options: { seed: 1032, ops: 200, faults: 'all', mode: 'batch' }, note: 'harness: a slave reopened after an I/O error stop was checked while the scan its open started still applied files (settleWatch now waits for it)' },
+  { options: { seed: 2804, ops: 200, faults: 'swarm', mode: 'live' }, note: 'a master mount whose directory sync failed after renaming replog.dta.next, then kill -9: the next mount appended to a replog.dta whose name a power loss took back (MasterLog.open syncs its directory first)' },
 ];

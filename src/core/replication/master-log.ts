@@ -389,6 +389,12 @@ export class MasterLog implements CommitObserver {
     if (meta !== undefined && meta.role !== undefined && meta.role !== 'master') {
       throw new FormatError('EFORMAT', `${engine.options.metaPath} holds a replication ${String(meta.role)}'s state; it cannot be mounted as a master (REPLICATION_ROLE=master)`);
     }
+    // The directory's entries are durable before anything builds on them: a
+    // process that died after a rename here and before its directory sync
+    // (a failed syncDir, then kill -9) leaves entries only the page cache
+    // has, and commits appended to that replog.dta would not survive a power
+    // loss (found by lessfs-sim's I/O errors, swarm seed 2804).
+    await disk.syncDir(dir);
     let liveSt = await disk.stat(livePath);
     if (await disk.stat(nextPath)) {
       if (liveSt) {
