@@ -675,14 +675,16 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
       if (settled && failure && !c.slave.engine?.stopped) throw failure;
       await restartSlave(f.kind, `slave ${f.kind}`, label);
     }
-    // A failed data sync stops the slave's engine (an injected I/O error) and fails the scan: the operator remounts it and scans again.
+    // A failed data sync stops the slave's engine (an injected I/O error) and fails the scan, or a failed drop of a
+    // half-applied file halts the slave: the operator remounts it and scans again.
+    const halted = (): boolean => (c.slave.engine?.stopped ?? false) || (c.slave.node?.watchdir?.remountNeeded ?? false);
     for (let attempt = 0; ; attempt++) {
       try {
         await c.scan();
       } catch (err) {
-        if (!c.slave.engine?.stopped) throw err;
+        if (!halted()) throw err;
       }
-      if (!c.slave.engine?.stopped) break;
+      if (!halted()) break;
       await restartSlave('crash', 'slave stopped (EIO), remounted', label);
       if (attempt === 3) throw new Error(`${label}: the slave stopped at ${attempt + 1} scans in a row`);
     }
@@ -691,7 +693,7 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
 
   /** The slave fails (kill -9 or power loss) and reopens: at a file boundary, keeping every file it had applied. */
   const restartSlave = async (kind: 'crash' | 'power', fault: string, label: string): Promise<void> => {
-    const appliedBefore = c.slave.node?.slaveApplier?.position().sequence ?? 0;
+    const appliedBefore = c.slave.node?.slaveApplier?.durablePosition().sequence ?? 0; // what it had made durable (a failed data sync leaves a file applied in memory only)
     bump(run, fault);
     if (kind === 'crash') c.slave.machine.crash();
     else c.slave.machine.powerLoss();
@@ -704,7 +706,7 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
     for (let attempt = 1; ; attempt++) {
       await c.open(c.slave, true);
       await c.settleWatch();
-      if (!c.slave.engine?.stopped) break;
+      if (!c.slave.engine?.stopped && !c.slave.node?.watchdir?.remountNeeded) break;
       // Stopped again as it applied what waited (its disk still fails): remounted again; the third time the operator fixes the disk first.
       bump(run, 'slave stopped (EIO), remounted');
       c.slave.machine.crash();
@@ -823,7 +825,7 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
   const failMaster = async (f: Extract<Step, { step: 'fault' }>, fault = `${f.who} ${f.kind}`): Promise<void> => {
     bump(run, fault);
     oracle.beforeMasterFails();
-    const appliedBefore = c.slave.node?.slaveApplier?.position().sequence ?? 0;
+    const appliedBefore = c.slave.node?.slaveApplier?.durablePosition().sequence ?? 0; // what it had made durable (a failed data sync leaves a file applied in memory only)
     const fail = (m: SimMachine): void => (f.kind === 'crash' ? m.crash() : m.powerLoss());
     if (f.who === 'both') {
       fail(c.slave.machine);
@@ -893,7 +895,7 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
   // Every disk has room and works again, and replication is on at both nodes, before the end state is checked.
   healDisks(run, c);
   if (c.master.engine?.stopped) await failMaster({ step: 'fault', who: 'master', kind: 'crash', masterFirst: false, afterSteps: 0 }, 'master stopped (EIO), remounted');
-  if (c.slave.engine?.stopped) await restartSlave('crash', 'slave stopped (EIO), remounted', 'at the end');
+  if (c.slave.engine?.stopped || c.slave.node?.watchdir?.remountNeeded) await restartSlave('crash', 'slave stopped (EIO), remounted', 'at the end');
   for (const who of ['master', 'slave'] as const) await toggle(run, { step: 'toggle', who, enabled: true }, c[who].node?.control, (p) => c.run(p));
   // Operations after the last rotation step (a shrunk schedule) still ship, plainly.
   if (opsSinceRotation > 0) {
@@ -905,6 +907,11 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
   for (const file of files) await c.deliver(file.name, file.bytes, true);
   if (files.length > 0) await scan('after shipping every file again');
   const last = files[files.length - 1];
+  // A slave whose disk failed waits before it tries again (a backoff that doubles per failure, room-wait.ts): scan again as the poll would.
+  for (let i = 0; last && i < 20 && c.slave.node?.slaveApplier?.position().sequence !== last.sequence; i++) {
+    await c.scheduler.run({ untilMs: sched.nowMs() + 30_000 });
+    await scan(`after a slave's wait for its disk (${i + 1})`);
+  }
   const pos = c.slave.node?.slaveApplier?.position();
   if (last && (pos?.sequence !== last.sequence || pos.txn !== last.lastTxn)) {
     problem(`slave did not converge: at ${JSON.stringify(pos)}, the master's last file is ${rotatedLogName(last.sequence)} (txn ${last.lastTxn})`);

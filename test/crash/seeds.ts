@@ -33,4 +33,6 @@ export const REGRESSION_SEEDS: readonly RegressionSeed[] = [
   { options: { seed: 7, ops: 200, faults: 'disk', mode: 'live' }, note: 'harness: a slave halted because dropping its undurable txns failed (EIO) needs a remount, though its engine did not stop (LiveReceiver.remountNeeded)' },
   { options: { seed: 1032, ops: 200, faults: 'all', mode: 'batch' }, note: 'harness: a slave reopened after an I/O error stop was checked while the scan its open started still applied files (settleWatch now waits for it)' },
   { options: { seed: 2804, ops: 200, faults: 'swarm', mode: 'live' }, note: 'a master mount whose directory sync failed after renaming replog.dta.next, then kill -9: the next mount appended to a replog.dta whose name a power loss took back (MasterLog.open syncs its directory first)' },
+  { options: { seed: 2753, ops: 200, faults: 'all', mode: 'batch' }, note: 'harness: a batch slave halted by a failed drop of a half-applied file (its engine still up) needs a remount (WatchDir.remountNeeded); "applied before" is the durable position' },
+  { options: { seed: 2737, ops: 200, faults: 'swarm', mode: 'batch' }, note: 'harness: a rotation that failed after its trailer write leaves the trailer in replog.dta until the next append cuts it (MasterLog.tailPending)' },
 ];

@@ -229,6 +229,11 @@ export class MasterLog implements CommitObserver {
   private beforeLast: LogWriterState | undefined;
   /** A write failed: bytes past writer.sizeBytes may be garbage and are cut before the next append. */
   private dirtyTail = false;
+
+  /** Bytes past the last commit are in the live log (a failed append or rotation left them): the next append cuts them, as recovery would. */
+  get tailPending(): boolean {
+    return this.dirtyTail;
+  }
   /** Last txn whose store commit is durable. */
   private durableTxn: number;
   private rotateRequested = false;

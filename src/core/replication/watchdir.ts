@@ -188,6 +188,11 @@ export class WatchdirSlave {
 
   private scanChain: Promise<void> | undefined;
 
+  /** This slave applies no more files until it is remounted (its engine stopped, or dropping a half-applied file failed). */
+  get remountNeeded(): boolean {
+    return this.halted !== undefined;
+  }
+
   /** A scan runs or waits to run. */
   get scanning(): boolean {
     return this.scanChain !== undefined || this.running !== undefined;
