@@ -464,6 +464,18 @@ async function writeRogue(fs: PathFs, settle: <T>(p: Promise<T>) => Promise<T>, 
   await settle(fs.write('/rogue', 0, poolData(bs, 1, 100)));
 }
 
+/** A fill, room, toggle or eio step at a node of either cluster. */
+async function nodeStep(
+  run: Run,
+  step: Extract<Step, { step: 'fill' | 'room' | 'toggle' | 'eio' }>,
+  c: Record<'master' | 'slave', { machine: SimMachine; node: { control: ReplicationControl } | undefined }> & { run<T>(p: Promise<T>): Promise<T> },
+): Promise<void> {
+  const n = c[step.who];
+  if (step.step === 'toggle') await toggle(run, step, n.node?.control, (p) => c.run(p));
+  else if (step.step === 'eio') ioErrors(run, step, n.machine.disk);
+  else fillOrRoom(run, step, n.machine.disk);
+}
+
 /** Both nodes' disks have room and fail no more writes. */
 function healDisks(run: Run, c: { master: { machine: SimMachine }; slave: { machine: SimMachine } }): void {
   for (const who of ['master', 'slave'] as const) {
@@ -537,13 +549,9 @@ async function runLive(run: Run): Promise<number> {
           break;
         case 'fill':
         case 'room':
-          fillOrRoom(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
-          break;
         case 'toggle':
-          await toggle(run, step, step.who === 'master' ? c.master.node?.control : c.slave.node?.control, (p) => c.run(p));
-          break;
         case 'eio':
-          ioErrors(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
+          await nodeStep(run, step, c);
           break;
         case 'rogue':
           await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
@@ -858,13 +866,9 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
         break;
       case 'fill':
       case 'room':
-        fillOrRoom(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
-        break;
       case 'toggle':
-        await toggle(run, step, step.who === 'master' ? c.master.node?.control : c.slave.node?.control, (p) => c.run(p));
-        break;
       case 'eio':
-        ioErrors(run, step, step.who === 'master' ? c.master.machine.disk : c.slave.machine.disk);
+        await nodeStep(run, step, c);
         break;
       case 'op': {
         if (crashAt === undefined && masterArmed.length > 0) crashAt = sched.stepsRun + masterArmed[0].afterSteps;
