@@ -22,7 +22,7 @@ import { ModelFs } from './model.ts';
 import type { SimNetOptions } from './net.ts';
 import type { SimMachine } from './node-env.ts';
 import { SimRng } from './rng.ts';
-import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, eioPlanner, fillPlanner, mayFailWithEio, mayRefuseForRoom, togglePlanner, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
+import { applyFillStep, applyLinkStep, CutPlanner, diskFilled, eioPlanner, fillPlanner, isNodeStep, mayFailWithEio, mayRefuseForRoom, togglePlanner, type NodeStep, isSimMode, SIM_MODES, type Schedule, type ScheduleSetup, type ShipDecision, type SimMode, type Step } from './schedule.ts';
 import { Scheduler } from './scheduler.ts';
 import { simConfig, type SimConfig, type SimConfigSource } from './sim-config.ts';
 import type { SimStoreOptions } from './store.ts';
@@ -467,7 +467,7 @@ async function writeRogue(fs: PathFs, settle: <T>(p: Promise<T>) => Promise<T>, 
 /** A fill, room, toggle or eio step at a node of either cluster. */
 async function nodeStep(
   run: Run,
-  step: Extract<Step, { step: 'fill' | 'room' | 'toggle' | 'eio' }>,
+  step: NodeStep,
   c: Record<'master' | 'slave', { machine: SimMachine; node: { control: ReplicationControl } | undefined }> & { run<T>(p: Promise<T>): Promise<T> },
 ): Promise<void> {
   const n = c[step.who];
@@ -539,6 +539,10 @@ async function runLive(run: Run): Promise<number> {
     };
     steps: for (let i = 0; i < s.steps.length; i++) {
       const step = s.steps[i];
+      if (isNodeStep(step)) {
+        await nodeStep(run, step, c);
+        continue;
+      }
       switch (step.step) {
         case 'cut':
         case 'heal':
@@ -546,12 +550,6 @@ async function runLive(run: Run): Promise<number> {
           break;
         case 'check':
           await oracle.checkSlave();
-          break;
-        case 'fill':
-        case 'room':
-        case 'toggle':
-        case 'eio':
-          await nodeStep(run, step, c);
           break;
         case 'rogue':
           await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
@@ -852,6 +850,10 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
   };
 
   for (const step of s.steps) {
+    if (isNodeStep(step)) {
+      await nodeStep(run, step, c);
+      continue;
+    }
     switch (step.step) {
       case 'rogue':
         await writeRogue(new PathFs(c.engineOf(c.master)), (p) => c.run(p), bs);
@@ -863,12 +865,6 @@ async function runBatchSteps(run: Run, c: BatchCluster, oracle: MasterOracle, au
       case 'rotate':
         await rotate();
         await shipNew(step.ship);
-        break;
-      case 'fill':
-      case 'room':
-      case 'toggle':
-      case 'eio':
-        await nodeStep(run, step, c);
         break;
       case 'op': {
         if (crashAt === undefined && masterArmed.length > 0) crashAt = sched.stepsRun + masterArmed[0].afterSteps;

@@ -217,6 +217,14 @@ export function eioPlanner(probability: number): WindowPlanner<Extract<Step, { s
   return new WindowPlanner<Extract<Step, { step: 'eio' }>>(probability, 8, (who, rng) => ({ step: 'eio', who, probability: rng.pick([0.01, 0.05, 0.2]) }), (who) => ({ step: 'eio', who, probability: 0 }));
 }
 
+/** Steps at one node (`who`) and the field each adds to it. */
+const NODE_STEP_FIELDS = { fill: 'roomBlocks', room: undefined, eio: 'probability', toggle: 'enabled' } as const;
+export type NodeStep = Extract<Step, { step: keyof typeof NODE_STEP_FIELDS }>;
+
+export function isNodeStep(s: Step): s is NodeStep {
+  return s.step in NODE_STEP_FIELDS;
+}
+
 /** Apply a fill or room step to the node's disk (a fill leaves room for roomBlocks blocks of bs bytes more than it holds). */
 export function applyFillStep(disk: SimDiskMedium, s: Extract<Step, { step: 'fill' | 'room' }>, bs: number): void {
   disk.setCapacity(s.step === 'fill' ? disk.usedBytes() + s.roomBlocks * bs : SIM_DISK_DEFAULTS.capacityBytes);
@@ -464,27 +472,17 @@ function checkStep(c: Checker, v: unknown, mode: SimMode, bs: number | undefined
       c.sub('kind').oneOf(o.kind, ['partition', 'hold'] as const);
       return;
     }
-    case 'fill': {
-      const o = c.object(v, ['step', 'who', 'roomBlocks']);
-      c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
-      c.sub('roomBlocks').int(o.roomBlocks, 0, FILL_ROOM_BLOCKS_MAX);
-      return;
-    }
-    case 'room': {
-      const o = c.object(v, ['step', 'who']);
-      c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
-      return;
-    }
-    case 'eio': {
-      const o = c.object(v, ['step', 'who', 'probability']);
-      c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
-      c.sub('probability').num(o.probability, 0, 0.5);
-      return;
-    }
+    case 'fill':
+    case 'room':
+    case 'eio':
     case 'toggle': {
-      const o = c.object(v, ['step', 'who', 'enabled']);
+      // A step at one node: `who`, and the field its kind adds (none for room).
+      const extra = NODE_STEP_FIELDS[kind];
+      const o = c.object(v, ['step', 'who', ...(extra ? [extra] : [])]);
       c.sub('who').oneOf(o.who, ['master', 'slave'] as const);
-      c.sub('enabled').bool(o.enabled);
+      if (extra === 'roomBlocks') c.sub(extra).int(o[extra], 0, FILL_ROOM_BLOCKS_MAX);
+      else if (extra === 'probability') c.sub(extra).num(o[extra], 0, 0.5);
+      else if (extra === 'enabled') c.sub(extra).bool(o[extra]);
       return;
     }
     case 'rotate': {
